@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ConfigAppConfig(AppConfig):
+    name = "config_app"

@@ -1,0 +1,176 @@
+"""Versioned configuration: the one way a document changes, whoever changes it.
+
+A save is validated, checked against the version it was based on, recorded as a new
+``ConfigVersion`` in the central database, written to its file atomically, audited and
+announced (``config_changed``). A lock file serialises savers across processes so the
+file always ends up holding the newest recorded version.
+"""
+
+import fcntl
+import logging
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import transaction
+
+from config_app import defaults, documents
+from config_app.diff import diff_documents
+from config_app.models import ConfigVersion
+from config_app.signals import config_changed
+from plugins_app import registry
+from zepix_admin import audit
+from zepix_admin.alerts import raise_alert
+
+logger = logging.getLogger("zepix.config")
+
+
+class ConfigConflict(Exception):
+    """The save was based on a version that is no longer the newest."""
+
+    def __init__(self, scope: str, base_version: int, current: ConfigVersion, changes: list[dict]):
+        self.scope, self.base_version, self.current, self.changes = scope, base_version, current, changes
+        super().__init__(
+            f"{scope} changed since version {base_version}: it is now version {current.version} "
+            f"by {current.author}; reload and apply your change again."
+        )
+
+
+@contextmanager
+def config_lock():
+    settings.CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+    with open(settings.CONFIG_DIR / ".zepix-config.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def current(scope: str) -> ConfigVersion | None:
+    return ConfigVersion.objects.filter(scope=scope).order_by("-version").first()
+
+
+def active_document(scope: str) -> dict:
+    version = current(documents.check_scope(scope))
+    return version.document if version else {}
+
+
+def save(scope: str, document, *, base_version: int, author: str, via: str, comment: str = "") -> ConfigVersion:
+    """Save a whole document; raises UnknownScope, InvalidDocument or ConfigConflict, changing nothing."""
+    documents.check_scope(scope)
+    documents.check_document(scope, document)
+    with config_lock():
+        latest = current(scope)
+        latest_number = latest.version if latest else 0
+        if base_version != latest_number:
+            base = ConfigVersion.objects.filter(scope=scope, version=base_version).first()
+            raise ConfigConflict(scope, base_version, latest, diff_documents(base.document if base else {}, latest.document))
+        if latest and latest.document == document:
+            return latest
+        return _record(scope, document, latest, author=author, via=via, comment=comment)
+
+
+def set_value(scope: str, path: str, value, *, base_version: int, author: str, via: str) -> ConfigVersion:
+    from config_app.diff import set_path
+
+    base = ConfigVersion.objects.filter(scope=documents.check_scope(scope), version=base_version).first()
+    document = set_path(base.document if base else {}, path, value)
+    return save(scope, document, base_version=base_version, author=author, via=via, comment=f"set {path}")
+
+
+def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVersion:
+    target = ConfigVersion.objects.filter(scope=documents.check_scope(scope), version=to_version).first()
+    if target is None:
+        raise LookupError(f"{scope} has no version {to_version}.")
+    latest = current(scope)
+    return save(scope, target.document, base_version=latest.version, author=author, via=via,
+                comment=f"rollback to version {to_version}")
+
+
+def _record(scope, document, latest, *, author, via, comment) -> ConfigVersion:
+    """Must run under config_lock(). Commits the version, then writes the file."""
+    changes = diff_documents(latest.document if latest else None, document)
+    with transaction.atomic():
+        version = ConfigVersion.objects.create(
+            scope=scope, version=(latest.version if latest else 0) + 1, author=author, via=via,
+            comment=comment, document=document, diff=changes,
+        )  # fmt: skip
+        audit.record(author, via, "config.save", scope, version=version.version, comment=comment, diff=changes)
+    # Written after the commit: a crash in between leaves the file at an older recorded
+    # version, which ingest_file() recognises and repairs.
+    documents.write_atomic(documents.document_path(scope), documents.render(document))
+    config_changed.send(sender=ConfigVersion, scope=scope, version=version.version, diff=changes, author=author)
+    return version
+
+
+def ingest_file(scope: str) -> ConfigVersion | None:
+    """Bring an edit made to the file outside the dashboard in, if it is valid.
+
+    Returns the new version, or None when there was nothing to take. An invalid file is
+    left as the operator wrote it (so they can fix it); the active version stays and an
+    alert tells them. A file equal to an older recorded version is a save interrupted
+    between commit and write, and is repaired to the newest version.
+    """
+    path = documents.document_path(scope)
+    with config_lock():
+        latest = current(scope)
+        if not path.exists():
+            if latest:
+                documents.write_atomic(path, documents.render(latest.document))
+            return None
+        try:
+            document = documents.parse(path.read_bytes())
+            documents.check_document(scope, document)
+        except documents.InvalidDocument as error:
+            logger.warning("Rejected outside edit of %s: %s", path, error)
+            raise_alert("config", scope, f"Rejected edit of {path.name}: {error}. Still active: version "
+                        f"{latest.version if latest else 0}.")  # fmt: skip
+            audit.record("file", "file", "config.rejected", scope, errors=[str(p) for p in error.problems])
+            return None
+        if latest and document == latest.document:
+            return None
+        if latest and ConfigVersion.objects.filter(scope=scope, document=document).exists() and (
+            path.stat().st_mtime <= latest.created_at.timestamp()
+        ):
+            documents.write_atomic(path, documents.render(latest.document))
+            return None
+        return _record(scope, document, latest, author="file", via="file", comment=f"edited {path.name}")
+
+
+def ensure_defaults() -> list[str]:
+    """First setup: write default documents that are missing and record version 1 of each
+    scope. Later runs take in edits made while nothing was watching. Returns what it did."""
+    done = []
+    for scope in documents.scopes():
+        path = documents.document_path(scope)
+        if current(scope) is None:
+            if not path.exists():
+                documents.write_atomic(path, documents.render(defaults.for_scope(scope)))
+            document = documents.read(scope)
+            documents.check_document(scope, document)
+            with config_lock():
+                _record(scope, document, None, author="setup", via="setup", comment="initial version")
+            done.append(f"config {scope}: version 1")
+        elif ingest_file(scope):
+            done.append(f"config {scope}: took in an outside edit")
+    return done
+
+
+def declare_plugin(plugin_id: str) -> bool:
+    """Declare a plugin by writing its default document; False when it already exists."""
+    registry.check_plugin_id(plugin_id)
+    declare_builtin_plugins()
+    path = registry.config_path(settings.CONFIG_DIR, plugin_id)
+    if path.exists():
+        return False
+    documents.write_atomic(path, documents.render(defaults.for_scope(plugin_id)))
+    return True
+
+
+def declare_builtin_plugins() -> None:
+    """Before the plugins folder exists, the built-in plugins are declared implicitly: make it explicit."""
+    folder = settings.CONFIG_DIR / "plugins"
+    if not folder.is_dir():
+        for plugin_id in registry.BUILTIN_PLUGINS:
+            documents.write_atomic(registry.config_path(settings.CONFIG_DIR, plugin_id),
+                                   documents.render(defaults.for_scope(plugin_id)))

@@ -1,0 +1,158 @@
+"""Trade inspection: every plugin's trades, chains, signals and daily stats, read-only.
+
+The same ModelAdmin classes serve every plugin; each plugin's models are registered under
+its own app ("Plugin combined_v3") and read from its own database through the router.
+Kept fast on a million trades: no full-table count, symbol choices found by jumping
+through the symbol index, and a date hierarchy that narrows the range it scans.
+"""
+
+import csv
+import json
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connections
+from django.http import HttpResponse
+from django.utils.functional import cached_property
+
+from plugins_app.plugin_apps import models_for
+from zepix_admin.access import VIEWER, has_role
+
+MAX_COUNTED_ROWS = 10_000
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most MAX_COUNTED_ROWS + 1 rows: enough for the page links, cheap on any table."""
+
+    @cached_property
+    def count(self):
+        return self.object_list[: MAX_COUNTED_ROWS + 1].count()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The bot owns these records: the admin shows them and changes nothing."""
+
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 100
+    actions = ["export_csv"]
+
+    def has_view_permission(self, request, obj=None):
+        return has_role(request.user, VIEWER)
+
+    def has_module_permission(self, request):
+        return has_role(request.user, VIEWER)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Export selected to CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        fields = [field for field in self.model._meta.concrete_fields]
+        response = HttpResponse(content_type="text/csv")
+        filename = f"{self.model._meta.app_label}_{self.model._meta.db_table}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        writer = csv.writer(response)
+        writer.writerow([field.attname for field in fields])
+        for row in queryset.values_list(*[field.attname for field in fields]).iterator(chunk_size=2000):
+            writer.writerow([json.dumps(value) if isinstance(value, dict | list) else value for value in row])
+        return response
+
+
+class SymbolFilter(admin.SimpleListFilter):
+    title = "symbol"
+    parameter_name = "symbol"
+
+    def lookups(self, request, model_admin):
+        # Jumps from one symbol to the next through the index: cost grows with the number
+        # of symbols, not of trades (a plain DISTINCT reads the whole index).
+        table = model_admin.model._meta.db_table
+        sql = (
+            f"WITH RECURSIVE s(symbol) AS (SELECT MIN(symbol) FROM {table} UNION ALL "
+            f"SELECT (SELECT MIN(symbol) FROM {table} WHERE symbol > s.symbol) FROM s WHERE s.symbol IS NOT NULL) "
+            "SELECT symbol FROM s WHERE symbol IS NOT NULL"
+        )
+        with connections[model_admin.model.objects.db].cursor() as cursor:
+            cursor.execute(sql)
+            return [(symbol, symbol) for (symbol,) in cursor.fetchall()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(symbol=self.value()) if self.value() else queryset
+
+
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "ticket", "symbol", "direction", "lot_size", "entry_price", "entry_time", "exit_price", "exit_time",
+        "profit_pips", "profit_dollars", "status", "close_reason",
+    ]  # fmt: skip
+    list_filter = ["status", SymbolFilter, "direction", "close_reason"]
+    search_fields = ["=ticket", "symbol"]
+    date_hierarchy = "entry_time"
+    ordering = ["-entry_time"]
+
+    def get_search_results(self, request, queryset, search_term):
+        # A number is a ticket (exact, indexed); anything else is a symbol prefix (indexed).
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isdigit():
+            return queryset.filter(ticket=int(term)), False
+        return queryset.filter(symbol__startswith=term.upper()), False
+
+
+class ChainLevelInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    fields = ["level", "lot_size", "target_pips", "trade_ticket", "status", "profit"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ProfitChainAdmin(ReadOnlyAdmin):
+    list_display = ["id", "symbol", "direction", "status", "base_lot", "current_level", "max_level",
+                    "total_profit", "created_at"]  # fmt: skip
+    list_filter = ["status", "direction"]
+    search_fields = ["symbol"]
+
+
+class SignalAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "symbol", "signal_type", "timeframe", "action", "trade_ticket"]
+    list_filter = ["signal_type", "action"]
+    search_fields = ["symbol", "=trade_ticket"]
+    date_hierarchy = "received_at"
+
+
+class DailyStatsAdmin(ReadOnlyAdmin):
+    list_display = ["date", "total_trades", "wins", "losses", "breakeven", "total_profit", "max_drawdown",
+                    "largest_win", "largest_loss"]  # fmt: skip
+    date_hierarchy = "date"
+
+
+class PluginInfoAdmin(ReadOnlyAdmin):
+    list_display = ["plugin_id", "version", "last_started", "runtime_hours"]
+
+
+def register_plugin(plugin_id: str, site=admin.site) -> None:
+    models = models_for(plugin_id)
+    site.register(models["Trade"], TradeAdmin)
+    inline = type("ChainLevelInline", (ChainLevelInline,), {"model": models["ChainLevel"]})
+    site.register(models["ProfitChain"], type("ProfitChainAdmin", (ProfitChainAdmin,), {"inlines": [inline]}))
+    site.register(models["Signal"], SignalAdmin)
+    site.register(models["DailyStats"], DailyStatsAdmin)
+    site.register(models["PluginInfo"], PluginInfoAdmin)
+
+
+for _plugin_id in settings.PLUGIN_IDS:
+    register_plugin(_plugin_id)

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class PluginsAppConfig(AppConfig):
+    name = "plugins_app"

@@ -1,0 +1,109 @@
+"""Realistic, deterministic demo trades, written through the bot's own API (PluginStore).
+
+The same seed, plugin and starting point give the same trades. Tickets continue after
+the largest ticket already in the database, so running it again never collides.
+"""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from plugins_app.store import PluginStore
+
+SYMBOLS = {  # symbol: (typical price, pip size, dollars per pip per lot)
+    "EURUSD": (1.085, 0.0001, 10.0),
+    "GBPUSD": (1.27, 0.0001, 10.0),
+    "USDJPY": (151.0, 0.01, 6.6),
+    "XAUUSD": (2350.0, 0.1, 10.0),
+    "AUDUSD": (0.66, 0.0001, 10.0),
+}
+FIRST_TICKET = 100_000_001
+CHUNK = 50_000
+MAX_SPAN = timedelta(days=730)
+SPACING = timedelta(minutes=30)
+
+
+def generate_trades(count: int, *, seed: int, plugin_id: str, first_ticket: int, now: datetime):
+    rng = random.Random(f"{seed}:{plugin_id}:{first_ticket}")
+    span = min(MAX_SPAN, SPACING * count)
+    step = span / max(count, 1)
+    symbols = list(SYMBOLS)
+    for index in range(count):
+        symbol = rng.choice(symbols)
+        price, pip, pip_value = SYMBOLS[symbol]
+        direction = "BUY" if rng.random() < 0.5 else "SELL"
+        lot = round(rng.choice((0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)), 2)
+        entry_price = round(price * (1 + rng.uniform(-0.03, 0.03)), 5)
+        sign = 1 if direction == "BUY" else -1
+        sl_pips, tp_pips = rng.choice((15, 20, 30)), rng.choice((20, 30, 45, 60))
+        entry_time = now - span + step * index + timedelta(seconds=rng.randint(0, 59))
+        trade = {
+            "ticket": first_ticket + index,
+            "symbol": symbol,
+            "direction": direction,
+            "lot_size": lot,
+            "entry_price": entry_price,
+            "sl_price": round(entry_price - sign * sl_pips * pip, 5),
+            "tp_price": round(entry_price + sign * tp_pips * pip, 5),
+            "entry_time": entry_time,
+            "signal_data": {"strategy": plugin_id, "timeframe": rng.choice(("5m", "15m", "1h")),
+                            "confidence": round(rng.uniform(0.5, 0.99), 2)},
+        }  # fmt: skip
+        still_open = now - entry_time < timedelta(hours=12) and rng.random() < 0.6
+        if not still_open:
+            roll = rng.random()
+            reason, pips = (
+                ("TP", tp_pips) if roll < 0.5 else ("SL", -sl_pips) if roll < 0.85
+                else (rng.choice(("MANUAL", "REVERSAL")), round(rng.uniform(-sl_pips, tp_pips), 1))
+            )  # fmt: skip
+            duration = timedelta(minutes=rng.randint(5, 600))
+            trade.update(
+                status="CLOSED",
+                close_reason=reason,
+                exit_time=min(entry_time + duration, now),
+                exit_price=round(entry_price + sign * pips * pip, 5),
+                profit_pips=pips,
+                profit_dollars=round(pips * pip_value * lot, 2),
+                commission=round(-3.5 * lot, 2),
+                swap=round(rng.uniform(-1, 0.5) * lot, 2) if duration > timedelta(hours=4) else 0,
+            )
+        elif rng.random() < 0.2:
+            trade["status"] = "PARTIAL"
+        yield trade
+
+
+def seed_plugin(database_path, plugin_id: str, count: int, *, seed: int = 1, now: datetime | None = None,
+                with_extras: bool = True) -> tuple[int, int]:
+    """Add `count` demo trades (plus a few chains and signals); returns (first, last) ticket."""
+    now = now or datetime.now(UTC)
+    with PluginStore(database_path) as store:
+        first_ticket = max(store.max_ticket() + 1, FIRST_TICKET)
+        batch = []
+        for trade in generate_trades(count, seed=seed, plugin_id=plugin_id, first_ticket=first_ticket, now=now):
+            batch.append(trade)
+            if len(batch) == CHUNK:
+                store.save_trades(batch)
+                batch = []
+        if batch:
+            store.save_trades(batch)
+        if with_extras:
+            _seed_chains_and_signals(store, plugin_id, first_ticket, count, seed, now)
+    return first_ticket, first_ticket + count - 1
+
+
+def _seed_chains_and_signals(store: PluginStore, plugin_id, first_ticket, count, seed, now) -> None:
+    rng = random.Random(f"extras:{seed}:{plugin_id}:{first_ticket}")
+    store.record_start(plugin_id, "3.0.0" if plugin_id.endswith("v3") else "1.0.0", now - timedelta(hours=6))
+    for _ in range(min(5, max(1, count // 200))):
+        symbol = rng.choice(list(SYMBOLS))
+        base = rng.choice((0.01, 0.1))
+        levels = [(round(base * (1.5**level), 2), 20 + 10 * level) for level in range(rng.randint(3, 5))]
+        chain_id = store.start_chain(symbol=symbol, direction=rng.choice(("BUY", "SELL")), base_lot=base,
+                                     levels=levels, created_at=now - timedelta(days=rng.randint(0, 20)))
+        ticket = rng.randint(first_ticket, first_ticket + count - 1)
+        store.update_trade(ticket, chain_id=chain_id)
+    for _ in range(min(50, count)):
+        ticket = rng.randint(first_ticket, first_ticket + count - 1)
+        trade = store.trade_by_ticket(ticket)
+        store.log_signal(symbol=trade["symbol"], signal_type=f"{trade['direction']}_ENTRY",
+                         timeframe=trade["signal_data"]["timeframe"], payload=trade["signal_data"],
+                         action="EXECUTED", trade_ticket=ticket, received_at=trade["entry_time"])

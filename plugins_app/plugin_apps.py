@@ -1,0 +1,65 @@
+"""One Django app per declared plugin, made from the single schema in ``plugins_app.models``.
+
+``INSTALLED_APPS`` lists ``plugins_app.plugin_apps.<plugin_id>``; the module-level
+``__getattr__`` below answers with an AppConfig for that plugin whose label (and database
+alias) is ``plugin_<plugin_id>``. Its models are concrete subclasses of the abstract
+schema, and its migrations are the shared ones in ``plugins_app.plugin_migrations``.
+"""
+
+import sys
+import types
+from pathlib import Path
+
+from django.apps import AppConfig, apps as global_apps
+
+from plugins_app import registry
+
+_configs: dict[str, type[AppConfig]] = {}
+
+
+class PluginAppConfig(AppConfig):
+    plugin_id: str = ""
+    default_auto_field = "django.db.models.BigAutoField"
+    path = str(Path(__file__).resolve().parent)
+
+    def import_models(self):
+        super().import_models()
+        build_models(self.label, self.module)
+
+
+def build_models(app_label: str, module: types.ModuleType) -> None:
+    """Concrete models of the plugin schema in this app, importable as <module>.<ModelName>."""
+    from plugins_app.models import PLUGIN_SCHEMA
+
+    for abstract in PLUGIN_SCHEMA:
+        name = abstract.__name__
+        if hasattr(module, name):
+            continue
+        meta = type("Meta", (abstract.Meta,), {"app_label": app_label})
+        setattr(module, name, type(name, (abstract,), {"__module__": module.__name__, "Meta": meta}))
+
+
+def models_for(plugin_id: str) -> dict[str, type]:
+    """The concrete models of one plugin, by class name: ``models_for(pid)["Trade"]``."""
+    config = global_apps.get_app_config(registry.alias_for(plugin_id))
+    return {model.__name__: model for model in config.get_models()}
+
+
+def __getattr__(plugin_id: str) -> type[AppConfig]:
+    if not registry.PLUGIN_ID_PATTERN.fullmatch(plugin_id):
+        raise AttributeError(f"module {__name__!r} has no attribute {plugin_id!r}")
+    if plugin_id not in _configs:
+        # Django imports an app's module by name; each plugin app gets an empty one.
+        module_name = f"{__name__}.{plugin_id}"
+        sys.modules.setdefault(module_name, types.ModuleType(module_name))
+        _configs[plugin_id] = type(
+            f"PluginAppConfig_{plugin_id}",
+            (PluginAppConfig,),
+            {
+                "name": module_name,
+                "label": registry.alias_for(plugin_id),
+                "verbose_name": f"Plugin {plugin_id}",
+                "plugin_id": plugin_id,
+            },
+        )
+    return _configs[plugin_id]

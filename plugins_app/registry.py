@@ -1,0 +1,55 @@
+"""The one place that says which plugins exist.
+
+A plugin is declared by its configuration document, ``ZEPIX_CONFIG_DIR/plugins/<id>.json``:
+``startplugin`` writes one, ``archive_plugin`` takes it away. Before the first setup has
+written any, the built-in plugins are the list. This module imports nothing from Django
+because the settings module reads it to build ``DATABASES`` and ``INSTALLED_APPS``.
+"""
+
+import re
+from pathlib import Path
+
+BUILTIN_PLUGINS = ("combined_v3", "price_action_v6")
+
+PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+ALIAS_PREFIX = "plugin_"
+
+
+class InvalidPluginId(ValueError):
+    pass
+
+
+def check_plugin_id(plugin_id) -> str:
+    """Return the id unchanged, or raise with a message an operator can act on."""
+    if not isinstance(plugin_id, str) or not PLUGIN_ID_PATTERN.fullmatch(plugin_id):
+        raise InvalidPluginId(
+            f"Invalid plugin id {plugin_id!r}: use 1 to 40 characters, lowercase letters, "
+            "digits and underscores, starting with a letter (e.g. 'combined_v3')."
+        )
+    return plugin_id
+
+
+def alias_for(plugin_id: str) -> str:
+    return ALIAS_PREFIX + check_plugin_id(plugin_id)
+
+
+def plugin_id_for_alias(alias: str) -> str | None:
+    if alias.startswith(ALIAS_PREFIX):
+        return alias[len(ALIAS_PREFIX):]
+    return None
+
+
+def database_path(data_dir: Path, plugin_id: str) -> Path:
+    return Path(data_dir) / "plugins" / f"{check_plugin_id(plugin_id)}.sqlite3"
+
+
+def config_path(config_dir: Path, plugin_id: str) -> Path:
+    return Path(config_dir) / "plugins" / f"{check_plugin_id(plugin_id)}.json"
+
+
+def declared_plugins(config_dir: Path) -> list[str]:
+    folder = Path(config_dir) / "plugins"
+    if not folder.is_dir():
+        return list(BUILTIN_PLUGINS)
+    found = (path.stem for path in folder.glob("*.json"))
+    return sorted(plugin_id for plugin_id in found if PLUGIN_ID_PATTERN.fullmatch(plugin_id))

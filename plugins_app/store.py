@@ -1,0 +1,273 @@
+"""The bot's side of a plugin database: a small write API over plain ``sqlite3``.
+
+The bot's processes do not run Django, so this module does not need it: give it the
+path of the plugin's SQLite file. Each write is one IMMEDIATE transaction that also
+recomputes the ``daily_stats`` row of every day it touched, so the stats always equal
+what the trades say. The demo data, the tests and the benchmarks write through it too.
+"""
+
+import json
+import sqlite3
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from plugins_app.sqlite import connect
+
+# What Django registers too: decimals are bound as text and stored as numbers.
+sqlite3.register_adapter(Decimal, str)
+
+TRADE_COLUMNS = (
+    "ticket", "symbol", "direction", "lot_size", "entry_price", "sl_price", "tp_price",
+    "entry_time", "exit_time", "exit_price", "profit_pips", "profit_dollars", "commission",
+    "swap", "status", "close_reason", "signal_data", "chain_id",
+)  # fmt: skip
+_TRADE_COLUMN_SET = frozenset(TRADE_COLUMNS)
+UPDATABLE_COLUMNS = _TRADE_COLUMN_SET - {"ticket"}
+NEXT_CHANGE_SEQ = "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM trades)"
+BREAKEVEN_DOLLARS = 0.5  # a closed trade within half a dollar of zero is breakeven
+
+
+class TradeNotFound(LookupError):
+    pass
+
+
+def db_datetime(value: datetime | str | None) -> str | None:
+    """The text Django stores for a DateTimeField with USE_TZ: naive UTC, ISO with a space."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return str(value)
+
+
+def parse_db_datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _trade_row(trade: dict, now: str) -> tuple:
+    if not trade.keys() <= _TRADE_COLUMN_SET:
+        raise ValueError(f"Unknown trade fields: {', '.join(sorted(trade.keys() - _TRADE_COLUMN_SET))}")
+    get = trade.get
+    return (
+        get("ticket"), get("symbol"), get("direction"), get("lot_size"), get("entry_price"), get("sl_price"),
+        get("tp_price"), db_datetime(get("entry_time")), db_datetime(get("exit_time")), get("exit_price"),
+        get("profit_pips"), get("profit_dollars"), get("commission", 0), get("swap", 0), get("status", "OPEN"),
+        get("close_reason"), json.dumps(get("signal_data") or {}), get("chain_id"), now,
+    )  # fmt: skip
+
+
+def _db_value(column: str, value):
+    if column in ("entry_time", "exit_time"):
+        return db_datetime(value)
+    if column == "signal_data":
+        return json.dumps(value if value is not None else {})
+    return value
+
+
+class PluginStore:
+    def __init__(self, database_path: str | Path, *, timeout: float = 20.0):
+        self.path = Path(database_path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"No plugin database at {self.path}; run `python manage.py setup` first.")
+        self.connection = connect(self.path, timeout=timeout)
+        self.connection.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _write(self):
+        return _ImmediateTransaction(self.connection)
+
+    # Trades ---------------------------------------------------------------
+
+    def save_trade(self, **trade) -> int:
+        """Insert one trade; returns its ticket. Raises sqlite3.IntegrityError on a bad row."""
+        return self.save_trades([trade])[0]
+
+    def save_trades(self, trades: list[dict]) -> list[int]:
+        now = db_datetime(datetime.now(UTC))
+        rows = [_trade_row(trade, now) for trade in trades]
+        placeholders = ", ".join("?" * (len(TRADE_COLUMNS) + 2))
+        with self._write() as cursor:
+            next_seq = cursor.execute(f"SELECT {NEXT_CHANGE_SEQ}").fetchone()[0]
+            cursor.executemany(
+                f"INSERT INTO trades ({', '.join(TRADE_COLUMNS)}, updated_at, change_seq) VALUES ({placeholders})",
+                (row + (next_seq + offset,) for offset, row in enumerate(rows)),
+            )
+            self._refresh_daily_stats(cursor, {row[TRADE_COLUMNS.index("exit_time")] for row in rows})
+        return [trade["ticket"] for trade in trades]
+
+    def update_trade(self, ticket: int, /, **changes) -> None:
+        unknown = set(changes) - UPDATABLE_COLUMNS
+        if unknown:
+            raise ValueError(f"Cannot update trade fields: {', '.join(sorted(unknown))}")
+        if not changes:
+            return
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        values = [_db_value(column, value) for column, value in changes.items()]
+        with self._write() as cursor:
+            before = cursor.execute("SELECT exit_time FROM trades WHERE ticket = ?", (ticket,)).fetchone()
+            if before is None:
+                raise TradeNotFound(f"No trade with ticket {ticket}")
+            cursor.execute(
+                f"UPDATE trades SET {assignments}, updated_at = ?, change_seq = {NEXT_CHANGE_SEQ} WHERE ticket = ?",
+                [*values, db_datetime(datetime.now(UTC)), ticket],
+            )
+            after = cursor.execute("SELECT exit_time FROM trades WHERE ticket = ?", (ticket,)).fetchone()
+            self._refresh_daily_stats(cursor, {before["exit_time"], after["exit_time"]})
+
+    def close_trade(
+        self, ticket: int, *, exit_price, profit_pips, profit_dollars, close_reason: str,
+        exit_time: datetime | None = None, commission=None, swap=None,
+    ) -> None:  # fmt: skip
+        changes = {
+            "status": "CLOSED",
+            "exit_price": exit_price,
+            "exit_time": exit_time or datetime.now(UTC),
+            "profit_pips": profit_pips,
+            "profit_dollars": profit_dollars,
+            "close_reason": close_reason,
+        }
+        if commission is not None:
+            changes["commission"] = commission
+        if swap is not None:
+            changes["swap"] = swap
+        self.update_trade(ticket, **changes)
+
+    def trade_by_ticket(self, ticket: int) -> dict | None:
+        row = self.connection.execute("SELECT * FROM trades WHERE ticket = ?", (ticket,)).fetchone()
+        return _trade_dict(row) if row else None
+
+    def open_trades(self, symbol: str | None = None) -> list[dict]:
+        sql, params = "SELECT * FROM trades WHERE status != 'CLOSED'", []
+        if symbol:
+            sql, params = sql + " AND symbol = ?", [symbol]
+        return [_trade_dict(row) for row in self.connection.execute(sql + " ORDER BY entry_time", params)]
+
+    def max_ticket(self) -> int:
+        return self.connection.execute("SELECT COALESCE(MAX(ticket), 0) FROM trades").fetchone()[0]
+
+    # Signals, chains, info --------------------------------------------------
+
+    def log_signal(self, *, symbol: str, signal_type: str, timeframe: str = "", payload: dict | None = None,
+                   action: str = "", trade_ticket: int | None = None, received_at: datetime | None = None) -> int:
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action, trade_ticket)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (db_datetime(received_at or datetime.now(UTC)), symbol, signal_type, timeframe,
+                 json.dumps(payload or {}), action, trade_ticket),
+            )  # fmt: skip
+            return cursor.lastrowid
+
+    def start_chain(self, *, symbol: str, direction: str, base_lot, levels: list[tuple[float, float]],
+                    created_at: datetime | None = None) -> int:
+        """A profit chain with its levels, each level given as (lot size, target pips)."""
+        stamp = db_datetime(created_at or datetime.now(UTC))
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO profit_chains (symbol, direction, status, base_lot, current_level, max_level,"
+                " total_profit, created_at, updated_at) VALUES (?, ?, 'ACTIVE', ?, 0, ?, 0, ?, ?)",
+                (symbol, direction, float(base_lot), len(levels), stamp, stamp),
+            )
+            chain_id = cursor.lastrowid
+            cursor.executemany(
+                "INSERT INTO chain_levels (chain_id, level, lot_size, target_pips, status, profit)"
+                " VALUES (?, ?, ?, ?, 'OPEN', 0)",
+                [(chain_id, number, float(lot), float(pips)) for number, (lot, pips) in enumerate(levels, 1)],
+            )
+            return chain_id
+
+    def record_start(self, plugin_id: str, version: str, started_at: datetime | None = None) -> None:
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO plugin_info (plugin_id, version, last_started, runtime_hours) VALUES (?, ?, ?, 0)"
+                " ON CONFLICT(plugin_id) DO UPDATE SET version = excluded.version,"
+                " last_started = excluded.last_started",
+                (plugin_id, version, db_datetime(started_at or datetime.now(UTC))),
+            )
+
+    # Daily stats ------------------------------------------------------------
+
+    def daily_stats(self, day: date) -> dict | None:
+        row = self.connection.execute("SELECT * FROM daily_stats WHERE date = ?", (day.isoformat(),)).fetchone()
+        return dict(row) if row else None
+
+    def _refresh_daily_stats(self, cursor, exit_times: set) -> None:
+        """Recompute the daily_stats rows of the given exit days from the trades, in one range scan."""
+        days = sorted({value[:10] for value in exit_times if value})
+        if not days:
+            return
+        start = db_datetime(datetime.combine(date.fromisoformat(days[0]), time.min))
+        end = db_datetime(datetime.combine(date.fromisoformat(days[-1]) + timedelta(days=1), time.min))
+        profits_by_day = {day: [] for day in days}
+        # "+status" keeps SQLite on the exit_time index: the status index would scan most of the table.
+        rows = cursor.execute(
+            "SELECT substr(exit_time, 1, 10), profit_dollars FROM trades"
+            " WHERE exit_time >= ? AND exit_time < ? AND +status = 'CLOSED' ORDER BY exit_time, id",
+            (start, end),
+        )
+        for day, profit in rows:
+            if day in profits_by_day:
+                profits_by_day[day].append(profit or 0.0)
+        for day, profits in profits_by_day.items():
+            if not profits:
+                cursor.execute("DELETE FROM daily_stats WHERE date = ?", (day,))
+                continue
+            cursor.execute(
+                "INSERT INTO daily_stats (date, total_trades, wins, losses, breakeven, total_profit, max_drawdown,"
+                " largest_win, largest_loss) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(date) DO UPDATE SET total_trades = excluded.total_trades, wins = excluded.wins,"
+                " losses = excluded.losses, breakeven = excluded.breakeven, total_profit = excluded.total_profit,"
+                " max_drawdown = excluded.max_drawdown, largest_win = excluded.largest_win,"
+                " largest_loss = excluded.largest_loss",
+                (day, *day_summary(profits)),
+            )
+
+
+def day_summary(profits: list[float]) -> tuple:
+    """(trades, wins, losses, breakeven, profit, max drawdown, largest win, largest loss) of one day,
+    the drawdown being the deepest fall of the running profit below its running peak."""
+    wins = sum(1 for p in profits if p > BREAKEVEN_DOLLARS)
+    losses = sum(1 for p in profits if p < -BREAKEVEN_DOLLARS)
+    running = peak = drawdown = 0.0
+    for profit in profits:
+        running += profit
+        peak = max(peak, running)
+        drawdown = max(drawdown, peak - running)
+    return (
+        len(profits), wins, losses, len(profits) - wins - losses, round(sum(profits), 2), round(drawdown, 2),
+        round(max(max(profits), 0.0), 2), round(min(min(profits), 0.0), 2),
+    )  # fmt: skip
+
+
+def _trade_dict(row: sqlite3.Row) -> dict:
+    trade = dict(row)
+    trade["signal_data"] = json.loads(trade["signal_data"] or "{}")
+    for column in ("entry_time", "exit_time", "updated_at"):
+        trade[column] = parse_db_datetime(trade[column])
+    return trade
+
+
+class _ImmediateTransaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any error."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.cursor = self.connection.cursor()
+        self.cursor.execute("BEGIN IMMEDIATE")
+        return self.cursor
+
+    def __exit__(self, exc_type, exc, tb):
+        self.connection.execute("ROLLBACK" if exc_type else "COMMIT")
+        self.cursor.close()
+        return False

@@ -1,0 +1,54 @@
+"""Shared personas (viewer, operator, admin) and helpers for the whole suite."""
+
+import os
+
+# pytest-playwright keeps an asyncio loop in the main thread; the ORM must still run there.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+import pytest  # noqa: E402
+
+from zepix_admin import access  # noqa: E402
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str, role: str | None, *, staff: bool = False, password: str = "pw-for-tests-123"):
+        user = django_user_model.objects.create_user(username=username, password=password, is_staff=staff)
+        if role:
+            access.set_role(user, role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def viewer(make_user):
+    return make_user("vera_viewer", access.VIEWER)
+
+
+@pytest.fixture
+def operator(make_user):
+    return make_user("otto_operator", access.OPERATOR)
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser(username="ada_admin", password="pw-for-tests-123")
+
+
+@pytest.fixture
+def viewer_client(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def operator_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client

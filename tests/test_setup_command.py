@@ -1,0 +1,82 @@
+"""`manage.py setup` prepares a fresh machine and changes nothing the second time (real processes)."""
+
+from contextlib import closing
+import sqlite3
+
+import pytest
+
+from tests.helpers import fresh_env, manage
+
+pytestmark = pytest.mark.slow
+
+
+def counts(data_dir):
+    found = {}
+    for path in sorted([data_dir / "central.sqlite3", *(data_dir / "plugins").glob("*.sqlite3")]):
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            found[path.name] = {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+                                for table in tables}  # fmt: skip
+    return found
+
+
+def test_setup_prepares_everything_then_is_idempotent(tmp_path):
+    env = fresh_env(tmp_path)
+    first = manage("setup", "--demo-trades", "50", env=env)
+    assert first.returncode == 0, first.stderr
+    data = tmp_path / "data"
+    assert (data / "central.sqlite3").exists()
+    assert sorted(p.name for p in (data / "plugins").glob("*.sqlite3")) == ["combined_v3.sqlite3",
+                                                                            "price_action_v6.sqlite3"]
+    assert (tmp_path / "config" / "config.json").exists()
+    assert "demo data: 50 trades in combined_v3" in first.stdout
+    snapshot = counts(data)
+    assert snapshot["combined_v3.sqlite3"]["trades"] == 50
+    with closing(sqlite3.connect(data / "plugins" / "combined_v3.sqlite3", isolation_level=None)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    second = manage("setup", "--demo-trades", "50", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do" in second.stdout
+    assert counts(data) == snapshot
+
+
+def test_setup_prints_a_generated_password_once_when_none_is_given(tmp_path):
+    env = fresh_env(tmp_path)
+    del env["DJANGO_SUPERUSER_PASSWORD"]
+    first = manage("setup", "--no-demo", env=env)
+    assert "password" in first.stdout and "shown only this once" in first.stdout
+    assert "shown only this once" not in manage("setup", "--no-demo", env=env).stdout
+
+
+def test_startplugin_creates_and_migrates_the_new_plugin_database(tmp_path):
+    env = fresh_env(tmp_path)
+    assert manage("setup", "--no-demo", env=env).returncode == 0
+    result = manage("startplugin", "breakout_v1", env=env)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "data" / "plugins" / "breakout_v1.sqlite3"
+    with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 0
+    assert (tmp_path / "config" / "plugins" / "breakout_v1.json").exists()
+    again = manage("startplugin", "breakout_v1", env=env)
+    assert again.returncode != 0 and "already declared" in again.stderr
+    seeded = manage("seed_demo", "--trades", "10", "--plugin", "breakout_v1", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+
+
+def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path):
+    result = manage("check", env=fresh_env(tmp_path, DJANGO_DEBUG="0"))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_production_mode_passes_the_deploy_checks(tmp_path):
+    env = fresh_env(tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
+                    DJANGO_ALLOWED_HOSTS="zepix.example.com")  # fmt: skip
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bad_boolean_in_the_environment_is_refused(tmp_path):
+    result = manage("check", env=fresh_env(tmp_path, DJANGO_DEBUG="maybe"))
+    assert result.returncode != 0 and "DJANGO_DEBUG must be 0 or 1" in result.stderr

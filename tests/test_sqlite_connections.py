@@ -1,0 +1,74 @@
+"""Every connection runs WAL, synchronous=NORMAL, a busy timeout, foreign keys, IMMEDIATE writes."""
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from django.db import connections
+
+from plugins_app import plugins
+from plugins_app.store import PluginStore
+from tests.helpers import trade
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+@pytest.mark.parametrize("alias", ["default", "plugin_combined_v3", "plugin_price_action_v6"])
+def test_django_connections_use_the_pragmas(alias):
+    with connections[alias].cursor() as cursor:
+        values = {
+            pragma: cursor.execute(f"PRAGMA {pragma}").fetchone()[0]
+            for pragma in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        }
+    assert values == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 20000}
+    assert connections[alias].settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_the_bot_store_uses_the_same_pragmas():
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        connection = store.connection
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 20000
+
+
+def test_a_second_writer_waits_for_the_first_instead_of_failing():
+    path = plugins.database_path("combined_v3")
+    holding = threading.Event()
+
+    def hold_the_write_lock():
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action)"
+                       " VALUES ('2026-01-01 00:00:00', 'EURUSD', 'BUY', '', '{}', '')")  # fmt: skip
+        holding.set()
+        time.sleep(0.5)
+        holder.execute("COMMIT")
+        holder.close()
+
+    first_writer = threading.Thread(target=hold_the_write_lock)
+    first_writer.start()
+    holding.wait()
+    started = time.monotonic()
+    with PluginStore(path) as store:
+        store.save_trade(**trade(11))  # waits until the first writer commits
+        assert store.trade_by_ticket(11) is not None
+        assert store.connection.execute("SELECT COUNT(*) FROM signals").fetchone()[0] == 1
+    assert time.monotonic() - started >= 0.3
+    first_writer.join()
+
+
+def test_a_reader_is_not_blocked_by_an_open_write_transaction():
+    path = plugins.database_path("combined_v3")
+    with PluginStore(path) as store:
+        store.save_trade(**trade(21))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE trades SET swap = -2 WHERE ticket = 21")
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+    assert reader.execute("SELECT swap FROM trades WHERE ticket = 21").fetchone()[0] == 0
+    writer.execute("COMMIT")
+    writer.close()
+    reader.close()

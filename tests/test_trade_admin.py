@@ -1,0 +1,118 @@
+"""Operators inspect each plugin's trades in the Django admin; the admin changes nothing."""
+
+import csv
+import io
+import re
+
+import pytest
+
+from plugins_app import plugins
+from plugins_app.plugin_apps import models_for
+from plugins_app.store import PluginStore
+from tests.helpers import closed_trade, trade
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+TRADES = "/admin/plugin_combined_v3/trade/"
+
+
+@pytest.fixture
+def trades():
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trades([
+            trade(501, symbol="EURUSD"), trade(502, symbol="XAUUSD", direction="SELL"),
+            closed_trade(503, 42.5, symbol="GBPUSD"), closed_trade(504, -12.0, symbol="EURUSD"),
+        ])  # fmt: skip
+        chain_id = store.start_chain(symbol="EURUSD", direction="BUY", base_lot=0.1, levels=[(0.1, 20), (0.2, 40)])
+    with PluginStore(plugins.database_path("price_action_v6")) as store:
+        store.save_trade(**trade(901, symbol="USDJPY"))
+    return chain_id
+
+
+def listed(client, **params) -> set[int]:
+    """The tickets in the changelist's result rows."""
+    page = client.get(TRADES, params).content.decode()
+    return {int(ticket) for ticket in re.findall(r'class="field-ticket"><a [^>]*>(\d+)</a>', page)}
+
+
+
+
+def test_the_trade_changelist_shows_the_columns_an_operator_needs(admin_client, trades):
+    page = admin_client.get(TRADES).content.decode()
+    for heading in ("Ticket", "Symbol", "Direction", "Lot size", "Entry price", "Exit price", "Profit dollars",
+                    "Status", "Close reason"):  # fmt: skip
+        assert heading in page
+    assert listed(admin_client) == {501, 502, 503, 504}  # not 901: the other plugin's trade
+
+
+def test_filters_narrow_the_list(admin_client, trades):
+    assert listed(admin_client) == {501, 502, 503, 504}
+    assert listed(admin_client, status__exact="OPEN") == {501, 502}
+    assert listed(admin_client, symbol="XAUUSD") == {502}
+    assert listed(admin_client, direction__exact="SELL") == {502}
+    assert listed(admin_client, close_reason__exact="SL") == {504}
+
+
+def test_the_symbol_filter_offers_each_symbol_of_this_plugin(admin_client, trades):
+    page = admin_client.get(TRADES).content.decode()
+    assert re.findall(r"\?symbol=([A-Z]+)", page) == ["EURUSD", "GBPUSD", "XAUUSD"]
+
+
+def test_search_by_ticket_and_by_symbol(admin_client, trades):
+    assert listed(admin_client, q="503") == {503}
+    assert listed(admin_client, q="xau") == {502}
+    assert listed(admin_client, q="nothing") == set()
+
+
+def test_the_date_hierarchy_drills_into_entry_time(admin_client, trades):
+    assert listed(admin_client, entry_time__year="2026", entry_time__month="11") == {501, 502, 503, 504}
+    assert listed(admin_client, entry_time__year="2019") == set()
+
+
+def test_a_trade_page_answers_read_only(admin_client, trades):
+    pk = models_for("combined_v3")["Trade"].objects.get(ticket=503).pk
+    response = admin_client.get(f"{TRADES}{pk}/change/")
+    assert response.status_code == 200
+    assert b"42.50" in response.content
+    assert b'name="_save"' not in response.content
+    assert admin_client.post(f"{TRADES}{pk}/change/", {"symbol": "HACKED"}).status_code == 403
+    assert admin_client.get(f"{TRADES}add/").status_code == 403
+    assert models_for("combined_v3")["Trade"].objects.get(ticket=503).symbol == "GBPUSD"
+
+
+def test_a_chain_page_shows_its_levels_inline(admin_client, trades):
+    response = admin_client.get(f"/admin/plugin_combined_v3/profitchain/{trades}/change/")
+    assert response.status_code == 200
+    assert b"Chain levels" in response.content or b"chain levels" in response.content.lower()
+
+
+@pytest.mark.parametrize("model", ["trade", "profitchain", "signal", "dailystats", "plugininfo"])
+def test_every_plugin_changelist_answers_a_viewer(viewer_client, trades, model):
+    for plugin_id in ("combined_v3", "price_action_v6"):
+        assert viewer_client.get(f"/admin/plugin_{plugin_id}/{model}/").status_code == 200
+
+
+def test_anonymous_users_are_sent_to_log_in(client, trades):
+    pk = models_for("combined_v3")["Trade"].objects.get(ticket=501).pk
+    for url in (TRADES, f"{TRADES}{pk}/change/", "/admin/plugin_price_action_v6/dailystats/"):
+        response = client.get(url)
+        assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_csv_export_holds_exactly_the_selected_trades(admin_client, trades):
+    Trade = models_for("combined_v3")["Trade"]
+    selected = [Trade.objects.get(ticket=503).pk, Trade.objects.get(ticket=501).pk]
+    response = admin_client.post(TRADES, {"action": "export_csv", "_selected_action": selected})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert sorted(row["ticket"] for row in rows) == ["501", "503"]
+    closed = next(row for row in rows if row["ticket"] == "503")
+    assert (closed["symbol"], closed["status"], closed["close_reason"]) == ("GBPUSD", "CLOSED", "TP")
+    assert float(closed["profit_dollars"]) == 42.5
+    assert closed["signal_data"] == '{"timeframe": "15m"}'
+
+
+def test_a_user_without_a_role_is_refused(client, make_user, trades):
+    client.force_login(make_user("nora_norole", None))
+    assert client.get(TRADES).status_code == 302

@@ -1,0 +1,129 @@
+"""Who may do what. Three roles, as Django groups made by ``setup``:
+
+- viewer: sees everything, changes nothing;
+- operator: also edits config, triggers sync and backups, acknowledges alerts;
+- admin: also restores backups, manages users and tokens (superusers are admins).
+
+Every page needs login (Django's LoginRequiredMiddleware); views that change something
+call ``require_role`` first, which raises PermissionDenied (403) and so changes nothing.
+Machine clients send ``Authorization: Bearer <token>``; each token acts as its own user.
+"""
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+ROLES = (VIEWER, OPERATOR, ADMIN)
+TOKEN_ROLES = (VIEWER, OPERATOR)
+
+
+def role_of(user) -> str | None:
+    if not user or not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    if not hasattr(user, "_zepix_role"):
+        names = set(user.groups.values_list("name", flat=True))
+        user._zepix_role = next((role for role in reversed(ROLES) if role in names), None)
+    return user._zepix_role
+
+
+def has_role(user, role: str) -> bool:
+    current = role_of(user)
+    return current is not None and ROLES.index(current) >= ROLES.index(role)
+
+
+def require_role(request, role: str) -> None:
+    if not has_role(request.user, role):
+        raise PermissionDenied(f"This needs the {role} role.")
+
+
+def actor_name(user) -> str:
+    return user.get_username() if user and user.is_authenticated else "anonymous"
+
+
+def ensure_groups() -> list[str]:
+    from django.contrib.auth.models import Group
+
+    created = []
+    for role in ROLES:
+        _, was_created = Group.objects.get_or_create(name=role)
+        if was_created:
+            created.append(role)
+    return created
+
+
+def set_role(user, role: str) -> None:
+    from django.contrib.auth.models import Group
+
+    if role not in ROLES:
+        raise ValueError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
+    user.groups.set([Group.objects.get_or_create(name=role)[0]])
+    user.__dict__.pop("_zepix_role", None)
+
+
+@transaction.atomic
+def create_token(name: str, role: str) -> str:
+    """Make a token for a machine client; return the raw token (only its hash is kept)."""
+    from zepix_admin.models import ApiToken
+
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"A token's role is one of {', '.join(TOKEN_ROLES)}, not {role!r}.")
+    if not name or len(name) > 60:
+        raise ValueError("A token needs a name of 1 to 60 characters.")
+    if ApiToken.objects.filter(name=name).exists():
+        raise ValueError(f"A token named {name!r} already exists.")
+    username = f"token:{name}"
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ValueError(f"A user named {username!r} already exists.")
+    user = User(username=username, is_active=True)
+    user.set_unusable_password()
+    user.save()
+    set_role(user, role)
+    raw = "zpx_" + secrets.token_urlsafe(32)
+    ApiToken.objects.create(name=name, user=user, token_hash=ApiToken.hash(raw))
+    return raw
+
+
+def user_for_token(raw_token: str):
+    from zepix_admin.models import ApiToken
+
+    token = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(raw_token)).first()
+    if token is None or not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+class BearerTokenMiddleware:
+    """Authenticates ``Authorization: Bearer`` requests as the token's user.
+
+    Such requests carry no cookies, so CSRF (which protects cookie sessions) does not apply.
+    A bearer header with an unknown token leaves the request anonymous: the view answers 401.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            user = user_for_token(header[len("Bearer "):].strip())
+            if user is not None:
+                request.user = user
+                request._dont_enforce_csrf_checks = True
+        return self.get_response(request)
+
+
+def roles_context(request):
+    user = getattr(request, "user", None)
+    return {
+        "role": role_of(user),
+        "can_operate": has_role(user, OPERATOR),
+        "is_admin_role": has_role(user, ADMIN),
+    }

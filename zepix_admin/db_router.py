@@ -1,0 +1,69 @@
+"""Keeps every plugin's rows in that plugin's own SQLite file.
+
+Each plugin is an app labelled ``plugin_<id>`` whose database alias is the same string,
+so routing is a lookup, not a table. Everything else lives in ``default`` (central).
+Isolation is enforced in three places, each raising ``CrossDatabaseError`` naming both
+sides: the router (relations), the plugin querysets (``.using()`` and every query), and
+plugin model saves and deletes with an explicit ``using``.
+"""
+
+from django.db import models
+
+from plugins_app.registry import ALIAS_PREFIX
+
+
+class CrossDatabaseError(Exception):
+    pass
+
+
+def home_alias(model) -> str:
+    label = model._meta.app_label
+    return label if label.startswith(ALIAS_PREFIX) else "default"
+
+
+def check_alias(model, alias: str | None) -> None:
+    home = home_alias(model)
+    if alias is not None and alias != home and (home != "default" or alias.startswith(ALIAS_PREFIX)):
+        raise CrossDatabaseError(
+            f"{model._meta.label} lives in database {home!r}, not {alias!r}: "
+            "a plugin's rows stay in its own database."
+        )
+
+
+class PluginDatabaseRouter:
+    def db_for_read(self, model, **hints):
+        return home_alias(model)
+
+    def db_for_write(self, model, **hints):
+        return home_alias(model)
+
+    def allow_relation(self, obj1, obj2, **hints):
+        db1, db2 = home_alias(type(obj1)), home_alias(type(obj2))
+        if db1 != db2:
+            raise CrossDatabaseError(
+                f"Cannot relate {type(obj1)._meta.label} (database {db1!r}) "
+                f"to {type(obj2)._meta.label} (database {db2!r})."
+            )
+        return True
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        home = app_label if app_label.startswith(ALIAS_PREFIX) else "default"
+        return db == home
+
+
+class PluginQuerySet(models.QuerySet):
+    @property
+    def db(self):
+        alias = super().db
+        check_alias(self.model, alias)
+        return alias
+
+
+class PluginModelMixin:
+    def save_base(self, *args, using=None, **kwargs):
+        check_alias(type(self), using)
+        return super().save_base(*args, using=using, **kwargs)
+
+    def delete(self, using=None, keep_parents=False):
+        check_alias(type(self), using)
+        return super().delete(using=using, keep_parents=keep_parents)

@@ -1,0 +1,191 @@
+"""Settings for Zepix Admin. Everything comes from the environment, with safe
+development defaults; production (DJANGO_DEBUG=0) refuses to start without its secrets."""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from plugins_app import registry
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.environ.get(name, default).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be 0 or 1, not {value!r}")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Core
+DEBUG = envbool("DJANGO_DEBUG", "1")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0. Generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-zepix"
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# Where things live on disk
+DATA_DIR = Path(os.environ.get("ZEPIX_DATA_DIR", BASE_DIR / "data")).resolve()
+CONFIG_DIR = Path(os.environ.get("ZEPIX_CONFIG_DIR", BASE_DIR / "config")).resolve()
+BACKUP_DIR = DATA_DIR / "backups"
+ARCHIVE_DIR = DATA_DIR / "archived"
+(DATA_DIR / "plugins").mkdir(parents=True, exist_ok=True)
+
+# Plugins: one app and one SQLite database each
+PLUGIN_IDS = registry.declared_plugins(CONFIG_DIR)
+
+INSTALLED_APPS = [
+    "zepix_admin.admin_site.ZepixAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "huey.contrib.djhuey",
+    "zepix_admin",
+    "plugins_app",
+    "config_app",
+    "sync_app",
+] + [f"plugins_app.plugin_apps.{plugin_id}" for plugin_id in PLUGIN_IDS]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "zepix_admin.access.BearerTokenMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "zepix_admin.urls"
+WSGI_APPLICATION = "zepix_admin.wsgi.application"
+ASGI_APPLICATION = "zepix_admin.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "zepix_admin.access.roles_context",
+            ],
+        },
+    },
+]
+
+# Databases: WAL so readers never block the bot's writer; IMMEDIATE so two writers
+# queue on the busy timeout instead of failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = envint("ZEPIX_SQLITE_BUSY_TIMEOUT", 20)
+
+
+def sqlite_database(path: Path) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=ON",
+        },
+    }
+
+
+DATABASES = {"default": sqlite_database(DATA_DIR / "central.sqlite3")}
+for _plugin_id in PLUGIN_IDS:
+    DATABASES[registry.alias_for(_plugin_id)] = sqlite_database(registry.database_path(DATA_DIR, _plugin_id))
+DATABASE_ROUTERS = ["zepix_admin.db_router.PluginDatabaseRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Every plugin database has the same table names on purpose: one schema, many files.
+# Constraint and index names repeat across plugin apps for the same reason.
+SILENCED_SYSTEM_CHECKS = ["models.W035", "models.E030", "models.E032"]
+
+# Auth
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# Internationalization
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Static files: whitenoise with compressed, hashed names
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Security (production)
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", "1")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Huey: its own SQLite file, never the central database
+HUEY = {
+    "huey_class": "huey.SqliteHuey",
+    "name": "zepix",
+    "filename": str(DATA_DIR / "huey.sqlite3"),
+    "immediate": envbool("ZEPIX_HUEY_IMMEDIATE", "0"),
+    "consumer": {"workers": 2, "worker_type": "thread"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"zepix": {"handlers": ["console"], "level": os.environ.get("ZEPIX_LOG_LEVEL", "INFO")}},
+}
+
+# One migrations package serves every plugin app: the schema is defined once.
+MIGRATION_MODULES = {registry.alias_for(plugin_id): "plugins_app.plugin_migrations" for plugin_id in PLUGIN_IDS}

@@ -1,0 +1,20 @@
+"""Settings for the test suite: the real settings, in a throw-away data and config folder."""
+
+import os
+import tempfile
+
+os.environ.setdefault("ZEPIX_DATA_DIR", tempfile.mkdtemp(prefix="zepix-test-data-"))
+os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-test-config-"))
+
+from zepix_admin.settings import *  # noqa: E402, F403
+from zepix_admin.settings import DATA_DIR, DATABASES, STORAGES  # noqa: E402
+
+# Test databases are real SQLite files (WAL, several connections), not in-memory ones.
+for alias, database in DATABASES.items():
+    database["TEST"] = {"NAME": str(DATA_DIR / "test" / f"{alias}.sqlite3")}
+(DATA_DIR / "test").mkdir(parents=True, exist_ok=True)
+
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+HUEY = {**HUEY, "immediate": True}  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns when it is missing)
