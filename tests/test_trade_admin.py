@@ -116,3 +116,21 @@ def test_csv_export_holds_exactly_the_selected_trades(admin_client, trades):
 def test_a_user_without_a_role_is_refused(client, make_user, trades):
     client.force_login(make_user("nora_norole", None))
     assert client.get(TRADES).status_code == 302
+
+
+@pytest.mark.parametrize("kind", ["year", "month", "day"])
+def test_the_fast_date_hierarchy_finds_the_same_periods_as_django(kind):
+    from django.db.models import QuerySet
+
+    from tests.helpers import NOW
+
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        moments = [NOW.replace(year=2024, month=12, day=31, hour=23), NOW.replace(month=1, day=1), NOW,
+                   NOW.replace(hour=23, minute=59), NOW.replace(month=2, day=28)]  # fmt: skip
+        store.save_trades([trade(600 + i, entry_time=moment) for i, moment in enumerate(moments)])
+    queryset = models_for("combined_v3")["Trade"].objects.all()
+    for order in ("ASC", "DESC"):
+        assert list(queryset.datetimes("entry_time", kind, order)) == list(
+            QuerySet.datetimes(queryset, "entry_time", kind, order)
+        )
+    assert list(queryset.filter(symbol="NONE").datetimes("entry_time", kind)) == []

@@ -7,6 +7,8 @@ sides: the router (relations), the plugin querysets (``.using()`` and every quer
 plugin model saves and deletes with an explicit ``using``.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from django.db import models
 
 from plugins_app.registry import ALIAS_PREFIX
@@ -57,6 +59,39 @@ class PluginQuerySet(models.QuerySet):
         alias = super().db
         check_alias(self.model, alias)
         return alias
+
+    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
+        """The distinct years, months or days of an indexed datetime field, found by seeking
+        from one period to the next (a few index lookups) instead of truncating every row.
+        The admin's date hierarchy asks for these on tables of a million trades."""
+        if kind not in ("year", "month", "day"):
+            return super().datetimes(field_name, kind, order, tzinfo)
+        unordered = self.order_by()
+        found = []
+        first = unordered.aggregate(first=models.Min(field_name))["first"]
+        while first is not None:
+            start = _truncate(first.astimezone(UTC), kind)
+            found.append(start)
+            first = unordered.filter(**{f"{field_name}__gte": _next_period(start, kind)}).aggregate(
+                first=models.Min(field_name)
+            )["first"]
+        return found if order == "ASC" else found[::-1]
+
+
+def _truncate(moment: datetime, kind: str) -> datetime:
+    if kind == "year":
+        return moment.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    if kind == "month":
+        return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_period(start: datetime, kind: str) -> datetime:
+    if kind == "year":
+        return start.replace(year=start.year + 1)
+    if kind == "month":
+        return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return start + timedelta(days=1)
 
 
 class PluginModelMixin:

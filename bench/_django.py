@@ -1,0 +1,33 @@
+"""Start Django for a benchmark in a throw-away data and config folder (or ones given)."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(prefix: str = "zepix-bench-") -> Path:
+    os.environ.setdefault("ZEPIX_DATA_DIR", tempfile.mkdtemp(prefix=prefix + "data-"))
+    os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix=prefix + "config-"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
+    os.environ.setdefault("DJANGO_SUPERUSER_PASSWORD", "bench-password-123")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("setup", "--no-demo", verbosity=0, stdout=open(os.devnull, "w"))
+    return Path(os.environ["ZEPIX_DATA_DIR"])
+
+
+def summary(samples_ms: list[float]) -> str:
+    ordered = sorted(samples_ms)
+    median = ordered[len(ordered) // 2]
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"median {median:7.1f} ms  p95 {p95:7.1f} ms  (n={len(ordered)})"
+
+
+def median(samples: list[float]) -> float:
+    return sorted(samples)[len(samples) // 2]
