@@ -1,0 +1,154 @@
+"""What the sync and backup jobs keep in the central database."""
+
+from django.db import models
+
+
+class AggregatedTrade(models.Model):
+    """One row per plugin and ticket: a copy of the plugin's trade, kept up to date by the sync."""
+
+    plugin_id = models.CharField(max_length=40)
+    ticket = models.BigIntegerField()
+    symbol = models.CharField(max_length=20)
+    direction = models.CharField(max_length=4)
+    lot_size = models.DecimalField(max_digits=10, decimal_places=2)
+    entry_price = models.DecimalField(max_digits=18, decimal_places=5)
+    sl_price = models.DecimalField(max_digits=18, decimal_places=5, null=True)
+    tp_price = models.DecimalField(max_digits=18, decimal_places=5, null=True)
+    entry_time = models.DateTimeField()
+    exit_time = models.DateTimeField(null=True)
+    exit_price = models.DecimalField(max_digits=18, decimal_places=5, null=True)
+    profit_pips = models.DecimalField(max_digits=12, decimal_places=1, null=True)
+    profit_dollars = models.DecimalField(max_digits=14, decimal_places=2, null=True)
+    commission = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    swap = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    status = models.CharField(max_length=8)
+    close_reason = models.CharField(max_length=8, null=True)
+    change_seq = models.BigIntegerField()
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "aggregated_trades"
+        ordering = ["-entry_time"]
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "ticket"], name="aggregated_trades_unique")]
+        indexes = [
+            # sync: recompute cross_plugin_stats of the days a batch touched
+            models.Index(fields=["plugin_id", "exit_time"], name="agg_plugin_exit_idx"),
+            # overview and metrics: open trades; trade search: filters with newest first
+            models.Index(fields=["status", "entry_time"], name="agg_status_entry_idx"),
+            models.Index(fields=["entry_time"], name="agg_entry_idx"),
+            models.Index(fields=["symbol", "entry_time"], name="agg_symbol_entry_idx"),
+            models.Index(fields=["plugin_id", "entry_time"], name="agg_plugin_entry_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.plugin_id} #{self.ticket}"
+
+
+class CrossPluginStats(models.Model):
+    date = models.DateField()
+    plugin_id = models.CharField(max_length=40)
+    trades = models.PositiveIntegerField(default=0)
+    wins = models.PositiveIntegerField(default=0)
+    losses = models.PositiveIntegerField(default=0)
+    profit = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+
+    class Meta:
+        db_table = "cross_plugin_stats"
+        ordering = ["-date", "plugin_id"]
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "date"], name="cross_plugin_stats_unique")]
+        indexes = [models.Index(fields=["date"], name="cps_date_idx")]
+
+    def __str__(self):
+        return f"{self.date} {self.plugin_id}: {self.trades} trades, {self.profit}"
+
+
+class SystemMetrics(models.Model):
+    taken_at = models.DateTimeField(db_index=True)
+    open_trades = models.PositiveIntegerField()
+    today_profit = models.DecimalField(max_digits=14, decimal_places=2)
+    active_plugins = models.PositiveIntegerField()
+    total_trades = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "system_metrics"
+        ordering = ["-taken_at"]
+        verbose_name_plural = "system metrics"
+
+
+class PluginSyncState(models.Model):
+    """Where the sync of one plugin stands: its high-water mark and its failures."""
+
+    plugin_id = models.CharField(max_length=40, unique=True)
+    high_water_mark = models.BigIntegerField(default=0, help_text="Largest change_seq copied")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True)
+    last_success_at = models.DateTimeField(null=True)
+    last_error = models.TextField(blank=True, default="")
+
+    def __str__(self):
+        return f"{self.plugin_id} @ {self.high_water_mark}"
+
+
+class SyncRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "RUNNING"
+        OK = "OK"
+        PARTIAL = "PARTIAL", "Some plugins failed"
+        FAILED = "FAILED"
+        ABORTED = "ABORTED", "Stopped before it finished"
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True)
+    trigger = models.CharField(max_length=20, help_text="schedule, manual or command")
+    actor = models.CharField(max_length=150, default="system")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    plugins = models.JSONField(default=dict, help_text="{plugin_id: {inserted, updated, retries, error}}")
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self):
+        return f"Sync {self.pk} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+
+class Backup(models.Model):
+    database = models.CharField(max_length=60, help_text="Database alias: default or plugin_<id>")
+    created_at = models.DateTimeField(db_index=True)
+    path = models.CharField(max_length=500)
+    size_bytes = models.BigIntegerField(default=0, help_text="Compressed size")
+    database_bytes = models.BigIntegerField(default=0, help_text="Size of the consistent copy")
+    sha256 = models.CharField(max_length=64)
+    row_counts = models.JSONField(default=dict)
+    verified = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True)
+    verify_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.database} @ {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ArchivedPlugin(models.Model):
+    plugin_id = models.CharField(max_length=40)
+    archived_at = models.DateTimeField()
+    path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+    purged_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-archived_at"]
+
+
+class JobState(models.Model):
+    """When each scheduled job last started (the scheduler tick reads it to find what is due)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    last_started_at = models.DateTimeField()

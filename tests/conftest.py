@@ -52,3 +52,19 @@ def operator_client(client, operator):
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
+
+
+@pytest.fixture
+def config(settings):
+    """Fresh default configuration documents, recorded as version 1; returns a setter."""
+    from config_app import defaults, documents, service
+
+    for scope in documents.scopes():
+        documents.write_atomic(documents.document_path(scope), documents.render(defaults.for_scope(scope)))
+    service.ensure_defaults()
+
+    def set_value(scope: str, path: str, value):
+        return service.set_value(scope, path, value, base_version=service.current(scope).version,
+                                 author="test", via="test")  # fmt: skip
+
+    return set_value

@@ -14,11 +14,13 @@ logger = logging.getLogger("zepix.alerts")
 
 def raise_alert(source: str, subject: str, message: str, level: str = Alert.Level.WARNING,
                 webhook_url: str = "") -> Alert:
-    """Store an alert unless the same one is already open; post new ones to the webhook."""
-    existing = Alert.objects.filter(
-        source=source, subject=subject, message=message, acknowledged_at__isnull=True
-    ).first()
+    """Store an alert and post it to the webhook, unless one about the same subject is still
+    open: that one then carries the latest message, and nobody is paged twice."""
+    existing = Alert.objects.filter(source=source, subject=subject, acknowledged_at__isnull=True).first()
     if existing:
+        if existing.message != message:
+            existing.message = message
+            existing.save(update_fields=["message"])
         return existing
     alert = Alert.objects.create(source=source, subject=subject, message=message, level=level)
     logger.warning("ALERT [%s] %s/%s: %s", level, source, subject, message)

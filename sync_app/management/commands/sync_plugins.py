@@ -1,0 +1,33 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from plugins_app.plugins import UnknownPlugin
+from plugins_app.registry import InvalidPluginId
+from sync_app.sync import SyncAlreadyRunning, run_sync
+from zepix_admin import audit
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync every enabled plugin's trades into the central database now (or one plugin with --plugin). "
+        "Prints what it did per plugin; exits non-zero when a plugin failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--plugin", help="Only this plugin.")
+
+    def handle(self, *args, plugin, **options):
+        try:
+            run = run_sync(plugin_ids=[plugin] if plugin else None, trigger="command", actor="command")
+        except (InvalidPluginId, UnknownPlugin, SyncAlreadyRunning) as error:
+            raise CommandError(str(error)) from None
+        audit.record("command", "command", "sync.run", plugin or "all plugins", run=run.pk, status=run.status)
+        for plugin_id, result in run.plugins.items():
+            line = (f"{plugin_id}: {result['inserted']} inserted, {result['updated']} updated, "
+                    f"{result['retries']} retries")  # fmt: skip
+            if result["error"]:
+                self.stderr.write(f"{line}, FAILED: {result['error']}")
+            else:
+                self.stdout.write(line)
+        self.stdout.write(f"Sync run {run.pk}: {run.status} in {run.duration_seconds:.2f} s")
+        if run.error:
+            raise CommandError(f"Some plugins failed: {run.error}")

@@ -1,0 +1,260 @@
+"""The cross-plugin sync: brings the central database up to date with every enabled plugin.
+
+Each plugin's database is attached read-only to a connection on the central database and
+its rows changed since the plugin's high-water mark (``trades.change_seq``) are upserted
+with set-based SQL, in one transaction that also moves the mark. So a run costs what
+changed, and a crash at any point leaves either the whole batch or none of it.
+"""
+
+import fcntl
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from config_app import defaults
+from config_app.service import active_document
+from plugins_app import plugins
+from plugins_app.sqlite import connect, read_only_uri
+from plugins_app.store import BREAKEVEN_DOLLARS, db_datetime
+from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
+from zepix_admin.alerts import raise_alert
+
+logger = logging.getLogger("zepix.sync")
+
+COPIED_COLUMNS = (
+    "ticket", "symbol", "direction", "lot_size", "entry_price", "sl_price", "tp_price", "entry_time",
+    "exit_time", "exit_price", "profit_pips", "profit_dollars", "commission", "swap", "status",
+    "close_reason", "change_seq",
+)  # fmt: skip
+DEFAULT_SYNC_SETTINGS = defaults.GLOBAL_DEFAULTS["sync"]
+
+UPSERT_SQL = (
+    f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, synced_at) "
+    f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, :now FROM src.trades "
+    "WHERE change_seq > :since AND change_seq <= :until "
+    "ON CONFLICT (plugin_id, ticket) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in (*COPIED_COLUMNS[1:], "synced_at"))
+)
+CHANGED = "FROM src.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
+
+
+class SyncAlreadyRunning(Exception):
+    pass
+
+
+@dataclass
+class PluginResult:
+    inserted: int = 0
+    updated: int = 0
+    retries: int = 0
+    error: str = ""
+
+
+def sync_settings() -> dict:
+    return {**DEFAULT_SYNC_SETTINGS, **active_document("global").get("sync", {})}
+
+
+def enabled_plugins() -> list[str]:
+    return [plugin_id for plugin_id in plugins.plugin_ids() if active_document(plugin_id).get("enabled", True)]
+
+
+@contextmanager
+def only_one_sync():
+    with open(settings.DATA_DIR / "sync.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SyncAlreadyRunning("Another sync is running; try again when it has finished.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = "system", sleep=time.sleep) -> SyncRun:
+    """Sync the given (default: every enabled) plugins; one failing plugin never stops the others.
+
+    Failing plugins are retried after each of the configured delays; a plugin that still fails
+    counts one more consecutive failure, and at the threshold an alert is raised."""
+    targets = [plugins.check_declared(plugin_id) for plugin_id in plugin_ids] if plugin_ids else enabled_plugins()
+    options = sync_settings()
+    with only_one_sync():
+        SyncRun.objects.filter(status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.ABORTED, finished_at=timezone.now()
+        )
+        run = SyncRun.objects.create(started_at=timezone.now(), trigger=trigger, actor=actor)
+        results = {plugin_id: PluginResult() for plugin_id in targets}
+        pending, delays = list(targets), list(options["retry_delays_seconds"])
+        while pending:
+            failed = []
+            for plugin_id in pending:
+                try:
+                    inserted, updated = sync_plugin(plugin_id, lock_wait_seconds=options["lock_wait_seconds"])
+                except Exception as error:  # noqa: BLE001 - any failure of one plugin is recorded, not raised
+                    results[plugin_id].error = f"{type(error).__name__}: {error}"
+                    failed.append(plugin_id)
+                    logger.warning("Sync of %s failed: %s", plugin_id, results[plugin_id].error)
+                else:
+                    results[plugin_id].inserted += inserted
+                    results[plugin_id].updated += updated
+                    results[plugin_id].error = ""
+            if not failed or not delays:
+                break
+            sleep(delays.pop(0))
+            for plugin_id in failed:
+                results[plugin_id].retries += 1
+            pending = failed
+        for plugin_id, result in results.items():
+            _record_outcome(plugin_id, result, options)
+        take_metrics_snapshot()
+        failures = [plugin_id for plugin_id, result in results.items() if result.error]
+        run.status = (
+            SyncRun.Status.OK if not failures
+            else SyncRun.Status.FAILED if len(failures) == len(results) else SyncRun.Status.PARTIAL
+        )  # fmt: skip
+        run.plugins = {plugin_id: asdict(result) for plugin_id, result in results.items()}
+        run.error = "; ".join(f"{plugin_id}: {results[plugin_id].error}" for plugin_id in failures)
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "plugins", "error", "finished_at"])
+    return run
+
+
+def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None:
+    state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
+    state.last_attempt_at = timezone.now()
+    if result.error:
+        state.consecutive_failures += 1
+        state.last_error = result.error
+        if state.consecutive_failures >= options["alert_after_failures"]:
+            raise_alert(
+                "sync", plugin_id,
+                f"Sync of {plugin_id} failed {state.consecutive_failures} times in a row: {result.error}",
+                level="CRITICAL", webhook_url=options["alert_webhook_url"],
+            )  # fmt: skip
+    else:
+        state.consecutive_failures = 0
+        state.last_error = ""
+        state.last_success_at = state.last_attempt_at
+    state.save(update_fields=["last_attempt_at", "consecutive_failures", "last_error", "last_success_at"])
+
+
+def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> tuple[int, int]:
+    """Copy one plugin's changed trades into the central database; returns (inserted, updated)."""
+    state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
+    central = connect(settings.DATABASES["default"]["NAME"], timeout=lock_wait_seconds)
+    try:
+        central.execute("ATTACH DATABASE ? AS src", (read_only_uri(plugins.database_path(plugin_id)),))
+        central.execute("BEGIN IMMEDIATE")
+        try:
+            counts = _copy_changes(central, plugin_id, state.high_water_mark)
+            central.execute("COMMIT")
+        except BaseException:
+            central.execute("ROLLBACK")
+            raise
+        return counts
+    finally:
+        central.close()
+
+
+def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
+    until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
+    if until < since:
+        # The plugin's database went back in time (restored from a backup): copy it all again.
+        logger.warning("%s: change_seq went back from %s to %s; syncing from the start", plugin_id, since, until)
+        since = 0
+    if until == since:
+        return 0, 0
+    params = {"plugin_id": plugin_id, "since": since, "until": until, "now": db_datetime(timezone.now())}
+    changed = central.execute(f"SELECT COUNT(*) {CHANGED}", params).fetchone()[0]
+    updated = central.execute(
+        f"SELECT COUNT(*) {CHANGED} AND EXISTS (SELECT 1 FROM aggregated_trades a "
+        "WHERE a.plugin_id = :plugin_id AND a.ticket = s.ticket)",
+        params,
+    ).fetchone()[0]
+    days_before = {
+        day for (day,) in central.execute(
+            "SELECT DISTINCT substr(a.exit_time, 1, 10) FROM src.trades s JOIN aggregated_trades a "
+            "ON a.plugin_id = :plugin_id AND a.ticket = s.ticket "
+            "WHERE s.change_seq > :since AND s.change_seq <= :until AND a.exit_time IS NOT NULL", params)
+    }  # fmt: skip
+    central.execute(UPSERT_SQL, params)
+    days_after = {
+        day for (day,) in central.execute(
+            f"SELECT DISTINCT substr(s.exit_time, 1, 10) {CHANGED} AND s.exit_time IS NOT NULL", params)
+    }  # fmt: skip
+    _refresh_cross_plugin_stats(central, plugin_id, days_before | days_after)
+    central.execute(
+        "UPDATE sync_app_pluginsyncstate SET high_water_mark = ? WHERE plugin_id = ?", (until, plugin_id)
+    )
+    return changed - updated, updated
+
+
+def _refresh_cross_plugin_stats(central, plugin_id: str, days: set[str]) -> None:
+    if not days:
+        return
+    params = {"plugin_id": plugin_id, "days": json.dumps(sorted(days)), "first": min(days),
+              "after_last": (date.fromisoformat(max(days)) + timedelta(days=1)).isoformat(), "even": BREAKEVEN_DOLLARS}  # fmt: skip
+    central.execute(
+        "DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND date IN (SELECT value FROM json_each(:days))",
+        params,
+    )
+    central.execute(
+        "INSERT INTO cross_plugin_stats (date, plugin_id, trades, wins, losses, profit) "
+        "SELECT substr(exit_time, 1, 10), plugin_id, COUNT(*), SUM(profit_dollars > :even), "
+        "SUM(profit_dollars < -:even), ROUND(COALESCE(SUM(profit_dollars), 0), 2) FROM aggregated_trades "
+        "WHERE plugin_id = :plugin_id AND exit_time >= :first AND exit_time < :after_last AND +status = 'CLOSED' "
+        "AND substr(exit_time, 1, 10) IN (SELECT value FROM json_each(:days)) GROUP BY 1",
+        params,
+    )
+
+
+def take_metrics_snapshot() -> SystemMetrics:
+    today = timezone.now().date()
+    return SystemMetrics.objects.create(
+        taken_at=timezone.now(),
+        open_trades=AggregatedTrade.objects.exclude(status="CLOSED").count(),
+        today_profit=CrossPluginStats.objects.filter(date=today).aggregate(total=Sum("profit"))["total"] or 0,
+        active_plugins=len(enabled_plugins()),
+        total_trades=AggregatedTrade.objects.count(),
+    )
+
+
+def reset_failures(plugin_id: str) -> None:
+    PluginSyncState.objects.filter(plugin_id=plugins.check_declared(plugin_id)).update(
+        consecutive_failures=0, last_error=""
+    )
+
+
+OK, DEGRADED, FAILING = "OK", "DEGRADED", "FAILING"
+
+
+def plugin_health(state: PluginSyncState | None, threshold: int) -> str:
+    if state is None or state.consecutive_failures == 0:
+        return OK
+    return FAILING if state.consecutive_failures >= threshold else DEGRADED
+
+
+def health() -> dict:
+    """{"overall": OK|DEGRADED|FAILING, "plugins": {plugin_id: {...}}} for pages, commands and /healthz."""
+    threshold = sync_settings()["alert_after_failures"]
+    states = {state.plugin_id: state for state in PluginSyncState.objects.all()}
+    per_plugin = {}
+    for plugin_id in plugins.plugin_ids():
+        state = states.get(plugin_id)
+        per_plugin[plugin_id] = {
+            "health": plugin_health(state, threshold),
+            "consecutive_failures": state.consecutive_failures if state else 0,
+            "last_success_at": state.last_success_at if state else None,
+            "last_error": state.last_error if state else "",
+            "high_water_mark": state.high_water_mark if state else 0,
+        }
+    levels = [entry["health"] for entry in per_plugin.values()]
+    overall = FAILING if FAILING in levels else DEGRADED if DEGRADED in levels else OK
+    return {"overall": overall, "plugins": per_plugin}

@@ -1,0 +1,249 @@
+"""The sync brings the central database up to date with every enabled plugin, incrementally,
+idempotently, and without letting one plugin's failure stop the others."""
+
+import fcntl
+import http.server
+import json
+import sqlite3
+import threading
+from contextlib import closing
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from plugins_app import plugins
+from plugins_app.store import PluginStore
+from sync_app import sync
+from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
+from tests.helpers import NOW, closed_trade, trade
+from zepix_admin.models import Alert
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+def store(plugin_id):
+    return PluginStore(plugins.database_path(plugin_id))
+
+
+@pytest.fixture
+def fast_retries(config):
+    config("global", "sync.retry_delays_seconds", [0.01, 0.01, 0.01])
+    config("global", "sync.lock_wait_seconds", 0.2)
+    return config
+
+
+@pytest.fixture
+def trades(config):
+    with store("combined_v3") as combined, store("price_action_v6") as price_action:
+        combined.save_trades([trade(1), closed_trade(2, 25.0), closed_trade(3, -10.0)])
+        price_action.save_trades([trade(1, symbol="XAUUSD"), closed_trade(9, 7.5)])
+
+
+def central_rows():
+    return sorted(AggregatedTrade.objects.values_list("plugin_id", "ticket", "status", "profit_dollars"))
+
+
+def plugin_rows(plugin_id):
+    with closing(sqlite3.connect(plugins.database_path(plugin_id))) as connection:
+        return sorted((plugin_id, *row) for row in connection.execute("SELECT ticket, status, profit_dollars FROM trades"))
+
+
+def test_a_sync_copies_every_plugins_trades_with_the_plugin_id(trades):
+    run = sync.run_sync(trigger="command")
+    assert run.status == SyncRun.Status.OK
+    assert run.plugins["combined_v3"] == {"inserted": 3, "updated": 0, "retries": 0, "error": ""}
+    assert run.plugins["price_action_v6"]["inserted"] == 2
+    assert [(p, t, s) for p, t, s, _ in central_rows()] == [
+        ("combined_v3", 1, "OPEN"), ("combined_v3", 2, "CLOSED"), ("combined_v3", 3, "CLOSED"),
+        ("price_action_v6", 1, "OPEN"), ("price_action_v6", 9, "CLOSED"),
+    ]  # fmt: skip
+    stats = {(s.plugin_id, s.trades, s.wins, s.losses, float(s.profit)) for s in CrossPluginStats.objects.all()}
+    assert stats == {("combined_v3", 2, 1, 1, 15.0), ("price_action_v6", 1, 1, 0, 7.5)}
+    metrics = SystemMetrics.objects.first()
+    assert (metrics.open_trades, metrics.active_plugins, metrics.total_trades) == (2, 2, 5)
+
+
+def test_running_twice_changes_nothing(trades):
+    sync.run_sync(trigger="command")
+    before = central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit"))
+    run = sync.run_sync(trigger="command")
+    assert all(result["inserted"] == result["updated"] == 0 for result in run.plugins.values())
+    assert (central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit"))) == before
+
+
+def test_a_trade_closed_after_it_was_synced_is_updated_centrally(trades):
+    sync.run_sync(trigger="command")
+    with store("combined_v3") as combined:
+        combined.close_trade(1, exit_price=1.09, profit_pips=50, profit_dollars=50.0, close_reason="TP", exit_time=NOW)
+        combined.save_trade(**trade(4))
+    run = sync.run_sync(trigger="command")
+    assert run.plugins["combined_v3"] == {"inserted": 1, "updated": 1, "retries": 0, "error": ""}
+    assert run.plugins["price_action_v6"]["inserted"] == 0
+    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1)
+    assert (synced.status, synced.close_reason, float(synced.profit_dollars)) == ("CLOSED", "TP", 50.0)
+    day = CrossPluginStats.objects.get(plugin_id="combined_v3", date=NOW.date())
+    assert (day.trades, day.wins, float(day.profit)) == (3, 2, 65.0)
+    assert central_rows() == sorted(plugin_rows("combined_v3") + plugin_rows("price_action_v6"))
+
+
+def test_a_trade_moved_to_another_day_leaves_both_days_right(trades):
+    sync.run_sync(trigger="command")
+    with store("combined_v3") as combined:
+        combined.update_trade(2, exit_time=NOW - timedelta(days=3))
+    sync.run_sync(trigger="command")
+    days = dict(CrossPluginStats.objects.filter(plugin_id="combined_v3").values_list("date", "trades"))
+    assert days == {NOW.date(): 1, (NOW - timedelta(days=3)).date(): 1}
+
+
+def test_a_disabled_plugin_is_not_synced(trades, config):
+    config("price_action_v6", "enabled", False)
+    run = sync.run_sync(trigger="command")
+    assert set(run.plugins) == {"combined_v3"}
+    assert not AggregatedTrade.objects.filter(plugin_id="price_action_v6").exists()
+
+
+def test_a_missing_plugin_database_is_retried_then_counted_while_the_others_sync(trades, fast_retries):
+    plugins.database_path("price_action_v6").rename(settings.DATA_DIR / "moved-away.sqlite3")
+    waits = []
+    try:
+        run = sync.run_sync(trigger="command", sleep=waits.append)
+    finally:
+        (settings.DATA_DIR / "moved-away.sqlite3").rename(plugins.database_path("price_action_v6"))
+    assert waits == [0.01, 0.01, 0.01]
+    assert run.status == SyncRun.Status.PARTIAL
+    assert run.plugins["price_action_v6"]["retries"] == 3
+    assert "unable to open" in run.plugins["price_action_v6"]["error"]
+    assert run.plugins["combined_v3"]["inserted"] == 3
+    assert PluginSyncState.objects.get(plugin_id="price_action_v6").consecutive_failures == 1
+    assert not Alert.objects.exists()  # below the threshold of 3
+    assert sync.health()["plugins"]["price_action_v6"]["health"] == sync.DEGRADED
+
+
+def test_a_locked_plugin_database_is_retried_and_then_synced(trades, fast_retries):
+    path = plugins.database_path("combined_v3")
+    locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    locker.execute("PRAGMA locking_mode = EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    locker.execute("UPDATE trades SET swap = 0")
+    waits = []
+
+    def wait_then_unlock(seconds):
+        waits.append(seconds)
+        if len(waits) == 2:
+            locker.execute("COMMIT")
+            locker.close()  # lets go of the exclusive lock
+
+    run = sync.run_sync(trigger="command", sleep=wait_then_unlock)
+    assert run.status == SyncRun.Status.OK
+    assert run.plugins["combined_v3"]["retries"] == 2
+    assert run.plugins["combined_v3"]["inserted"] == 3
+    assert PluginSyncState.objects.get(plugin_id="combined_v3").consecutive_failures == 0
+
+
+def test_a_corrupt_plugin_database_raises_an_alert_and_the_others_still_sync(trades, fast_retries):
+    fast_retries("global", "sync.alert_after_failures", 1)
+    path = plugins.database_path("price_action_v6")
+    original = path.read_bytes()
+    path.write_bytes(b"this is not a database" * 500)
+    try:
+        run = sync.run_sync(trigger="command", sleep=lambda seconds: None)
+    finally:
+        path.write_bytes(original)
+    assert run.status == SyncRun.Status.PARTIAL
+    assert "not a database" in run.plugins["price_action_v6"]["error"]
+    assert AggregatedTrade.objects.filter(plugin_id="combined_v3").count() == 3
+    alert = Alert.objects.get()
+    assert (alert.source, alert.subject, alert.level) == ("sync", "price_action_v6", "CRITICAL")
+    assert sync.health()["overall"] == sync.FAILING
+
+
+def test_consecutive_failures_count_up_alert_once_and_reset(trades, fast_retries):
+    plugins.database_path("price_action_v6").rename(settings.DATA_DIR / "gone.sqlite3")
+    try:
+        for _ in range(4):
+            sync.run_sync(trigger="command", sleep=lambda seconds: None)
+        assert PluginSyncState.objects.get(plugin_id="price_action_v6").consecutive_failures == 4
+        assert Alert.objects.filter(subject="price_action_v6").count() == 1  # not one per run
+        sync.reset_failures("price_action_v6")
+        assert sync.health()["plugins"]["price_action_v6"]["health"] == sync.OK
+    finally:
+        (settings.DATA_DIR / "gone.sqlite3").rename(plugins.database_path("price_action_v6"))
+    sync.run_sync(trigger="command")
+    assert AggregatedTrade.objects.filter(plugin_id="price_action_v6").count() == 2
+
+
+def test_an_alert_is_posted_to_the_configured_webhook(trades, fast_retries):
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fast_retries("global", "sync.alert_webhook_url", f"http://127.0.0.1:{server.server_port}/hook")
+    fast_retries("global", "sync.alert_after_failures", 1)
+    plugins.database_path("combined_v3").rename(settings.DATA_DIR / "gone.sqlite3")
+    try:
+        sync.run_sync(trigger="command", sleep=lambda seconds: None)
+    finally:
+        (settings.DATA_DIR / "gone.sqlite3").rename(plugins.database_path("combined_v3"))
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1
+    assert received[0]["subject"] == "combined_v3" and received[0]["source"] == "sync"
+
+
+def test_only_one_sync_runs_at_a_time(trades):
+    with open(settings.DATA_DIR / "sync.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with pytest.raises(sync.SyncAlreadyRunning):
+            sync.run_sync(trigger="command")
+        with pytest.raises(CommandError, match="Another sync is running"):
+            call_command("sync_plugins")
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    assert not SyncRun.objects.exists()
+
+
+def test_a_run_left_running_by_a_crash_is_marked_aborted(trades):
+    from django.utils import timezone
+
+    stale = SyncRun.objects.create(started_at=timezone.now(), trigger="schedule")
+    sync.run_sync(trigger="command")
+    stale.refresh_from_db()
+    assert stale.status == SyncRun.Status.ABORTED
+
+
+def test_the_command_prints_what_it_did_and_fails_when_a_plugin_failed(trades, fast_retries, capsys):
+    call_command("sync_plugins", "--plugin", "combined_v3")
+    out = capsys.readouterr().out
+    assert "combined_v3: 3 inserted, 0 updated, 0 retries" in out and "price_action_v6" not in out
+    plugins.database_path("price_action_v6").rename(settings.DATA_DIR / "gone.sqlite3")
+    try:
+        with pytest.raises(CommandError, match="price_action_v6"):
+            call_command("sync_plugins")
+    finally:
+        (settings.DATA_DIR / "gone.sqlite3").rename(plugins.database_path("price_action_v6"))
+
+
+@pytest.mark.parametrize("bad", ["../x", "nosuch"])
+def test_the_command_refuses_a_bad_plugin_id(trades, bad):
+    with pytest.raises(CommandError, match="plugin id|Unknown plugin"):
+        call_command("sync_plugins", "--plugin", bad)
+
+
+def test_a_plugin_database_restored_to_an_older_state_is_synced_again_from_the_start(trades):
+    sync.run_sync(trigger="command")
+    PluginSyncState.objects.filter(plugin_id="combined_v3").update(high_water_mark=10_000)
+    with store("combined_v3") as combined:
+        combined.update_trade(1, swap=-3)
+    run = sync.run_sync(trigger="command")
+    assert run.plugins["combined_v3"]["updated"] == 3
+    assert float(AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1).swap) == -3.0
