@@ -46,6 +46,17 @@ def dirty_some_trades(data, rng):
                                   close_reason="TP")  # fmt: skip
 
 
+def wait_until_a_run_started(data, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE status = 'RUNNING'")[0][0]:
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.002)
+
+
 def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
@@ -56,7 +67,8 @@ def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
     for _ in range(8):
         process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "sync_plugins"], env=env, cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(rng.uniform(0.3, 1.3))
+        wait_until_a_run_started(data, process)
+        time.sleep(rng.uniform(0, 0.15))
         process.send_signal(signal.SIGKILL)
         process.wait()
         dirty_some_trades(data, rng)
