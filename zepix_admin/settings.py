@@ -184,7 +184,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"zepix": {"handlers": ["console"], "level": os.environ.get("ZEPIX_LOG_LEVEL", "INFO")}},
+    "loggers": {"zepix": {"handlers": ["console"], "level": os.environ.get("ZEPIX_LOG_LEVEL", "WARNING")}},
 }
 
 # One migrations package serves every plugin app: the schema is defined once.

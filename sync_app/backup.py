@@ -1,0 +1,241 @@
+"""Backups of every database: a consistent online copy, checked, compressed, checksummed, recorded.
+
+The copy is SQLite's online backup in one pass (``pages=-1``): it reads one snapshot and does
+not block the bot's WAL writers, where a stepwise backup restarts at every commit of another
+connection. The integrity check and the zstd compression of the copy run side by side.
+"""
+
+import hashlib
+import logging
+import os
+import sqlite3
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+
+import zstandard
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from plugins_app.sqlite import read_only_uri
+from sync_app.models import Backup
+from zepix_admin.alerts import raise_alert
+
+logger = logging.getLogger("zepix.backup")
+
+ZSTD_LEVEL = 3
+CHUNK_BYTES = 1 << 22
+SUFFIX = ".sqlite3.zst"
+
+
+class BackupError(Exception):
+    pass
+
+
+class UnknownDatabase(LookupError):
+    pass
+
+
+def database_aliases() -> list[str]:
+    return list(settings.DATABASES)
+
+
+def database_file(alias: str) -> Path:
+    if alias not in settings.DATABASES:
+        raise UnknownDatabase(f"Unknown database {alias!r}; known: {', '.join(settings.DATABASES)}.")
+    return Path(settings.DATABASES[alias]["NAME"])
+
+
+# Building blocks -----------------------------------------------------------
+
+
+def consistent_copy(source: Path, target: Path) -> None:
+    """One-pass online backup of a live database into a standalone file (rollback journal)."""
+    with closing(sqlite3.connect(read_only_uri(source), uri=True, timeout=30)) as src, closing(
+        sqlite3.connect(target)
+    ) as dst:
+        src.backup(dst, pages=-1)
+        dst.execute("PRAGMA journal_mode=DELETE")
+
+
+def integrity_problems(path: Path) -> str:
+    """'' when ``PRAGMA integrity_check`` finds the file sound, else what it found."""
+    try:
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
+            rows = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as error:
+        return str(error)
+    return "" if rows == ["ok"] else "; ".join(rows[:5])
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    with closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
+        tables = [name for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+
+def compress(source: Path, target: Path) -> str:
+    """zstd-compress a file, fsync it, and return the SHA-256 of the compressed bytes."""
+    digest = hashlib.sha256()
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+    with open(source, "rb") as fin, open(target, "wb") as fout:
+        chunker = compressor.chunker(chunk_size=CHUNK_BYTES)
+        for block in iter(lambda: fin.read(CHUNK_BYTES), b""):
+            for chunk in chunker.compress(block):
+                digest.update(chunk)
+                fout.write(chunk)
+        for chunk in chunker.finish():
+            digest.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return digest.hexdigest()
+
+
+def decompress(source: Path, target: Path) -> str:
+    """Decompress a backup; returns the SHA-256 of the compressed bytes it read."""
+    digest = hashlib.sha256()
+    decompressor = zstandard.ZstdDecompressor()
+    with open(source, "rb") as fin, open(target, "wb") as fout:
+        writer = decompressor.stream_writer(fout, closefd=False)
+        for block in iter(lambda: fin.read(CHUNK_BYTES), b""):
+            digest.update(block)
+            writer.write(block)
+        writer.flush()
+        fout.flush()
+        os.fsync(fout.fileno())
+    return digest.hexdigest()
+
+
+def fsync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+# Backing up ----------------------------------------------------------------
+
+
+def backup_database(alias: str, *, now: datetime | None = None) -> Backup:
+    source = database_file(alias)
+    if not source.exists():
+        raise BackupError(f"{alias}: no database file at {source}.")
+    now = now or timezone.now()
+    settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
+    final = settings.BACKUP_DIR / f"{alias}-{now:%Y%m%dT%H%M%S%fZ}{SUFFIX}"
+    with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
+        copy, packed = Path(work) / "copy.sqlite3", Path(work) / final.name
+        consistent_copy(source, copy)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            checking = pool.submit(lambda: (integrity_problems(copy), row_counts(copy)))
+            packing = pool.submit(compress, copy, packed)
+            problems, counts = checking.result()
+            sha256 = packing.result()
+        if problems:
+            raise_alert("backup", alias, f"Backup of {alias} failed its integrity check: {problems}", level="CRITICAL")
+            raise BackupError(f"{alias}: the copy failed its integrity check: {problems}")
+        database_bytes = copy.stat().st_size
+        os.replace(packed, final)
+        fsync_folder(settings.BACKUP_DIR)
+    backup = Backup.objects.create(
+        database=alias, created_at=now, path=str(final), size_bytes=final.stat().st_size,
+        database_bytes=database_bytes, sha256=sha256, row_counts=counts, verified=True, verified_at=now,
+    )  # fmt: skip
+    logger.info("Backed up %s to %s (%d bytes)", alias, final.name, backup.size_bytes)
+    return backup
+
+
+# Verifying and restoring -----------------------------------------------------
+
+
+def check_backup_file(path: Path, *, sha256: str = "", expected_counts: dict | None = None, work_dir: Path) -> Path:
+    """Decompress into work_dir and check checksum, integrity and row counts; returns the
+    decompressed file, or raises BackupError saying what is wrong."""
+    if not path.exists():
+        raise BackupError(f"Backup file {path} is missing.")
+    restored = work_dir / "restored.sqlite3"
+    try:
+        actual = decompress(path, restored)
+    except zstandard.ZstdError as error:
+        raise BackupError(f"{path.name} cannot be decompressed: {error}") from None
+    if sha256 and actual != sha256:
+        raise BackupError(f"{path.name}: checksum {actual[:12]}… does not match the recorded {sha256[:12]}….")
+    problems = integrity_problems(restored)
+    if problems:
+        raise BackupError(f"{path.name}: integrity check failed: {problems}")
+    if expected_counts is not None:
+        counts = row_counts(restored)
+        if counts != expected_counts:
+            different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
+            raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
+    return restored
+
+
+def verify_backup(backup: Backup) -> str:
+    """The restore drill for one backup; '' when sound, else the problem (recorded and alerted)."""
+    with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".verify-") as work:
+        try:
+            check_backup_file(Path(backup.path), sha256=backup.sha256, expected_counts=backup.row_counts,
+                              work_dir=Path(work))  # fmt: skip
+            problem = ""
+        except BackupError as error:
+            problem = str(error)
+    backup.verified, backup.verified_at, backup.verify_error = not problem, timezone.now(), problem
+    backup.save(update_fields=["verified", "verified_at", "verify_error"])
+    if problem:
+        raise_alert("backup", backup.database, f"Backup {backup.pk} failed its restore drill: {problem}",
+                    level="CRITICAL")  # fmt: skip
+    return problem
+
+
+def find_backup(reference: str, alias: str | None) -> tuple[Path, str, Backup | None]:
+    """A backup by id or by path; returns (file, database alias, record or None)."""
+    backup = None
+    if reference.isdigit():
+        backup = Backup.objects.filter(pk=int(reference)).first()
+        if backup is None:
+            raise BackupError(f"No backup with id {reference}.")
+    else:
+        path = Path(reference).resolve()
+        backup = Backup.objects.filter(path=str(path)).first()
+        if backup is None:
+            inferred = path.name.split("-", 1)[0] if path.name.endswith(SUFFIX) else None
+            alias = alias or inferred
+            if not alias:
+                raise BackupError("Say which database this file restores with --db ALIAS.")
+            return path, alias, None
+    if alias and alias != backup.database:
+        raise BackupError(f"Backup {backup.pk} is of {backup.database}, not {alias}.")
+    return Path(backup.path), backup.database, backup
+
+
+def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]:
+    """Check the backup, keep the current file aside, swap the restored file in atomically.
+
+    Returns (alias, where the previous file was kept). The bot's process for a restored
+    plugin should be stopped while this runs."""
+    path, alias, backup = find_backup(reference, alias)
+    target = database_file(alias)
+    aside_dir = settings.BACKUP_DIR / "before-restore"
+    aside_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
+        restored = check_backup_file(path, sha256=backup.sha256 if backup else "",
+                                     expected_counts=backup.row_counts if backup else None, work_dir=Path(work))  # fmt: skip
+        connections[alias].close()
+        aside = aside_dir / f"{alias}-{timezone.now():%Y%m%dT%H%M%S%fZ}.sqlite3"
+        if target.exists():
+            with closing(sqlite3.connect(target)) as current:
+                current.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            os.link(target, aside)
+        os.replace(restored, target)
+        fsync_folder(target.parent)
+        for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
+            leftover.unlink(missing_ok=True)
+    logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
+    return alias, aside

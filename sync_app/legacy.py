@@ -1,0 +1,80 @@
+"""Importing the bot's old single database (zepix_bot.db) into a plugin's database.
+
+The old ``trades`` table has the plugin trade columns plus ``comment`` and
+``migrated_to_plugin``. Matching rows (``comment LIKE pattern``) not yet migrated are
+copied through the plugin's own write API, then marked migrated in the source; nothing is
+deleted. A ticket already in the plugin is not copied again, so a second run, or a run
+after a crash between the two steps, copies nothing twice.
+"""
+
+import json
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from plugins_app import plugins
+from plugins_app.store import TRADE_COLUMNS, PluginStore
+
+LEGACY_COLUMNS = [column for column in TRADE_COLUMNS if column != "chain_id"]
+
+
+class LegacyError(Exception):
+    pass
+
+
+@dataclass
+class LegacyReport:
+    matched: int = 0
+    copied: int = 0
+    already_in_plugin: int = 0
+    marked: int = 0
+
+
+def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | None = None,
+                   dry_run: bool = False) -> LegacyReport:  # fmt: skip
+    plugins.check_declared(plugin_id)
+    if not Path(source).is_file():
+        raise LegacyError(f"No legacy database at {source}.")
+    # A plain connection: the old database keeps its own journal mode.
+    with closing(sqlite3.connect(source, isolation_level=None, timeout=20)) as legacy:
+        try:
+            columns = {row[1] for row in legacy.execute("PRAGMA table_info(trades)")}
+        except sqlite3.DatabaseError as error:
+            raise LegacyError(f"{source} is not a readable SQLite database: {error}") from None
+        missing = (set(LEGACY_COLUMNS) | {"comment", "migrated_to_plugin"}) - columns
+        if missing:
+            raise LegacyError(f"{source}: its trades table lacks {', '.join(sorted(missing))}.")
+        where = "comment LIKE ? AND (migrated_to_plugin IS NULL OR migrated_to_plugin = '')"
+        params = [pattern]
+        if since:
+            where, params = where + " AND entry_time >= ?", [*params, since]
+        legacy.row_factory = sqlite3.Row
+        rows = [dict(row) for row in legacy.execute(f"SELECT {', '.join(LEGACY_COLUMNS)} FROM trades WHERE {where}", params)]
+        report = LegacyReport(matched=len(rows))
+        with PluginStore(plugins.database_path(plugin_id)) as store:
+            present = {ticket for (ticket,) in store.connection.execute("SELECT ticket FROM trades")}
+            new = [row for row in rows if row["ticket"] not in present]
+            report.copied, report.already_in_plugin = len(new), len(rows) - len(new)
+            if dry_run:
+                return report
+            for row in new:
+                row["signal_data"] = _json_or_empty(row["signal_data"])
+            if new:
+                store.save_trades(new)
+        legacy.execute("BEGIN IMMEDIATE")
+        marked = legacy.executemany(
+            "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?", [(plugin_id, row["ticket"]) for row in rows]
+        ).rowcount
+        legacy.execute("COMMIT")
+        report.marked = marked
+    return report
+
+
+def _json_or_empty(value):
+    if isinstance(value, dict):
+        return value
+    try:
+        return json.loads(value) if value else {}
+    except (TypeError, ValueError):
+        return {"legacy": value}

@@ -1,0 +1,34 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from sync_app.backup import BackupError, UnknownDatabase, backup_database, database_aliases
+from sync_app.retention import apply_retention
+from zepix_admin import audit
+
+
+class Command(BaseCommand):
+    help = (
+        "Back up every database (or one with --db ALIAS): consistent online copy, integrity check, zstd, "
+        "SHA-256, recorded; then apply the retention policy. Exits non-zero when a backup failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--db", dest="alias", help="Only this database alias (default, plugin_<id>).")
+        parser.add_argument("--no-retention", action="store_true", help="Keep every old backup this time.")
+
+    def handle(self, *args, alias, no_retention, **options):
+        failures = []
+        for name in [alias] if alias else database_aliases():
+            try:
+                backup = backup_database(name)
+            except (BackupError, UnknownDatabase) as error:
+                failures.append(str(error))
+                self.stderr.write(f"{name}: FAILED: {error}")
+                continue
+            audit.record("command", "command", "backup.create", name, backup=backup.pk)
+            self.stdout.write(f"{name}: backup {backup.pk} {backup.size_bytes:,} bytes "
+                              f"({backup.database_bytes:,} uncompressed), sha256 {backup.sha256[:16]}…")  # fmt: skip
+        if not no_retention:
+            for old in apply_retention():
+                self.stdout.write(f"retention: deleted backup {old.pk} of {old.database} from {old.created_at:%Y-%m-%d %H:%M}")
+        if failures:
+            raise CommandError("; ".join(failures))

@@ -1,0 +1,30 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from sync_app.backup import verify_backup
+from sync_app.models import Backup
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore drill: decompress each backup to a temporary file, check its checksum, integrity and "
+        "row counts against those recorded. A failure raises an alert and exits non-zero."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--db", dest="alias", help="Only the backups of this database alias.")
+
+    def handle(self, *args, alias, **options):
+        backups = Backup.objects.all()
+        if alias:
+            backups = backups.filter(database=alias)
+        failed = 0
+        for backup in backups:
+            problem = verify_backup(backup)
+            if problem:
+                failed += 1
+                self.stderr.write(f"backup {backup.pk} ({backup.database}): FAILED: {problem}")
+            else:
+                self.stdout.write(f"backup {backup.pk} ({backup.database}, {backup.created_at:%Y-%m-%d %H:%M}): ok")
+        if failed:
+            raise CommandError(f"{failed} backup(s) failed verification.")
+        self.stdout.write(f"{backups.count()} backup(s) verified.")
