@@ -134,3 +134,12 @@ def test_the_fast_date_hierarchy_finds_the_same_periods_as_django(kind):
             QuerySet.datetimes(queryset, "entry_time", kind, order)
         )
     assert list(queryset.filter(symbol="NONE").datetimes("entry_time", kind)) == []
+
+
+def test_min_and_max_asked_together_give_the_same_answer_as_django(trades):
+    from django.db.models import Max, Min, QuerySet
+
+    queryset = models_for("combined_v3")["Trade"].objects.filter(status="CLOSED")
+    wanted = {"first": Min("entry_time"), "last": Max("ticket")}
+    assert queryset.aggregate(**wanted) == QuerySet.aggregate(queryset, **wanted)
+    assert queryset.aggregate(**wanted)["last"] == 504

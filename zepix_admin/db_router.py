@@ -60,6 +60,17 @@ class PluginQuerySet(models.QuerySet):
         check_alias(self.model, alias)
         return alias
 
+    def aggregate(self, *args, **kwargs):
+        """SQLite answers MIN or MAX of an indexed column with one index lookup only when the
+        query asks for that single aggregate; MIN and MAX together scan the whole table (90 ms
+        on a million trades, for the admin's date hierarchy). So ask for them one at a time."""
+        if not args and len(kwargs) > 1 and all(type(value) in (models.Min, models.Max) for value in kwargs.values()):
+            result = {}
+            for name, value in kwargs.items():
+                result.update(super().aggregate(**{name: value}))
+            return result
+        return super().aggregate(*args, **kwargs)
+
     def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
         """The distinct years, months or days of an indexed datetime field, found by seeking
         from one period to the next (a few index lookups) instead of truncating every row.
