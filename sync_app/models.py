@@ -130,6 +130,8 @@ class Backup(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # overview, health and retention: the newest backups of one database
+        indexes = [models.Index(fields=["database", "-created_at"], name="backup_database_created_idx")]
 
     def __str__(self):
         return f"{self.database} @ {self.created_at:%Y-%m-%d %H:%M}"

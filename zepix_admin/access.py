@@ -118,12 +118,3 @@ class BearerTokenMiddleware:
                 request.user = user
                 request._dont_enforce_csrf_checks = True
         return self.get_response(request)
-
-
-def roles_context(request):
-    user = getattr(request, "user", None)
-    return {
-        "role": role_of(user),
-        "can_operate": has_role(user, OPERATOR),
-        "is_admin_role": has_role(user, ADMIN),
-    }

@@ -99,7 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "zepix_admin.access.roles_context",
+                "zepix_admin.context_processors.navigation",
             ],
         },
     },

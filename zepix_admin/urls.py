@@ -9,5 +9,10 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("alerts/", views.alert_list, name="alerts"),
+    path("alerts/<int:alert_id>/acknowledge", views.acknowledge_alert, name="alert-acknowledge"),
+    path("audit/", views.audit_log, name="audit"),
+    path("", include("config_app.urls")),
+    path("", include("sync_app.urls")),
     path("admin/", admin.site.urls),
 ]

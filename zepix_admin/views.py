@@ -1,12 +1,57 @@
 from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from zepix_admin import alerts, audit
+from zepix_admin.access import OPERATOR, actor_name, require_role
+from zepix_admin.health import collect
+from zepix_admin.http import AuthenticatedHttpRequest
+from zepix_admin.models import Alert, AuditEntry
+from zepix_admin.overview import overview as overview_data
 
 
-def overview(request):
-    return render(request, "overview.html", {})
+@require_GET
+def overview(request: AuthenticatedHttpRequest):
+    context = overview_data()
+    if request.htmx and request.GET.get("fragment") == "cards":
+        return render(request, "overview.html#cards", context)
+    return render(request, "overview.html", context)
 
 
 @login_not_required
+@require_GET
 def healthz(request):
-    return JsonResponse({"status": "ok"})
+    report = collect()
+    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+
+
+@require_GET
+def alert_list(request: AuthenticatedHttpRequest):
+    return render(request, "alerts.html", {
+        "open": alerts.open_alerts(),
+        "acknowledged": Alert.objects.filter(acknowledged_at__isnull=False)[:50],
+    })  # fmt: skip
+
+
+@require_POST
+def acknowledge_alert(request: AuthenticatedHttpRequest, alert_id: int):
+    require_role(request, OPERATOR)
+    alert = get_object_or_404(Alert, pk=alert_id)
+    alerts.acknowledge(alert, actor_name(request.user))
+    audit.record(actor_name(request.user), "web", "alert.acknowledge", f"{alert.source}/{alert.subject}", alert=alert.pk)
+    return redirect("alerts")
+
+
+@require_GET
+def audit_log(request: AuthenticatedHttpRequest):
+    entries = AuditEntry.objects.all()
+    action = request.GET.get("action", "").strip()
+    actor = request.GET.get("actor", "").strip()
+    if action:
+        entries = entries.filter(action__startswith=action)
+    if actor:
+        entries = entries.filter(actor=actor)
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    return render(request, "audit.html", {"page": page, "action": action, "actor": actor})

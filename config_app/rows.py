@@ -1,0 +1,77 @@
+"""A configuration document as editable rows: one per leaf setting, with the input that
+fits its schema (toggle for booleans, number with bounds, select for enums)."""
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class Row:
+    path: str
+    value: object
+    kind: str  # boolean, number, integer, enum, string, json
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: str = "any"
+    choices: tuple = ()
+
+    @property
+    def input_value(self) -> str:
+        if self.kind == "json":
+            return json.dumps(self.value)
+        return "" if self.value is None else str(self.value)
+
+    @property
+    def dom_id(self) -> str:
+        return "row-" + "".join(char if char.isalnum() else "-" for char in self.path)
+
+
+def rows_for(schema: dict, document: dict, prefix: str = "") -> list[Row]:
+    rows = []
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    keys = list(properties) + sorted(key for key in document if key not in properties)
+    for key in keys:
+        child = properties.get(key) or (extra if isinstance(extra, dict) else {})
+        path = f"{prefix}.{key}" if prefix else key
+        value = document.get(key)
+        if child.get("type") == "object" and isinstance(value, dict):
+            rows.extend(rows_for(child, value, path))
+        elif key in document or key in properties:
+            rows.append(row_for(path, value, child))
+    return rows
+
+
+def row_for(path: str, value, schema: dict) -> Row:
+    kind = schema.get("type", "json")
+    row = Row(path=path, value=value, kind=kind, description=schema.get("description", ""))
+    if "enum" in schema:
+        row.kind, row.choices = "enum", tuple(schema["enum"])
+    elif kind in ("number", "integer"):
+        row.minimum = schema.get("minimum", schema.get("exclusiveMinimum"))
+        row.maximum = schema.get("maximum", schema.get("exclusiveMaximum"))
+        row.step = "1" if kind == "integer" else "any"
+    elif kind not in ("boolean", "string"):
+        row.kind = "json"
+    return row
+
+
+def parse_input(row_kind: str, raw: str):
+    """The value a form field sent, as JSON: '3' -> 3, 'true' -> True, a JSON list -> list.
+    Raises ValueError with a message for the operator."""
+    raw = raw.strip()
+    if row_kind == "boolean":
+        return raw.lower() in ("true", "on", "1")
+    if row_kind in ("string", "enum"):
+        return raw
+    if row_kind in ("number", "integer"):
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        return int(number) if number.is_integer() else number
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON: {error}") from None

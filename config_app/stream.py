@@ -1,0 +1,179 @@
+"""Server-Sent Events for configuration versions, across every worker process.
+
+Each process runs one ``Hub`` per event loop: a poller that notices new ``ConfigVersion``
+rows in the central database (whichever process saved them) every few milliseconds, reads
+them once, and wakes every stream of that process. Under ASGI a stream is an async
+generator (no thread per subscriber); under WSGI (runserver, the browser tests' live
+server) a sync one that polls.
+"""
+
+import asyncio
+import collections
+import json
+import sqlite3
+import time
+from contextlib import closing
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from config_app.models import ConfigVersion, Subscriber
+from plugins_app.sqlite import read_only_uri
+from plugins_app.store import parse_db_datetime
+
+POLL_SECONDS = 0.005
+KEEPALIVE_SECONDS = 15
+WSGI_POLL_SECONDS = 0.25
+CACHE_SIZE = 500
+VERSION_COLUMNS = "id, scope, version, author, via, created_at, comment, diff, document"
+
+
+def format_event(event: dict, scope: str | None) -> str:
+    """One SSE message; the id is the version number on a scoped stream, the change id otherwise."""
+    event_id = event["version"] if scope else event["id"]
+    return f"id: {event_id}\nevent: version\ndata: {json.dumps(event)}\n\n"
+
+
+def event_from_row(row) -> dict:
+    pk, scope, version, author, via, created_at, comment, diff, document = row
+    return {
+        "id": pk, "scope": scope, "version": version, "author": author, "via": via,
+        "created_at": parse_db_datetime(created_at).isoformat(), "comment": comment,
+        "diff": json.loads(diff), "data": json.loads(document),
+    }  # fmt: skip
+
+
+def missed_events(scope: str | None, last_event_id: int | None) -> list[dict]:
+    """What a subscriber reconnecting with Last-Event-ID has not seen, oldest first."""
+    if last_event_id is None:
+        return []
+    versions = ConfigVersion.objects.order_by("pk")
+    if scope:
+        versions = versions.filter(scope=scope, version__gt=last_event_id)
+    else:
+        versions = versions.filter(pk__gt=last_event_id)
+    return [version.as_event() for version in versions]
+
+
+def events_after(pk: int, scope: str | None) -> list[dict]:
+    versions = ConfigVersion.objects.filter(pk__gt=pk).order_by("pk")
+    return [version.as_event() for version in (versions.filter(scope=scope) if scope else versions)]
+
+
+def newest_pk() -> int:
+    return ConfigVersion.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def mark_subscriber(name: str, scope: str | None, connected: bool) -> None:
+    if name:
+        Subscriber.objects.update_or_create(
+            name=name[:100], scope=scope or "*", defaults={"connected": connected, "last_seen_at": timezone.now()}
+        )
+
+
+class Hub:
+    def __init__(self):
+        self.queues: set[asyncio.Queue] = set()
+        self.recent: collections.deque[dict] = collections.deque(maxlen=CACHE_SIZE)
+        self.task: asyncio.Task | None = None
+        self.seen_pk = 0
+        self.started = asyncio.Event()
+
+    def subscribe(self) -> asyncio.Queue:
+        queue = asyncio.Queue()
+        self.queues.add(queue)
+        if self.task is None or self.task.done():
+            self.started.clear()
+            self.task = asyncio.get_running_loop().create_task(self.poll())
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.queues.discard(queue)
+
+    def events_after(self, pk: int, scope: str | None) -> list[dict] | None:
+        """From the cache, or None when the cache no longer reaches back that far."""
+        if self.recent and pk < self.recent[0]["id"] - 1:
+            return None
+        return [event for event in self.recent if event["id"] > pk and (scope is None or event["scope"] == scope)]
+
+    async def poll(self) -> None:
+        path = settings.DATABASES["default"]["NAME"]
+        with closing(sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)) as connection:
+            self.seen_pk = connection.execute("SELECT COALESCE(MAX(id), 0) FROM config_app_configversion").fetchone()[0]
+            self.started.set()
+            while self.queues:
+                await asyncio.sleep(POLL_SECONDS)
+                try:  # microseconds on a WAL database: cheaper than a hop to a thread
+                    rows = connection.execute(
+                        f"SELECT {VERSION_COLUMNS} FROM config_app_configversion WHERE id > ? ORDER BY id",
+                        (self.seen_pk,),
+                    ).fetchall()
+                except sqlite3.OperationalError:
+                    continue
+                if rows:
+                    self.recent.extend(event_from_row(row) for row in rows)
+                    self.seen_pk = rows[-1][0]
+                    for queue in list(self.queues):
+                        queue.put_nowait(self.seen_pk)
+
+
+_hubs: dict[int, Hub] = {}
+
+
+def hub() -> Hub:
+    return _hubs.setdefault(id(asyncio.get_running_loop()), Hub())
+
+
+async def async_events(scope: str | None, last_event_id: int | None, subscriber: str):
+    """The ASGI stream: replay what was missed, then every new version as it is committed."""
+    my_hub = hub()
+    queue = my_hub.subscribe()
+    try:
+        await my_hub.started.wait()
+        await sync_to_async(mark_subscriber)(subscriber, scope, True)
+        yield "retry: 1000\n\n"
+        # Everything up to the newest change now is either replayed below or was seen before.
+        sent_pk = await sync_to_async(newest_pk)()
+        for event in await sync_to_async(missed_events)(scope, last_event_id):
+            yield format_event(event, scope)
+            sent_pk = max(sent_pk, event["id"])
+        while True:
+            try:
+                await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await sync_to_async(mark_subscriber)(subscriber, scope, True)
+                yield ": keepalive\n\n"
+                continue
+            fresh = my_hub.events_after(sent_pk, scope)
+            if fresh is None:
+                fresh = await sync_to_async(events_after)(sent_pk, scope)
+            for event in fresh:
+                yield format_event(event, scope)
+                sent_pk = event["id"]
+    finally:
+        my_hub.unsubscribe(queue)
+        await asyncio.shield(sync_to_async(mark_subscriber)(subscriber, scope, False))
+
+
+def sync_events(scope: str | None, last_event_id: int | None, subscriber: str):
+    """The WSGI stream (one thread per subscriber): the same events, found by polling."""
+    mark_subscriber(subscriber, scope, True)
+    try:
+        yield "retry: 1000\n\n"
+        sent_pk = newest_pk()
+        for event in missed_events(scope, last_event_id):
+            yield format_event(event, scope)
+            sent_pk = max(sent_pk, event["id"])
+        idle_since = time.monotonic()
+        while True:
+            time.sleep(WSGI_POLL_SECONDS)
+            fresh = events_after(sent_pk, scope)
+            for event in fresh:
+                yield format_event(event, scope)
+                sent_pk = event["id"]
+            if fresh or time.monotonic() - idle_since > KEEPALIVE_SECONDS:
+                idle_since = time.monotonic()
+                yield ": keepalive\n\n"
+    finally:
+        mark_subscriber(subscriber, scope, False)

@@ -1,0 +1,200 @@
+import json
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from config_app import documents, rollout, service, stream
+from config_app.models import ConfigVersion
+from config_app.rows import parse_input, rows_for
+from zepix_admin.access import OPERATOR, VIEWER, actor_name, require_role
+from zepix_admin.api import api_endpoint
+from zepix_admin.http import AuthenticatedHttpRequest
+
+
+def _scope_or_404(scope: str) -> str:
+    try:
+        return documents.check_scope(scope)
+    except documents.UnknownScope as error:
+        raise Http404(str(error)) from None
+
+
+def _scope_context(scope: str, **extra) -> dict:
+    version = service.current(scope)
+    return {
+        "scope": scope,
+        "version": version,
+        "rows": rows_for(documents.schema_for(scope), version.document if version else {}),
+        "subscribers": rollout.rollout(scope, version.version if version else 0),
+        **extra,
+    }
+
+
+@require_GET
+def config_index(request: AuthenticatedHttpRequest):
+    scopes = [
+        {"scope": scope, "version": service.current(scope)} for scope in documents.scopes()
+    ]
+    return render(request, "config/index.html", {"scopes": scopes})
+
+
+@require_GET
+def scope_page(request: AuthenticatedHttpRequest, scope: str):
+    context = _scope_context(_scope_or_404(scope))
+    if request.htmx and request.GET.get("fragment") == "settings":
+        return render(request, "config/scope.html#settings", context)
+    return render(request, "config/scope.html", context)
+
+
+@require_POST
+def save_row(request: AuthenticatedHttpRequest, scope: str):
+    """Save one setting (HTMX). Answers the row again: saved, or with the error inline."""
+    scope = _scope_or_404(scope)
+    require_role(request, OPERATOR)
+    path = request.POST.get("path", "")
+    try:
+        base_version = int(request.POST.get("base_version", ""))
+    except ValueError:
+        return HttpResponse("A base version is required.", status=400)
+    base = ConfigVersion.objects.filter(scope=scope, version=base_version).first()
+    known = {row.path: row for row in rows_for(documents.schema_for(scope), base.document if base else {})}
+    if path not in known:
+        return HttpResponse(f"Unknown setting {path!r}.", status=400)
+    row = known[path]
+    raw = (request.POST.getlist("value") or [""])[-1]
+    context = {"scope": scope, "row": row}
+    try:
+        value = parse_input(row.kind, raw)
+        saved = service.set_value(scope, path, value, base_version=base_version, author=actor_name(request.user), via="web")
+    except ValueError as error:  # parse errors and InvalidDocument
+        problems = getattr(error, "problems", None)
+        context["error"] = "; ".join(p.message for p in problems) if problems else str(error)
+        context["attempted"] = raw
+        return render(request, "config/scope.html#row", context)
+    except service.ConfigConflict as conflict:
+        context["conflict"] = conflict
+        return render(request, "config/scope.html#row", context)
+    context.update(
+        row=next(r for r in rows_for(documents.schema_for(scope), saved.document) if r.path == path),
+        saved=saved, version=saved, oob=True,
+    )  # fmt: skip
+    return render(request, "config/scope.html#row", context)
+
+
+@require_GET
+def history(request: AuthenticatedHttpRequest, scope: str):
+    scope = _scope_or_404(scope)
+    versions = ConfigVersion.objects.filter(scope=scope).order_by("-version")[:200]
+    return render(request, "config/history.html", {"scope": scope, "versions": versions,
+                                                   "current": service.current(scope)})  # fmt: skip
+
+
+@require_POST
+def rollback(request: AuthenticatedHttpRequest, scope: str, version: int):
+    scope = _scope_or_404(scope)
+    require_role(request, OPERATOR)
+    try:
+        service.rollback(scope, version, author=actor_name(request.user), via="web")
+    except LookupError as error:
+        raise Http404(str(error)) from None
+    return HttpResponseClientRedirect(f"/config/{scope}/") if request.htmx else redirect("config-scope", scope)
+
+
+@api_endpoint
+@require_GET
+def event_stream(request: AuthenticatedHttpRequest):
+    """SSE: one event per version; ?scope=S narrows it; Last-Event-ID replays what was missed."""
+    require_role(request, VIEWER)
+    scope = request.GET.get("scope") or None
+    if scope:
+        _scope_or_404(scope)
+    raw_last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    try:
+        last_event_id = int(raw_last) if raw_last else None
+    except ValueError:
+        return JsonResponse({"error": "Last-Event-ID must be a number."}, status=400)
+    subscriber = request.GET.get("subscriber", "")
+    events = (stream.async_events if isinstance(request, ASGIRequest) else stream.sync_events)(
+        scope, last_event_id, subscriber
+    )
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+# JSON API ----------------------------------------------------------------------
+
+
+def _version_response(version: ConfigVersion, status: int = 200) -> JsonResponse:
+    response = JsonResponse({"scope": version.scope, "version": version.version, "data": version.document},
+                            status=status)  # fmt: skip
+    response["ETag"] = f'"{version.version}"'
+    return response
+
+
+@api_endpoint
+@require_http_methods(["GET", "PUT"])
+def api_config(request: AuthenticatedHttpRequest, scope: str):
+    require_role(request, VIEWER)
+    try:
+        documents.check_scope(scope)
+    except documents.UnknownScope as error:
+        return JsonResponse({"error": str(error)}, status=404)
+    if request.method == "GET":
+        return _version_response(service.current(scope))
+    require_role(request, OPERATOR)
+    if int(request.META.get("CONTENT_LENGTH") or 0) > documents.MAX_DOCUMENT_BYTES:
+        return JsonResponse({"error": "The document is larger than 1 MB."}, status=413)
+    body = request.body
+    if len(body) > documents.MAX_DOCUMENT_BYTES:
+        return JsonResponse({"error": "The document is larger than 1 MB."}, status=413)
+    if_match = request.headers.get("If-Match", "").strip().removeprefix("W/").strip('"')
+    if not if_match.isdigit():
+        return JsonResponse({"error": "Send the version the document is based on in If-Match (the ETag of a GET)."},
+                            status=400)  # fmt: skip
+    try:
+        document = documents.parse(body)
+        saved = service.save(scope, document, base_version=int(if_match), author=actor_name(request.user),
+                             via="api", comment=request.headers.get("X-Comment", "")[:300])  # fmt: skip
+    except documents.InvalidDocument as error:
+        return JsonResponse({"error": "Invalid document.", "errors": [
+            {"path": p.path, "message": p.message} for p in error.problems]}, status=400)  # fmt: skip
+    except service.ConfigConflict as conflict:
+        return JsonResponse({
+            "error": str(conflict), "current_version": conflict.current.version,
+            "changed_by": conflict.current.author, "changes": conflict.changes,
+        }, status=409)  # fmt: skip
+    return _version_response(saved)
+
+
+@api_endpoint
+@require_POST
+def api_ack(request: AuthenticatedHttpRequest, scope: str):
+    """A subscriber reports that it applied a version (ok) or failed to (with the error)."""
+    require_role(request, VIEWER)
+    try:
+        documents.check_scope(scope)
+        payload = json.loads(request.body)
+        name, version, ok = str(payload["subscriber"]), int(payload["version"]), bool(payload["ok"])
+    except documents.UnknownScope as error:
+        return JsonResponse({"error": str(error)}, status=404)
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": 'Send {"subscriber": name, "version": n, "ok": true|false, "error": text}.'},
+                            status=400)  # fmt: skip
+    rollout.record_ack(scope, name, version, ok, str(payload.get("error", "")))
+    return JsonResponse({"recorded": True})
+
+
+@api_endpoint
+@require_GET
+def api_subscribers(request: AuthenticatedHttpRequest, scope: str):
+    require_role(request, VIEWER)
+    try:
+        documents.check_scope(scope)
+    except documents.UnknownScope as error:
+        return JsonResponse({"error": str(error)}, status=404)
+    latest = service.current(scope)
+    return JsonResponse({"scope": scope, "version": latest.version, "subscribers": rollout.rollout(scope, latest.version)})

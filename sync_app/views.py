@@ -1,0 +1,135 @@
+import csv
+
+from django.contrib import messages
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from plugins_app import plugins, registry
+from plugins_app.admin import MAX_COUNTED_ROWS, CappedCountPaginator
+from plugins_app.plugin_apps import models_for
+from sync_app import sync, tasks, trade_search
+from sync_app.backup import BackupError, restore_backup
+from sync_app.models import Backup, SyncRun
+from zepix_admin import audit
+from zepix_admin.access import ADMIN, OPERATOR, actor_name, require_role
+from zepix_admin.http import AuthenticatedHttpRequest
+
+
+@require_GET
+def sync_page(request: AuthenticatedHttpRequest):
+    context = {"health": sync.health(), "runs": SyncRun.objects.all()[:20]}
+    if request.htmx and request.GET.get("fragment") == "state":
+        return render(request, "sync/sync.html#state", context)
+    return render(request, "sync/sync.html", context)
+
+
+@require_POST
+def run_sync_now(request: AuthenticatedHttpRequest):
+    require_role(request, OPERATOR)
+    plugin_id = request.POST.get("plugin") or None
+    if plugin_id:
+        plugins.check_declared(plugin_id)
+    actor = actor_name(request.user)
+    audit.record(actor, "web", "sync.run", plugin_id or "all plugins")
+    tasks.sync_task("manual", actor, plugin_id)
+    if request.htmx:
+        return sync_page_state(request)
+    return redirect("sync")
+
+
+def sync_page_state(request):
+    return render(request, "sync/sync.html#state", {"health": sync.health(), "runs": SyncRun.objects.all()[:20]})
+
+
+@require_POST
+def reset_failures(request: AuthenticatedHttpRequest, plugin_id: str):
+    require_role(request, OPERATOR)
+    try:
+        sync.reset_failures(plugin_id)
+    except (registry.InvalidPluginId, plugins.UnknownPlugin) as error:
+        raise Http404(str(error)) from None
+    audit.record(actor_name(request.user), "web", "sync.reset_failures", plugin_id)
+    return sync_page_state(request) if request.htmx else redirect("sync")
+
+
+@require_GET
+def backups_page(request: AuthenticatedHttpRequest):
+    context = {"backups": Backup.objects.all()[:200]}
+    if request.htmx and request.GET.get("fragment") == "list":
+        return render(request, "sync/backups.html#list", context)
+    return render(request, "sync/backups.html", context)
+
+
+@require_POST
+def start_backup(request: AuthenticatedHttpRequest):
+    require_role(request, OPERATOR)
+    audit.record(actor_name(request.user), "web", "backup.create", "all databases")
+    tasks.backup_task()
+    messages.success(request, "Backup started; it appears below when it is done.")
+    return redirect("backups")
+
+
+@require_POST
+def restore(request: AuthenticatedHttpRequest, backup_id: int):
+    require_role(request, ADMIN)
+    backup = get_object_or_404(Backup, pk=backup_id)
+    try:
+        alias, aside = restore_backup(str(backup.pk))
+    except BackupError as error:
+        messages.error(request, f"Nothing was restored: {error}")
+        return redirect("backups")
+    audit.record(actor_name(request.user), "web", "backup.restore", alias, backup=backup.pk, kept_aside=str(aside))
+    messages.success(request, f"Restored {alias} from backup {backup.pk}; the previous file is kept at {aside}.")
+    return redirect("backups")
+
+
+@require_GET
+def trades(request: AuthenticatedHttpRequest):
+    results, chosen, problems = trade_search.search(request.GET)
+    if request.GET.get("format") == "csv":
+        return _csv(results)
+    page = CappedCountPaginator(results, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "sync/trades.html", {
+        "page": page, "chosen": chosen, "problems": problems, "plugin_ids": plugins.plugin_ids(),
+        "query": query.urlencode(), "sorts": list(trade_search.SORTS), "count_cap": MAX_COUNTED_ROWS,
+    })  # fmt: skip
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+CSV_COLUMNS = ["plugin_id", "ticket", "symbol", "direction", "lot_size", "entry_price", "entry_time", "exit_price",
+               "exit_time", "profit_pips", "profit_dollars", "commission", "swap", "status", "close_reason"]  # fmt: skip
+
+
+def _csv(results):
+    writer = csv.writer(_Echo())
+    rows = results.values_list(*CSV_COLUMNS).iterator(chunk_size=2000)
+    response = StreamingHttpResponse(_csv_lines(writer, rows), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="zepix-trades.csv"'
+    return response
+
+
+def _csv_lines(writer, rows):
+    yield writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+@require_GET
+def trade_in_admin(request: AuthenticatedHttpRequest, plugin_id: str, ticket: int):
+    """Redirect to the trade's record in its own plugin's admin."""
+    try:
+        plugins.check_declared(plugin_id)
+    except (registry.InvalidPluginId, plugins.UnknownPlugin) as error:
+        raise Http404(str(error)) from None
+    trade = models_for(plugin_id)["Trade"].objects.filter(ticket=ticket).values_list("pk", flat=True).first()
+    if trade is None:
+        raise Http404(f"{plugin_id} has no trade {ticket}.")
+    return redirect(reverse(f"admin:{registry.alias_for(plugin_id)}_trade_change", args=[trade]))

@@ -1,0 +1,34 @@
+"""JSON endpoints for machine clients (Bearer tokens) and browsers (session + CSRF)."""
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def api_endpoint(view):
+    """401 (not a login redirect) for anonymous callers, CSRF for cookie sessions only,
+    403 as JSON for a forbidden action."""
+
+    @csrf_exempt
+    @login_not_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            response = JsonResponse({"error": "Authentication required: log in or send a Bearer token."}, status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="zepix"'
+            return response
+        if request.method not in SAFE_METHODS and not getattr(request, "_dont_enforce_csrf_checks", False):
+            if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+                return JsonResponse({"error": "CSRF check failed."}, status=403)
+        try:
+            return view(request, *args, **kwargs)
+        except PermissionDenied as error:
+            return JsonResponse({"error": str(error) or "Forbidden."}, status=403)
+
+    return wrapper

@@ -1,0 +1,14 @@
+from zepix_admin.access import ADMIN, OPERATOR, has_role, role_of
+from zepix_admin.alerts import open_alerts
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {
+        "role": role_of(user),
+        "can_operate": has_role(user, OPERATOR),
+        "is_admin_role": has_role(user, ADMIN),
+        "open_alert_count": open_alerts().count(),
+    }

@@ -1,0 +1,72 @@
+"""What the overview shows for each plugin, read from its own database and the central one."""
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from config_app.service import active_document
+from plugins_app import plugins, registry
+from plugins_app.plugin_apps import models_for
+from sync_app.models import Backup
+from sync_app.sync import health as sync_health
+from zepix_admin import charts
+
+CHART_DAYS = 30
+
+
+def database_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
+    models = models_for(plugin_id)
+    today = timezone.now().date()
+    stats = models["DailyStats"].objects
+    today_stats = stats.filter(date=today).first()
+    totals = stats.aggregate(trades=Sum("total_trades"), wins=Sum("wins"))
+    recent = list(stats.filter(date__gt=today - timedelta(days=CHART_DAYS)).order_by("date").values_list("date", "total_profit"))
+    equity, running = [], Decimal(0)
+    for profit in stats.order_by("date").values_list("total_profit", flat=True):
+        running += profit
+        equity.append(float(running))
+    info = models["PluginInfo"].objects.first()
+    return {
+        "plugin_id": plugin_id,
+        "enabled": active_document(plugin_id).get("enabled", True),
+        "version": info.version if info else "",
+        "open_trades": models["Trade"].objects.filter(status__in=["OPEN", "PARTIAL"]).count(),
+        "today_trades": today_stats.total_trades if today_stats else 0,
+        "today_profit": today_stats.total_profit if today_stats else Decimal(0),
+        "win_rate": (totals["wins"] or 0) / totals["trades"] * 100 if totals["trades"] else None,
+        "database_bytes": database_bytes(plugins.database_path(plugin_id)),
+        "sync": sync_state,
+        "last_backup": last_backup,
+        "daily_chart": charts.bars([(day.isoformat(), float(profit)) for day, profit in recent]),
+        "equity_points": charts.line(equity),
+    }
+
+
+def latest_backup(alias: str):
+    return Backup.objects.filter(database=alias, verified=True).order_by("-created_at").first()
+
+
+def overview() -> dict:
+    sync_state = sync_health()
+    cards = [
+        plugin_card(plugin_id, sync_state["plugins"].get(plugin_id, {}), latest_backup(registry.alias_for(plugin_id)))
+        for plugin_id in plugins.plugin_ids()
+    ]
+    return {
+        "cards": cards,
+        "sync_overall": sync_state["overall"],
+        "totals": {
+            "open_trades": sum(card["open_trades"] for card in cards),
+            "today_trades": sum(card["today_trades"] for card in cards),
+            "today_profit": sum((card["today_profit"] for card in cards), Decimal(0)),
+            "enabled": sum(1 for card in cards if card["enabled"]),
+        },
+        "generated_at": timezone.now(),
+    }
