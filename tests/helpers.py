@@ -44,3 +44,64 @@ def fresh_env(tmp_path: Path, **extra) -> dict:
     )  # fmt: skip
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A real uvicorn (ASGI) server, plus optionally the Huey consumer, on a fresh data folder."""
+
+    def __init__(self, tmp_path: Path, *, workers: int = 1, demo_trades: int = 0, **env):
+        import time
+        import urllib.request
+
+        self.env = fresh_env(tmp_path, **env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = ("setup", "--demo-trades", str(demo_trades)) if demo_trades else ("setup", "--no-demo")
+        prepared = manage(*args, env=self.env)
+        assert prepared.returncode == 0, prepared.stderr
+        self.token = manage("create_token", "operator-bot", "--role", "operator", env=self.env,
+                            check=True).stdout.strip().splitlines()[-1]  # fmt: skip
+        self.viewer_token = manage("create_token", "viewer-bot", "--role", "viewer", env=self.env,
+                                   check=True).stdout.strip().splitlines()[-1]  # fmt: skip
+        self.workers = workers
+        self.start()
+
+    def start(self) -> None:
+        import time
+        import urllib.request
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--port", str(self.port),
+             "--workers", str(self.workers), "--no-access-log", "--log-level", "warning",
+             "--timeout-graceful-shutdown", "2"],
+            env=self.env, cwd=ROOT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/login/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError("uvicorn did not start")
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        return manage(*args, env=self.env)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

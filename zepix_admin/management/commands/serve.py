@@ -24,7 +24,9 @@ class Command(BaseCommand):
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {
             "web": [sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--host", host,
-                    "--port", str(port), "--workers", str(workers), "--no-access-log"],
+                    "--port", str(port), "--workers", str(workers), "--no-access-log",
+                    # open event streams would otherwise hold a shutdown forever
+                    "--timeout-graceful-shutdown", "3"],
             "huey": [sys.executable, manage, "run_huey"],
         }  # fmt: skip
         children = {name: subprocess.Popen(command, cwd=settings.BASE_DIR) for name, command in commands.items()}

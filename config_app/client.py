@@ -1,0 +1,151 @@
+"""The subscriber client for the bot's processes: follows a config scope over SSE.
+
+Standard library only, so a plugin process imports it without Django::
+
+    subscriber = ConfigSubscriber("http://127.0.0.1:8000", token, scope="combined_v3",
+                                  name="combined_v3-live", on_config_changed=plugin.on_config_changed)
+    subscriber.run_forever()        # or start() for a background thread
+
+Versions are applied strictly in order: a gap (a version missed while the stream was
+down) makes it reconnect with ``Last-Event-ID`` so the server replays what is missing.
+After each version the client reports to ``/api/config/<scope>/ack`` whether the hook
+applied it; a hook that raises leaves the process on its last good version.
+"""
+
+import http.client
+import json
+import logging
+import threading
+import urllib.request
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("zepix.config.client")
+
+
+@dataclass
+class ConfigSubscriber:
+    base_url: str
+    token: str
+    scope: str
+    name: str
+    on_config_changed: object = None  # callable(changes: dict) -> None
+    reconnect_delays: tuple = (0.5, 1, 2, 5, 10)
+    seen_version: int | None = None  # the newest version handled, applied or not: the stream resumes after it
+    applied_version: int | None = None  # the version the plugin runs: the last one its hook accepted
+    document: dict = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _response: object = None
+
+    # Lifecycle ---------------------------------------------------------------
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, name=f"config-{self.scope}", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except OSError:
+                pass
+
+    def run_forever(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.follow_stream()
+                failures = 0
+            except Exception as error:
+                if self._stop.is_set():
+                    break  # stop() closed the stream under the reader: whatever it raised is expected
+                if not isinstance(error, (OSError, http.client.HTTPException, ValueError)):
+                    raise
+                delay = self.reconnect_delays[min(failures, len(self.reconnect_delays) - 1)]
+                logger.warning("Config stream for %s dropped (%s); reconnecting in %s s", self.scope, error, delay)
+                failures += 1
+                self._stop.wait(delay)
+
+    # The stream --------------------------------------------------------------
+
+    def _request(self, path: str, *, data: bytes | None = None, headers: dict | None = None):
+        request = urllib.request.Request(self.base_url.rstrip("/") + path, data=data, method="POST" if data else "GET")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        return urllib.request.urlopen(request, timeout=60)
+
+    def follow_stream(self) -> None:
+        if self.seen_version is None:
+            self.load_current()
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.seen_version)}
+        query = f"?scope={urllib.request.quote(self.scope)}&subscriber={urllib.request.quote(self.name)}"
+        response = self._response = self._request(f"/config/stream{query}", headers=headers)
+        try:
+            for event in parse_events(response):
+                if self._stop.is_set():
+                    return
+                if event.get("event") == "version":
+                    self.handle_version(json.loads(event["data"]))
+        finally:
+            response.close()
+            self._response = None
+        raise ConnectionResetError("the server closed the stream")
+
+    def load_current(self) -> None:
+        with self._request(f"/api/config/{urllib.request.quote(self.scope)}") as response:
+            current = json.load(response)
+        self.document = current["data"]
+        self.seen_version = self.applied_version = current["version"]
+        self.report(self.applied_version, ok=True)
+
+    def handle_version(self, event: dict) -> None:
+        version = event["version"]
+        if version <= self.seen_version:
+            return  # already handled (a replay overlapping what we had)
+        if version != self.seen_version + 1:
+            raise ValueError(f"missed versions {self.seen_version + 1}..{version - 1}")  # reconnect and replay
+        changes = {change["path"]: {"old": change["old"], "new": change["new"]} for change in event["diff"]}
+        try:
+            if self.on_config_changed is not None:
+                self.on_config_changed(changes)
+        except Exception as error:  # noqa: BLE001 - the plugin keeps running on its last good version
+            logger.exception("on_config_changed failed for %s version %s", self.scope, version)
+            self.seen_version = version
+            self.report(version, ok=False, error=f"{type(error).__name__}: {error}")
+            return
+        self.document, self.seen_version, self.applied_version = event["data"], version, version
+        self.report(version, ok=True)
+
+    def report(self, version: int, *, ok: bool, error: str = "") -> None:
+        body = json.dumps({"subscriber": self.name, "version": version, "ok": ok, "error": error}).encode()
+        try:
+            with self._request(f"/api/config/{urllib.request.quote(self.scope)}/ack", data=body,
+                               headers={"Content-Type": "application/json"}):  # fmt: skip
+                pass
+        except (OSError, http.client.HTTPException) as problem:
+            logger.warning("Could not report version %s of %s: %s", version, self.scope, problem)
+
+
+def parse_events(stream):
+    """Yields {"id", "event", "data"} dicts from an SSE byte stream."""
+    event: dict = {}
+    data: list[str] = []
+    for raw in stream:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                event["data"] = "\n".join(data)
+                yield event
+            event, data = {}, []
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if key == "data":
+            data.append(value)
+        elif key in ("id", "event", "retry"):
+            event[key] = value

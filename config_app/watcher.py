@@ -1,0 +1,66 @@
+"""Notices edits made to the config files outside the dashboard (inotify via watchdog),
+debounces them, and hands each changed document to ``service.ingest_file``."""
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers import Observer
+
+from config_app import documents, service
+
+logger = logging.getLogger("zepix.config.watcher")
+DEBOUNCE_SECONDS = float(os.environ.get("ZEPIX_CONFIG_DEBOUNCE_MS", "200")) / 1000
+
+
+class _Debouncer(FileSystemEventHandler):
+    def __init__(self, on_settled, delay: float):
+        self.on_settled, self.delay = on_settled, delay
+        self.timers: dict[str, threading.Timer] = {}
+        self.lock = threading.Lock()
+
+    def on_any_event(self, event):
+        for path in (getattr(event, "dest_path", ""), event.src_path):
+            scope = documents.scope_for_path(Path(os.fsdecode(path))) if path else None
+            if scope:
+                self.schedule(scope)
+
+    def schedule(self, scope: str) -> None:
+        with self.lock:
+            if scope in self.timers:
+                self.timers[scope].cancel()
+            timer = threading.Timer(self.delay, self.fire, args=[scope])
+            timer.daemon = True
+            self.timers[scope] = timer
+            timer.start()
+
+    def fire(self, scope: str) -> None:
+        with self.lock:
+            self.timers.pop(scope, None)
+        self.on_settled(scope)
+
+
+def take_in(scope: str) -> None:
+    close_old_connections()
+    try:
+        version = service.ingest_file(scope)
+        if version:
+            logger.info("Took in an outside edit of %s as version %s", scope, version.version)
+    except Exception:  # noqa: BLE001 - the watcher must outlive any one bad edit
+        logger.exception("Could not take in the edit of %s", scope)
+    finally:
+        close_old_connections()
+
+
+def start(delay: float = DEBOUNCE_SECONDS) -> Observer:
+    """Start watching ZEPIX_CONFIG_DIR in a background thread; returns the observer (stop() it)."""
+    (settings.CONFIG_DIR / "plugins").mkdir(parents=True, exist_ok=True)
+    observer = Observer()
+    observer.schedule(_Debouncer(take_in, delay), str(settings.CONFIG_DIR), recursive=True)
+    observer.daemon = True
+    observer.start()
+    return observer

@@ -1,0 +1,165 @@
+"""The SSE stream and the Python subscriber, against a real uvicorn server on loopback."""
+
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from config_app.client import ConfigSubscriber, parse_events
+from tests.helpers import Server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(tmp_path)
+    yield running
+    running.stop()
+
+
+def api(server, method, path, body=None, version=None):
+    request = urllib.request.Request(server.url + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)  # fmt: skip
+    request.add_header("Authorization", f"Bearer {server.token}")
+    if version is not None:
+        request.add_header("If-Match", f'"{version}"')
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def save_lot(server, lot):
+    current = api(server, "GET", "/api/config/combined_v3")
+    return api(server, "PUT", "/api/config/combined_v3", {**current["data"], "max_lot_size": lot}, current["version"])
+
+
+def open_stream(server, scope="combined_v3", last_event_id=None):
+    query = f"?scope={scope}" if scope else ""
+    request = urllib.request.Request(f"{server.url}/config/stream{query}")
+    request.add_header("Authorization", f"Bearer {server.viewer_token}")
+    if last_event_id is not None:
+        request.add_header("Last-Event-ID", str(last_event_id))
+    response = urllib.request.urlopen(request, timeout=10)
+    return response, parse_events(response)
+
+
+def next_versions(events, count):
+    found = []
+    for event in events:
+        if event.get("event") == "version":
+            found.append(event)
+            if len(found) == count:
+                return found
+    return found
+
+
+def test_a_reconnect_with_last_event_id_replays_exactly_the_missed_versions_then_live_ones(server):
+    for lot in (0.2, 0.3, 0.4, 0.5):  # versions 2..5
+        save_lot(server, lot)
+    response, events = open_stream(server, last_event_id=2)
+    replayed = next_versions(events, 3)
+    assert [e["id"] for e in replayed] == ["3", "4", "5"]
+    data = json.loads(replayed[0]["data"])
+    assert (data["scope"], data["version"], data["author"]) == ("combined_v3", 3, "token:operator-bot")
+    assert data["diff"] == [{"path": "max_lot_size", "old": 0.2, "new": 0.3, "change": "changed"}]
+    assert data["data"]["max_lot_size"] == 0.3
+    threading.Timer(0.3, save_lot, args=(server, 0.6)).start()
+    assert [e["id"] for e in next_versions(events, 1)] == ["6"]
+    response.close()
+
+
+def test_the_all_scopes_stream_numbers_events_by_change(server):
+    response, events = open_stream(server, scope=None, last_event_id=0)
+    initial = next_versions(events, 3)  # version 1 of each of the three scopes
+    assert sorted(json.loads(e["data"])["scope"] for e in initial) == ["combined_v3", "global", "price_action_v6"]
+    assert [int(e["id"]) for e in initial] == sorted(int(e["id"]) for e in initial)
+    response.close()
+
+
+def test_unknown_scopes_and_anonymous_subscribers_are_refused(server):
+    for url, status in ((f"{server.url}/config/stream?scope=nosuch", 404), (f"{server.url}/config/stream", 401)):
+        request = urllib.request.Request(url)
+        if status == 404:
+            request.add_header("Authorization", f"Bearer {server.viewer_token}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        refused.value.close()
+        assert refused.value.code == status
+
+
+def test_a_save_in_another_process_reaches_subscribers_on_every_worker(tmp_path):
+    server = Server(tmp_path, workers=2)
+    try:
+        streams = [open_stream(server) for _ in range(8)]
+        time.sleep(0.3)
+        result = server.manage("config", "set", "combined_v3", "max_lot_size", "0.75")  # a third process saves
+        assert result.returncode == 0, result.stderr
+        for response, events in streams:
+            got = next_versions(events, 1)
+            assert json.loads(got[0]["data"])["data"]["max_lot_size"] == 0.75
+            response.close()
+    finally:
+        server.stop()
+
+
+def test_the_subscriber_applies_versions_in_order_reports_failures_and_keeps_its_last_good_version(server):
+    seen = []
+
+    def on_config_changed(changes):
+        lot = changes["max_lot_size"]["new"]
+        if lot == 0.13:
+            raise ValueError("refusing 0.13")
+        seen.append(lot)
+
+    subscriber = ConfigSubscriber(server.url, server.token, scope="combined_v3", name="combined_v3-live",
+                                  on_config_changed=on_config_changed)  # fmt: skip
+    subscriber.start()
+    try:
+        assert wait(lambda: subscriber.applied_version == 1)
+        save_lot(server, 0.11)
+        save_lot(server, 0.12)
+        assert wait(lambda: subscriber.applied_version == 3)
+        assert seen == [0.11, 0.12]
+        save_lot(server, 0.13)
+        assert wait(lambda: subscriber.seen_version == 4)
+        assert subscriber.applied_version == 3 and subscriber.document["max_lot_size"] == 0.12
+        rollout = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"]
+        assert wait(lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "failed")
+        rollout = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]
+        assert (rollout["name"], rollout["applied_version"], rollout["connected"]) == ("combined_v3-live", 3, True)
+        assert "refusing 0.13" in rollout["error"]
+        save_lot(server, 0.14)
+        assert wait(lambda: subscriber.applied_version == 5)
+        assert wait(lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "current")
+    finally:
+        subscriber.stop()
+
+
+def test_the_subscriber_resumes_after_the_server_went_away(server):
+    subscriber = ConfigSubscriber(server.url, server.token, scope="combined_v3", name="resumer",
+                                  reconnect_delays=(0.2,))  # fmt: skip
+    subscriber.start()
+    try:
+        assert wait(lambda: subscriber.applied_version == 1)
+        server.stop()
+        assert server.manage("config", "set", "combined_v3", "max_lot_size", "0.21").returncode == 0
+        assert server.manage("config", "set", "combined_v3", "max_lot_size", "0.22").returncode == 0
+        server.start()
+        assert wait(lambda: subscriber.applied_version == 3, timeout=15)
+        assert subscriber.document["max_lot_size"] == 0.22
+    finally:
+        subscriber.stop()
+
+
+def wait(condition, timeout=8.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except (OSError, IndexError, KeyError):
+            pass
+        time.sleep(0.05)
+    return False
