@@ -1,0 +1,91 @@
+"""Editing configuration in the browser: rows fit the schema, a row saves without a reload,
+invalid values and stale edits are answered inline and save nothing."""
+
+import pytest
+
+from config_app import service
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def save_row(client, path, value, base_version=1, scope="combined_v3"):
+    return client.post(f"/config/{scope}/row", {"path": path, "value": value, "base_version": base_version}, **HTMX)
+
+
+def test_the_scope_list_shows_every_scope(viewer_client, config):
+    page = viewer_client.get("/config/").content.decode()
+    for scope in ("global", "combined_v3", "price_action_v6"):
+        assert f'href="/config/{scope}/"' in page
+
+
+def test_each_setting_gets_the_input_its_schema_asks_for(operator_client, config):
+    page = operator_client.get("/config/combined_v3/").content.decode()
+    assert 'type="checkbox" name="value" value="true" checked aria-label="enabled"' in page
+    assert 'aria-label="max_lot_size"' in page and 'step="any"' in page and 'min="0"' in page and 'max="100"' in page
+    assert '<select name="value" aria-label="mode">' in page and '<option value="live"' in page
+    assert 'aria-label="max_open_trades"' in page and 'step="1"' in page
+    global_page = operator_client.get("/config/global/").content.decode()
+    assert "risk_tiers.5000.per_trade_cap" in global_page
+
+
+def test_saving_a_row_answers_the_row_and_moves_the_base_version(operator_client, config):
+    response = save_row(operator_client, "max_lot_size", "0.5")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Saved as version 2" in body
+    assert 'id="base-version" name="base_version" value="2" hx-swap-oob="true"' in body
+    assert service.active_document("combined_v3")["max_lot_size"] == 0.5
+    assert service.current("combined_v3").author == "otto_operator"
+    save_row(operator_client, "enabled", "false", base_version=2)
+    assert service.active_document("combined_v3")["enabled"] is False
+
+
+def test_a_checked_toggle_sends_true(operator_client, config):
+    config("combined_v3", "enabled", False)
+    operator_client.post("/config/combined_v3/row", {"path": "enabled", "value": ["false", "true"], "base_version": 2}, **HTMX)
+    assert service.active_document("combined_v3")["enabled"] is True
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("max_lot_size", "-2", "-2 is less than or equal to the minimum of 0"),
+    ("max_lot_size", "lots", "'lots' is not a number"),
+    ("max_open_trades", "2.5", "2.5 is not of type 'integer'"),
+    ("mode", "yolo", "'yolo' is not one of ['live', 'paper']"),
+    ("symbols", "[\"eur\"]", "does not match"),
+])  # fmt: skip
+def test_an_invalid_value_is_refused_inline_and_nothing_is_saved(operator_client, config, path, value, message):
+    body = save_row(operator_client, path, value).content.decode()
+    assert "Not saved:" in body and message.replace("'", "&#x27;") in body
+    assert service.current("combined_v3").version == 1
+
+
+def test_a_stale_edit_shows_the_conflict_inline(operator_client, config):
+    config("combined_v3", "max_lot_size", 0.7)  # someone else saved version 2
+    body = save_row(operator_client, "enabled", "false", base_version=1).content.decode()
+    assert "Not saved:" in body and "it is now version 2 by test" in body and "max_lot_size" in body
+    assert service.active_document("combined_v3")["enabled"] is True
+
+
+def test_a_setting_that_does_not_exist_is_refused(operator_client, config):
+    assert save_row(operator_client, "../../etc", "1").status_code == 400
+    assert save_row(operator_client, "max_lot_size", "1", base_version="x").status_code == 400
+    assert operator_client.get("/config/nosuch/").status_code == 404
+
+
+def test_history_shows_readable_diffs_and_rollback_asks_for_confirmation(operator_client, config):
+    config("combined_v3", "max_lot_size", 0.7)
+    page = operator_client.get("/config/combined_v3/history/").content.decode()
+    assert "<code>max_lot_size</code>: 1.0 → 0.7" in page
+    assert 'hx-confirm="Roll combined_v3 back to version 1?' in page
+    response = operator_client.post("/config/combined_v3/rollback/1/", **HTMX)
+    assert response["HX-Redirect"] == "/config/combined_v3/"
+    assert service.current("combined_v3").version == 3
+    assert service.active_document("combined_v3")["max_lot_size"] == 1.0
+
+
+def test_the_settings_fragment_is_served_for_live_updates(viewer_client, config):
+    config("combined_v3", "max_lot_size", 0.7)
+    body = viewer_client.get("/config/combined_v3/?fragment=settings", **HTMX).content.decode()
+    assert body.startswith('\n<div id="settings" data-version="2">') or 'id="settings" data-version="2"' in body
+    assert "<html" not in body

@@ -1,0 +1,131 @@
+"""The operators' pages: overview, trade search, sync, backups, alerts and audit."""
+
+import csv
+import io
+import re
+
+import pytest
+
+from plugins_app import plugins
+from plugins_app.store import PluginStore
+from sync_app.sync import run_sync
+from tests.helpers import NOW, closed_trade, trade
+from zepix_admin.alerts import raise_alert
+from zepix_admin.models import Alert
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def trading(config):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.now().replace(hour=1, minute=0)
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.record_start("combined_v3", "3.1.0")
+        store.save_trades([trade(11), trade(12, symbol="XAUUSD", direction="SELL"),
+                           closed_trade(13, 40.0, exit_time=today), closed_trade(14, -10.0, exit_time=today),
+                           closed_trade(15, 7.0, exit_time=today - timedelta(days=2))])  # fmt: skip
+    with PluginStore(plugins.database_path("price_action_v6")) as store:
+        store.save_trades([closed_trade(21, 5.0, exit_time=NOW), trade(22, symbol="GBPUSD")])
+    run_sync(trigger="command")
+
+
+def card(page, plugin_id):
+    return page.split(f'id="card-{plugin_id}"')[1].split("</section>")[0]
+
+
+def test_the_overview_shows_a_card_per_plugin_with_its_numbers(viewer_client, trading):
+    page = viewer_client.get("/").content.decode()
+    combined = card(page, "combined_v3")
+    assert "3.1.0" in combined and "enabled" in combined
+    assert re.search(r"<dt>Open trades</dt><dd>2</dd>", combined)
+    assert re.search(r"<dt>Today's trades</dt><dd>2</dd>", combined)
+    assert "30.00" in combined and "66.7 %" in combined
+    assert combined.count("<rect") == 2 and "<polyline" in combined
+    assert re.search(r'id="total-open">3<', page)
+
+
+def test_a_plugin_disabled_in_the_config_shows_disabled_on_the_next_refresh(viewer_client, trading, config):
+    config("price_action_v6", "enabled", False)
+    fragment = viewer_client.get("/?fragment=cards", **HTMX).content.decode()
+    assert "<html" not in fragment and 'hx-trigger="every 3s"' in fragment
+    assert 'data-testid="state">disabled<' in card(fragment, "price_action_v6")
+
+
+def test_the_trade_search_filters_sorts_and_links_to_each_plugins_admin(viewer_client, trading):
+    def tickets(**params):
+        page = viewer_client.get("/trades/", params).content.decode()
+        return [int(t) for t in re.findall(r'/trades/\w+/(\d+)/"', page)]
+
+    assert sorted(tickets()) == [11, 12, 13, 14, 15, 21, 22]
+    assert sorted(tickets(plugin="price_action_v6")) == [21, 22]
+    assert tickets(symbol="xauusd") == [12]
+    assert sorted(tickets(status="CLOSED")) == [13, 14, 15, 21]
+    assert tickets(direction="SELL") == [12]
+    assert tickets(status="CLOSED", sort="profit") == [13, 15, 21, 14]
+    assert tickets(date_from="2030-01-01") == []
+    page = viewer_client.get("/trades/", {"date_from": "yesterday"}).content.decode()
+    assert "date from must be a date" in page
+    response = viewer_client.get("/trades/combined_v3/13/")
+    assert response.status_code == 302 and re.match(r"/admin/plugin_combined_v3/trade/\d+/change/", response["Location"])
+    assert viewer_client.get("/trades/combined_v3/999/").status_code == 404
+    assert viewer_client.get("/trades/..%2Fx/13/").status_code == 404
+
+
+def test_the_trade_search_exports_csv(viewer_client, trading):
+    response = viewer_client.get("/trades/", {"status": "CLOSED", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert sorted((r["plugin_id"], r["ticket"]) for r in rows) == [
+        ("combined_v3", "13"), ("combined_v3", "14"), ("combined_v3", "15"), ("price_action_v6", "21")]  # fmt: skip
+
+
+def test_the_sync_page_shows_health_and_runs_and_refreshes_itself(operator_client, trading):
+    page = operator_client.get("/sync/").content.decode()
+    assert "Run sync now" in page and 'hx-trigger="every 2s"' in page
+    assert "combined_v3: +5 ~0" in page
+    state = operator_client.post("/sync/run", **HTMX).content.decode()
+    assert "<html" not in state and state.count("<tr><td class=\"num\">") >= 2
+
+
+def test_the_backups_page_lists_backups_with_their_verification(operator_client, trading):
+    operator_client.post("/backups/start")
+    page = operator_client.get("/backups/").content.decode()
+    assert page.count('<span class="ok">yes</span>') == 3
+    assert "plugin_combined_v3" in page
+
+
+def test_alerts_are_listed_and_acknowledged(operator_client, config):
+    alert = raise_alert("config", "global", "Rejected edit of config.json: bad")
+    page = operator_client.get("/alerts/").content.decode()
+    assert "Rejected edit of config.json" in page and '<span class="badge bad">1</span>' in page
+    operator_client.post(f"/alerts/{alert.pk}/acknowledge")
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == "otto_operator"
+    assert "Nothing needs attention" in operator_client.get("/alerts/").content.decode()
+
+
+def test_the_audit_log_shows_who_changed_what(operator_client, config):
+    from django.core.management import call_command
+
+    operator_client.post("/config/combined_v3/row", {"path": "max_lot_size", "value": "0.4", "base_version": 1}, **HTMX)
+    call_command("create_token", "bot", "--role", "viewer", stdout=io.StringIO())
+    page = operator_client.get("/audit/").content.decode()
+    assert "otto_operator" in page and "config.save" in page and "token.create" in page
+    filtered = operator_client.get("/audit/", {"action": "token."}).content.decode()
+    assert "token.create" in filtered and "config.save" not in filtered
+
+
+def test_static_files_are_served_with_hashed_compressed_names_in_production(settings, tmp_path):
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}  # fmt: skip
+    call_command("collectstatic", interactive=False, verbosity=0)
+    names = {p.name for p in tmp_path.rglob("*")}
+    assert any(re.fullmatch(r"zepix\.[0-9a-f]{12}\.css\.gz", n) for n in names)
+    assert any(re.fullmatch(r"htmx-2\.min\.[0-9a-f]{12}\.js", n) for n in names)
