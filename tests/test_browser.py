@@ -1,0 +1,109 @@
+"""The dashboard in real Chromium (Debian's, driven by Playwright) against a live server."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from config_app import service
+from plugins_app import plugins
+from plugins_app.store import PluginStore
+from sync_app.models import SyncRun
+from tests.helpers import trade
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(databases="__all__", transaction=True)]
+PASSWORD = "pw-for-tests-123"
+
+
+@pytest.fixture
+def trading(config):
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trades([trade(1), trade(2, symbol="XAUUSD")])
+    with PluginStore(plugins.database_path("price_action_v6")) as store:
+        store.save_trade(**trade(3))
+
+
+def log_in(page, live_server, username):
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("nav.top")).to_contain_text(username)
+
+
+def test_log_in_see_both_plugins_and_log_out(page, live_server, operator, trading):
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(re.compile(r"/login/\?next=/"))
+    log_in(page, live_server, operator.username)
+    expect(page.locator("#card-combined_v3")).to_contain_text("Open trades")
+    expect(page.locator("#card-price_action_v6")).to_be_visible()
+    expect(page.locator("#total-open")).to_have_text("3")
+    page.click("nav.top button:has-text('Log out')")
+    expect(page).to_have_url(re.compile(r"/login/"))
+    page.goto(f"{live_server.url}/sync/")
+    expect(page).to_have_url(re.compile(r"/login/"))
+
+
+def test_a_viewer_finds_no_edit_controls_and_a_crafted_post_is_refused(page, live_server, viewer, trading):
+    log_in(page, live_server, viewer.username)
+    page.goto(f"{live_server.url}/config/combined_v3/")
+    expect(page.locator("#settings")).to_be_visible()
+    expect(page.locator("#settings input[type=number]")).to_have_count(0)
+    expect(page.locator("#settings select")).to_have_count(0)
+    page.goto(f"{live_server.url}/sync/")
+    expect(page.locator("#run-sync")).to_have_count(0)
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(f"{live_server.url}/config/combined_v3/row", headers={"X-CSRFToken": csrf},
+                                 form={"path": "max_lot_size", "value": "9", "base_version": "1"})  # fmt: skip
+    assert response.status == 403
+    response = page.request.post(f"{live_server.url}/sync/run", headers={"X-CSRFToken": csrf})
+    assert response.status == 403
+    assert service.current("combined_v3").version == 1 and not SyncRun.objects.exists()
+
+
+def test_an_operator_triggers_a_sync_and_sees_the_result_without_a_reload(page, live_server, operator, trading):
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/sync/")
+    expect(page.locator("#sync-runs")).to_contain_text("No sync has run yet")
+    page.evaluate("window.stillTheSamePage = true")
+    page.click("#run-sync")
+    expect(page.locator("#sync-runs")).to_contain_text("combined_v3: +2 ~0")
+    expect(page.locator("#sync-runs")).to_contain_text(operator.username)
+    assert page.evaluate("window.stillTheSamePage") is True
+
+
+def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update_live(
+    page, browser, live_server, operator, make_user, trading
+):  # fmt: skip
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/config/combined_v3/")
+    other_user = make_user("olga_operator", "operator")
+    watcher_context = browser.new_context()
+    watcher = watcher_context.new_page()
+    log_in(watcher, live_server, other_user.username)
+    watcher.goto(f"{live_server.url}/config/combined_v3/")
+    watcher.evaluate("window.stillTheSamePage = true")
+
+    page.evaluate("window.stillTheSamePage = true")
+    lot = page.get_by_label("max_lot_size", exact=True)
+    lot.fill("0.35")
+    lot.press("Tab")
+    expect(page.locator("#row-max-lot-size")).to_contain_text("Saved as version 2")
+    assert service.active_document("combined_v3")["max_lot_size"] == 0.35
+
+    lot = page.get_by_label("max_lot_size", exact=True)
+    lot.fill("-4")
+    lot.press("Tab")
+    expect(page.locator("#row-max-lot-size")).to_contain_text("Not saved: -4 is less than or equal to the minimum of 0")
+    assert service.current("combined_v3").version == 2
+
+    page.get_by_label("enabled", exact=True).uncheck()
+    expect(page.locator("#row-enabled")).to_contain_text("Saved as version 3")
+    assert service.active_document("combined_v3")["enabled"] is False
+    assert page.evaluate("window.stillTheSamePage") is True
+
+    expect(watcher.locator("#live-notice")).to_contain_text("by otto_operator")
+    expect(watcher.locator("#current-version")).to_have_text("3")
+    expect(watcher.get_by_label("max_lot_size", exact=True)).to_have_value("0.35")
+    assert watcher.evaluate("window.stillTheSamePage") is True
+    watcher_context.close()
