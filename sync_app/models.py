@@ -31,9 +31,7 @@ class AggregatedTrade(models.Model):
         ordering = ["-entry_time"]
         constraints = [models.UniqueConstraint(fields=["plugin_id", "ticket"], name="aggregated_trades_unique")]
         indexes = [
-            # sync: recompute cross_plugin_stats of the days a batch touched
-            models.Index(fields=["plugin_id", "exit_time"], name="agg_plugin_exit_idx"),
-            # overview and metrics: open trades; trade search: filters with newest first
+            # metrics: open trades; trade search: each filter with newest first
             models.Index(fields=["status", "entry_time"], name="agg_status_entry_idx"),
             models.Index(fields=["entry_time"], name="agg_entry_idx"),
             models.Index(fields=["symbol", "entry_time"], name="agg_symbol_entry_idx"),

@@ -7,12 +7,10 @@ changed, and a crash at any point leaves either the whole batch or none of it.
 """
 
 import fcntl
-import json
 import logging
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
 
 from django.conf import settings
 from django.db.models import Sum
@@ -171,58 +169,69 @@ def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
         since = 0
     if until == since:
         return 0, 0
-    params = {"plugin_id": plugin_id, "since": since, "until": until, "now": db_datetime(timezone.now())}
+    params = {"plugin_id": plugin_id, "since": since, "until": until, "now": db_datetime(timezone.now()),
+              "even": BREAKEVEN_DOLLARS}  # fmt: skip
     changed = central.execute(f"SELECT COUNT(*) {CHANGED}", params).fetchone()[0]
     updated = central.execute(
         f"SELECT COUNT(*) {CHANGED} AND EXISTS (SELECT 1 FROM aggregated_trades a "
         "WHERE a.plugin_id = :plugin_id AND a.ticket = s.ticket)",
         params,
     ).fetchone()[0]
-    days_before = {
-        day for (day,) in central.execute(
-            "SELECT DISTINCT substr(a.exit_time, 1, 10) FROM src.trades s JOIN aggregated_trades a "
-            "ON a.plugin_id = :plugin_id AND a.ticket = s.ticket "
-            "WHERE s.change_seq > :since AND s.change_seq <= :until AND a.exit_time IS NOT NULL", params)
-    }  # fmt: skip
+    # cross_plugin_stats moves by deltas: take out what the changed trades counted before,
+    # put in what they count now. The cost follows the changed rows, not the days they touch.
+    if updated:
+        _take_from_stats(central, params, source=(
+            "FROM src.trades s JOIN aggregated_trades t ON t.plugin_id = :plugin_id AND t.ticket = s.ticket "
+            "WHERE s.change_seq > :since AND s.change_seq <= :until"))  # fmt: skip
     central.execute(UPSERT_SQL, params)
-    days_after = {
-        day for (day,) in central.execute(
-            f"SELECT DISTINCT substr(s.exit_time, 1, 10) {CHANGED} AND s.exit_time IS NOT NULL", params)
-    }  # fmt: skip
-    _refresh_cross_plugin_stats(central, plugin_id, days_before | days_after)
+    _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
+    central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades = 0", params)
     central.execute(
         "UPDATE sync_app_pluginsyncstate SET high_water_mark = ? WHERE plugin_id = ?", (until, plugin_id)
     )
     return changed - updated, updated
 
 
-def _refresh_cross_plugin_stats(central, plugin_id: str, days: set[str]) -> None:
-    if not days:
-        return
-    params = {"plugin_id": plugin_id, "days": json.dumps(sorted(days)), "first": min(days),
-              "after_last": (date.fromisoformat(max(days)) + timedelta(days=1)).isoformat(), "even": BREAKEVEN_DOLLARS}  # fmt: skip
-    central.execute(
-        "DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND date IN (SELECT value FROM json_each(:days))",
-        params,
+def _day_totals(source: str) -> str:
+    """Closed trades of `source` (aliased t) per exit day."""
+    return (
+        "SELECT substr(t.exit_time, 1, 10) AS day, COUNT(*) AS trades, SUM(t.profit_dollars > :even) AS wins, "
+        "SUM(t.profit_dollars < -:even) AS losses, COALESCE(SUM(t.profit_dollars), 0) AS profit "
+        f"{source} AND t.status = 'CLOSED' GROUP BY 1"
     )
+
+
+def _add_to_stats(central, params: dict, *, source: str) -> None:
     central.execute(
         "INSERT INTO cross_plugin_stats (date, plugin_id, trades, wins, losses, profit) "
-        "SELECT substr(exit_time, 1, 10), plugin_id, COUNT(*), SUM(profit_dollars > :even), "
-        "SUM(profit_dollars < -:even), ROUND(COALESCE(SUM(profit_dollars), 0), 2) FROM aggregated_trades "
-        "WHERE plugin_id = :plugin_id AND exit_time >= :first AND exit_time < :after_last AND +status = 'CLOSED' "
-        "AND substr(exit_time, 1, 10) IN (SELECT value FROM json_each(:days)) GROUP BY 1",
+        f"SELECT day, :plugin_id, trades, wins, losses, ROUND(profit, 2) FROM ({_day_totals(source)}) WHERE true "
+        "ON CONFLICT (plugin_id, date) DO UPDATE SET trades = trades + excluded.trades, "
+        "wins = wins + excluded.wins, losses = losses + excluded.losses, profit = ROUND(profit + excluded.profit, 2)",
         params,
+    )
+
+
+def _take_from_stats(central, params: dict, *, source: str) -> None:
+    # One indexed UPDATE per affected day: cheaper than UPDATE ... FROM, which scans the
+    # plugin's whole stats table for every day.
+    totals = central.execute(_day_totals(source), params).fetchall()
+    central.executemany(
+        "UPDATE cross_plugin_stats SET trades = trades - ?, wins = wins - ?, losses = losses - ?, "
+        "profit = ROUND(profit - ?, 2) WHERE plugin_id = ? AND date = ?",
+        [(trades, wins, losses, profit, params["plugin_id"], day) for day, trades, wins, losses, profit in totals],
     )
 
 
 def take_metrics_snapshot() -> SystemMetrics:
     today = timezone.now().date()
+    open_trades = AggregatedTrade.objects.filter(status__in=["OPEN", "PARTIAL"]).count()
     return SystemMetrics.objects.create(
         taken_at=timezone.now(),
-        open_trades=AggregatedTrade.objects.exclude(status="CLOSED").count(),
+        open_trades=open_trades,
         today_profit=CrossPluginStats.objects.filter(date=today).aggregate(total=Sum("profit"))["total"] or 0,
         active_plugins=len(enabled_plugins()),
-        total_trades=AggregatedTrade.objects.count(),
+        # closed trades are counted in the stats already: no full count of aggregated_trades
+        total_trades=open_trades + (CrossPluginStats.objects.aggregate(closed=Sum("trades"))["closed"] or 0),
     )
 
 

@@ -1,0 +1,170 @@
+"""Save-to-delivery latency of config versions to 100 SSE subscribers on a real uvicorn
+server, against a bare asyncio server pushing to as many loopback clients in the same run,
+and outside-edit-to-delivery latency through the Huey consumer's file watcher.
+
+    .venv/bin/python bench/config_latency.py [--subscribers 100] [--saves 30] [--edits 10]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import fresh_env, free_port, manage  # noqa: E402
+
+BARE_SERVER = """
+import asyncio, sys
+clients = []
+async def handle(reader, writer):
+    line = await reader.readline()
+    if line.startswith(b"push"):
+        for client in clients:
+            client.write(line)
+        writer.close()
+        return
+    clients.append(writer)
+    await reader.read()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def percentiles(samples_ms):
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered):6.2f} ms  p99 {p99:6.2f} ms  max {ordered[-1]:6.2f} ms  (n={len(ordered)})"
+
+
+async def sse_client(port, token, scope, arrivals, ready):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write((f"GET /config/stream?scope={scope} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n").encode())  # fmt: skip
+    await writer.drain()
+    ready.release()
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        if line.startswith(b"data: "):
+            arrivals.setdefault(json.loads(line[6:])["version"], []).append(time.perf_counter())
+
+
+async def bare_client(port, arrivals, ready):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"hello\n")
+    await writer.drain()
+    ready.release()
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        arrivals.setdefault(int(line.split()[1]), []).append(time.perf_counter())
+
+
+async def wait_until(condition, timeout=10):
+    deadline = time.perf_counter() + timeout
+    while not condition() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.001)
+
+
+def put(url, token, document, version):
+    request = urllib.request.Request(url, data=json.dumps(document).encode(), method="PUT")
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("If-Match", f'"{version}"')
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+async def main(args):
+    env = fresh_env(Path(tempfile.mkdtemp(prefix="zepix-bench-")), ZEPIX_CONFIG_DEBOUNCE_MS=str(args.debounce_ms))
+    assert manage("setup", "--no-demo", env=env).returncode == 0
+    token = manage("create_token", "bench", "--role", "operator", env=env, check=True).stdout.strip().splitlines()[-1]
+    port, bare_port = free_port(), free_port()
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--port", str(port),
+                          "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "1"],
+                         env=env, cwd=ROOT),
+        subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "run_huey"], env=env, cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)]),
+    ]  # fmt: skip
+    try:
+        await asyncio.sleep(3)
+        scope, url = "combined_v3", f"http://127.0.0.1:{port}/api/config/combined_v3"
+        arrivals, ready = {}, asyncio.Semaphore(0)
+        tasks = [asyncio.create_task(sse_client(port, token, scope, arrivals, ready)) for _ in range(args.subscribers)]
+        for _ in tasks:
+            await ready.acquire()
+        await asyncio.sleep(1)
+        current = json.load(urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})))
+        document, version = current["data"], current["version"]
+        save_latencies = []
+        for n in range(args.saves):
+            document = {**document, "max_lot_size": round(0.5 + n / 100, 2)}
+            started = time.perf_counter()
+            saved = await asyncio.to_thread(put, url, token, document, version)
+            version = saved["version"]
+            await wait_until(lambda: len(arrivals.get(version, [])) >= args.subscribers)
+            save_latencies += [(t - started) * 1000 for t in arrivals.get(version, [])]
+            await asyncio.sleep(0.1)
+        print(f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on uvicorn: {percentiles(save_latencies)}")
+
+        bare_arrivals, bare_ready = {}, asyncio.Semaphore(0)
+        bare_tasks = [asyncio.create_task(bare_client(bare_port, bare_arrivals, bare_ready)) for _ in range(args.subscribers)]
+        for _ in bare_tasks:
+            await bare_ready.acquire()
+        await asyncio.sleep(0.5)
+        bare_latencies = []
+        for n in range(args.saves):
+            started = time.perf_counter()
+            _, writer = await asyncio.open_connection("127.0.0.1", bare_port)
+            writer.write(f"push {n}\n".encode())
+            await writer.drain()
+            writer.close()
+            await wait_until(lambda: len(bare_arrivals.get(n, [])) >= args.subscribers)
+            bare_latencies += [(t - started) * 1000 for t in bare_arrivals.get(n, [])]
+            await asyncio.sleep(0.1)
+        print(f"Baseline, bare asyncio server pushing a line to {args.subscribers} clients:    {percentiles(bare_latencies)}")
+
+        config_file = Path(env["ZEPIX_CONFIG_DIR"]) / "plugins" / "combined_v3.json"
+        edit_latencies = []
+        for n in range(args.edits):
+            document = {**document, "max_open_trades": 100 + n}
+            temporary = config_file.with_name(".bench.tmp")
+            temporary.write_text(json.dumps(document))
+            started = time.perf_counter()
+            os.replace(temporary, config_file)
+            version += 1
+            await wait_until(lambda: len(arrivals.get(version, [])) >= args.subscribers, timeout=5)
+            edit_latencies += [(t - started) * 1000 - args.debounce_ms for t in arrivals.get(version, [])]
+            await asyncio.sleep(0.3)
+        print(f"Outside edit (atomic rename) to delivery, beyond the {args.debounce_ms} ms debounce: "
+              f"{percentiles(edit_latencies)}")
+        for task in tasks + bare_tasks:
+            task.cancel()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--saves", type=int, default=30)
+    parser.add_argument("--edits", type=int, default=10)
+    parser.add_argument("--debounce-ms", type=int, default=200)
+    asyncio.run(main(parser.parse_args()))

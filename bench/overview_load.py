@@ -1,0 +1,148 @@
+"""The overview page with several plugins of a million trades each, served by uvicorn:
+median and p95 response time, then requests per second with 8 concurrent clients while a
+writer inserts trades and syncs run; a trivial page (/login/) is the baseline in the same run.
+
+    .venv/bin/python bench/overview_load.py [--plugins 5] [--trades 1000000] [--seconds 20] [--workers 2]
+"""
+
+import argparse
+import http.client
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import _django
+
+
+def timed_get(connection, path, cookie):
+    started = time.perf_counter()
+    connection.request("GET", path, headers={"Cookie": cookie})
+    response = connection.getresponse()
+    body = response.read()
+    return (time.perf_counter() - started) * 1000, response.status, body
+
+
+def sequential(port, path, cookie, count):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    samples = []
+    for _ in range(count):
+        elapsed, status, _ = timed_get(connection, path, cookie)
+        assert status == 200, status
+        samples.append(elapsed)
+    connection.close()
+    return samples
+
+
+def load(port, path, cookie, clients, seconds):
+    stop = time.perf_counter() + seconds
+    results = {"ok": 0, "failed": 0, "locked": 0, "samples": []}
+    lock = threading.Lock()
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.perf_counter() < stop:
+            elapsed, status, body = timed_get(connection, path, cookie)
+            with lock:
+                results["samples"].append(elapsed)
+                results["ok" if status == 200 else "failed"] += 1
+                results["locked"] += b"database is locked" in body
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--plugins", type=int, default=5)
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    ids = [f"load_p{n}" for n in range(args.plugins)]
+    config_dir = Path(os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-bench-config-")))
+    (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
+    for plugin_id in ids:
+        (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
+    _django.start()
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from plugins_app import plugins
+    from plugins_app.demo import seed_plugin
+    from plugins_app.store import PluginStore
+    from sync_app.sync import run_sync
+
+    started = time.perf_counter()
+    for plugin_id in ids:
+        seed_plugin(plugins.database_path(plugin_id), plugin_id, args.trades)
+    print(f"Seeded {args.plugins} x {args.trades:,} trades in {time.perf_counter() - started:.0f} s")
+    run_sync(trigger="command")
+    browser = Client()
+    browser.force_login(get_user_model().objects.get(is_superuser=True))
+    cookie = f"sessionid={browser.cookies['sessionid'].value}"
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "zepix_admin.settings"}
+    port = 8700 + os.getpid() % 200
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--port", str(port),
+                               "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+                              env=env, cwd=_django.ROOT)  # fmt: skip
+    try:
+        time.sleep(4)
+        sequential(port, "/", cookie, 5)  # warm up every worker
+        overview = sequential(port, "/", cookie, 60)
+        login = sequential(port, "/login/", "", 60)
+        print(f"\nOverview ({args.plugins} plugins x {args.trades:,} trades), one client:  {_django.summary(overview)}")
+        print(f"Baseline, /login/ (a page without data), one client: {_django.summary(login)}")
+
+        stop = threading.Event()
+
+        def writer():
+            with PluginStore(plugins.database_path(ids[0])) as store:
+                ticket = store.max_ticket() + 1
+                while not stop.is_set():
+                    store.save_trade(ticket=ticket, symbol="EURUSD", direction="BUY", lot_size=0.1, entry_price=1.1,
+                                     entry_time="2026-11-25 10:00:00")  # fmt: skip
+                    ticket += 1
+                    time.sleep(0.01)
+
+        def syncer():
+            while not stop.is_set():
+                subprocess.run([sys.executable, str(_django.ROOT / "manage.py"), "sync_plugins"], env=env,
+                               capture_output=True)  # fmt: skip
+                stop.wait(1)
+
+        background = [threading.Thread(target=writer), threading.Thread(target=syncer)]
+        for thread in background:
+            thread.start()
+        busy = load(port, "/", cookie, 8, args.seconds)
+        stop.set()
+        for thread in background:
+            thread.join()
+        quiet_login = load(port, "/login/", "", 8, max(5, args.seconds // 4))
+        print(f"\n8 concurrent clients for {args.seconds} s, a writer inserting every 10 ms and syncs running:")
+        print(f"  overview: {busy['ok'] / args.seconds:,.1f} requests/s, {busy['failed']} failed, "
+              f"{busy['locked']} 'database is locked'; {_django.summary(busy['samples'])}")
+        print(f"  baseline /login/ (no writer): {quiet_login['ok'] / max(5, args.seconds // 4):,.1f} requests/s")
+        with closing(sqlite3.connect(settings.DATABASES["default"]["NAME"])) as central:
+            runs = central.execute("SELECT COUNT(*), SUM(status = 'OK') FROM sync_app_syncrun").fetchone()
+        print(f"  syncs during the run: {runs[0] - 1} ({runs[1] - 1} OK)")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
