@@ -30,6 +30,7 @@ def main():
     parser.add_argument("--changed", type=int, default=1000)
     parser.add_argument("--backup-mb", type=int, default=500)
     parser.add_argument("--skip-backup", action="store_true")
+    parser.add_argument("--only-backup", action="store_true")
     args = parser.parse_args()
     ids = [f"bench_p{n}" for n in range(args.plugins)]
     config_dir = Path(os.environ.setdefault("ZEPIX_CONFIG_DIR", __import__("tempfile").mkdtemp(prefix="zepix-bench-config-")))
@@ -44,6 +45,8 @@ def main():
     from plugins_app.demo import seed_plugin
     from sync_app.sync import run_sync
 
+    if args.only_backup:
+        return backup_bench(settings, args.backup_mb)
     print(f"Seeding {args.plugins} plugins x {args.trades:,} trades...")
     for plugin_id in ids:
         seed_plugin(plugins.database_path(plugin_id), plugin_id, args.trades, with_extras=False)
@@ -136,11 +139,13 @@ def timed_with_writer(path: Path, action):
     writer = threading.Thread(target=writer_latencies, args=(path, stop, latencies))
     writer.start()
     time.sleep(0.3)
-    started = time.perf_counter()
-    result = action()
-    elapsed = time.perf_counter() - started
-    stop.set()
-    writer.join()
+    try:
+        started = time.perf_counter()
+        result = action()
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        writer.join()
     return elapsed, max(latencies) * 1000, result
 
 
