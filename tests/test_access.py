@@ -132,3 +132,15 @@ def test_a_viewer_finds_no_edit_controls(viewer_client, config):
     assert "Run sync now" not in viewer_client.get("/sync/").content.decode()
     assert "Back up every database now" not in viewer_client.get("/backups/").content.decode()
     assert "Roll back" not in viewer_client.get("/config/combined_v3/history/").content.decode()
+
+
+def test_the_admin_role_manages_users_and_tokens_and_others_do_not(client, make_user, config):
+    from zepix_admin import access
+
+    access.ensure_groups()
+    client.force_login(make_user("ana_admin_role", access.ADMIN))
+    assert client.get("/admin/auth/user/").status_code == 200
+    assert client.get("/admin/zepix_admin/apitoken/").status_code == 200
+    client.force_login(make_user("oli_operator", access.OPERATOR))
+    assert client.get("/admin/auth/user/").status_code == 403
+    assert client.get("/admin/zepix_admin/apitoken/").status_code == 403

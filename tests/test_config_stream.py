@@ -163,3 +163,26 @@ def wait(condition, timeout=8.0):
             pass
         time.sleep(0.05)
     return False
+
+
+def test_watch_config_prints_each_version_as_it_arrives(server):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    watcher = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "watch_config", "--scope", "combined_v3", "--url", server.url,
+         "--token", server.viewer_token], env=server.env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert "Following combined_v3" in watcher.stdout.readline()
+        time.sleep(1.5)
+        save_lot(server, 0.42)
+        printed = json.loads(watcher.stdout.readline())
+        assert printed == {"scope": "combined_v3", "version": 2,
+                           "changes": {"max_lot_size": {"old": 1.0, "new": 0.42}}}  # fmt: skip
+    finally:
+        watcher.terminate()
+        watcher.wait()
+        watcher.stdout.close()

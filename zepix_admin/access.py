@@ -47,13 +47,19 @@ def actor_name(user) -> str:
 
 
 def ensure_groups() -> list[str]:
-    from django.contrib.auth.models import Group
+    """The three roles; the admin role may manage users, groups and tokens in the Django admin."""
+    from django.contrib.auth.models import Group, Permission
 
     created = []
     for role in ROLES:
-        _, was_created = Group.objects.get_or_create(name=role)
+        group, was_created = Group.objects.get_or_create(name=role)
         if was_created:
             created.append(role)
+        if role == ADMIN:
+            group.permissions.add(*Permission.objects.filter(
+                content_type__app_label__in=["auth", "zepix_admin"],
+                content_type__model__in=["user", "group", "apitoken"],
+            ))  # fmt: skip
     return created
 
 
