@@ -168,7 +168,10 @@ def sync_events(scope: str | None, last_event_id: int | None, subscriber: str):
         idle_since = time.monotonic()
         while True:
             time.sleep(WSGI_POLL_SECONDS)
-            fresh = events_after(sent_pk, scope)
+            try:
+                fresh = events_after(sent_pk, scope)
+            except Exception:  # noqa: BLE001 - the server is going away: end the stream, the client reconnects
+                return
             for event in fresh:
                 yield format_event(event, scope)
                 sent_pk = event["id"]
@@ -176,4 +179,7 @@ def sync_events(scope: str | None, last_event_id: int | None, subscriber: str):
                 idle_since = time.monotonic()
                 yield ": keepalive\n\n"
     finally:
-        mark_subscriber(subscriber, scope, False)
+        try:
+            mark_subscriber(subscriber, scope, False)
+        except Exception:  # noqa: BLE001 - as above
+            pass
