@@ -14,6 +14,7 @@ from watchdog.observers import Observer
 from config_app import documents, service
 
 logger = logging.getLogger("zepix.config.watcher")
+CHANGES = {"modified", "created", "deleted", "moved", "closed"}
 DEBOUNCE_SECONDS = float(os.environ.get("ZEPIX_CONFIG_DEBOUNCE_MS", "200")) / 1000
 
 
@@ -24,6 +25,8 @@ class _Debouncer(FileSystemEventHandler):
         self.lock = threading.Lock()
 
     def on_any_event(self, event):
+        if event.event_type not in CHANGES:
+            return  # opening or reading a file (as ingest itself does) is not an edit
         for path in (getattr(event, "dest_path", ""), event.src_path):
             scope = documents.scope_for_path(Path(os.fsdecode(path))) if path else None
             if scope:
