@@ -87,8 +87,9 @@ def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVer
                 comment=f"rollback to version {to_version}")
 
 
-def _record(scope, document, latest, *, author, via, comment) -> ConfigVersion:
-    """Must run under config_lock(). Commits the version, then writes the file."""
+def _record(scope, document, latest, *, author, via, comment, write_file: bool = True) -> ConfigVersion:
+    """Must run under config_lock(). Commits the version, then writes the file (unless the
+    document came from the file: rewriting it could clobber the operator's next edit)."""
     changes = diff_documents(latest.document if latest else None, document)
     with transaction.atomic():
         version = ConfigVersion.objects.create(
@@ -98,7 +99,8 @@ def _record(scope, document, latest, *, author, via, comment) -> ConfigVersion:
         audit.record(author, via, "config.save", scope, version=version.version, comment=comment, diff=changes)
     # Written after the commit: a crash in between leaves the file at an older recorded
     # version, which ingest_file() recognises and repairs.
-    documents.write_atomic(documents.document_path(scope), documents.render(document))
+    if write_file:
+        documents.write_atomic(documents.document_path(scope), documents.render(document))
     config_changed.send(sender=ConfigVersion, scope=scope, version=version.version, diff=changes, author=author)
     return version
 
@@ -134,7 +136,8 @@ def ingest_file(scope: str) -> ConfigVersion | None:
         ):
             documents.write_atomic(path, documents.render(latest.document))
             return None
-        return _record(scope, document, latest, author="file", via="file", comment=f"edited {path.name}")
+        return _record(scope, document, latest, author="file", via="file", comment=f"edited {path.name}",
+                       write_file=False)
 
 
 def ensure_defaults() -> list[str]:

@@ -170,3 +170,11 @@ def test_unknown_scopes_are_refused(config):
         save("../etc/passwd", {}, 0)
     with pytest.raises(documents.UnknownScope):
         service.active_document("nosuch")
+
+
+def test_taking_in_an_outside_edit_leaves_the_operators_file_untouched(config, settings):
+    path = settings.CONFIG_DIR / "plugins" / "combined_v3.json"
+    text = '{"enabled": false,   "max_lot_size": 0.9}'  # the operator's own formatting
+    path.write_text(text)
+    assert service.ingest_file("combined_v3").version == 2
+    assert path.read_text() == text
