@@ -30,7 +30,10 @@ def run_sync_now(request: AuthenticatedHttpRequest):
     require_role(request, OPERATOR)
     plugin_id = request.POST.get("plugin") or None
     if plugin_id:
-        plugins.check_declared(plugin_id)
+        try:
+            plugins.check_declared(plugin_id)
+        except (registry.InvalidPluginId, plugins.UnknownPlugin) as error:
+            raise Http404(str(error)) from None
     actor = actor_name(request.user)
     audit.record(actor, "web", "sync.run", plugin_id or "all plugins")
     tasks.sync_task("manual", actor, plugin_id)

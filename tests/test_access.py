@@ -144,3 +144,10 @@ def test_the_admin_role_manages_users_and_tokens_and_others_do_not(client, make_
     client.force_login(make_user("oli_operator", access.OPERATOR))
     assert client.get("/admin/auth/user/").status_code == 403
     assert client.get("/admin/zepix_admin/apitoken/").status_code == 403
+
+
+def test_a_forged_plugin_id_is_refused_and_nothing_runs(operator_client, config):
+    for forged in ("../etc", "NOPE", "nosuch"):
+        assert operator_client.post("/sync/run", {"plugin": forged}).status_code == 404
+        assert operator_client.post(f"/sync/{forged}/reset").status_code == 404
+    assert not SyncRun.objects.exists()
