@@ -247,3 +247,14 @@ def test_a_plugin_database_restored_to_an_older_state_is_synced_again_from_the_s
     run = sync.run_sync(trigger="command")
     assert run.plugins["combined_v3"]["updated"] == 3
     assert float(AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1).swap) == -3.0
+
+
+def test_a_correction_of_how_a_trade_was_opened_reaches_the_central_copy(trades):
+    sync.run_sync(trigger="command")
+    with store("combined_v3") as combined:
+        combined.update_trade(2, symbol="GBPUSD", entry_price=1.27, entry_time=NOW - timedelta(hours=5))
+    run = sync.run_sync(trigger="command")
+    assert run.plugins["combined_v3"]["updated"] == 1
+    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=2)
+    assert (synced.symbol, float(synced.entry_price), synced.entry_time) == ("GBPUSD", 1.27, NOW - timedelta(hours=5))
+    assert AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=3).symbol == "EURUSD"
