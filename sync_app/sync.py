@@ -33,25 +33,26 @@ COPIED_COLUMNS = (
 )  # fmt: skip
 DEFAULT_SYNC_SETTINGS = defaults.GLOBAL_DEFAULTS["sync"]
 
-# What a trade was opened with does not change afterwards, and the central indexes sort by
-# it: the upsert leaves these columns alone (so an update rewrites one secondary index, not
-# four) and FIX_OPENING_SQL corrects the rare trade whose opening data was edited.
-OPENING_COLUMNS = ("symbol", "direction", "entry_time", "entry_price")
+# The columns the central indexes sort by (what a trade was opened with, and its status)
+# rarely change once synced: the upsert leaves them alone, so updating a trade's swap or
+# stop rewrites no secondary index, and FIX_INDEXED_SQL sets them on the few changed
+# trades where they differ (a trade closing, an edited opening).
+INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status")
 UPSERT_SQL = (
     f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, synced_at) "
     f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, :now FROM src.trades "
     "WHERE change_seq > :since AND change_seq <= :until "
     "ON CONFLICT (plugin_id, ticket) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}"
-                for column in (*COPIED_COLUMNS[1:], "synced_at") if column not in OPENING_COLUMNS)
+                for column in (*COPIED_COLUMNS[1:], "synced_at") if column not in INDEXED_COLUMNS)
 )  # fmt: skip
-FIX_OPENING_SQL = (
+FIX_INDEXED_SQL = (
     "UPDATE aggregated_trades SET "
     + ", ".join(f"{column} = (SELECT s.{column} FROM src.trades s WHERE s.ticket = aggregated_trades.ticket)"
-                for column in OPENING_COLUMNS)
+                for column in INDEXED_COLUMNS)
     + " WHERE plugin_id = :plugin_id AND ticket IN (SELECT s.ticket FROM src.trades s CROSS JOIN aggregated_trades t "
     "WHERE s.change_seq > :since AND s.change_seq <= :until AND t.plugin_id = :plugin_id AND t.ticket = s.ticket AND ("
-    + " OR ".join(f"t.{column} IS NOT s.{column}" for column in OPENING_COLUMNS) + "))"
+    + " OR ".join(f"t.{column} IS NOT s.{column}" for column in INDEXED_COLUMNS) + "))"
 )  # fmt: skip
 CHANGED = "FROM src.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
 
@@ -202,7 +203,7 @@ def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
             "FROM src.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
             "AND s.change_seq > :since AND s.change_seq <= :until"))  # fmt: skip
     if updated:
-        central.execute(FIX_OPENING_SQL, params)
+        central.execute(FIX_INDEXED_SQL, params)
     central.execute(UPSERT_SQL, params)
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
     central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades = 0", params)
