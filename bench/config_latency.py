@@ -117,7 +117,7 @@ async def main(args):
             started = time.perf_counter()
             saved = await asyncio.to_thread(put, url, token, document, version)
             version = saved["version"]
-            await wait_until(lambda: len(arrivals.get(version, [])) >= args.subscribers)
+            await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers)
             save_latencies += [(t - started) * 1000 for t in arrivals.get(version, [])]
             await asyncio.sleep(0.1)
         print(f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on uvicorn: {percentiles(save_latencies)}")
@@ -134,7 +134,7 @@ async def main(args):
             writer.write(f"push {n}\n".encode())
             await writer.drain()
             writer.close()
-            await wait_until(lambda: len(bare_arrivals.get(n, [])) >= args.subscribers)
+            await wait_until(lambda n=n: len(bare_arrivals.get(n, [])) >= args.subscribers)
             bare_latencies += [(t - started) * 1000 for t in bare_arrivals.get(n, [])]
             await asyncio.sleep(0.1)
         print(f"Baseline, bare asyncio server pushing a line to {args.subscribers} clients:    {percentiles(bare_latencies)}")
@@ -148,7 +148,7 @@ async def main(args):
             started = time.perf_counter()
             os.replace(temporary, config_file)
             version += 1
-            await wait_until(lambda: len(arrivals.get(version, [])) >= args.subscribers, timeout=5)
+            await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers, timeout=5)
             edit_latencies += [(t - started) * 1000 - args.debounce_ms for t in arrivals.get(version, [])]
             await asyncio.sleep(0.3)
         print(f"Outside edit (atomic rename) to delivery, beyond the {args.debounce_ms} ms debounce: "

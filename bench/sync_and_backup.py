@@ -109,7 +109,7 @@ def incremental_rounds(args, ids, where: str) -> float:
     from sync_app.sync import run_sync
 
     incremental = []
-    for round_number in range(5):
+    for _ in range(5):
         for plugin_id in ids:
             with closing(sqlite3.connect(plugins.database_path(plugin_id), isolation_level=None)) as bot:
                 bot.execute("BEGIN IMMEDIATE")

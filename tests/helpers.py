@@ -58,8 +58,6 @@ class Server:
     """A real uvicorn (ASGI) server, plus optionally the Huey consumer, on a fresh data folder."""
 
     def __init__(self, tmp_path: Path, *, workers: int = 1, demo_trades: int = 0, **env):
-        import time
-        import urllib.request
 
         self.env = fresh_env(tmp_path, **env)
         self.port = free_port()

@@ -2,7 +2,6 @@
 
 import json
 from datetime import timedelta
-from io import StringIO
 
 import pytest
 from django.core.management import call_command
