@@ -202,7 +202,6 @@ def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
         _take_from_stats(central, params, source=(
             "FROM src.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
             "AND s.change_seq > :since AND s.change_seq <= :until"))  # fmt: skip
-    if updated:
         central.execute(FIX_INDEXED_SQL, params)
     central.execute(UPSERT_SQL, params)
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
