@@ -109,7 +109,7 @@ def event_stream(request: AuthenticatedHttpRequest):
     require_role(request, VIEWER)
     scope = request.GET.get("scope") or None
     if scope:
-        _scope_or_404(scope)
+        _scope_or_404(scope)  # answered as JSON by api_endpoint
     raw_last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     try:
         last_event_id = int(raw_last) if raw_last else None
@@ -139,10 +139,7 @@ def _version_response(version: ConfigVersion, status: int = 200) -> JsonResponse
 @require_http_methods(["GET", "PUT"])
 def api_config(request: AuthenticatedHttpRequest, scope: str):
     require_role(request, VIEWER)
-    try:
-        documents.check_scope(scope)
-    except documents.UnknownScope as error:
-        return JsonResponse({"error": str(error)}, status=404)
+    _scope_or_404(scope)
     if request.method == "GET":
         return _version_response(service.current(scope))
     require_role(request, OPERATOR)
@@ -175,12 +172,10 @@ def api_config(request: AuthenticatedHttpRequest, scope: str):
 def api_ack(request: AuthenticatedHttpRequest, scope: str):
     """A subscriber reports that it applied a version (ok) or failed to (with the error)."""
     require_role(request, VIEWER)
+    _scope_or_404(scope)
     try:
-        documents.check_scope(scope)
         payload = json.loads(request.body)
         name, version, ok = str(payload["subscriber"]), int(payload["version"]), bool(payload["ok"])
-    except documents.UnknownScope as error:
-        return JsonResponse({"error": str(error)}, status=404)
     except (ValueError, KeyError, TypeError):
         return JsonResponse({"error": 'Send {"subscriber": name, "version": n, "ok": true|false, "error": text}.'},
                             status=400)  # fmt: skip
@@ -192,9 +187,6 @@ def api_ack(request: AuthenticatedHttpRequest, scope: str):
 @require_GET
 def api_subscribers(request: AuthenticatedHttpRequest, scope: str):
     require_role(request, VIEWER)
-    try:
-        documents.check_scope(scope)
-    except documents.UnknownScope as error:
-        return JsonResponse({"error": str(error)}, status=404)
+    _scope_or_404(scope)
     latest = service.current(scope)
     return JsonResponse({"scope": scope, "version": latest.version, "subscribers": rollout.rollout(scope, latest.version)})

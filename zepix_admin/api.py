@@ -4,7 +4,7 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -13,7 +13,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 def api_endpoint(view):
     """401 (not a login redirect) for anonymous callers, CSRF for cookie sessions only,
-    403 as JSON for a forbidden action."""
+    403 and 404 as JSON."""
 
     @csrf_exempt
     @login_not_required
@@ -30,5 +30,7 @@ def api_endpoint(view):
             return view(request, *args, **kwargs)
         except PermissionDenied as error:
             return JsonResponse({"error": str(error) or "Forbidden."}, status=403)
+        except Http404 as error:
+            return JsonResponse({"error": str(error) or "Not found."}, status=404)
 
     return wrapper
