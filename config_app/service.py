@@ -55,6 +55,11 @@ def active_document(scope: str) -> dict:
     return version.document if version else {}
 
 
+def global_settings(section: str) -> dict:
+    """A section of the active global document over its defaults (e.g. "sync", "backup")."""
+    return {**defaults.GLOBAL_DEFAULTS[section], **active_document(documents.GLOBAL_SCOPE).get(section, {})}
+
+
 def save(scope: str, document, *, base_version: int, author: str, via: str, comment: str = "") -> ConfigVersion:
     """Save a whole document; raises UnknownScope, InvalidDocument or ConfigConflict, changing nothing."""
     documents.check_scope(scope)

@@ -5,7 +5,6 @@ from pathlib import Path
 from django.conf import settings
 
 from plugins_app import registry
-from plugins_app.store import PluginStore
 
 
 class UnknownPlugin(LookupError):
@@ -26,7 +25,3 @@ def check_declared(plugin_id) -> str:
 def database_path(plugin_id: str) -> Path:
     """The plugin's SQLite file, as its database alias has it (the test database under tests)."""
     return Path(settings.DATABASES[registry.alias_for(check_declared(plugin_id))]["NAME"])
-
-
-def open_store(plugin_id: str) -> PluginStore:
-    return PluginStore(database_path(plugin_id))

@@ -19,6 +19,12 @@ def connect(path: str | Path, *, timeout: float = 20.0, read_only: bool = False)
     return connection
 
 
+def database_bytes(path: str | Path) -> int:
+    """Size of a database as it stands: the main file plus its write-ahead log."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
 def file_uri(path: str | Path) -> str:
     return "file:" + pathname2url(str(Path(path).resolve()))
 

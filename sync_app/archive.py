@@ -10,15 +10,14 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from config_app.defaults import GLOBAL_DEFAULTS
-from config_app.service import active_document
+from config_app.service import global_settings
 from plugins_app import plugins, registry
 from sync_app.backup import BackupError, compress, consistent_copy, fsync_folder, integrity_problems
 from sync_app.models import ArchivedPlugin
 
 
 def archive_keep_days() -> int:
-    return {**GLOBAL_DEFAULTS["backup"], **active_document("global").get("backup", {})}["archive_keep_days"]
+    return global_settings("backup")["archive_keep_days"]
 
 
 def archive_plugin(plugin_id: str, *, now: datetime | None = None) -> ArchivedPlugin:

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from plugins_app.sqlite import read_only_uri
+from plugins_app.sqlite import connect
 from sync_app.models import Backup
 from zepix_admin.alerts import raise_alert
 
@@ -54,7 +54,7 @@ def database_file(alias: str) -> Path:
 
 def consistent_copy(source: Path, target: Path) -> None:
     """One-pass online backup of a live database into a standalone file (rollback journal)."""
-    with closing(sqlite3.connect(read_only_uri(source), uri=True, timeout=30)) as src, closing(
+    with closing(connect(source, read_only=True, timeout=30)) as src, closing(
         sqlite3.connect(target)
     ) as dst:
         src.backup(dst, pages=-1)
@@ -64,7 +64,7 @@ def consistent_copy(source: Path, target: Path) -> None:
 def integrity_problems(path: Path) -> str:
     """'' when ``PRAGMA integrity_check`` finds the file sound, else what it found."""
     try:
-        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
+        with closing(connect(path, read_only=True)) as connection:
             rows = [row[0] for row in connection.execute("PRAGMA integrity_check")]
     except sqlite3.DatabaseError as error:
         return str(error)
@@ -72,7 +72,7 @@ def integrity_problems(path: Path) -> str:
 
 
 def row_counts(path: Path) -> dict[str, int]:
-    with closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
+    with closing(connect(path, read_only=True)) as connection:
         tables = [name for (name,) in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
         return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}

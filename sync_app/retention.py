@@ -11,8 +11,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from config_app.defaults import GLOBAL_DEFAULTS
-from config_app.service import active_document
+from config_app.service import global_settings
 from sync_app.models import Backup
 
 
@@ -24,7 +23,7 @@ class Policy:
 
 
 def configured_policy() -> Policy:
-    chosen = {**GLOBAL_DEFAULTS["backup"], **active_document("global").get("backup", {})}
+    chosen = global_settings("backup")
     return Policy(daily=chosen["keep_daily"], weekly=chosen["keep_weekly"], monthly=chosen["keep_monthly"])
 
 

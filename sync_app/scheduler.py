@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from config_app.defaults import GLOBAL_DEFAULTS
-from config_app.service import active_document
+from config_app.service import global_settings
 from sync_app.models import JobState
 from zepix_admin.models import Heartbeat
 
@@ -29,7 +28,7 @@ CONSUMER = "huey"
 
 
 def intervals() -> dict[str, timedelta]:
-    schedules = {**GLOBAL_DEFAULTS["schedules"], **active_document("global").get("schedules", {})}
+    schedules = global_settings("schedules")
     return {job: timedelta(minutes=schedules[key]) for job, key in JOBS.items()}
 
 

@@ -16,8 +16,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from config_app import defaults
-from config_app.service import active_document
+from config_app.service import active_document, global_settings
 from plugins_app import plugins
 from plugins_app.sqlite import connect, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, db_datetime
@@ -31,7 +30,6 @@ COPIED_COLUMNS = (
     "exit_time", "exit_price", "profit_pips", "profit_dollars", "commission", "swap", "status",
     "close_reason", "change_seq",
 )  # fmt: skip
-DEFAULT_SYNC_SETTINGS = defaults.GLOBAL_DEFAULTS["sync"]
 
 # The columns the central indexes sort by (what a trade was opened with, and its status)
 # rarely change once synced: the upsert leaves them alone, so updating a trade's swap or
@@ -70,7 +68,7 @@ class PluginResult:
 
 
 def sync_settings() -> dict:
-    return {**DEFAULT_SYNC_SETTINGS, **active_document("global").get("sync", {})}
+    return global_settings("sync")
 
 
 def enabled_plugins() -> list[str]:

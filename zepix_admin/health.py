@@ -12,7 +12,7 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from plugins_app.sqlite import read_only_uri
+from plugins_app.sqlite import connect, database_bytes
 from sync_app.models import Backup, SyncRun
 from sync_app.scheduler import CONSUMER, intervals
 from zepix_admin.models import Heartbeat
@@ -27,9 +27,9 @@ def database_check(alias: str) -> dict:
     entry = {"alias": alias, "path": str(path), "ok": False}
     if not path.exists():
         return {**entry, "problem": "file missing"}
-    entry["size_bytes"] = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    entry["size_bytes"] = database_bytes(path)
     try:
-        with closing(sqlite3.connect(read_only_uri(path), uri=True, timeout=5)) as connection:
+        with closing(connect(path, read_only=True, timeout=5)) as connection:
             entry["journal_mode"] = connection.execute("PRAGMA journal_mode").fetchone()[0]
             key = f"zepix:quick_check:{path}:{path.stat().st_mtime_ns // 10**9 // INTEGRITY_CACHE_SECONDS}"
             integrity = cache.get(key)

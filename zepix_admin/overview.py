@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from django.db.models import Sum
 from django.utils import timezone
@@ -10,15 +9,12 @@ from django.utils import timezone
 from config_app.service import active_document
 from plugins_app import plugins, registry
 from plugins_app.plugin_apps import models_for
+from plugins_app.sqlite import database_bytes
 from sync_app.models import Backup
 from sync_app.sync import health as sync_health
 from zepix_admin import charts
 
 CHART_DAYS = 30
-
-
-def database_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
 def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
