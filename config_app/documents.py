@@ -15,7 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
-from plugins_app import registry
+from plugins_app import plugins, registry
+from zepix_admin.files import fsync_folder
 
 GLOBAL_SCOPE = "global"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -42,7 +43,7 @@ class InvalidDocument(ValueError):
 
 
 def scopes() -> list[str]:
-    return [GLOBAL_SCOPE, *settings.PLUGIN_IDS]
+    return [GLOBAL_SCOPE, *plugins.plugin_ids()]
 
 
 def check_scope(scope) -> str:
@@ -108,6 +109,12 @@ def render(document: dict) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+def remove(path: Path) -> None:
+    """Delete a document durably (the folder is synced, like a write)."""
+    path.unlink(missing_ok=True)
+    fsync_folder(path.parent)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Readers and crashes see the old file or the new one, whole, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +128,5 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_folder(path.parent)
+

@@ -12,6 +12,9 @@ class ConfigVersion(models.Model):
     comment = models.CharField(max_length=300, blank=True, default="")
     document = models.JSONField()
     diff = models.JSONField(default=list, help_text="[{path, old, new}] against the previous version")
+    retired = models.BooleanField(
+        default=False, help_text="A tombstone: the plugin was archived; its document is kept, its file is gone"
+    )
 
     class Meta:
         ordering = ["scope", "-version"]
@@ -31,6 +34,7 @@ class ConfigVersion(models.Model):
             "comment": self.comment,
             "diff": self.diff,
             "data": self.document,
+            "retired": self.retired,
         }
 
 

@@ -6,9 +6,7 @@ announced (``config_changed``). A lock file serialises savers across processes s
 file always ends up holding the newest recorded version.
 """
 
-import fcntl
 import logging
-from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import transaction
@@ -19,7 +17,8 @@ from config_app.models import ConfigVersion
 from config_app.signals import config_changed
 from plugins_app import registry
 from zepix_admin import audit
-from zepix_admin.alerts import raise_alert
+from zepix_admin.alerts import raise_alert, resolve_alert
+from zepix_admin.files import file_lock
 
 logger = logging.getLogger("zepix.config")
 
@@ -35,15 +34,8 @@ class ConfigConflict(Exception):
         )
 
 
-@contextmanager
 def config_lock():
-    settings.CONFIG_DIR.mkdir(parents=True, exist_ok=True)
-    with open(settings.CONFIG_DIR / ".zepix-config.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(settings.CONFIG_DIR / ".zepix-config.lock")
 
 
 def current(scope: str) -> ConfigVersion | None:
@@ -92,16 +84,41 @@ def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVer
                 comment=f"rollback to version {to_version}")
 
 
-def _record(scope, document, latest, *, author, via, comment, write_file: bool = True) -> ConfigVersion:
+def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
+    """Archive a plugin's scope: a tombstone version (its document kept), then its file goes, so
+    the plugin is no longer declared. Under the config lock, so the watcher, which restores a
+    deleted file of a live scope, sees the tombstone first and leaves the file gone."""
+    with config_lock():
+        latest = current(documents.check_scope(scope))
+        if scope == documents.GLOBAL_SCOPE or latest is None:
+            raise documents.UnknownScope(f"Only a declared plugin's scope can be retired, not {scope!r}.")
+        version = _record(scope, latest.document, latest, author=author, via=via, comment="archived",
+                          write_file=False, retired=True)  # fmt: skip
+        documents.remove(documents.document_path(scope))
+    return version
+
+
+def reinstate(scope: str, *, author: str, via: str) -> ConfigVersion:
+    """Undo ``retire``: the document it kept becomes a new version and its file comes back."""
+    with config_lock():
+        latest = current(scope)
+        if latest is None or not latest.retired:
+            raise documents.UnknownScope(f"{scope!r} is not an archived plugin's scope.")
+        return _record(scope, latest.document, latest, author=author, via=via, comment="brought back from archive")
+
+
+def _record(scope, document, latest, *, author, via, comment, write_file: bool = True,
+            retired: bool = False) -> ConfigVersion:  # fmt: skip
     """Must run under config_lock(). Commits the version, then writes the file (unless the
     document came from the file: rewriting it could clobber the operator's next edit)."""
     changes = diff_documents(latest.document if latest else None, document)
     with transaction.atomic():
         version = ConfigVersion.objects.create(
             scope=scope, version=(latest.version if latest else 0) + 1, author=author, via=via,
-            comment=comment, document=document, diff=changes,
+            comment=comment, document=document, diff=changes, retired=retired,
         )  # fmt: skip
-        audit.record(author, via, "config.save", scope, version=version.version, comment=comment, diff=changes)
+        action = "config.retire" if retired else "config.save"
+        audit.record(author, via, action, scope, version=version.version, comment=comment, diff=changes)
     # Written after the commit: a crash in between leaves the file at an older recorded
     # version, which ingest_file() recognises and repairs.
     if write_file:
@@ -122,7 +139,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
     with config_lock():
         latest = current(scope)
         if not path.exists():
-            if latest:
+            if latest and not latest.retired:  # a deleted file of a live scope comes back
                 documents.write_atomic(path, documents.render(latest.document))
             return None
         try:
@@ -134,7 +151,8 @@ def ingest_file(scope: str) -> ConfigVersion | None:
                         f"{latest.version if latest else 0}.")  # fmt: skip
             audit.record("file", "file", "config.rejected", scope, errors=[str(p) for p in error.problems])
             return None
-        if latest and document == latest.document:
+        resolve_alert("config", scope)
+        if latest and document == latest.document and not latest.retired:
             return None
         if latest and ConfigVersion.objects.filter(scope=scope, document=document).exists() and (
             path.stat().st_mtime <= latest.created_at.timestamp()

@@ -1,10 +1,14 @@
-"""The declared plugins as the running Django project sees them."""
+"""The declared plugins as the running Django project sees them, and the state of their databases."""
 
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 from plugins_app import registry
+from plugins_app.sqlite import connect
 
 
 class UnknownPlugin(LookupError):
@@ -12,16 +16,66 @@ class UnknownPlugin(LookupError):
 
 
 def plugin_ids() -> list[str]:
-    return list(settings.PLUGIN_IDS)
+    """The plugins this process was started with, less those archived since (their config
+    document, which is what declares a plugin, is gone)."""
+    return [plugin_id for plugin_id in settings.PLUGIN_IDS if registry.is_declared(settings.CONFIG_DIR, plugin_id)]
 
 
 def check_declared(plugin_id) -> str:
     registry.check_plugin_id(plugin_id)
-    if plugin_id not in settings.PLUGIN_IDS:
-        raise UnknownPlugin(f"Unknown plugin {plugin_id!r}; declared plugins: {', '.join(settings.PLUGIN_IDS)}.")
+    declared = plugin_ids()
+    if plugin_id not in declared:
+        raise UnknownPlugin(f"Unknown plugin {plugin_id!r}; declared plugins: {', '.join(declared) or 'none'}.")
     return plugin_id
 
 
 def database_path(plugin_id: str) -> Path:
     """The plugin's SQLite file, as its database alias has it (the test database under tests)."""
-    return Path(settings.DATABASES[registry.alias_for(check_declared(plugin_id))]["NAME"])
+    registry.check_plugin_id(plugin_id)
+    if plugin_id not in settings.PLUGIN_IDS:
+        raise UnknownPlugin(f"Unknown plugin {plugin_id!r}; declared plugins: {', '.join(plugin_ids()) or 'none'}.")
+    return Path(settings.DATABASES[registry.alias_for(plugin_id)]["NAME"])
+
+
+def expected_tables() -> set[str]:
+    from plugins_app.models import PLUGIN_SCHEMA
+
+    return {model._meta.db_table for model in PLUGIN_SCHEMA}
+
+
+@dataclass(frozen=True)
+class DatabaseProblem:
+    kind: str  # MISSING, UNREADABLE or SCHEMA
+    message: str
+
+    def __str__(self):
+        return self.message
+
+
+MISSING, UNREADABLE, SCHEMA = "missing", "unreadable", "schema"
+
+
+def database_problem(plugin_id: str) -> DatabaseProblem | None:
+    """None when the plugin's database can be read and has every table, else what is wrong in
+    an operator's words. Cheap (a read-only open and one look at the schema: about 0.2 ms),
+    so pages ask it on every refresh rather than trip over a broken file."""
+    path = database_path(plugin_id)
+    if not path.exists():
+        return DatabaseProblem(MISSING, f"its database file is missing ({path.name})")
+    try:
+        with closing(connect(path, read_only=True, timeout=2)) as connection:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        return DatabaseProblem(UNREADABLE, f"its database cannot be read: {error}")
+    missing = sorted(expected_tables() - tables)
+    if missing:
+        return DatabaseProblem(SCHEMA, f"its database has the wrong schema: no table {', '.join(missing)}")
+    return None
+
+
+def repair_hint(plugin_id: str) -> str:
+    return (
+        f"Stop the bot's {plugin_id} process, then restore its latest backup (Backups page, or "
+        f"`python manage.py restore_backup <id> --db {registry.alias_for(plugin_id)}`), or take it out of "
+        f"service with `python manage.py archive_plugin {plugin_id}`."
+    )

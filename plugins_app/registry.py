@@ -47,6 +47,12 @@ def config_path(config_dir: Path, plugin_id: str) -> Path:
     return Path(config_dir) / "plugins" / f"{check_plugin_id(plugin_id)}.json"
 
 
+def is_declared(config_dir: Path, plugin_id: str) -> bool:
+    if not (Path(config_dir) / "plugins").is_dir():
+        return plugin_id in BUILTIN_PLUGINS
+    return config_path(config_dir, plugin_id).exists()
+
+
 def declared_plugins(config_dir: Path) -> list[str]:
     folder = Path(config_dir) / "plugins"
     if not folder.is_dir():

@@ -2,6 +2,7 @@
 for the bot's write API, the sync, backups and benchmarks."""
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from urllib.request import pathname2url
 
@@ -9,14 +10,35 @@ from urllib.request import pathname2url
 def connect(path: str | Path, *, timeout: float = 20.0, read_only: bool = False) -> sqlite3.Connection:
     """Autocommit connection (transactions are explicit: BEGIN IMMEDIATE ... COMMIT).
 
-    Opened as a URI so that read-only ATTACH (``file:...?mode=ro``) works on it too."""
-    uri = read_only_uri(path) if read_only else file_uri(path)
+    Opened as a URI so that read-only ATTACH (``file:...?mode=ro``) works on it too. A
+    missing file is an error, never a new empty database (see ``create``)."""
+    uri = read_only_uri(path) if read_only else writable_uri(path)
     connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     if not read_only:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     return connection
+
+
+# A plugin database's identity: a random value that every backup copy and every restore
+# stamps anew. The sync remembers the identity it last read; a different one means the
+# file was replaced (restored, copied back by hand) and its rows must be reconciled.
+IDENTITY_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS zepix_identity (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "incarnation TEXT NOT NULL, stamped_at TEXT NOT NULL)"
+)
+STAMP_IDENTITY_SQL = (
+    "INSERT OR REPLACE INTO zepix_identity (id, incarnation, stamped_at) "
+    "VALUES (1, lower(hex(randomblob(16))), datetime('now'))"
+)
+
+
+def stamp_identity(path: str | Path) -> None:
+    """Give the (offline) database file at ``path`` a new identity."""
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(IDENTITY_TABLE_SQL)
+        connection.execute(STAMP_IDENTITY_SQL)
 
 
 def database_bytes(path: str | Path) -> int:
@@ -31,3 +53,25 @@ def file_uri(path: str | Path) -> str:
 
 def read_only_uri(path: str | Path) -> str:
     return file_uri(path) + "?mode=ro"
+
+
+def writable_uri(path: str | Path) -> str:
+    """Opens an existing database for writing and never creates a missing one."""
+    return file_uri(path) + "?mode=rw"
+
+
+def create(path: str | Path) -> bool:
+    """Make a new, empty database file in WAL mode; False when it exists already.
+
+    The only way a plugin database comes into being: ``setup`` on a new install and
+    ``startplugin`` call it, nothing else does (a missing file is reported as missing)."""
+    path = Path(path)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    return True

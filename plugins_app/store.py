@@ -8,6 +8,7 @@ what the trades say. The demo data, the tests and the benchmarks write through i
 
 import json
 import sqlite3
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -66,15 +67,38 @@ def _db_value(column: str, value):
 
 
 class PluginStore:
+    """One store may be shared by the bot's threads: each thread gets its own connection (an
+    sqlite3 connection must not be used by two threads at once), and SQLite's busy timeout
+    queues their writes."""
+
     def __init__(self, database_path: str | Path, *, timeout: float = 20.0):
         self.path = Path(database_path)
         if not self.path.exists():
             raise FileNotFoundError(f"No plugin database at {self.path}; run `python manage.py setup` first.")
-        self.connection = connect(self.path, timeout=timeout)
-        self.connection.row_factory = sqlite3.Row
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self.connection  # open the first one now: a broken file fails here, not at the first write
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect(self.path, timeout=self.timeout)
+            connection.row_factory = sqlite3.Row
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
 
     def close(self) -> None:
-        self.connection.close()
+        """Close every thread's connection (call it once the threads are done)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
 
     def __enter__(self):
         return self

@@ -1,5 +1,11 @@
-"""Taking a removed plugin out of service: its database is archived compressed, its config
-document moved beside it (so the plugin is no longer declared), its central rows stay."""
+"""Taking a removed plugin out of service, and bringing it back.
+
+Archiving is a config change first: ``config_app.service.retire`` records a tombstone
+version and removes the plugin's document (so it is no longer declared, through the
+watcher, restarts and ``setup``). Its database goes compressed into the archive folder;
+its central rows stay. ``undo_archive`` puts the database back and reinstates the document;
+the archive file is kept until it expires.
+"""
 
 import os
 import tempfile
@@ -10,50 +16,81 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from config_app.service import global_settings
+from config_app import service as config_service
 from plugins_app import plugins, registry
-from sync_app.backup import BackupError, compress, consistent_copy, fsync_folder, integrity_problems
+from sync_app.backup import BackupError, compress, consistent_copy, decompress, integrity_problems
 from sync_app.models import ArchivedPlugin
+from zepix_admin.files import fsync_folder
 
 
 def archive_keep_days() -> int:
-    return global_settings("backup")["archive_keep_days"]
+    return config_service.global_settings("backup")["archive_keep_days"]
 
 
-def archive_plugin(plugin_id: str, *, now: datetime | None = None) -> ArchivedPlugin:
+def archive_plugin(plugin_id: str, *, actor: str = "command", via: str = "command",
+                   now: datetime | None = None) -> ArchivedPlugin:  # fmt: skip
+    """Archive a declared plugin, even one whose database is damaged (kept as found) or missing."""
     plugins.check_declared(plugin_id)
     now = now or timezone.now()
     source = plugins.database_path(plugin_id)
-    stamp = f"{now:%Y%m%dT%H%M%SZ}"
     settings.ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
-    target = settings.ARCHIVE_DIR / f"{plugin_id}-{stamp}.sqlite3.zst"
-    with tempfile.TemporaryDirectory(dir=settings.ARCHIVE_DIR, prefix=".work-") as work:
-        copy = Path(work) / "copy.sqlite3"
-        consistent_copy(source, copy)
-        problems = integrity_problems(copy)
-        if problems:
-            raise BackupError(f"{plugin_id}: its database fails the integrity check, not archived: {problems}")
-        sha256 = compress(copy, Path(work) / target.name)
-        os.replace(Path(work) / target.name, target)
-        fsync_folder(settings.ARCHIVE_DIR)
-    document = registry.config_path(settings.CONFIG_DIR, plugin_id)
-    if document.exists():
-        os.replace(document, settings.ARCHIVE_DIR / f"{plugin_id}-{stamp}.json")
+    target = settings.ARCHIVE_DIR / f"{plugin_id}-{now:%Y%m%dT%H%M%SZ}.sqlite3.zst"
+    sha256 = ""
+    if source.exists():
+        sha256 = _pack(source, target)
+    config_service.retire(plugin_id, author=actor, via=via)
     connections[registry.alias_for(plugin_id)].close()
     for path in (source, Path(f"{source}-wal"), Path(f"{source}-shm")):
         path.unlink(missing_ok=True)
     return ArchivedPlugin.objects.create(
-        plugin_id=plugin_id, archived_at=now, path=str(target), sha256=sha256,
+        plugin_id=plugin_id, archived_at=now, path=str(target) if sha256 else "", sha256=sha256,
         expires_at=now + timedelta(days=archive_keep_days()),
     )  # fmt: skip
+
+
+def _pack(source: Path, target: Path) -> str:
+    """A consistent, checked copy, compressed; a damaged file is archived as it is, never lost."""
+    with tempfile.TemporaryDirectory(dir=settings.ARCHIVE_DIR, prefix=".work-") as work:
+        copy = Path(work) / "copy.sqlite3"
+        try:
+            consistent_copy(source, copy)
+            damaged = bool(integrity_problems(copy))
+        except BackupError:
+            damaged = True
+        sha256 = compress(source if damaged else copy, Path(work) / target.name)
+        os.replace(Path(work) / target.name, target)
+        fsync_folder(settings.ARCHIVE_DIR)
+    return sha256
+
+
+def undo_archive(plugin_id: str, *, actor: str = "command", via: str = "command") -> ArchivedPlugin:
+    """Bring the newest archive of a plugin back: its database, then its config document."""
+    registry.check_plugin_id(plugin_id)
+    archive = ArchivedPlugin.objects.filter(plugin_id=plugin_id, purged_at__isnull=True, restored_at__isnull=True).first()
+    if archive is None or registry.is_declared(settings.CONFIG_DIR, plugin_id):
+        raise BackupError(f"{plugin_id} has no archive to bring back (it is declared, or its archive expired).")
+    target = registry.database_path(settings.DATA_DIR, plugin_id)
+    if target.exists():
+        raise BackupError(f"{target.name} exists already; move it away first, nothing was changed.")
+    if archive.path:
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".undo-") as work:
+            restored = Path(work) / target.name
+            if decompress(Path(archive.path), restored) != archive.sha256:
+                raise BackupError(f"{Path(archive.path).name} does not match its checksum; nothing was changed.")
+            os.replace(restored, target)
+            fsync_folder(target.parent)
+    config_service.reinstate(plugin_id, author=actor, via=via)
+    archive.restored_at = timezone.now()
+    archive.save(update_fields=["restored_at"])
+    return archive
 
 
 def purge_expired_archives(*, now: datetime | None = None) -> list[ArchivedPlugin]:
     now = now or timezone.now()
     purged = []
     for archive in ArchivedPlugin.objects.filter(expires_at__lte=now, purged_at__isnull=True):
-        Path(archive.path).unlink(missing_ok=True)
-        Path(archive.path.removesuffix(".sqlite3.zst") + ".json").unlink(missing_ok=True)
+        if archive.path:
+            Path(archive.path).unlink(missing_ok=True)
         archive.purged_at = now
         archive.save(update_fields=["purged_at"])
         purged.append(archive)

@@ -20,9 +20,11 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from plugins_app.sqlite import connect
+from plugins_app import plugins, registry
+from plugins_app.sqlite import connect, stamp_identity
 from sync_app.models import Backup
-from zepix_admin.alerts import raise_alert
+from zepix_admin.alerts import raise_alert, resolve_alert
+from zepix_admin.files import fsync_folder
 
 logger = logging.getLogger("zepix.backup")
 
@@ -40,25 +42,40 @@ class UnknownDatabase(LookupError):
 
 
 def database_aliases() -> list[str]:
-    return list(settings.DATABASES)
+    """The central database and every declared (not archived) plugin's."""
+    return ["default", *(registry.alias_for(plugin_id) for plugin_id in plugins.plugin_ids())]
 
 
 def database_file(alias: str) -> Path:
-    if alias not in settings.DATABASES:
-        raise UnknownDatabase(f"Unknown database {alias!r}; known: {', '.join(settings.DATABASES)}.")
+    if alias not in database_aliases():
+        raise UnknownDatabase(f"Unknown database {alias!r}; known: {', '.join(database_aliases())}.")
     return Path(settings.DATABASES[alias]["NAME"])
+
+
+def required_tables(alias: str) -> set[str]:
+    """Tables a file must have to be restored as this database: never a plugin's file as the
+    central database, an empty file, or another program's database."""
+    if registry.plugin_id_for_alias(alias):
+        return plugins.expected_tables()
+    return {"django_migrations", "aggregated_trades", "config_app_configversion"}
 
 
 # Building blocks -----------------------------------------------------------
 
 
-def consistent_copy(source: Path, target: Path) -> None:
-    """One-pass online backup of a live database into a standalone file (rollback journal)."""
-    with closing(connect(source, read_only=True, timeout=30)) as src, closing(
-        sqlite3.connect(target)
-    ) as dst:
-        src.backup(dst, pages=-1)
-        dst.execute("PRAGMA journal_mode=DELETE")
+def consistent_copy(source: Path, target: Path, *, new_identity: bool = False) -> None:
+    """One-pass online backup of a live database into a standalone file (rollback journal).
+
+    ``new_identity`` stamps the copy as a different database from its source, so that when it
+    is put back (by ``restore_backup`` or by hand) the sync notices the replacement."""
+    try:
+        with closing(connect(source, read_only=True, timeout=30)) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst, pages=-1)
+            dst.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.DatabaseError as error:
+        raise BackupError(f"{source.name} cannot be read: {error}") from None
+    if new_identity:
+        stamp_identity(target)
 
 
 def integrity_problems(path: Path) -> str:
@@ -111,34 +128,36 @@ def decompress(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def fsync_folder(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 # Backing up ----------------------------------------------------------------
 
 
 def backup_database(alias: str, *, now: datetime | None = None) -> Backup:
+    """Back one database up; any failure raises BackupError and an alert, a success resolves it."""
+    try:
+        backup = _backup_database(alias, now=now)
+    except BackupError as error:
+        raise_alert("backup", alias, f"Backup of {alias} failed: {error}", level="CRITICAL")
+        raise
+    resolve_alert("backup", alias)
+    return backup
+
+
+def _backup_database(alias: str, *, now: datetime | None = None) -> Backup:
     source = database_file(alias)
     if not source.exists():
-        raise BackupError(f"{alias}: no database file at {source}.")
+        raise BackupError(f"{alias}: its database file is missing ({source.name}).")
     now = now or timezone.now()
     settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
     final = settings.BACKUP_DIR / f"{alias}-{now:%Y%m%dT%H%M%S%fZ}{SUFFIX}"
     with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
         copy, packed = Path(work) / "copy.sqlite3", Path(work) / final.name
-        consistent_copy(source, copy)
+        consistent_copy(source, copy, new_identity=alias != "default")
         with ThreadPoolExecutor(max_workers=2) as pool:
             checking = pool.submit(lambda: (integrity_problems(copy), row_counts(copy)))
             packing = pool.submit(compress, copy, packed)
             problems, counts = checking.result()
             sha256 = packing.result()
         if problems:
-            raise_alert("backup", alias, f"Backup of {alias} failed its integrity check: {problems}", level="CRITICAL")
             raise BackupError(f"{alias}: the copy failed its integrity check: {problems}")
         database_bytes = copy.stat().st_size
         os.replace(packed, final)
@@ -154,11 +173,15 @@ def backup_database(alias: str, *, now: datetime | None = None) -> Backup:
 # Verifying and restoring -----------------------------------------------------
 
 
-def check_backup_file(path: Path, *, sha256: str = "", expected_counts: dict | None = None, work_dir: Path) -> Path:
-    """Decompress into work_dir and check checksum, integrity and row counts; returns the
-    decompressed file, or raises BackupError saying what is wrong."""
+def check_backup_file(path: Path, *, alias: str, sha256: str = "", expected_counts: dict | None = None,
+                      work_dir: Path) -> Path:  # fmt: skip
+    """Decompress into work_dir and check checksum, integrity, that it is a database of the
+    alias's kind, and row counts; returns the decompressed file, or raises BackupError
+    saying what is wrong."""
     if not path.exists():
-        raise BackupError(f"Backup file {path} is missing.")
+        raise BackupError(f"Backup file {path.name} is missing.")
+    if not path.is_file():
+        raise BackupError(f"{path.name} is not a backup file.")
     restored = work_dir / "restored.sqlite3"
     try:
         actual = decompress(path, restored)
@@ -169,6 +192,9 @@ def check_backup_file(path: Path, *, sha256: str = "", expected_counts: dict | N
     problems = integrity_problems(restored)
     if problems:
         raise BackupError(f"{path.name}: integrity check failed: {problems}")
+    missing = sorted(required_tables(alias) - set(row_counts(restored)))
+    if missing:
+        raise BackupError(f"{path.name} is not a backup of {alias}: it has no table {', '.join(missing)}.")
     if expected_counts is not None:
         counts = row_counts(restored)
         if counts != expected_counts:
@@ -181,17 +207,37 @@ def verify_backup(backup: Backup) -> str:
     """The restore drill for one backup; '' when sound, else the problem (recorded and alerted)."""
     with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".verify-") as work:
         try:
-            check_backup_file(Path(backup.path), sha256=backup.sha256, expected_counts=backup.row_counts,
-                              work_dir=Path(work))  # fmt: skip
+            check_backup_file(Path(backup.path), alias=backup.database, sha256=backup.sha256,
+                              expected_counts=backup.row_counts, work_dir=Path(work))  # fmt: skip
             problem = ""
         except BackupError as error:
             problem = str(error)
     backup.verified, backup.verified_at, backup.verify_error = not problem, timezone.now(), problem
     backup.save(update_fields=["verified", "verified_at", "verify_error"])
     if problem:
-        raise_alert("backup", backup.database, f"Backup {backup.pk} failed its restore drill: {problem}",
+        raise_alert("restore_drill", backup.database, f"Backup {backup.pk} failed its restore drill: {problem}",
                     level="CRITICAL")  # fmt: skip
     return problem
+
+
+def verify_backups(alias: str | None = None) -> dict[Backup, str]:
+    """The restore drill of every backup (or one database's); {backup: problem or ''}. The drill
+    alert of a database resolves itself when all of its backups pass."""
+    backups = Backup.objects.all() if alias is None else Backup.objects.filter(database=alias)
+    results = {backup: verify_backup(backup) for backup in backups}
+    for database in {backup.database for backup in results}:
+        if not any(problem for backup, problem in results.items() if backup.database == database):
+            resolve_alert("restore_drill", database)
+    return results
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold the WAL into the file before it is kept aside; a damaged file is kept as it is."""
+    try:
+        with closing(sqlite3.connect(path)) as current:
+            current.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.DatabaseError as error:
+        logger.warning("Could not checkpoint %s before keeping it aside: %s", path.name, error)
 
 
 def find_backup(reference: str, alias: str | None) -> tuple[Path, str, Backup | None]:
@@ -225,13 +271,14 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
-        restored = check_backup_file(path, sha256=backup.sha256 if backup else "",
+        restored = check_backup_file(path, alias=alias, sha256=backup.sha256 if backup else "",
                                      expected_counts=backup.row_counts if backup else None, work_dir=Path(work))  # fmt: skip
+        if alias != "default":
+            stamp_identity(restored)  # the sync then reconciles the plugin's central rows
         connections[alias].close()
         aside = aside_dir / f"{alias}-{timezone.now():%Y%m%dT%H%M%S%fZ}.sqlite3"
         if target.exists():
-            with closing(sqlite3.connect(target)) as current:
-                current.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            _checkpoint(target)
             os.link(target, aside)
         os.replace(restored, target)
         fsync_folder(target.parent)

@@ -78,6 +78,8 @@ class PluginSyncState(models.Model):
 
     plugin_id = models.CharField(max_length=40, unique=True)
     high_water_mark = models.BigIntegerField(default=0, help_text="Largest change_seq copied")
+    last_ticket = models.BigIntegerField(null=True, help_text="The trade that carried the high-water mark")
+    incarnation = models.CharField(max_length=64, blank=True, default="", help_text="Identity of the file last synced")
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True)
     last_success_at = models.DateTimeField(null=True)
@@ -138,10 +140,11 @@ class Backup(models.Model):
 class ArchivedPlugin(models.Model):
     plugin_id = models.CharField(max_length=40)
     archived_at = models.DateTimeField()
-    path = models.CharField(max_length=500)
-    sha256 = models.CharField(max_length=64)
+    path = models.CharField(max_length=500, blank=True, help_text="Empty when its database was already missing")
+    sha256 = models.CharField(max_length=64, blank=True)
     expires_at = models.DateTimeField()
     purged_at = models.DateTimeField(null=True)
+    restored_at = models.DateTimeField(null=True, help_text="Brought back by archive_plugin --undo (the archive is kept)")
 
     class Meta:
         ordering = ["-archived_at"]

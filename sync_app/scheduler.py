@@ -5,14 +5,12 @@ so an operator changes a schedule in the config and the next tick follows it, no
 """
 
 import logging
-import os
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 from config_app.service import global_settings
 from sync_app.models import JobState
-from zepix_admin.models import Heartbeat
 
 logger = logging.getLogger("zepix.scheduler")
 
@@ -24,7 +22,6 @@ JOBS = {
     "verify_backups": "verify_backups_minutes",
     "purge_archives": "central_backup_minutes",
 }
-CONSUMER = "huey"
 
 
 def intervals() -> dict[str, timedelta]:
@@ -41,6 +38,3 @@ def due_jobs(now: datetime | None = None) -> list[str]:
         JobState.objects.update_or_create(name=job, defaults={"last_started_at": now})
     return due
 
-
-def beat(now: datetime | None = None) -> None:
-    Heartbeat.objects.update_or_create(name=CONSUMER, defaults={"beat_at": now or timezone.now(), "pid": os.getpid()})

@@ -6,8 +6,8 @@ with set-based SQL, in one transaction that also moves the mark. So a run costs 
 changed, and a crash at any point leaves either the whole batch or none of it.
 """
 
-import fcntl
 import logging
+import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -21,7 +21,8 @@ from plugins_app import plugins
 from plugins_app.sqlite import connect, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, db_datetime
 from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
-from zepix_admin.alerts import raise_alert
+from zepix_admin.alerts import raise_alert, resolve_alert
+from zepix_admin.files import Busy, file_lock
 
 logger = logging.getLogger("zepix.sync")
 
@@ -63,8 +64,10 @@ class SyncAlreadyRunning(Exception):
 class PluginResult:
     inserted: int = 0
     updated: int = 0
+    removed: int = 0
     retries: int = 0
     error: str = ""
+    reconciled: bool = False
 
 
 def sync_settings() -> dict:
@@ -77,15 +80,11 @@ def enabled_plugins() -> list[str]:
 
 @contextmanager
 def only_one_sync():
-    with open(settings.DATA_DIR / "sync.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SyncAlreadyRunning("Another sync is running; try again when it has finished.") from None
-        try:
+    try:
+        with file_lock(settings.DATA_DIR / "sync.lock", wait=False):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except Busy:
+        raise SyncAlreadyRunning("Another sync is running; try again when it has finished.") from None
 
 
 def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = "system", sleep=time.sleep) -> SyncRun:
@@ -106,15 +105,18 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
             failed = []
             for plugin_id in pending:
                 try:
-                    inserted, updated = sync_plugin(plugin_id, lock_wait_seconds=options["lock_wait_seconds"])
+                    copied = sync_plugin(plugin_id, lock_wait_seconds=options["lock_wait_seconds"])
                 except Exception as error:  # noqa: BLE001 - any failure of one plugin is recorded, not raised
-                    results[plugin_id].error = f"{type(error).__name__}: {error}"
+                    results[plugin_id].error = describe_failure(plugin_id, error)
                     failed.append(plugin_id)
                     logger.warning("Sync of %s failed: %s", plugin_id, results[plugin_id].error)
                 else:
-                    results[plugin_id].inserted += inserted
-                    results[plugin_id].updated += updated
-                    results[plugin_id].error = ""
+                    result = results[plugin_id]
+                    result.inserted += copied.inserted
+                    result.updated += copied.updated
+                    result.removed += copied.removed
+                    result.reconciled = result.reconciled or copied.reconciled
+                    result.error = ""
             if not failed or not delays:
                 break
             sleep(delays.pop(0))
@@ -136,6 +138,14 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
     return run
 
 
+def describe_failure(plugin_id: str, error: Exception) -> str:
+    """What went wrong, in an operator's words when the plugin's database is the cause."""
+    problem = plugins.database_problem(plugin_id) if isinstance(error, sqlite3.DatabaseError) else None
+    if problem:
+        return f"{problem}. {plugins.repair_hint(plugin_id)}"
+    return f"{type(error).__name__}: {error}"
+
+
 def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None:
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     state.last_attempt_at = timezone.now()
@@ -146,44 +156,112 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
             raise_alert(
                 "sync", plugin_id,
                 f"Sync of {plugin_id} failed {state.consecutive_failures} times in a row: {result.error}",
-                level="CRITICAL", webhook_url=options["alert_webhook_url"],
+                level="CRITICAL",
             )  # fmt: skip
     else:
         state.consecutive_failures = 0
         state.last_error = ""
         state.last_success_at = state.last_attempt_at
+        resolve_alert("sync", plugin_id)
     state.save(update_fields=["last_attempt_at", "consecutive_failures", "last_error", "last_success_at"])
 
 
-def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> tuple[int, int]:
-    """Copy one plugin's changed trades into the central database; returns (inserted, updated)."""
-    state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
+@dataclass
+class Copied:
+    inserted: int = 0
+    updated: int = 0
+    removed: int = 0
+    reconciled: bool = False
+
+
+def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
+    """Copy one plugin's changed trades into the central database."""
+    PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
+    path = plugins.database_path(plugin_id)
+    if not path.exists():
+        raise sqlite3.OperationalError(f"the database file is missing ({path.name})")
     central = connect(settings.DATABASES["default"]["NAME"], timeout=lock_wait_seconds)
     try:
         # Changed trades land all over the central indexes: a bigger page cache than SQLite's
         # 2 MB default keeps a batch from spilling and re-reading pages before its commit.
         central.execute("PRAGMA cache_size = -65536")
-        central.execute("ATTACH DATABASE ? AS src", (read_only_uri(plugins.database_path(plugin_id)),))
+        central.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
         central.execute("BEGIN IMMEDIATE")
         try:
-            counts = _copy_changes(central, plugin_id, state.high_water_mark)
+            copied = _copy_changes(central, plugin_id)
             central.execute("COMMIT")
         except BaseException:
             central.execute("ROLLBACK")
             raise
-        return counts
+        return copied
     finally:
         central.close()
 
 
-def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
+def _identity(central) -> str:
+    try:
+        row = central.execute("SELECT incarnation FROM src.zepix_identity").fetchone()
+    except sqlite3.OperationalError:
+        return ""  # a database without our identity table: the change numbers still tell
+    return row[0] if row else ""
+
+
+def _replaced(central, state: dict, identity: str, until: int) -> str:
+    """Why the plugin's file is not the one the last sync read ('' when it is): a new identity
+    (every backup copy and restore stamps one), or change numbers gone backwards (the trade
+    that carried the high-water mark now has a lower number, or is gone). Two indexed lookups:
+    the high-water mark alone misses a restore followed by enough new trades."""
+    if state["incarnation"] and identity != state["incarnation"]:
+        return "its database was replaced (restored from a backup or copied in)"
+    if until < state["high_water_mark"]:
+        return "its change numbers went backwards"
+    if state["last_ticket"] is not None:
+        row = central.execute("SELECT change_seq FROM src.trades WHERE ticket = ?", (state["last_ticket"],)).fetchone()
+        if row is None or row[0] < state["high_water_mark"]:
+            return "its change numbers went backwards"
+    return ""
+
+
+def _copy_changes(central, plugin_id: str) -> Copied:
+    state = dict(zip(("high_water_mark", "incarnation", "last_ticket"), central.execute(
+        "SELECT high_water_mark, incarnation, last_ticket FROM sync_app_pluginsyncstate WHERE plugin_id = ?",
+        (plugin_id,)).fetchone()))  # fmt: skip
+    since, identity = state["high_water_mark"], _identity(central)
     until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
-    if until < since:
-        # The plugin's database went back in time (restored from a backup): copy it all again.
-        logger.warning("%s: change_seq went back from %s to %s; syncing from the start", plugin_id, since, until)
+    replaced = _replaced(central, state, identity, until)
+    if not replaced and until == since and identity == state["incarnation"]:
+        return Copied()  # nothing to write, not even the mark
+    removed = 0
+    if replaced:
+        logger.warning("%s: %s; reconciling its central rows with the file", plugin_id, replaced)
+        removed = _start_over(central, plugin_id)
         since = 0
-    if until == since:
-        return 0, 0
+    copied = _copy_range(central, plugin_id, since, until, stats_reset=bool(replaced)) if until != since else Copied()
+    _remember(central, plugin_id, until, identity)
+    return Copied(copied.inserted, copied.updated, removed, bool(replaced))
+
+
+def _start_over(central, plugin_id: str) -> int:
+    """A replaced file: the central rows the file no longer has leave, the plugin's stats are
+    rebuilt from what the file has. Returns how many trades left."""
+    removed = central.execute(
+        "DELETE FROM aggregated_trades WHERE plugin_id = ? AND ticket NOT IN (SELECT ticket FROM src.trades)",
+        (plugin_id,),
+    ).rowcount
+    central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = ?", (plugin_id,))
+    return removed
+
+
+def _remember(central, plugin_id: str, until: int, identity: str) -> None:
+    """The new high-water mark, the trade that carries it and the file's identity, in the same transaction."""
+    central.execute(
+        "UPDATE sync_app_pluginsyncstate SET high_water_mark = :until, incarnation = :identity, "
+        "last_ticket = (SELECT ticket FROM src.trades WHERE change_seq = :until) WHERE plugin_id = :plugin_id",
+        {"until": until, "identity": identity, "plugin_id": plugin_id},
+    )
+
+
+def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset: bool) -> Copied:
     params = {"plugin_id": plugin_id, "since": since, "until": until, "now": db_datetime(timezone.now()),
               "even": BREAKEVEN_DOLLARS}  # fmt: skip
     changed = central.execute(f"SELECT COUNT(*) {CHANGED}", params).fetchone()[0]
@@ -194,7 +272,9 @@ def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
     ).fetchone()[0]
     # cross_plugin_stats moves by deltas: take out what the changed trades counted before,
     # put in what they count now. The cost follows the changed rows, not the days they touch.
-    if updated:
+    if updated and stats_reset:
+        central.execute(FIX_INDEXED_SQL, params)
+    if updated and not stats_reset:
         # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
         # never the other way round over the plugin's whole history.
         _take_from_stats(central, params, source=(
@@ -204,10 +284,7 @@ def _copy_changes(central, plugin_id: str, since: int) -> tuple[int, int]:
     central.execute(UPSERT_SQL, params)
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
     central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades = 0", params)
-    central.execute(
-        "UPDATE sync_app_pluginsyncstate SET high_water_mark = ? WHERE plugin_id = ?", (until, plugin_id)
-    )
-    return changed - updated, updated
+    return Copied(changed - updated, updated)
 
 
 def _day_totals(source: str) -> str:

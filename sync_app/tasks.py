@@ -1,32 +1,87 @@
-"""Huey tasks: thin callers of the sync, backup and archive modules."""
+"""Huey tasks: thin callers of the sync, backup and archive modules.
+
+The consumer must never starve the pages: it runs at a lower CPU and I/O priority, the heavy
+jobs (sync, backups, restore drill) take turns on one lock, and the jobs one tick finds due
+start STAGGER_SECONDS apart. Measured: with every job starting at once after a restart, the
+overview's p95 went from 79 ms to 229 ms (5 plugins x 200,000 trades) until they finished.
+"""
 
 import logging
+import os
+import shutil
+import subprocess
+import threading
+from contextlib import contextmanager
 
+from django.conf import settings
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task, db_task, lock_task
+from huey.contrib.djhuey import HUEY, db_periodic_task, db_task, lock_task
 
+from config_app.service import global_settings
 from sync_app import scheduler
 from sync_app.archive import purge_expired_archives
-from sync_app.backup import BackupError, backup_database, database_aliases, verify_backup
-from sync_app.models import Backup
+from sync_app.backup import BackupError, UnknownDatabase, backup_database, database_aliases, verify_backups
 from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
+from zepix_admin import worker
+from zepix_admin.alerts import raise_alert, resolve_alert
+from zepix_admin.files import file_lock
 
 logger = logging.getLogger("zepix.tasks")
+STAGGER_SECONDS = 20
+CONSUMER_NICENESS = 10
+
+
+@HUEY.on_startup()
+def start_worker_services():
+    """Once per consumer process: lower its priority and start its heartbeat."""
+    if getattr(start_worker_services, "started", False):
+        return
+    start_worker_services.started = True
+    if not HUEY.immediate:
+        os.setpriority(os.PRIO_PROCESS, 0, CONSUMER_NICENESS)
+        if shutil.which("ionice"):  # best-effort class, lowest priority within it
+            subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(os.getpid())], check=False, capture_output=True)
+    worker.start_heartbeat(threading.Event())
+
+
+@contextmanager
+def heavy_job():
+    """One heavy job at a time, whichever consumer thread runs it."""
+    with file_lock(settings.DATA_DIR / "heavy-job.lock"):
+        yield
 
 
 @db_periodic_task(crontab(minute="*"))
 @lock_task("scheduler-tick")
 def scheduler_tick():
-    scheduler.beat()
-    for job in scheduler.due_jobs():
-        JOB_TASKS[job]()
+    worker.beat()
+    check_disk_space()
+    # Immediate mode (the tests) runs tasks inline and never runs one scheduled for later.
+    stagger = 0 if HUEY.immediate else STAGGER_SECONDS
+    for position, job in enumerate(scheduler.due_jobs()):
+        task, args = JOB_TASKS[job]()
+        if position * stagger:
+            task.schedule(args=args, delay=position * stagger)
+        else:
+            task(*args)
+
+
+def check_disk_space() -> None:
+    free = shutil.disk_usage(settings.DATA_DIR).free
+    minimum = global_settings("alerts")["min_free_disk_gb"] * 1024**3
+    if free < minimum:
+        raise_alert("disk", "data folder", f"Only {free / 1024**3:.1f} GiB free under the data folder "
+                    f"(alert below {minimum / 1024**3:g} GiB).", level="CRITICAL")  # fmt: skip
+    else:
+        resolve_alert("disk", "data folder")
 
 
 @db_task()
 def sync_task(trigger: str = "schedule", actor: str = "system", plugin_id: str | None = None):
     try:
-        return run_sync(plugin_ids=[plugin_id] if plugin_id else None, trigger=trigger, actor=actor).pk
+        with heavy_job():
+            return run_sync(plugin_ids=[plugin_id] if plugin_id else None, trigger=trigger, actor=actor).pk
     except SyncAlreadyRunning:
         logger.info("A sync is already running; this one is skipped.")
         return None
@@ -34,18 +89,19 @@ def sync_task(trigger: str = "schedule", actor: str = "system", plugin_id: str |
 
 @db_task()
 def backup_task(aliases: list[str] | None = None):
-    for alias in aliases or database_aliases():
-        try:
-            backup_database(alias)
-        except BackupError as error:
-            logger.error("Backup of %s failed: %s", alias, error)
-    apply_retention()
+    with heavy_job():
+        for alias in aliases or database_aliases():
+            try:
+                backup_database(alias)
+            except (BackupError, UnknownDatabase) as error:
+                logger.error("Backup of %s failed: %s", alias, error)
+        apply_retention()
 
 
 @db_task()
 def verify_backups_task():
-    for backup in Backup.objects.all():
-        verify_backup(backup)
+    with heavy_job():
+        verify_backups()
 
 
 @db_task()
@@ -53,10 +109,10 @@ def purge_archives_task():
     purge_expired_archives()
 
 
-JOB_TASKS = {
-    "sync": lambda: sync_task("schedule"),
-    "trading_backup": lambda: backup_task([alias for alias in database_aliases() if alias != "default"]),
-    "central_backup": lambda: backup_task(["default"]),
-    "verify_backups": verify_backups_task,
-    "purge_archives": purge_archives_task,
+JOB_TASKS = {  # job name: () -> (task, its arguments)
+    "sync": lambda: (sync_task, ("schedule",)),
+    "trading_backup": lambda: (backup_task, ([alias for alias in database_aliases() if alias != "default"],)),
+    "central_backup": lambda: (backup_task, (["default"],)),
+    "verify_backups": lambda: (verify_backups_task, ()),
+    "purge_archives": lambda: (purge_archives_task, ()),
 }

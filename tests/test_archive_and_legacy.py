@@ -50,7 +50,8 @@ def test_archiving_a_plugin_compresses_its_database_and_keeps_central_rows(confi
     assert (archive.expires_at - archive.archived_at).days == 90
     assert AggregatedTrade.objects.filter(plugin_id="price_action_v6").count() == 2
     with __import__("tempfile").TemporaryDirectory() as work:
-        restored = backups.check_backup_file(Path(archive.path), sha256=archive.sha256, work_dir=Path(work))
+        restored = backups.check_backup_file(Path(archive.path), alias="plugin_price_action_v6", sha256=archive.sha256,
+                                                work_dir=Path(work))
         with closing(sqlite3.connect(restored)) as connection:
             assert connection.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 2
 

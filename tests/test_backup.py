@@ -93,7 +93,7 @@ def test_the_restore_drill_finds_a_bad_backup_and_raises_an_alert(seeded, capsys
     bad.refresh_from_db()
     assert good.verified and not bad.verified
     assert "cannot be decompressed" in bad.verify_error
-    assert Alert.objects.get(source="backup").subject == "plugin_price_action_v6"
+    assert Alert.objects.get(source="restore_drill").subject == "plugin_price_action_v6"
 
 
 def test_the_drill_compares_row_counts_with_those_recorded(seeded):

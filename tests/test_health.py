@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sync_app import backup as backups
-from sync_app import scheduler
+from zepix_admin import worker
 from sync_app.sync import run_sync
 from zepix_admin.models import Heartbeat
 
@@ -25,7 +25,7 @@ def health(capsys, *args):
 def test_everything_healthy_exits_zero_and_healthz_answers_200(client, config, capsys):
     run_sync(trigger="command")
     backups.backup_database("default")
-    scheduler.beat()
+    worker.beat()
     code, out = health(capsys, "--json")
     report = json.loads(out)
     assert code == 0 and report["status"] == "ok"
@@ -46,6 +46,6 @@ def test_a_missing_consumer_or_stale_jobs_need_attention(client, config, capsys)
 
 
 def test_never_synced_nor_backed_up_needs_attention(config, capsys):
-    scheduler.beat()
+    worker.beat()
     code, out = health(capsys)
     assert code == 1 and "FAIL last sync: never ran" in out and "FAIL last backup: never ran" in out

@@ -53,7 +53,7 @@ def plugin_rows(plugin_id):
 def test_a_sync_copies_every_plugins_trades_with_the_plugin_id(trades):
     run = sync.run_sync(trigger="command")
     assert run.status == SyncRun.Status.OK
-    assert run.plugins["combined_v3"] == {"inserted": 3, "updated": 0, "retries": 0, "error": ""}
+    assert run.plugins["combined_v3"] == {"inserted": 3, "updated": 0, "removed": 0, "retries": 0, "error": "", "reconciled": False}
     assert run.plugins["price_action_v6"]["inserted"] == 2
     assert [(p, t, s) for p, t, s, _ in central_rows()] == [
         ("combined_v3", 1, "OPEN"), ("combined_v3", 2, "CLOSED"), ("combined_v3", 3, "CLOSED"),
@@ -79,7 +79,7 @@ def test_a_trade_closed_after_it_was_synced_is_updated_centrally(trades):
         combined.close_trade(1, exit_price=1.09, profit_pips=50, profit_dollars=50.0, close_reason="TP", exit_time=NOW)
         combined.save_trade(**trade(4))
     run = sync.run_sync(trigger="command")
-    assert run.plugins["combined_v3"] == {"inserted": 1, "updated": 1, "retries": 0, "error": ""}
+    assert run.plugins["combined_v3"] == {"inserted": 1, "updated": 1, "removed": 0, "retries": 0, "error": "", "reconciled": False}
     assert run.plugins["price_action_v6"]["inserted"] == 0
     synced = AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1)
     assert (synced.status, synced.close_reason, float(synced.profit_dollars)) == ("CLOSED", "TP", 50.0)
@@ -114,7 +114,7 @@ def test_a_missing_plugin_database_is_retried_then_counted_while_the_others_sync
     assert waits == [0.01, 0.01, 0.01]
     assert run.status == SyncRun.Status.PARTIAL
     assert run.plugins["price_action_v6"]["retries"] == 3
-    assert "unable to open" in run.plugins["price_action_v6"]["error"]
+    assert "its database file is missing" in run.plugins["price_action_v6"]["error"]
     assert run.plugins["combined_v3"]["inserted"] == 3
     assert PluginSyncState.objects.get(plugin_id="price_action_v6").consecutive_failures == 1
     assert not Alert.objects.exists()  # below the threshold of 3
@@ -224,7 +224,7 @@ def test_a_run_left_running_by_a_crash_is_marked_aborted(trades):
 def test_the_command_prints_what_it_did_and_fails_when_a_plugin_failed(trades, fast_retries, capsys):
     call_command("sync_plugins", "--plugin", "combined_v3")
     out = capsys.readouterr().out
-    assert "combined_v3: 3 inserted, 0 updated, 0 retries" in out and "price_action_v6" not in out
+    assert "combined_v3: 3 inserted, 0 updated, 0 removed, 0 retries" in out and "price_action_v6" not in out
     plugins.database_path("price_action_v6").rename(settings.DATA_DIR / "gone.sqlite3")
     try:
         with pytest.raises(CommandError, match="price_action_v6"):

@@ -1,4 +1,11 @@
-"""Alerts for operators: stored, logged, and posted to a webhook when one is configured."""
+"""Alerts for operators: the one path every alert takes, whoever raises it.
+
+An alert is about one condition (a source and a subject: "sync"/"combined_v3"). Raising it
+again while it is unresolved counts it and updates its message instead of paging anyone
+twice; it resolves itself when the condition clears (``resolve_alert``). Each new alert is
+stored, logged and posted to the webhook of the global config (``sync.alert_webhook_url``)
+when its level reaches ``alerts.webhook_min_level``.
+"""
 
 import json
 import logging
@@ -10,23 +17,39 @@ from django.utils import timezone
 from zepix_admin.models import Alert
 
 logger = logging.getLogger("zepix.alerts")
+LEVELS = (Alert.Level.WARNING, Alert.Level.CRITICAL)
 
 
-def raise_alert(source: str, subject: str, message: str, level: str = Alert.Level.WARNING,
-                webhook_url: str = "") -> Alert:
-    """Store an alert and post it to the webhook, unless one about the same subject is still
-    open: that one then carries the latest message, and nobody is paged twice."""
-    existing = Alert.objects.filter(source=source, subject=subject, acknowledged_at__isnull=True).first()
+def raise_alert(source: str, subject: str, message: str, level: str = Alert.Level.WARNING) -> Alert:
+    now = timezone.now()
+    existing = unresolved().filter(source=source, subject=subject).first()
     if existing:
-        if existing.message != message:
-            existing.message = message
-            existing.save(update_fields=["message"])
+        existing.message, existing.last_seen_at, existing.count = message, now, existing.count + 1
+        if LEVELS.index(level) > LEVELS.index(existing.level):
+            existing.level = level
+        existing.save(update_fields=["message", "last_seen_at", "count", "level"])
         return existing
-    alert = Alert.objects.create(source=source, subject=subject, message=message, level=level)
+    alert = Alert.objects.create(source=source, subject=subject, message=message, level=level, last_seen_at=now)
     logger.warning("ALERT [%s] %s/%s: %s", level, source, subject, message)
-    if webhook_url:
-        transaction.on_commit(lambda: post_webhook(webhook_url, alert))
+    url, min_level = webhook_settings()
+    if url and LEVELS.index(level) >= LEVELS.index(min_level):
+        transaction.on_commit(lambda: post_webhook(url, alert))
     return alert
+
+
+def resolve_alert(source: str, subject: str) -> int:
+    """The condition cleared: its unresolved alert (if any) is resolved. Returns how many."""
+    resolved = unresolved().filter(source=source, subject=subject).update(resolved_at=timezone.now())
+    if resolved:
+        logger.warning("RESOLVED %s/%s", source, subject)
+    return resolved
+
+
+def webhook_settings() -> tuple[str, str]:
+    # The global config owns the routing; imported here, late, because config_app raises alerts too.
+    from config_app.service import global_settings
+
+    return global_settings("sync")["alert_webhook_url"], global_settings("alerts")["webhook_min_level"]
 
 
 def post_webhook(url: str, alert: Alert) -> bool:
@@ -38,7 +61,7 @@ def post_webhook(url: str, alert: Alert) -> bool:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return 200 <= response.status < 300
-    except OSError as error:
+    except (OSError, ValueError) as error:
         logger.error("Could not post alert to webhook %s: %s", url, error)
         return False
 
@@ -50,5 +73,10 @@ def acknowledge(alert: Alert, actor: str) -> None:
         alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
 
 
+def unresolved():
+    return Alert.objects.filter(resolved_at__isnull=True)
+
+
 def open_alerts():
-    return Alert.objects.filter(acknowledged_at__isnull=True)
+    """What needs someone: unresolved and not yet acknowledged."""
+    return unresolved().filter(acknowledged_at__isnull=True)

@@ -12,19 +12,26 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from config_app.service import global_settings
+from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, database_bytes
+from sync_app.backup import database_aliases
 from sync_app.models import Backup, SyncRun
-from sync_app.scheduler import CONSUMER, intervals
-from zepix_admin.models import Heartbeat
+from sync_app.scheduler import intervals
+from sync_app.sync import FAILING, enabled_plugins
+from sync_app.sync import health as sync_health
+from zepix_admin import worker
 
 INTEGRITY_CACHE_SECONDS = 600
-MIN_FREE_BYTES = 1024**3
-HEARTBEAT_STALE = timedelta(minutes=3)
 
 
 def database_check(alias: str) -> dict:
     path = Path(settings.DATABASES[alias]["NAME"])
-    entry = {"alias": alias, "path": str(path), "ok": False}
+    plugin_id = registry.plugin_id_for_alias(alias)
+    entry = {"alias": alias, "path": str(path), "ok": False, **({"plugin_id": plugin_id} if plugin_id else {})}
+    problem = plugins.database_problem(plugin_id) if plugin_id else None
+    if problem:
+        return {**entry, "problem": f"plugin {plugin_id}: {problem}", "repair": plugins.repair_hint(plugin_id)}
     if not path.exists():
         return {**entry, "problem": "file missing"}
     entry["size_bytes"] = database_bytes(path)
@@ -66,24 +73,37 @@ def age_check(name: str, last, every: timedelta) -> dict:
             **({} if ok else {"problem": f"last success {age} ago, expected every {every}"})}  # fmt: skip
 
 
+def sync_check() -> dict:
+    """Every enabled plugin's sync: FAILING ones make the console unhealthy."""
+    report = sync_health()
+    failing = [plugin_id for plugin_id, entry in report["plugins"].items()
+               if entry["health"] == FAILING and plugin_id in enabled_plugins()]  # fmt: skip
+    entry = {"ok": not failing, "overall": report["overall"], "failing_plugins": failing}
+    if failing:
+        entry["problem"] = f"sync FAILING for {', '.join(failing)}"
+    return entry
+
+
 def collect() -> dict:
-    databases = [database_check(alias) for alias in settings.DATABASES]
+    databases = [database_check(alias) for alias in database_aliases()]
     disk = shutil.disk_usage(settings.DATA_DIR)
     schedule = intervals()
     last_sync = SyncRun.objects.filter(status=SyncRun.Status.OK).order_by("-finished_at").values_list("finished_at", flat=True).first()
     last_backup = Backup.objects.filter(verified=True).order_by("-created_at").values_list("created_at", flat=True).first()
-    beat = Heartbeat.objects.filter(name=CONSUMER).first()
     jobs = [
         age_check("sync", last_sync, schedule["sync"]),
         age_check("backup", last_backup, min(schedule["trading_backup"], schedule["central_backup"])),
     ]
-    consumer = {"ok": bool(beat and timezone.now() - beat.beat_at < HEARTBEAT_STALE),
-                "last_beat": beat.beat_at.isoformat() if beat else None}  # fmt: skip
-    if not consumer["ok"]:
-        consumer["problem"] = "no heartbeat from the Huey consumer in the last 3 minutes"
-    disk_entry = {"free_bytes": disk.free, "ok": disk.free >= MIN_FREE_BYTES}
+    current = worker.state()
+    consumer = {"ok": current.up, "last_beat": current.last_beat.isoformat() if current.last_beat else None}
+    if not current.up:
+        consumer["problem"] = current.text
+    min_free = global_settings("alerts")["min_free_disk_gb"] * 1024**3
+    disk_entry = {"free_bytes": disk.free, "ok": disk.free >= min_free}
     if not disk_entry["ok"]:
-        disk_entry["problem"] = f"less than {MIN_FREE_BYTES // 1024**3} GiB free under {settings.DATA_DIR}"
-    healthy = all(entry["ok"] for entry in [*databases, *jobs, consumer, disk_entry])
+        disk_entry["problem"] = f"less than {min_free / 1024**3:g} GiB free under {settings.DATA_DIR}"
+    sync_entry = sync_check()
+    healthy = all(entry["ok"] for entry in [*databases, *jobs, consumer, disk_entry, sync_entry])
     return {"status": "ok" if healthy else "attention", "checked_at": timezone.now().isoformat(),
-            "databases": databases, "jobs": jobs, "huey_consumer": consumer, "disk": disk_entry}  # fmt: skip
+            "databases": databases, "jobs": jobs, "sync": sync_entry, "huey_consumer": consumer,
+            "disk": disk_entry}  # fmt: skip

@@ -29,7 +29,10 @@ class Alert(models.Model):
         CRITICAL = "CRITICAL"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    source = models.CharField(max_length=40, help_text="sync, config, backup")
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="When the condition was last seen")
+    count = models.PositiveIntegerField(default=1, help_text="How many times the condition was seen while open")
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When the condition cleared by itself")
+    source = models.CharField(max_length=40, help_text="sync, config, backup, worker, disk")
     subject = models.CharField(max_length=100, help_text="What it is about: a plugin, a scope, a database")
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.WARNING)
     message = models.TextField()

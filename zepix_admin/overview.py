@@ -3,6 +3,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import DatabaseError
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -18,6 +19,22 @@ CHART_DAYS = 30
 
 
 def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
+    """The card of one plugin; a plugin whose database is missing, unreadable or of the wrong
+    schema gets a broken card saying why and what to do, and the other cards go on."""
+    problem = plugins.database_problem(plugin_id)
+    if problem is None:
+        try:
+            return _working_card(plugin_id, sync_state, last_backup)
+        except DatabaseError as error:
+            problem = f"its database cannot be read: {error}"
+    return {
+        "plugin_id": plugin_id, "broken": str(problem), "repair": plugins.repair_hint(plugin_id),
+        "enabled": active_document(plugin_id).get("enabled", True), "sync": sync_state, "last_backup": last_backup,
+        "open_trades": 0, "today_trades": 0, "today_profit": Decimal(0),
+    }  # fmt: skip
+
+
+def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
     models = models_for(plugin_id)
     today = timezone.now().date()
     stats = models["DailyStats"].objects

@@ -110,9 +110,9 @@ TEMPLATES = [
 SQLITE_BUSY_TIMEOUT_SECONDS = envint("ZEPIX_SQLITE_BUSY_TIMEOUT", 20)
 
 
-def sqlite_database(path: Path) -> dict:
+def sqlite_database(path: Path, engine: str = "django.db.backends.sqlite3") -> dict:
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": engine,
         "NAME": path,
         "OPTIONS": {
             "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -124,7 +124,10 @@ def sqlite_database(path: Path) -> dict:
 
 DATABASES = {"default": sqlite_database(DATA_DIR / "central.sqlite3")}
 for _plugin_id in PLUGIN_IDS:
-    DATABASES[registry.alias_for(_plugin_id)] = sqlite_database(registry.database_path(DATA_DIR, _plugin_id))
+    # A backend that never creates a missing file and never connects at start-up: see its docstring.
+    DATABASES[registry.alias_for(_plugin_id)] = sqlite_database(
+        registry.database_path(DATA_DIR, _plugin_id), engine="plugins_app.db_backend"
+    )
 DATABASE_ROUTERS = ["zepix_admin.db_router.PluginDatabaseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Every plugin database has the same table names on purpose: one schema, many files.

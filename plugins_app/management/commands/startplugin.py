@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from config_app.service import declare_plugin
+from plugins_app import registry, sqlite
 from plugins_app.registry import InvalidPluginId, check_plugin_id
 
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if not declare_plugin(plugin_id):
             raise CommandError(f"Plugin {plugin_id!r} is already declared.")
+        sqlite.create(registry.database_path(settings.DATA_DIR, plugin_id))
         self.stdout.write(f"Declared plugin {plugin_id}; preparing its database...")
         # The running process built its settings before the plugin existed: a fresh one sees it.
         result = subprocess.run([sys.executable, str(settings.BASE_DIR / "manage.py"), "setup", "--no-demo"])

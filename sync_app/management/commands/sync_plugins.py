@@ -23,7 +23,9 @@ class Command(BaseCommand):
         audit.record("command", "command", "sync.run", plugin or "all plugins", run=run.pk, status=run.status)
         for plugin_id, result in run.plugins.items():
             line = (f"{plugin_id}: {result['inserted']} inserted, {result['updated']} updated, "
-                    f"{result['retries']} retries")  # fmt: skip
+                    f"{result.get('removed', 0)} removed, {result['retries']} retries")  # fmt: skip
+            if result.get("reconciled"):
+                line += " (its database was replaced: central rows reconciled with the file)"
             if result["error"]:
                 self.stderr.write(f"{line}, FAILED: {result['error']}")
             else:

@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from sync_app.backup import verify_backup
-from sync_app.models import Backup
+from sync_app.backup import verify_backups
 
 
 class Command(BaseCommand):
@@ -14,12 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--db", dest="alias", help="Only the backups of this database alias.")
 
     def handle(self, *args, alias, **options):
-        backups = Backup.objects.all()
-        if alias:
-            backups = backups.filter(database=alias)
+        results = verify_backups(alias)
         failed = 0
-        for backup in backups:
-            problem = verify_backup(backup)
+        for backup, problem in results.items():
             if problem:
                 failed += 1
                 self.stderr.write(f"backup {backup.pk} ({backup.database}): FAILED: {problem}")
@@ -27,4 +23,4 @@ class Command(BaseCommand):
                 self.stdout.write(f"backup {backup.pk} ({backup.database}, {backup.created_at:%Y-%m-%d %H:%M}): ok")
         if failed:
             raise CommandError(f"{failed} backup(s) failed verification.")
-        self.stdout.write(f"{backups.count()} backup(s) verified.")
+        self.stdout.write(f"{len(results)} backup(s) verified.")

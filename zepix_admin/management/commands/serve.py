@@ -7,12 +7,22 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+
+from zepix_admin import worker
+from zepix_admin.alerts import raise_alert, resolve_alert
+
+WORKER_SUBJECT = "huey consumer"
+RESTART_DELAYS = (1, 2, 5, 10, 30)  # seconds before each restart of a consumer that keeps dying
+STEADY_SECONDS = 60  # a consumer up this long starts the delays over
+WATCH_SECONDS = 15  # how often the heartbeat is looked at
 
 
 class Command(BaseCommand):
     help = (
         "Serve the dashboard through uvicorn (ASGI) together with the Huey consumer, in the foreground. "
-        "Ctrl-C stops both; if either one dies, the other is stopped too."
+        "A consumer that dies is restarted (the web server keeps serving meanwhile) and alerted; Ctrl-C "
+        "stops both; if the web server dies, the consumer is stopped too."
     )
 
     def add_arguments(self, parser):
@@ -21,15 +31,14 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
 
     def handle(self, *args, host, port, workers, **options):
-        manage = str(settings.BASE_DIR / "manage.py")
-        commands = {
-            "web": [sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--host", host,
-                    "--port", str(port), "--workers", str(workers), "--no-access-log",
-                    # open event streams would otherwise hold a shutdown forever
-                    "--timeout-graceful-shutdown", "3"],
-            "huey": [sys.executable, manage, "run_huey"],
-        }  # fmt: skip
-        children = {name: subprocess.Popen(command, cwd=settings.BASE_DIR) for name, command in commands.items()}
+        web = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--host", host, "--port", str(port),
+             "--workers", str(workers), "--no-access-log",
+             # open event streams would otherwise hold a shutdown forever
+             "--timeout-graceful-shutdown", "3"],
+            cwd=settings.BASE_DIR,
+        )  # fmt: skip
+        consumer = self.start_consumer()
         self.print_welcome(host, port)
         stopping = False
 
@@ -39,22 +48,60 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        exit_code = 0
+        exit_code, restarts, started_at, next_watch, restart_at = 0, 0, time.monotonic(), 0.0, None
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    self.stderr.write(f"{name} exited with status {child.returncode}; stopping.")
-                    exit_code, stopping = child.returncode or 1, True
+            if web.poll() is not None:
+                self.stderr.write(f"The web server exited with status {web.returncode}; stopping.")
+                exit_code, stopping = web.returncode or 1, True
+                break
+            if restart_at is None and consumer.poll() is not None:
+                restarts = 0 if time.monotonic() - started_at > STEADY_SECONDS else restarts + 1
+                restart_at = time.monotonic() + self.consumer_died(consumer.returncode, restarts)
+            if restart_at is not None and time.monotonic() >= restart_at:
+                consumer, started_at, restart_at = self.start_consumer(), time.monotonic(), None
+            if time.monotonic() >= next_watch:
+                self.watch_heartbeat(started_at)
+                next_watch = time.monotonic() + WATCH_SECONDS
             time.sleep(0.2)
-        for child in children.values():
+        for child in (web, consumer):
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
-        for child in children.values():
+        for child in (web, consumer):
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
         sys.exit(exit_code)
+
+    def start_consumer(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "run_huey"], cwd=settings.BASE_DIR)
+
+    def consumer_died(self, status: int, restarts: int) -> int:
+        """Say so, raise the worker alert; returns how long to wait before the restart."""
+        delay = RESTART_DELAYS[min(restarts, len(RESTART_DELAYS) - 1)]
+        message = f"The Huey consumer exited with status {status}; restarting it in {delay} s (the web server keeps serving)."
+        self.stderr.write(message)
+        self.quietly(raise_alert, "worker", WORKER_SUBJECT, message)
+        return delay
+
+    def watch_heartbeat(self, started_at: float) -> None:
+        """Resolve the worker alert once it beats again; raise it when it stops beating while alive."""
+        state = self.quietly(worker.state)
+        if state is None:
+            return
+        if state.up:
+            self.quietly(resolve_alert, "worker", WORKER_SUBJECT)
+        elif time.monotonic() - started_at > worker.STALE_AFTER.total_seconds():
+            self.quietly(raise_alert, "worker", WORKER_SUBJECT, f"The {state.text}.", level="CRITICAL")
+
+    def quietly(self, function, *args, **kwargs):
+        """The supervisor outlives a central database that is briefly unavailable."""
+        try:
+            close_old_connections()
+            return function(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - reported, and the supervisor goes on
+            self.stderr.write(f"Could not record the worker's state: {error}")
+            return None
 
     def print_welcome(self, host, port):
         admins = list(get_user_model().objects.filter(is_superuser=True).values_list("username", flat=True)[:3])

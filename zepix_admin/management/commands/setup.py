@@ -5,13 +5,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from config_app import service as config_service
-from plugins_app import plugins
+from plugins_app import plugins, registry, sqlite
 from plugins_app.demo import seed_plugin
-from plugins_app.store import PluginStore
 from zepix_admin import access
 
 
@@ -19,7 +18,8 @@ class Command(BaseCommand):
     help = (
         "Prepare everything Zepix Admin needs: folders, the central database and every plugin's database "
         "(migrated), the viewer/operator/admin roles, default config documents, the first admin account, "
-        "static files, and demo data when the plugin databases are empty. Idempotent: safe on every start."
+        "static files, and demo data on a new install. Idempotent: safe on every start. A plugin database "
+        "that is missing or broken is reported and left alone; the rest is set up."
     )
 
     def add_arguments(self, parser):
@@ -31,26 +31,54 @@ class Command(BaseCommand):
         for folder in (settings.DATA_DIR, settings.DATA_DIR / "plugins", settings.BACKUP_DIR, settings.CONFIG_DIR):
             folder.mkdir(parents=True, exist_ok=True)
         config_service.declare_builtin_plugins()
-        done += self.migrate_all()
+        new_install = not self.central_ready()
+        done += self.migrate_central()
+        created = self.create_plugin_databases() if new_install else []
+        done += [f"database {registry.alias_for(plugin_id)}: created" for plugin_id in created]
+        done += self.migrate_plugins()
         done += [f"role {name}" for name in access.ensure_groups()]
         done += config_service.ensure_defaults()
         done += self.ensure_admin_account()
         if not no_demo:
-            done += self.load_demo_data(demo_trades)
+            done += self.load_demo_data(created, demo_trades)
         call_command("collectstatic", interactive=False, verbosity=0)
         for line in done:
             self.stdout.write(f"  {line}")
         self.stdout.write(self.style.SUCCESS("Setup done." if done else "Setup: nothing to do, everything is ready."))
 
-    def migrate_all(self) -> list[str]:
+    def central_ready(self) -> bool:
+        return "django_migrations" in connections["default"].introspection.table_names()
+
+    def migrate_central(self) -> list[str]:
+        return ["database default: migrated"] if self.migrate("default") else []
+
+    def create_plugin_databases(self) -> list[str]:
+        """A new install gets its plugins' databases; later, only `startplugin` makes one:
+        a plugin database that goes missing is reported, never silently made again."""
+        return [plugin_id for plugin_id in plugins.plugin_ids() if sqlite.create(plugins.database_path(plugin_id))]
+
+    def migrate_plugins(self) -> list[str]:
+        """Each plugin database on its own: a missing or broken one is reported and the rest go on."""
         done = []
-        for alias in connections:
-            executor = MigrationExecutor(connections[alias])
-            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-            if plan:
-                call_command("migrate", database=alias, interactive=False, verbosity=0)
-                done.append(f"database {alias}: migrated")
+        for plugin_id in plugins.plugin_ids():
+            alias = registry.alias_for(plugin_id)
+            problem = plugins.database_problem(plugin_id)
+            if problem and problem.kind in (plugins.MISSING, plugins.UNREADABLE):
+                self.stderr.write(self.style.WARNING(f"Plugin {plugin_id}: {problem}. {plugins.repair_hint(plugin_id)}"))
+                continue
+            try:
+                if self.migrate(alias):
+                    done.append(f"database {alias}: migrated")
+            except DatabaseError as error:
+                self.stderr.write(self.style.WARNING(f"Plugin {plugin_id}: cannot migrate its database: {error}"))
         return done
+
+    def migrate(self, alias: str) -> bool:
+        executor = MigrationExecutor(connections[alias])
+        if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            return False
+        call_command("migrate", database=alias, interactive=False, verbosity=0)
+        return True
 
     def ensure_admin_account(self) -> list[str]:
         User = get_user_model()
@@ -67,12 +95,10 @@ class Command(BaseCommand):
             ))  # fmt: skip
         return [f"admin account {username!r}"]
 
-    def load_demo_data(self, count: int) -> list[str]:
+    def load_demo_data(self, created: list[str], count: int) -> list[str]:
+        """Demo trades go only into databases this run created: never into a real plugin."""
         done = []
-        for plugin_id in plugins.plugin_ids():
-            with PluginStore(plugins.database_path(plugin_id)) as store:
-                if store.max_ticket():
-                    continue
+        for plugin_id in created:
             seed_plugin(plugins.database_path(plugin_id), plugin_id, count)
             done.append(f"demo data: {count} trades in {plugin_id}")
         return done
