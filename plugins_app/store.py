@@ -85,7 +85,7 @@ class PluginStore:
     def connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = connect(self.path, timeout=self.timeout)
+            connection = connect(self.path, timeout=self.timeout, closable_anywhere=True)
             connection.row_factory = sqlite3.Row
             self._local.connection = connection
             with self._connections_lock:

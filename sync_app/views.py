@@ -12,7 +12,7 @@ from plugins_app.plugin_apps import models_for
 from sync_app import sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
 from sync_app.models import Backup, SyncRun
-from zepix_admin import audit
+from zepix_admin import audit, worker
 from zepix_admin.access import ADMIN, OPERATOR, actor_name, require_role
 from zepix_admin.http import AuthenticatedHttpRequest
 
@@ -37,13 +37,16 @@ def run_sync_now(request: AuthenticatedHttpRequest):
     actor = actor_name(request.user)
     audit.record(actor, "web", "sync.run", plugin_id or "all plugins")
     tasks.sync_task("manual", actor, plugin_id)
+    notice = worker.queued_message("Sync")
     if request.htmx:
-        return sync_page_state(request)
+        return sync_page_state(request, notice)
+    messages.info(request, notice)
     return redirect("sync")
 
 
-def sync_page_state(request):
-    return render(request, "sync/sync.html#state", {"health": sync.health(), "runs": SyncRun.objects.all()[:20]})
+def sync_page_state(request, notice: str = ""):
+    return render(request, "sync/sync.html#state", {"health": sync.health(), "runs": SyncRun.objects.all()[:20],
+                                                     "notice": notice})  # fmt: skip
 
 
 @require_POST
@@ -70,7 +73,7 @@ def start_backup(request: AuthenticatedHttpRequest):
     require_role(request, OPERATOR)
     audit.record(actor_name(request.user), "web", "backup.create", "all databases")
     tasks.backup_task()
-    messages.success(request, "Backup started; it appears below when it is done.")
+    messages.info(request, worker.queued_message("Backup of every database") + " It appears below when it is done.")
     return redirect("backups")
 
 

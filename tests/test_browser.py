@@ -1,6 +1,8 @@
 """The dashboard in real Chromium (Debian's, driven by Playwright) against a live server."""
 
 import re
+import sqlite3
+from contextlib import closing
 
 import pytest
 from playwright.sync_api import expect
@@ -107,3 +109,26 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     expect(watcher.get_by_label("max_lot_size", exact=True)).to_have_value("0.35")
     assert watcher.evaluate("window.stillTheSamePage") is True
     watcher_context.close()
+
+
+def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_updating(
+    page, live_server, operator, trading
+):
+    log_in(page, live_server, operator.username)
+    expect(page.locator("#card-price_action_v6 [data-testid=state]")).to_have_text("enabled")
+    path = plugins.database_path("price_action_v6")
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("ALTER TABLE trades RENAME TO trades_gone")
+    try:
+        broken = page.locator("#card-price_action_v6")
+        expect(broken.locator("[data-testid=state]")).to_have_text("broken", timeout=10_000)
+        expect(broken).to_contain_text("wrong schema: no table trades")
+        expect(broken).to_contain_text("restore_backup")
+        with PluginStore(plugins.database_path("combined_v3")) as store:
+            store.save_trade(**trade(9))
+        expect(page.locator("#card-combined_v3")).to_contain_text("Open trades")
+        expect(page.locator("#total-open")).to_have_text("3", timeout=10_000)  # two plus the new one
+    finally:
+        with closing(sqlite3.connect(path)) as connection:
+            connection.execute("ALTER TABLE trades_gone RENAME TO trades")
+    expect(page.locator("#card-price_action_v6 [data-testid=state]")).to_have_text("enabled", timeout=10_000)

@@ -1,4 +1,5 @@
 from zepix_admin.access import ADMIN, OPERATOR, has_role, role_of
+from zepix_admin import worker
 from zepix_admin.alerts import open_alerts
 
 
@@ -11,4 +12,5 @@ def navigation(request):
         "can_operate": has_role(user, OPERATOR),
         "is_admin_role": has_role(user, ADMIN),
         "open_alert_count": open_alerts().count(),
+        "worker": worker.state(),
     }

@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "zepix_admin.middleware.PluginDatabaseErrorMiddleware",
 ]
 
 ROOT_URLCONF = "zepix_admin.urls"

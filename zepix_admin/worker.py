@@ -29,12 +29,14 @@ class WorkerState:
     last_beat: datetime | None
 
     @property
-    def text(self) -> str:
-        if self.up:
-            return "worker up"
+    def down_for(self) -> str:
         if self.last_beat is None:
-            return "worker has never run"
-        return f"worker down since {self.last_beat:%H:%M} UTC, {timesince(self.last_beat)}"
+            return "it has never run"
+        return f"since {self.last_beat:%H:%M} UTC, {timesince(self.last_beat)}"
+
+    @property
+    def text(self) -> str:
+        return "worker up" if self.up else f"worker down ({self.down_for})"
 
 
 def beat(now: datetime | None = None) -> None:
@@ -51,7 +53,7 @@ def queued_message(what: str) -> str:
     current = state()
     if current.up:
         return f"{what} queued; the worker starts it within seconds."
-    return f"{what} queued, but the {current.text}: it runs when the worker is back (`make run` restarts it)."
+    return f"{what} queued, but the worker is down ({current.down_for}): it runs when the worker is back (`make run` restarts it)."
 
 
 def start_heartbeat(stop: threading.Event) -> threading.Thread:

@@ -48,7 +48,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        exit_code, restarts, started_at, next_watch, restart_at = 0, 0, time.monotonic(), 0.0, None
+        exit_code, restarts, started_at, next_watch, restart_at = 0, -1, time.monotonic(), 0.0, None
         while not stopping:
             if web.poll() is not None:
                 self.stderr.write(f"The web server exited with status {web.returncode}; stopping.")

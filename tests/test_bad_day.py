@@ -1,0 +1,293 @@
+"""The bad day, as an operator lives it: one step after another through `manage.py` child
+processes and the served app (`serve`, uvicorn + the Huey consumer), on real files.
+
+Each numbered case of the failures issue is here: a damaged plugin database stops nothing
+else, a restore followed by a sync converges, an archived plugin stays archived while the
+consumer's watcher runs, a missing database is reported and never made again, a dead worker
+is restarted and visible.
+"""
+
+import http.cookiejar
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from plugins_app.store import PluginStore
+from tests.helpers import ROOT, closed_trade, fresh_env, free_port, manage, trade
+
+pytestmark = pytest.mark.slow
+PASSWORD = "a-long-test-password-42"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """One `setup` for the module (3.5 s each): every test starts from a copy of it."""
+    folder = tmp_path_factory.mktemp("installed")
+    assert manage("setup", "--no-demo", env=fresh_env(folder)).returncode == 0
+    return folder
+
+
+@pytest.fixture
+def install(installed, tmp_path):
+    """A fresh install with a few trades in each plugin."""
+    for name in ("data", "config"):
+        shutil.copytree(installed / name, tmp_path / name)
+    env = fresh_env(tmp_path)
+    data = tmp_path / "data"
+    for plugin_id, first in (("combined_v3", 1), ("price_action_v6", 101)):
+        with PluginStore(data / "plugins" / f"{plugin_id}.sqlite3") as store:
+            store.save_trades([trade(first), closed_trade(first + 1, 12.5), closed_trade(first + 2, -4.0)])
+    return env, data
+
+
+def run(env, *args, ok=True):
+    result = manage(*args, env=env)
+    if ok is not None:
+        assert (result.returncode == 0) == ok, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def central(data, sql, *params):
+    with closing(sqlite3.connect(data / "central.sqlite3")) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def corrupt(path: Path) -> None:
+    for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    with open(path, "r+b") as handle:
+        handle.write(b"this is not a database at all, sorry")
+
+
+def backup_id(data, alias):
+    return str(central(data, "SELECT MAX(id) FROM sync_app_backup WHERE database = ?", alias)[0][0])
+
+
+def test_a_corrupt_plugin_database_stops_no_command_and_is_restored_from_the_console(install):
+    env, data = install
+    run(env, "backup_databases", "--db", "plugin_price_action_v6")
+    corrupt(data / "plugins" / "price_action_v6.sqlite3")
+
+    synced = run(env, "sync_plugins", "--plugin", "combined_v3")
+    assert "combined_v3: 3 inserted" in synced.stdout
+    assert '"schedules"' in run(env, "config", "get", "global").stdout
+    run(env, "check")
+    setup = run(env, "setup", "--no-demo")
+    assert "price_action_v6: its database cannot be read" in setup.stderr
+
+    health = run(env, "health_check", "--json", ok=False)
+    assert health.returncode == 1
+    broken = {entry["alias"]: entry for entry in json.loads(health.stdout)["databases"]}
+    assert broken["plugin_combined_v3"]["ok"] is True
+    assert broken["plugin_price_action_v6"]["plugin_id"] == "price_action_v6"
+    assert "file is not a database" in broken["plugin_price_action_v6"]["problem"]
+    text = run(env, "health_check", ok=False).stdout
+    assert "FAIL database plugin_price_action_v6: plugin price_action_v6: its database cannot be read" in text
+
+    restored = run(env, "restore_backup", backup_id(data, "plugin_price_action_v6"))
+    assert "Restored plugin_price_action_v6" in restored.stdout
+    run(env, "sync_plugins")
+    assert central(data, "SELECT plugin_id, COUNT(*) FROM aggregated_trades GROUP BY 1") == [
+        ("combined_v3", 3), ("price_action_v6", 3)]  # fmt: skip
+
+
+def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_took_away(install):
+    env, data = install
+    plugin = data / "plugins" / "combined_v3.sqlite3"
+    run(env, "sync_plugins")
+    run(env, "backup_databases", "--db", "plugin_combined_v3")
+    before = backup_id(data, "plugin_combined_v3")
+    with PluginStore(plugin) as store:
+        store.save_trades([closed_trade(1000 + i, 1.0) for i in range(100)])
+    run(env, "sync_plugins")
+    assert central(data, "SELECT COUNT(*) FROM aggregated_trades WHERE plugin_id = 'combined_v3'") == [(103,)]
+
+    run(env, "restore_backup", before)
+    with PluginStore(plugin) as store:
+        store.save_trades([trade(5000 + i) for i in range(7)])
+    synced = run(env, "sync_plugins")
+    assert "combined_v3: 7 inserted, 3 updated, 100 removed" in synced.stdout
+
+    with closing(sqlite3.connect(plugin)) as connection:
+        in_plugin = set(connection.execute("SELECT ticket, status, profit_dollars FROM trades"))
+    in_central = set(central(data, "SELECT ticket, status, profit_dollars FROM aggregated_trades "
+                                   "WHERE plugin_id = 'combined_v3'"))  # fmt: skip
+    assert in_central == in_plugin and len(in_plugin) == 10
+    # the statistics follow: the 100 closed trades the restore took away count nowhere
+    assert central(data, "SELECT SUM(trades), ROUND(SUM(profit), 2) FROM cross_plugin_stats "
+                         "WHERE plugin_id = 'combined_v3'") == [(2, 8.5)]  # fmt: skip
+    assert "0 inserted, 0 updated, 0 removed" in run(env, "sync_plugins", "--plugin", "combined_v3").stdout
+
+
+def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
+    env, data = install
+    plugin = data / "plugins" / "combined_v3.sqlite3"
+    run(env, "sync_plugins")
+    with closing(sqlite3.connect(plugin)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    saved = plugin.read_bytes()
+    with PluginStore(plugin) as store:
+        store.save_trades([trade(2000 + i) for i in range(50)])
+    run(env, "sync_plugins")
+    plugin.write_bytes(saved)  # the same identity: only the change numbers tell
+    for leftover in (Path(f"{plugin}-wal"), Path(f"{plugin}-shm")):
+        leftover.unlink(missing_ok=True)
+    with PluginStore(plugin) as store:
+        store.save_trades([trade(3000 + i) for i in range(60)])  # past the old high-water mark
+    run(env, "sync_plugins")
+    tickets = {ticket for (ticket,) in central(data, "SELECT ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3'")}
+    assert tickets == {1, 2, 3, *range(3000, 3060)}
+
+
+def test_a_missing_plugin_database_is_reported_by_every_command_and_never_made_again(install):
+    env, data = install
+    path = data / "plugins" / "price_action_v6.sqlite3"
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[0.1]")
+    synced = run(env, "sync_plugins", ok=False)
+    assert "price_action_v6" in synced.stderr and "its database file is missing" in synced.stderr
+    assert "combined_v3: 3 inserted" in synced.stdout
+    assert "Plugin price_action_v6: its database file is missing" in run(env, "setup", "--no-demo").stderr
+    health = run(env, "health_check", ok=False).stdout
+    assert "plugin price_action_v6: its database file is missing" in health
+    run(env, "migrate", "--database", "plugin_combined_v3")
+    run(env, "showmigrations", "--database", "plugin_combined_v3")
+    assert not path.exists()
+
+
+class Served:
+    """`manage.py serve`: uvicorn and the supervised Huey consumer, as `make run` starts them."""
+
+    def __init__(self, env):
+        self.env, self.port = env, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)],
+                                        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        wait_for(lambda: self.status("/login/") == 200, "the server to answer")
+
+    def status(self, path):
+        return self.get(path)[0]
+
+    def get(self, path):
+        try:
+            with self.opener.open(self.url + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return None, ""
+
+    def log_in(self, username="boss"):
+        _, page = self.get("/login/")
+        token = page.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD})
+        request = urllib.request.Request(self.url + "/login/", data=form.encode(), headers={"Referer": self.url + "/login/"})
+        self.opener.open(request, timeout=5).close()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for(condition, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_serve_with_a_broken_plugin_serves_every_page_and_names_the_broken_one(install):
+    env, data = install
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        connection.execute("ALTER TABLE trades RENAME TO x")
+    server = Served(env)
+    try:
+        server.log_in()
+        status, page = server.get("/")
+        assert status == 200
+        assert 'id="card-price_action_v6"' in page and "wrong schema: no table trades" in page
+        assert "restore_backup" in page and 'id="card-combined_v3"' in page
+        status, page = server.get("/admin/plugin_price_action_v6/trade/")
+        assert status == 503 and "Plugin price_action_v6 is unavailable" in page
+        assert server.status("/admin/plugin_combined_v3/trade/") == 200
+        for path in ("/trades/", "/sync/", "/backups/", "/config/", "/config/combined_v3/", "/alerts/", "/audit/"):
+            assert server.status(path) == 200, path
+        status, body = server.get("/healthz")
+        assert status == 503 and "plugin price_action_v6: its database has the wrong schema" in body
+    finally:
+        server.stop()
+
+
+def heartbeat_pid(data):
+    rows = central(data, "SELECT pid FROM zepix_admin_heartbeat WHERE name = 'huey'")
+    return rows[0][0] if rows else None
+
+
+def test_a_killed_worker_is_restarted_while_the_web_server_keeps_serving_and_is_alerted(install):
+    env, data = install
+    server = Served(env)
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        first = heartbeat_pid(data)
+        os.kill(first, signal.SIGKILL)
+        assert server.status("/login/") == 200
+        wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")
+        assert server.status("/login/") == 200
+        assert central(data, "SELECT source, subject FROM zepix_admin_alert") == [("worker", "huey consumer")]
+        wait_for(lambda: central(data, "SELECT resolved_at IS NOT NULL FROM zepix_admin_alert") == [(1,)],
+                 "the worker alert to resolve itself", timeout=40)  # fmt: skip
+    finally:
+        server.stop()
+
+
+def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_undo_brings_it_back(install):
+    env, data = install
+    config_dir = Path(env["ZEPIX_CONFIG_DIR"])
+    document = config_dir / "plugins" / "price_action_v6.json"
+    consumer = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "run_huey"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: heartbeat_pid(data) == consumer.pid, "the consumer to start watching")
+        archived = run(env, "archive_plugin", "price_action_v6")
+        assert "Undo with `python manage.py archive_plugin price_action_v6 --undo`" in archived.stdout
+        time.sleep(2)  # the watcher's debounce is 200 ms: it has long seen the file go
+        assert not document.exists()
+    finally:
+        consumer.send_signal(signal.SIGINT)
+        consumer.wait(timeout=20)
+    assert central(data, "SELECT version, retired FROM config_app_configversion WHERE scope = 'price_action_v6' "
+                         "ORDER BY version") == [(1, 0), (2, 1)]  # fmt: skip
+    run(env, "setup")  # with demo data on: an archived plugin gets no database and no demo trades
+    assert not (data / "plugins" / "price_action_v6.sqlite3").exists() and not document.exists()
+    scopes = run(env, "config", "get", "price_action_v6", ok=False)
+    assert "Unknown config scope" in scopes.stderr
+    assert central(data, "SELECT action FROM zepix_admin_auditentry WHERE target = 'price_action_v6' "
+                         "ORDER BY id") == [("config.save",), ("config.retire",), ("plugin.archive",)]  # fmt: skip
+
+    run(env, "archive_plugin", "price_action_v6", "--undo")
+    assert document.exists()
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trades").fetchone() == (3,)
+    assert "max_lot_size" in run(env, "config", "get", "price_action_v6").stdout
+    assert len(list((data / "archived").glob("price_action_v6-*.sqlite3.zst"))) == 1  # the archive is kept
+    run(env, "sync_plugins")
