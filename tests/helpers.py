@@ -46,6 +46,32 @@ def fresh_env(tmp_path: Path, **extra) -> dict:
     return env
 
 
+_installed: dict[str, tuple[Path, str, str]] = {}
+
+
+def installed(tmp_path: Path, **extra) -> tuple[dict, str, str]:
+    """A copy of a fresh install (`setup --no-demo`, an operator and a viewer token) in tmp_path;
+    returns (env, operator token, viewer token). The install is made once per test run: a
+    `setup` costs 3.5 s and every server test needs one."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if "template" not in _installed:
+        folder = Path(tempfile.mkdtemp(prefix="zepix-installed-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        env = fresh_env(folder)
+        prepared = manage("setup", "--no-demo", env=env)
+        assert prepared.returncode == 0, prepared.stderr
+        tokens = [manage("create_token", f"{role}-bot", "--role", role, env=env, check=True).stdout.strip().splitlines()[-1]
+                  for role in ("operator", "viewer")]  # fmt: skip
+        _installed["template"] = (folder, *tokens)
+    folder, operator_token, viewer_token = _installed["template"]
+    for name in ("data", "config"):
+        shutil.copytree(folder / name, tmp_path / name, ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.lock"))
+    return fresh_env(tmp_path, **extra), operator_token, viewer_token
+
+
 def free_port() -> int:
     import socket
 
@@ -57,18 +83,10 @@ def free_port() -> int:
 class Server:
     """A real uvicorn (ASGI) server, plus optionally the Huey consumer, on a fresh data folder."""
 
-    def __init__(self, tmp_path: Path, *, workers: int = 1, demo_trades: int = 0, **env):
-
-        self.env = fresh_env(tmp_path, **env)
+    def __init__(self, tmp_path: Path, *, workers: int = 1, **env):
+        self.env, self.token, self.viewer_token = installed(tmp_path, **env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = ("setup", "--demo-trades", str(demo_trades)) if demo_trades else ("setup", "--no-demo")
-        prepared = manage(*args, env=self.env)
-        assert prepared.returncode == 0, prepared.stderr
-        self.token = manage("create_token", "operator-bot", "--role", "operator", env=self.env,
-                            check=True).stdout.strip().splitlines()[-1]  # fmt: skip
-        self.viewer_token = manage("create_token", "viewer-bot", "--role", "viewer", env=self.env,
-                                   check=True).stdout.strip().splitlines()[-1]  # fmt: skip
         self.workers = workers
         self.start()
 

@@ -10,7 +10,6 @@ is restarted and visible.
 import http.cookiejar
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -25,26 +24,16 @@ from pathlib import Path
 import pytest
 
 from plugins_app.store import PluginStore
-from tests.helpers import ROOT, closed_trade, fresh_env, free_port, manage, trade
+from tests.helpers import ROOT, closed_trade, free_port, installed, manage, trade
 
 pytestmark = pytest.mark.slow
 PASSWORD = "a-long-test-password-42"
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """One `setup` for the module (3.5 s each): every test starts from a copy of it."""
-    folder = tmp_path_factory.mktemp("installed")
-    assert manage("setup", "--no-demo", env=fresh_env(folder)).returncode == 0
-    return folder
-
-
 @pytest.fixture
-def install(installed, tmp_path):
+def install(tmp_path):
     """A fresh install with a few trades in each plugin."""
-    for name in ("data", "config"):
-        shutil.copytree(installed / name, tmp_path / name)
-    env = fresh_env(tmp_path)
+    env, _, _ = installed(tmp_path)
     data = tmp_path / "data"
     for plugin_id, first in (("combined_v3", 1), ("price_action_v6", 101)):
         with PluginStore(data / "plugins" / f"{plugin_id}.sqlite3") as store:

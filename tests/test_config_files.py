@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from config_app import service, watcher
-from tests.helpers import ROOT, fresh_env, manage
+from tests.helpers import ROOT, installed, manage
 from zepix_admin.models import Alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -62,8 +62,7 @@ def test_a_saver_killed_at_random_moments_always_leaves_a_valid_recorded_file(tm
 
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
-    env = fresh_env(tmp_path)
-    assert manage("setup", "--no-demo", env=env).returncode == 0
+    env, _, _ = installed(tmp_path)
     path = tmp_path / "config" / "plugins" / "combined_v3.json"
     for _ in range(6):
         saver = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "shell", "-c", SAVE_LOOP], env=env, cwd=ROOT,
