@@ -6,7 +6,9 @@ versioned save that operators use is ``config_app.service``.
 """
 
 import json
+import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -77,6 +79,11 @@ def schema_for(scope: str) -> dict:
 
 
 def validate(scope: str, document) -> list[ValidationProblem]:
+    if _depth(document) > MAX_DEPTH:
+        return [ValidationProblem("(document)", f"nested deeper than {MAX_DEPTH} levels")]
+    out_of_range = list(_out_of_range(document))
+    if out_of_range:
+        return out_of_range
     validator = Draft202012Validator(schema_for(scope))
     problems = [
         ValidationProblem(".".join(str(part) for part in error.absolute_path) or "(document)", error.message)
@@ -91,18 +98,111 @@ def check_document(scope: str, document) -> None:
         raise InvalidDocument(problems)
 
 
-def parse(text: str | bytes) -> dict:
-    """JSON text to a document, or InvalidDocument saying where the text is broken."""
+def parse(text: str | bytes):
+    """JSON text to a value, strictly: the one way JSON enters the console (files, the API,
+    the inline editor, `config set`). Refused with InvalidDocument, in an operator's words:
+    NaN and Infinity (the database would refuse them later, as a 500), numbers out of
+    range, duplicate keys (the last would silently win), nesting deeper than MAX_DEPTH."""
     if len(text) > MAX_DOCUMENT_BYTES:
         raise InvalidDocument([ValidationProblem("(document)", "larger than 1 MB")])
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int,
+                           object_pairs_hook=_unique_keys)  # fmt: skip
+    except RecursionError:
+        raise _invalid(f"nested deeper than {MAX_DEPTH} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidDocument([ValidationProblem("(document)", f"not valid JSON: {error}")]) from None
+        raise _invalid(f"not valid JSON ({_where(error)})") from None
+    except ValueError as error:
+        raise _invalid(str(error)) from None
+    if _depth(value) > MAX_DEPTH:
+        raise _invalid(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+MAX_DEPTH = 32
+MAX_INTEGER = 2**53  # beyond it JSON readers (JavaScript among them) lose digits
+
+
+def _invalid(message: str) -> InvalidDocument:
+    return InvalidDocument([ValidationProblem("(document)", message)])
+
+
+def _where(error: ValueError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg.lower()} at line {error.lineno}, column {error.colno}"
+    return "it is not UTF-8 text"
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 17 or abs(int(text)) > MAX_INTEGER:
+        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is out of range (at most {MAX_INTEGER:,})")
+    return int(text)
+
+
+def _unique_keys(pairs: list) -> dict:
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key!r} appears twice")
+        document[key] = value
+    return document
+
+
+def _out_of_range(value, path: str = ""):
+    """Numbers no JSON reader can take, however the document was made (the Python API too)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _out_of_range(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _out_of_range(item, f"{path}.{index}" if path else str(index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield ValidationProblem(path or "(document)", "must be a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        yield ValidationProblem(path or "(document)", f"must be at most {MAX_INTEGER:,}")
+
+
+def _depth(value, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max((_depth(item, level + 1) for item in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(item, level + 1) for item in value), default=level)
+    return level - 1
 
 
 def read(scope: str) -> dict:
-    return parse(document_path(scope).read_bytes())
+    return parse(read_file(document_path(scope)))
+
+
+def read_file(path: Path) -> bytes:
+    """A document's bytes, from a regular file only: a symbolic link (it could point anywhere),
+    a folder, a FIFO (reading it would hang the config lock) or a device is refused, and the
+    size is checked before anything is read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        kind = "a symbolic link" if path.is_symlink() else "not a readable file"
+        raise _invalid(f"{path.name} is {kind} ({error.strerror}); only a regular file is read") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise _invalid(f"{path.name} is not a regular file (a folder, a pipe or a device); only a regular file is read")
+        if status.st_size > MAX_DOCUMENT_BYTES:
+            raise _invalid("larger than 1 MB")
+        return handle.read(MAX_DOCUMENT_BYTES + 1)
 
 
 def render(document: dict) -> str:

@@ -2,7 +2,10 @@
 fits its schema (toggle for booleans, number with bounds, select for enums)."""
 
 import json
+import math
 from dataclasses import dataclass
+
+from config_app import documents
 
 
 @dataclass
@@ -70,8 +73,10 @@ def parse_input(row_kind: str, raw: str):
             number = float(raw)
         except ValueError:
             raise ValueError(f"{raw!r} is not a number") from None
+        if not math.isfinite(number) or abs(number) > documents.MAX_INTEGER:
+            raise ValueError(f"{raw[:20]!r} is not a number in range")
         return int(number) if number.is_integer() else number
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON: {error}") from None
+        return documents.parse(raw)
+    except documents.InvalidDocument as error:
+        raise ValueError(error.problems[0].message) from None

@@ -138,12 +138,12 @@ def ingest_file(scope: str) -> ConfigVersion | None:
     path = documents.document_path(scope)
     with config_lock():
         latest = current(scope)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             if latest and not latest.retired:  # a deleted file of a live scope comes back
                 documents.write_atomic(path, documents.render(latest.document))
             return None
         try:
-            document = documents.parse(path.read_bytes())
+            document = documents.parse(documents.read_file(path))
             documents.check_document(scope, document)
         except documents.InvalidDocument as error:
             logger.warning("Rejected outside edit of %s: %s", path, error)

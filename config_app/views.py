@@ -167,19 +167,26 @@ def api_config(request: AuthenticatedHttpRequest, scope: str):
     return _version_response(saved)
 
 
+MAX_VERSION = 2**31 - 1
+
+
 @api_endpoint
 @require_POST
 def api_ack(request: AuthenticatedHttpRequest, scope: str):
     """A subscriber reports that it applied a version (ok) or failed to (with the error)."""
     require_role(request, VIEWER)
     _scope_or_404(scope)
+    usage = 'Send {"subscriber": "name", "version": n (a version number), "ok": true or false, "error": "text"}.'
     try:
-        payload = json.loads(request.body)
-        name, version, ok = str(payload["subscriber"]), int(payload["version"]), bool(payload["ok"])
-    except (ValueError, KeyError, TypeError):
-        return JsonResponse({"error": 'Send {"subscriber": name, "version": n, "ok": true|false, "error": text}.'},
-                            status=400)  # fmt: skip
-    rollout.record_ack(scope, name, version, ok, str(payload.get("error", "")))
+        payload = documents.parse(request.body)
+    except documents.InvalidDocument as error:
+        return JsonResponse({"error": f"{usage} Not JSON: {error.problems[0].message}."}, status=400)
+    if not (isinstance(payload, dict) and isinstance(payload.get("subscriber"), str)
+            and 0 < len(payload["subscriber"]) <= 100 and type(payload.get("version")) is int
+            and 1 <= payload["version"] <= MAX_VERSION and isinstance(payload.get("ok"), bool)
+            and isinstance(payload.get("error", ""), str)):  # fmt: skip
+        return JsonResponse({"error": usage}, status=400)
+    rollout.record_ack(scope, payload["subscriber"], payload["version"], payload["ok"], payload.get("error", "")[:2000])
     return JsonResponse({"recorded": True})
 
 

@@ -15,6 +15,14 @@ PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 ALIAS_PREFIX = "plugin_"
 
 
+# Names a plugin id must never take: the global config scope, the central database's alias,
+# and the first segment of the console's URLs (a plugin id appears in config and sync URLs).
+RESERVED_IDS = frozenset({
+    "global", "default", "admin", "api", "alerts", "audit", "backups", "config", "healthz", "login",
+    "logout", "metrics", "static", "stream", "sync", "trades",
+})  # fmt: skip
+
+
 class InvalidPluginId(ValueError):
     pass
 
@@ -26,6 +34,8 @@ def check_plugin_id(plugin_id) -> str:
             f"Invalid plugin id {plugin_id!r}: use 1 to 40 characters, lowercase letters, "
             "digits and underscores, starting with a letter (e.g. 'combined_v3')."
         )
+    if plugin_id in RESERVED_IDS:
+        raise InvalidPluginId(f"{plugin_id!r} is reserved (a config scope, a database alias or a page); choose another id.")
     return plugin_id
 
 
@@ -58,4 +68,4 @@ def declared_plugins(config_dir: Path) -> list[str]:
     if not folder.is_dir():
         return list(BUILTIN_PLUGINS)
     found = (path.stem for path in folder.glob("*.json"))
-    return sorted(plugin_id for plugin_id in found if PLUGIN_ID_PATTERN.fullmatch(plugin_id))
+    return sorted(plugin_id for plugin_id in found if PLUGIN_ID_PATTERN.fullmatch(plugin_id) and plugin_id not in RESERVED_IDS)

@@ -107,7 +107,8 @@ def test_a_rejected_outside_edit_alerts_and_the_fixed_file_resolves_it(webhook):
     assert Alert.objects.get(source="config").resolved_at is not None
 
 
-def test_a_sync_failing_then_healthy_resolves_its_alert_and_healthz_follows(client, config):
+def test_a_sync_failing_then_healthy_resolves_its_alert_and_healthz_follows(client, viewer, config):
+    client.force_login(viewer)
     config("global", "sync.retry_delays_seconds", [])
     config("global", "sync.alert_after_failures", 1)
     worker.beat()
@@ -123,7 +124,7 @@ def test_a_sync_failing_then_healthy_resolves_its_alert_and_healthz_follows(clie
     assert Alert.objects.get(source="sync").resolved_at is None
     sync.run_sync(trigger="command")
     assert Alert.objects.get(source="sync").resolved_at is not None
-    assert "failing_plugins" in client.get("/healthz").json()["sync"]
+    assert client.get("/healthz").json()["sync"]["failing_plugins"] == []
 
 
 def test_a_low_disk_alerts_from_the_scheduler_tick(config):
@@ -150,8 +151,13 @@ def test_with_the_worker_down_pages_say_so_and_actions_say_they_wait_for_it(oper
     assert "Sync queued; the worker starts it within seconds." in answer
 
 
-def test_healthz_is_503_while_the_worker_is_down(client, config):
+def test_healthz_is_503_while_the_worker_is_down_and_tells_anonymous_callers_names_only(client, viewer, config):
     Heartbeat.objects.create(name="huey", beat_at=timezone.now() - timedelta(minutes=2))
+    anonymous = client.get("/healthz")
+    assert anonymous.status_code == 503
+    assert set(anonymous.json()) == {"status", "failing"} and "worker" in anonymous.json()["failing"]
+    assert str(settings.DATA_DIR) not in anonymous.content.decode()
+    client.force_login(viewer)
     body = client.get("/healthz")
     assert body.status_code == 503 and "worker down (since" in body.json()["huey_consumer"]["problem"]
 

@@ -38,8 +38,11 @@ def raise_alert(source: str, subject: str, message: str, level: str = Alert.Leve
 
 
 def resolve_alert(source: str, subject: str) -> int:
-    """The condition cleared: its unresolved alert (if any) is resolved. Returns how many."""
-    resolved = unresolved().filter(source=source, subject=subject).update(resolved_at=timezone.now())
+    """The condition cleared: its unresolved alert (if any) is resolved. Returns how many.
+    Called after every successful sync of every plugin: it reads first and writes only when
+    there is something to resolve."""
+    matching = unresolved().filter(source=source, subject=subject)
+    resolved = matching.update(resolved_at=timezone.now()) if matching.exists() else 0
     if resolved:
         logger.warning("RESOLVED %s/%s", source, subject)
     return resolved

@@ -107,3 +107,12 @@ def collect() -> dict:
     return {"status": "ok" if healthy else "attention", "checked_at": timezone.now().isoformat(),
             "databases": databases, "jobs": jobs, "sync": sync_entry, "huey_consumer": consumer,
             "disk": disk_entry}  # fmt: skip
+
+
+def failing_components(report: dict) -> list[str]:
+    """Names only, no paths or sizes: what anonymous callers of /healthz are told."""
+    names = [f"database {entry['alias']}" for entry in report["databases"] if not entry["ok"]]
+    names += [f"job {entry['name']}" for entry in report["jobs"] if not entry["ok"]]
+    names += [f"sync {plugin_id}" for plugin_id in report["sync"]["failing_plugins"]]
+    names += [name for name, key in (("worker", "huey_consumer"), ("disk", "disk")) if not report[key]["ok"]]
+    return names

@@ -4,21 +4,17 @@ broken, why, and what to do, with status 503 (the plugin's database, not the req
 from django.db import DatabaseError
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.deprecation import MiddlewareMixin
 
 from plugins_app import plugins
+from zepix_admin.limits import timed_out
 
 
-class PluginDatabaseErrorMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        return self.get_response(request)
-
+class PluginDatabaseErrorMiddleware(MiddlewareMixin):
     def process_exception(self, request, exception):
         plugin_id = getattr(exception, "plugin_id", None) if isinstance(exception, DatabaseError) else None
-        if plugin_id is None:
-            return None
+        if plugin_id is None or timed_out(exception):
+            return None  # a query stopped for taking too long is the request's fault, not the plugin's
         problem = plugins.database_problem(plugin_id) or f"its database failed: {exception}"
         context = {"plugin_id": plugin_id, "problem": str(problem), "repair": plugins.repair_hint(plugin_id)}
         if request.path.startswith("/api/"):

@@ -83,8 +83,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "zepix_admin.limits.StatementTimeLimitMiddleware",
     "zepix_admin.middleware.PluginDatabaseErrorMiddleware",
 ]
+# Every query of one request shares this deadline (zepix_admin.limits): no request can stall the server.
+STATEMENT_TIME_LIMIT_SECONDS = 5
 
 ROOT_URLCONF = "zepix_admin.urls"
 WSGI_APPLICATION = "zepix_admin.wsgi.application"

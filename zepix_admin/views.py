@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from zepix_admin import alerts, audit
 from zepix_admin.access import OPERATOR, actor_name, require_role
-from zepix_admin.health import collect
+from zepix_admin.health import collect, failing_components
 from zepix_admin.http import AuthenticatedHttpRequest
 from zepix_admin.models import Alert, AuditEntry
 from zepix_admin.overview import overview as overview_data
@@ -23,8 +23,13 @@ def overview(request: AuthenticatedHttpRequest):
 @login_not_required
 @require_GET
 def healthz(request):
+    """200 or 503 for load balancers and monitors; anonymous callers get the status and the names
+    of what is failing, a logged-in user or a token the whole report (paths, sizes, ages)."""
     report = collect()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    status = 200 if report["status"] == "ok" else 503
+    if not request.user.is_authenticated:
+        return JsonResponse({"status": report["status"], "failing": failing_components(report)}, status=status)
+    return JsonResponse(report, status=status)
 
 
 @require_GET

@@ -46,9 +46,10 @@ class Command(BaseCommand):
 
     def do_set(self, scope, path, value, comment, **options):
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise CommandError(f"The value must be JSON (quote strings: '\"text\"'): {error}") from None
+            parsed = documents.parse(value)
+        except documents.InvalidDocument as error:
+            message = error.problems[0].message
+            raise CommandError(f"The value must be JSON (quote strings: '\"text\"'): {message}") from None
         latest = service.current(documents.check_scope(scope))
         try:
             saved = service.set_value(scope, path, parsed, base_version=latest.version, author="command", via="command")
@@ -82,7 +83,7 @@ class Command(BaseCommand):
         failed = False
         for path, scope in targets:
             try:
-                documents.check_document(scope, documents.parse(Path(path).read_bytes()))
+                documents.check_document(scope, documents.parse(documents.read_file(Path(path))))
                 self.stdout.write(f"{path}: valid ({scope})")
             except FileNotFoundError:
                 failed = True

@@ -1,0 +1,75 @@
+"""No single request may stall the server: every query a request makes runs under a time limit.
+
+SQLite calls a progress handler every few thousand virtual-machine steps; ours stops the
+statement once the request's deadline has passed, and the request answers a clear error.
+The handler stays installed while rows are fetched (SQLite steps lazily), until the request
+ends. Only SQL is bounded this way: a Python function called by a query (Django's REGEXP)
+cannot be interrupted, so the admin refuses such lookups outright (plugins_app.admin).
+"""
+
+import time
+from contextlib import ExitStack, contextmanager
+
+from django.conf import settings
+from django.db import OperationalError, connections
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils.deprecation import MiddlewareMixin
+
+PROGRESS_STEPS = 20_000  # about every millisecond of SQLite work
+
+
+@contextmanager
+def statement_time_limit(seconds: float):
+    deadline = time.monotonic() + seconds
+    touched = []
+
+    def over_time() -> int:
+        return 1 if time.monotonic() > deadline else 0
+
+    def wrapper(execute, sql, params, many, context):
+        raw = context["connection"].connection
+        if raw not in touched and hasattr(raw, "set_progress_handler"):
+            raw.set_progress_handler(over_time, PROGRESS_STEPS)
+            touched.append(raw)
+        return execute(sql, params, many, context)
+
+    try:
+        with ExitStack() as stack:
+            for alias in connections:
+                stack.enter_context(connections[alias].execute_wrapper(wrapper))
+            yield
+    finally:
+        for raw in touched:
+            try:
+                raw.set_progress_handler(None, 0)
+            except Exception:  # noqa: BLE001 - a connection closed meanwhile needs no cleanup
+                pass
+
+
+def timed_out(exception: BaseException) -> bool:
+    return isinstance(exception, OperationalError) and str(exception) == "interrupted"
+
+
+class StatementTimeLimitMiddleware(MiddlewareMixin):
+    """Every request's queries share one deadline; a request that hits it answers 400 saying so.
+    (A MiddlewareMixin, so the event stream's async view stays async under uvicorn.)"""
+
+    def process_request(self, request):
+        request._statement_time_limit = ExitStack()
+        request._statement_time_limit.enter_context(statement_time_limit(settings.STATEMENT_TIME_LIMIT_SECONDS))
+
+    def process_response(self, request, response):
+        limit = getattr(request, "_statement_time_limit", None)
+        if limit is not None:
+            limit.close()
+        return response
+
+    def process_exception(self, request, exception):
+        if not timed_out(exception):
+            return None
+        message = (f"This request was stopped after {settings.STATEMENT_TIME_LIMIT_SECONDS:g} s so that it could "
+                   "not slow the console down for everyone: narrow the filters or the date range.")  # fmt: skip
+        if request.path.startswith("/api/"):
+            return JsonResponse({"error": message}, status=400)
+        return render(request, "error.html", {"title": "Request too expensive", "message": message}, status=400)
