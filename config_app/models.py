@@ -10,7 +10,8 @@ class ConfigVersion(models.Model):
     via = models.CharField(max_length=20, help_text="web, api, command, file or setup")
     created_at = models.DateTimeField(auto_now_add=True)
     comment = models.CharField(max_length=300, blank=True, default="")
-    document = models.JSONField()
+    document = models.JSONField(null=True, help_text="Empty once history retention has pruned it (the diff stays)")
+    document_kept = models.BooleanField(default=True)
     diff = models.JSONField(default=list, help_text="[{path, old, new}] against the previous version")
     retired = models.BooleanField(
         default=False, help_text="A tombstone: the plugin was archived; its document is kept, its file is gone"

@@ -7,9 +7,12 @@ file always ends up holding the newest recorded version.
 """
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
 
 from config_app import defaults, documents
 from config_app.diff import diff_documents
@@ -79,6 +82,9 @@ def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVer
     target = ConfigVersion.objects.filter(scope=documents.check_scope(scope), version=to_version).first()
     if target is None:
         raise LookupError(f"{scope} has no version {to_version}.")
+    if not target.document_kept:
+        raise LookupError(f"{scope} version {to_version} is older than the history keeps whole documents "
+                          f"({HISTORY_KEEP_DAYS} days or the last {HISTORY_KEEP_VERSIONS:,} versions); its diff is kept.")
     latest = current(scope)
     return save(scope, target.document, base_version=latest.version, author=author, via=via,
                 comment=f"rollback to version {to_version}")
@@ -118,7 +124,11 @@ def _record(scope, document, latest, *, author, via, comment, write_file: bool =
             comment=comment, document=document, diff=changes, retired=retired,
         )  # fmt: skip
         action = "config.retire" if retired else "config.save"
-        audit.record(author, via, action, scope, version=version.version, comment=comment, diff=changes)
+        # The values are in the version's diff: the audit entry names the paths only (a 1 MB
+        # document once stored its values three times over).
+        paths = [change["path"] for change in changes]
+        audit.record(author, via, action, scope, version=version.version, comment=comment,
+                     changed=paths[:50] + ([f"... {len(paths) - 50} more"] if len(paths) > 50 else []))  # fmt: skip
     # Written after the commit: a crash in between leaves the file at an older recorded
     # version, which ingest_file() recognises and repairs.
     if write_file:
@@ -161,6 +171,23 @@ def ingest_file(scope: str) -> ConfigVersion | None:
             return None
         return _record(scope, document, latest, author="file", via="file", comment=f"edited {path.name}",
                        write_file=False)
+
+
+HISTORY_KEEP_DAYS = 90
+HISTORY_KEEP_VERSIONS = 1000
+
+
+def prune_history(now=None) -> int:
+    """Every version keeps its diff; its whole document only while it is younger than
+    HISTORY_KEEP_DAYS or among the last HISTORY_KEEP_VERSIONS of its scope (the active version
+    always). Returns how many documents were let go."""
+    cutoff = (now or timezone.now()) - timedelta(days=HISTORY_KEEP_DAYS)
+    pruned = 0
+    for scope, newest in ConfigVersion.objects.values_list("scope").annotate(newest=Max("version")):
+        pruned += ConfigVersion.objects.filter(
+            scope=scope, document_kept=True, created_at__lt=cutoff, version__lte=newest - HISTORY_KEEP_VERSIONS,
+        ).update(document=None, document_kept=False)  # fmt: skip
+    return pruned
 
 
 def ensure_defaults() -> list[str]:

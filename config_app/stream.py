@@ -26,7 +26,8 @@ POLL_SECONDS = 0.005
 KEEPALIVE_SECONDS = 15
 WSGI_POLL_SECONDS = 0.25
 CACHE_SIZE = 500
-VERSION_COLUMNS = "id, scope, version, author, via, created_at, comment, diff, document"
+CACHE_BYTES = 8 * 1024 * 1024  # 20 saves of 1 MB documents once kept 700 MB in each web process
+VERSION_COLUMNS = "id, scope, version, author, via, created_at, comment, diff, document, retired"
 
 
 def format_event(event: dict, scope: str | None) -> str:
@@ -36,12 +37,17 @@ def format_event(event: dict, scope: str | None) -> str:
 
 
 def event_from_row(row) -> dict:
-    pk, scope, version, author, via, created_at, comment, diff, document = row
+    pk, scope, version, author, via, created_at, comment, diff, document, retired = row
     return {
         "id": pk, "scope": scope, "version": version, "author": author, "via": via,
         "created_at": parse_db_datetime(created_at).isoformat(), "comment": comment,
-        "diff": json.loads(diff), "data": json.loads(document),
+        "diff": json.loads(diff), "data": json.loads(document) if document is not None else None,
+        "retired": bool(retired),
     }  # fmt: skip
+
+
+def row_bytes(row) -> int:
+    return len(row[7] or "") + len(row[8] or "")
 
 
 def missed_events(scope: str | None, last_event_id: int | None) -> list[dict]:
@@ -75,7 +81,8 @@ def mark_subscriber(name: str, scope: str | None, connected: bool) -> None:
 class Hub:
     def __init__(self):
         self.queues: set[asyncio.Queue] = set()
-        self.recent: collections.deque[dict] = collections.deque(maxlen=CACHE_SIZE)
+        self.recent: collections.deque[tuple[dict, int]] = collections.deque()  # (event, its size in bytes)
+        self.recent_bytes = 0
         self.task: asyncio.Task | None = None
         self.seen_pk = 0
         self.started = asyncio.Event()
@@ -93,9 +100,18 @@ class Hub:
 
     def events_after(self, pk: int, scope: str | None) -> list[dict] | None:
         """From the cache, or None when the cache no longer reaches back that far."""
-        if self.recent and pk < self.recent[0]["id"] - 1:
+        if not self.recent or pk < self.recent[0][0]["id"] - 1:
             return None
-        return [event for event in self.recent if event["id"] > pk and (scope is None or event["scope"] == scope)]
+        return [event for event, _ in self.recent if event["id"] > pk and (scope is None or event["scope"] == scope)]
+
+    def remember(self, rows) -> None:
+        """Keep the newest events, at most CACHE_SIZE of them and CACHE_BYTES of their text."""
+        for row in rows:
+            size = row_bytes(row)
+            self.recent.append((event_from_row(row), size))
+            self.recent_bytes += size
+        while self.recent and (len(self.recent) > CACHE_SIZE or self.recent_bytes > CACHE_BYTES):
+            self.recent_bytes -= self.recent.popleft()[1]
 
     async def poll(self) -> None:
         path = settings.DATABASES["default"]["NAME"]
@@ -112,7 +128,7 @@ class Hub:
                 except sqlite3.OperationalError:
                     continue
                 if rows:
-                    self.recent.extend(event_from_row(row) for row in rows)
+                    self.remember(rows)
                     self.seen_pk = rows[-1][0]
                     for queue in list(self.queues):
                         queue.put_nowait(self.seen_pk)

@@ -1,6 +1,7 @@
 import json
 
 from django.core.handlers.asgi import ASGIRequest
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -83,11 +84,16 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
     return render(request, "config/scope.html#row", context)
 
 
+HISTORY_PAGE_SIZE = 50
+
+
 @require_GET
 def history(request: AuthenticatedHttpRequest, scope: str):
     scope = _scope_or_404(scope)
-    versions = ConfigVersion.objects.filter(scope=scope).order_by("-version")[:200]
-    return render(request, "config/history.html", {"scope": scope, "versions": versions,
+    # Whole documents stay in the database: a page of history needs only the diffs.
+    versions = ConfigVersion.objects.filter(scope=scope).order_by("-version").defer("document")
+    page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "config/history.html", {"scope": scope, "versions": page, "page": page,
                                                    "current": service.current(scope)})  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from django.utils.functional import cached_property
 
 from plugins_app.plugin_apps import models_for
 from zepix_admin.access import VIEWER, has_role
+from zepix_admin.exports import csv_cell
 
 MAX_COUNTED_ROWS = 10_000
 
@@ -80,7 +81,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         writer = csv.writer(response)
         writer.writerow([field.attname for field in fields])
         for row in queryset.values_list(*[field.attname for field in fields]).iterator(chunk_size=2000):
-            writer.writerow([json.dumps(value) if isinstance(value, dict | list) else value for value in row])
+            writer.writerow([csv_cell(json.dumps(value) if isinstance(value, dict | list) else value) for value in row])
         return response
 
 

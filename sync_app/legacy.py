@@ -11,6 +11,7 @@ import json
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from plugins_app import plugins
@@ -36,6 +37,11 @@ def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | N
     plugins.check_declared(plugin_id)
     if not Path(source).is_file():
         raise LegacyError(f"No legacy database at {source}.")
+    if since is not None:
+        try:
+            since = date.fromisoformat(since).isoformat()
+        except ValueError:
+            raise LegacyError(f"--since must be a date like 2026-01-31, not {since!r}.") from None
     # A plain connection: the old database keeps its own journal mode.
     with closing(sqlite3.connect(source, isolation_level=None, timeout=20)) as legacy:
         try:
@@ -61,7 +67,11 @@ def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | N
             for row in new:
                 row["signal_data"] = _json_or_empty(row["signal_data"])
             if new:
-                store.save_trades(new)
+                try:
+                    store.save_trades(new)
+                except sqlite3.IntegrityError as error:
+                    raise LegacyError(f"Nothing was copied: the plugin's database refuses one of the trades ({error}). "
+                                      "Fix or exclude it (--match, --since) and run again.") from None
         legacy.execute("BEGIN IMMEDIATE")
         marked = legacy.executemany(
             "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?", [(plugin_id, row["ticket"]) for row in rows]

@@ -21,6 +21,7 @@ JOBS = {
     "central_backup": "central_backup_minutes",
     "verify_backups": "verify_backups_minutes",
     "purge_archives": "central_backup_minutes",
+    "prune_config_history": "central_backup_minutes",
 }
 
 

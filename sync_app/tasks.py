@@ -12,15 +12,19 @@ import shutil
 import subprocess
 import threading
 from contextlib import contextmanager
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task, lock_task
 
+from config_app import service as config_service
 from config_app.service import global_settings
 from sync_app import scheduler
 from sync_app.archive import purge_expired_archives
 from sync_app.backup import BackupError, UnknownDatabase, backup_database, database_aliases, verify_backups
+from sync_app.models import JobState
 from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
 from zepix_admin import worker
@@ -29,6 +33,7 @@ from zepix_admin.files import file_lock
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20
+MANUAL_BACKUP_STALE = timedelta(hours=2)  # a request older than this was lost with its worker
 CONSUMER_NICENESS = 10
 
 
@@ -109,10 +114,37 @@ def purge_archives_task():
     purge_expired_archives()
 
 
+@db_task()
+def prune_config_history_task():
+    config_service.prune_history()
+
+
+MANUAL_BACKUP = "manual_backup"
+
+
+def request_manual_backup() -> bool:
+    """Queue a backup of every database unless one asked for by hand is still queued or
+    running (ten clicks once made thirty backups). Returns whether one was queued."""
+    if JobState.objects.filter(name=MANUAL_BACKUP, last_started_at__gt=timezone.now() - MANUAL_BACKUP_STALE).exists():
+        return False
+    JobState.objects.update_or_create(name=MANUAL_BACKUP, defaults={"last_started_at": timezone.now()})
+    manual_backup_task()
+    return True
+
+
+@db_task()
+def manual_backup_task():
+    try:
+        backup_task.call_local()
+    finally:
+        JobState.objects.filter(name=MANUAL_BACKUP).delete()
+
+
 JOB_TASKS = {  # job name: () -> (task, its arguments)
     "sync": lambda: (sync_task, ("schedule",)),
     "trading_backup": lambda: (backup_task, ([alias for alias in database_aliases() if alias != "default"],)),
     "central_backup": lambda: (backup_task, (["default"],)),
     "verify_backups": lambda: (verify_backups_task, ()),
     "purge_archives": lambda: (purge_archives_task, ()),
+    "prune_config_history": lambda: (prune_config_history_task, ()),
 }

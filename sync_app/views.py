@@ -13,6 +13,7 @@ from sync_app import sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
 from sync_app.models import Backup, SyncRun
 from zepix_admin import audit, worker
+from zepix_admin.exports import csv_cell
 from zepix_admin.access import ADMIN, OPERATOR, actor_name, require_role
 from zepix_admin.http import AuthenticatedHttpRequest
 
@@ -72,8 +73,10 @@ def backups_page(request: AuthenticatedHttpRequest):
 def start_backup(request: AuthenticatedHttpRequest):
     require_role(request, OPERATOR)
     audit.record(actor_name(request.user), "web", "backup.create", "all databases")
-    tasks.backup_task()
-    messages.info(request, worker.queued_message("Backup of every database") + " It appears below when it is done.")
+    if tasks.request_manual_backup():
+        messages.info(request, worker.queued_message("Backup of every database") + " It appears below when it is done.")
+    else:
+        messages.info(request, "A backup asked for by hand is already queued or running; this request joins it.")
     return redirect("backups")
 
 
@@ -125,7 +128,7 @@ def _csv(results):
 def _csv_lines(writer, rows):
     yield writer.writerow(CSV_COLUMNS)
     for row in rows:
-        yield writer.writerow(row)
+        yield writer.writerow([csv_cell(value) for value in row])
 
 
 @require_GET

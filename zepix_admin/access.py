@@ -17,18 +17,21 @@ from django.db import transaction
 from django.utils import timezone
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+TOKEN_USER_PREFIX = "token:"
 ROLES = (VIEWER, OPERATOR, ADMIN)
 TOKEN_ROLES = (VIEWER, OPERATOR)
 
 
 def role_of(user) -> str | None:
+    """The user's role; a token's user is at most an operator, whatever groups it was given."""
     if not user or not user.is_authenticated:
         return None
-    if user.is_superuser:
-        return ADMIN
     if not hasattr(user, "_zepix_role"):
         names = set(user.groups.values_list("name", flat=True))
-        user._zepix_role = next((role for role in reversed(ROLES) if role in names), None)
+        role = ADMIN if user.is_superuser else next((role for role in reversed(ROLES) if role in names), None)
+        if role == ADMIN and user.get_username().startswith(TOKEN_USER_PREFIX):
+            role = OPERATOR
+        user._zepix_role = role
     return user._zepix_role
 
 
@@ -83,7 +86,7 @@ def create_token(name: str, role: str) -> str:
         raise ValueError("A token needs a name of 1 to 60 characters.")
     if ApiToken.objects.filter(name=name).exists():
         raise ValueError(f"A token named {name!r} already exists.")
-    username = f"token:{name}"
+    username = f"{TOKEN_USER_PREFIX}{name}"
     User = get_user_model()
     if User.objects.filter(username=username).exists():
         raise ValueError(f"A user named {username!r} already exists.")
@@ -117,10 +120,32 @@ class BearerTokenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            user = user_for_token(header[len("Bearer "):].strip())
+        scheme, _, raw_token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and raw_token.strip():  # the scheme is case-insensitive (RFC 9110)
+            user = user_for_token(raw_token.strip())
             if user is not None:
                 request.user = user
                 request._dont_enforce_csrf_checks = True
+        return self.get_response(request)
+
+
+class IdleSessionMiddleware:
+    """Ends a browser session after SESSION_IDLE_SECONDS without a request from its operator.
+    The pages' own polling (HTMX requests for a fragment) keeps nothing alive."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.conf import settings
+        from django.contrib.auth import logout
+
+        if request.user.is_authenticated and not getattr(request, "_dont_enforce_csrf_checks", False):
+            now = int(timezone.now().timestamp())
+            last = request.session.get("zepix_last_activity", now)
+            if now - last > settings.SESSION_IDLE_SECONDS:
+                logout(request)
+                request.session["zepix_idle_logout"] = True
+            elif not request.GET.get("fragment"):
+                request.session["zepix_last_activity"] = now
         return self.get_response(request)

@@ -7,8 +7,11 @@ stored, logged and posted to the webhook of the global config (``sync.alert_webh
 when its level reaches ``alerts.webhook_min_level``.
 """
 
+import ipaddress
 import json
 import logging
+import socket
+import urllib.parse
 import urllib.request
 
 from django.db import transaction
@@ -55,7 +58,33 @@ def webhook_settings() -> tuple[str, str]:
     return global_settings("sync")["alert_webhook_url"], global_settings("alerts")["webhook_min_level"]
 
 
+def webhook_refusal(url: str) -> str:
+    """Why the console will not post to this URL ('' when it will): an address inside the
+    machine or its network (loopback, private, link-local) could reach services that trust
+    their neighbours. ZEPIX_WEBHOOK_ALLOW_PRIVATE=1 allows them (an internal relay)."""
+    from django.conf import settings
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "it is not an http(s) URL"
+    if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        return ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError) as error:
+        return f"its host does not resolve ({error})"
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified:
+            return f"it points inside the network ({address}); set ZEPIX_WEBHOOK_ALLOW_PRIVATE=1 to allow that"
+    return ""
+
+
 def post_webhook(url: str, alert: Alert) -> bool:
+    refusal = webhook_refusal(url)
+    if refusal:
+        logger.error("Not posting alert to webhook %s: %s", url, refusal)
+        return False
     body = json.dumps({
         "source": alert.source, "subject": alert.subject, "level": alert.level,
         "message": alert.message, "created_at": alert.created_at.isoformat(),

@@ -2,9 +2,11 @@
 development defaults; production (DJANGO_DEBUG=0) refuses to start without its secrets."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from plugins_app import registry
 
@@ -65,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "huey.contrib.djhuey",
+    "axes",
     "zepix_admin",
     "plugins_app",
     "config_app",
@@ -73,19 +76,24 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "zepix_admin.access.BearerTokenMiddleware",
+    "zepix_admin.access.IdleSessionMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "zepix_admin.limits.StatementTimeLimitMiddleware",
     "zepix_admin.middleware.PluginDatabaseErrorMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+# Alerts are never posted to loopback or private addresses unless this allows it (an internal relay).
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = envbool("ZEPIX_WEBHOOK_ALLOW_PRIVATE", "0")
 # Every query of one request shares this deadline (zepix_admin.limits): no request can stall the server.
 STATEMENT_TIME_LIMIT_SECONDS = 5
 
@@ -103,6 +111,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
                 "zepix_admin.context_processors.navigation",
             ],
         },
@@ -138,7 +147,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Constraint and index names repeat across plugin apps for the same reason.
 SILENCED_SYSTEM_CHECKS = ["models.W035", "models.E030", "models.E032"]
 
-# Auth
+# Auth. Logins are locked out after repeated failures, per account and per address
+# (django-axes: 5 failures, 15 minutes); a session ends after ZEPIX_SESSION_IDLE_MINUTES
+# without a request from the operator (the pages' own polling does not count), and after
+# 12 hours in any case.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+SESSION_IDLE_SECONDS = envint("ZEPIX_SESSION_IDLE_MINUTES", 480) * 60
+SESSION_COOKIE_AGE = 12 * 3600
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -175,6 +196,19 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# No inline script runs but the one the config page marks with the request's nonce; styles
+# may be inline (htmx injects its indicator style).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # Huey: its own SQLite file, never the central database
 HUEY = {
