@@ -3,6 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
+# `make run` serves this machine in debug mode (and says so); production sets DJANGO_DEBUG=0.
+DJANGO_DEBUG ?= 1
+export DJANGO_DEBUG
 
 .PHONY: run test setup chromium clean-venv
 

@@ -13,6 +13,7 @@ def start(prefix: str = "zepix-bench-") -> Path:
     os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix=prefix + "config-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
     os.environ.setdefault("DJANGO_SUPERUSER_PASSWORD", "bench-password-123")
+    os.environ.setdefault("DJANGO_DEBUG", "1")
     sys.path.insert(0, str(ROOT))
     import django
     from django.core.management import call_command

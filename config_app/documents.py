@@ -173,12 +173,19 @@ def _out_of_range(value, path: str = ""):
         yield ValidationProblem(path or "(document)", f"must be at most {MAX_INTEGER:,}")
 
 
-def _depth(value, level: int = 1) -> int:
-    if isinstance(value, dict):
-        return max((_depth(item, level + 1) for item in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(item, level + 1) for item in value), default=level)
-    return level - 1
+def _depth(value) -> int:
+    """How deeply lists and objects nest (iteratively: a hostile value must not exhaust the stack)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def read(scope: str) -> dict:
@@ -196,10 +203,11 @@ def read_file(path: Path) -> bytes:
     except OSError as error:
         kind = "a symbolic link" if path.is_symlink() else "not a readable file"
         raise _invalid(f"{path.name} is {kind} ({error.strerror}); only a regular file is read") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise _invalid(f"{path.name} is not a regular file (a folder, a pipe or a device); only a regular file is read")
     with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(handle.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise _invalid(f"{path.name} is not a regular file (a folder, a pipe or a device); only a regular file is read")
         if status.st_size > MAX_DOCUMENT_BYTES:
             raise _invalid("larger than 1 MB")
         return handle.read(MAX_DOCUMENT_BYTES + 1)

@@ -39,7 +39,7 @@ def fresh_env(tmp_path: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZEPIX_", "DJANGO_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="zepix_admin.settings", ZEPIX_DATA_DIR=str(tmp_path / "data"),
-        ZEPIX_CONFIG_DIR=str(tmp_path / "config"), DJANGO_SUPERUSER_USERNAME="boss",
+        ZEPIX_CONFIG_DIR=str(tmp_path / "config"), DJANGO_DEBUG="1", DJANGO_SUPERUSER_USERNAME="boss",
         DJANGO_SUPERUSER_PASSWORD="a-long-test-password-42",
     )  # fmt: skip
     env.update(extra)

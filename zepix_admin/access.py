@@ -125,6 +125,7 @@ class BearerTokenMiddleware:
             user = user_for_token(raw_token.strip())
             if user is not None:
                 request.user = user
+                request.authenticated_by_token = True
                 request._dont_enforce_csrf_checks = True
         return self.get_response(request)
 
@@ -140,7 +141,7 @@ class IdleSessionMiddleware:
         from django.conf import settings
         from django.contrib.auth import logout
 
-        if request.user.is_authenticated and not getattr(request, "_dont_enforce_csrf_checks", False):
+        if request.user.is_authenticated and not getattr(request, "authenticated_by_token", False):
             now = int(timezone.now().timestamp())
             last = request.session.get("zepix_last_activity", now)
             if now - last > settings.SESSION_IDLE_SECONDS:

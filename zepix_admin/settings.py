@@ -2,6 +2,7 @@
 development defaults; production (DJANGO_DEBUG=0) refuses to start without its secrets."""
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,8 +35,9 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# Core
-DEBUG = envbool("DJANGO_DEBUG", "1")
+# Core. DEBUG is off unless asked for (DJANGO_DEBUG=1, as `make run` does on this machine),
+# or under `runserver`: a debug error page shows local variables to whoever sees it.
+DEBUG = envbool("DJANGO_DEBUG", "1" if sys.argv[1:2] == ["runserver"] else "0")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:

@@ -16,3 +16,8 @@ urlpatterns = [
     path("", include("sync_app.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "zepix_admin.views.bad_request"
+handler403 = "zepix_admin.views.permission_denied"
+handler404 = "zepix_admin.views.page_not_found"
+handler500 = "zepix_admin.views.server_error"

@@ -1,6 +1,7 @@
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import HttpResponseServerError, JsonResponse
+from django.template import loader
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -60,3 +61,32 @@ def audit_log(request: AuthenticatedHttpRequest):
         entries = entries.filter(actor=actor)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "audit.html", {"page": page, "action": action, "actor": actor})
+
+
+# Error pages in the app's own shell, in production and debug alike; JSON under /api/.
+
+
+def _error(request, status: int, title: str, message: str):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": message}, status=status)
+    return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+def bad_request(request, exception=None):
+    return _error(request, 400, "Bad request", str(exception) if exception else "The request could not be understood.")
+
+
+def permission_denied(request, exception=None):
+    reason = str(exception) if exception and str(exception) else "Your role does not allow this."
+    return _error(request, 403, "Not allowed", f"{reason} Nothing was changed.")
+
+
+def page_not_found(request, exception=None):
+    return _error(request, 404, "Not found", "There is nothing at this address.")
+
+
+def server_error(request):
+    """Rendered without the database (it may be what failed): no navigation, no context processors."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "Server error; it was logged."}, status=500)
+    return HttpResponseServerError(loader.get_template("500.html").render())

@@ -110,4 +110,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Log in as {', '.join(admins)} (the password was printed by the first setup, or "
                               "set with DJANGO_SUPERUSER_PASSWORD; change it with "
                               "`python manage.py changepassword <user>`).")  # fmt: skip
+        if settings.DEBUG:
+            self.stdout.write(self.style.WARNING(
+                "Serving in DEBUG mode: error pages show code and local variables. Fine on this machine only; "
+                "production runs with DJANGO_DEBUG=0 and DJANGO_SECRET_KEY (see README, Production)."))  # fmt: skip
         self.stdout.write("Press Ctrl-C to stop the web server and the Huey consumer.\n")

@@ -1,0 +1,440 @@
+"""The console as an attacker and as low-privilege users try it: no request stalls the server,
+bad input is a 400 with a clear message and never a 500, roles cannot be raised from below,
+every change and every login is audited."""
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+from django.db import OperationalError, connections
+from django.utils import timezone
+
+from config_app import documents
+from config_app import service as config_service
+from config_app.models import ConfigVersion
+from plugins_app import plugins, registry
+from plugins_app.store import PluginStore
+from sync_app import backup as backups
+from sync_app.models import Backup, JobState
+from sync_app.tasks import MANUAL_BACKUP
+from tests.helpers import Server, closed_trade, trade
+from zepix_admin import access, alerts
+from zepix_admin.limits import statement_time_limit
+from zepix_admin.models import AuditEntry
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+TRADES = "/admin/plugin_combined_v3/trade/"
+
+
+# 1. No request can stall the server ---------------------------------------------------
+
+
+@pytest.mark.parametrize("lookup", ["signal_data__regex=(.*.*)*%24x", "signal_data__note__contains=x",
+                                    "symbol__iregex=x", "entry_price__gt=1", "id__in=1,2"])  # fmt: skip
+def test_the_trade_admin_refuses_lookups_its_filters_do_not_make(viewer_client, config, lookup):
+    response = viewer_client.get(f"{TRADES}?{lookup}")
+    assert response.status_code == 400
+
+
+def test_the_trade_admin_still_takes_its_own_filters(viewer_client, config):
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trades([trade(1), closed_trade(2, 5.0)])
+    for query in ("status__exact=CLOSED", "symbol=EURUSD", "close_reason__isnull=True", "entry_time__year=2026",
+                  "entry_time__year=2026&entry_time__month=11", "q=EUR", "o=1"):  # fmt: skip
+        assert viewer_client.get(f"{TRADES}?{query}").status_code == 200, query
+
+
+def test_a_statement_over_the_time_limit_is_stopped_and_explained(config):
+    slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT COUNT(*) FROM n"
+    started = time.monotonic()
+    with statement_time_limit(0.2), pytest.raises(OperationalError, match="interrupted"):
+        with connections["default"].cursor() as cursor:
+            cursor.execute(slow)
+    assert time.monotonic() - started < 2
+    with connections["default"].cursor() as cursor:  # the limit ends with its block
+        cursor.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
+                       "SELECT COUNT(*) FROM n")  # fmt: skip
+        assert cursor.fetchone() == (300000,)
+
+
+def test_a_request_over_the_time_limit_answers_400_with_what_to_do(viewer_client, config, settings):
+    settings.STATEMENT_TIME_LIMIT_SECONDS = 0.0001
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trades([trade(n) for n in range(1, 3000)])
+    response = viewer_client.get(f"{TRADES}?o=-6")  # ordered by an unindexed column: a sort of every row
+    assert response.status_code == 400
+    assert "narrow the filters" in response.content.decode()
+
+
+@pytest.mark.slow
+def test_healthz_answers_quickly_while_hostile_requests_run(tmp_path):
+    server = Server(tmp_path)
+    try:
+        hostile = f"{server.url}{TRADES}?signal_data__regex=(.*.*)*%24x&signal_data__contains=x"
+        answers = []
+
+        def attack():
+            request = urllib.request.Request(hostile, headers={"Authorization": f"Bearer {server.viewer_token}"})
+            try:
+                urllib.request.urlopen(request, timeout=30).close()
+            except urllib.error.HTTPError as error:
+                answers.append(error.code)
+
+        attackers = [threading.Thread(target=attack) for _ in range(4)]
+        for thread in attackers:
+            thread.start()
+        timings = []
+        for _ in range(10):
+            started = time.monotonic()
+            try:
+                urllib.request.urlopen(f"{server.url}/healthz", timeout=5).close()
+            except urllib.error.HTTPError:
+                pass  # 503 (no worker in this test) is an answer too
+            timings.append(time.monotonic() - started)
+        for thread in attackers:
+            thread.join(30)
+        assert answers == [400] * 4
+        assert max(timings) < 0.2 * 5 and sorted(timings)[len(timings) // 2] < 0.2, timings
+    finally:
+        server.stop()
+
+
+# 2. restore_backup restores only a backup of that database -----------------------------
+
+
+def empty_zstd(path: Path) -> Path:
+    import zstandard
+
+    path.write_bytes(zstandard.ZstdCompressor().compress(b""))
+    return path
+
+
+def test_restore_refuses_files_that_are_not_a_backup_of_that_database(config, tmp_path):
+    central = backups.backup_database("default")
+    zero = tmp_path / "zero.sqlite3.zst"
+    zero.write_bytes(b"")
+    before = plugins.database_path("price_action_v6").read_bytes()
+    for reference, why in ((str(zero), "cannot be decompressed|not a backup"),
+                           (str(empty_zstd(tmp_path / "empty.sqlite3.zst")), "not a backup of plugin_price_action_v6"),
+                           (central.path, "is of default, not plugin_price_action_v6"),
+                           (str(tmp_path), "not a backup file")):  # fmt: skip
+        with pytest.raises(CommandError, match=f"Nothing was restored: .*({why})"):
+            call_command("restore_backup", reference, "--db", "plugin_price_action_v6")
+    assert plugins.database_path("price_action_v6").read_bytes() == before
+
+
+# 3. Reserved names ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plugin_id", ["global", "default", "admin", "api", "healthz"])
+def test_reserved_names_are_never_plugin_ids(config, plugin_id):
+    with pytest.raises(CommandError, match="reserved"):
+        call_command("startplugin", plugin_id)
+    assert not (settings.CONFIG_DIR / "plugins" / f"{plugin_id}.json").exists()
+    (settings.CONFIG_DIR / "plugins" / f"{plugin_id}.json").write_text("{}")
+    try:
+        assert plugin_id not in registry.declared_plugins(settings.CONFIG_DIR)
+    finally:
+        (settings.CONFIG_DIR / "plugins" / f"{plugin_id}.json").unlink()
+
+
+# 4. Input that answered 500 ---------------------------------------------------------------
+
+
+def api_put(client, scope, body: str, version: int):
+    return client.put(f"/api/config/{scope}", body, content_type="application/json", headers={"If-Match": f'"{version}"'})
+
+
+@pytest.mark.parametrize("text, said", [
+    ('{"max_lot_size": NaN}', "NaN is not a number"), ('{"max_lot_size": Infinity}', "Infinity is not a number"),
+    ('{"max_lot_size": 1e999}', "out of range"), ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+    ('{"max_open_trades": ' + "9" * 5000 + "}", "out of range"), ('{"mode": "paper", "mode": "live"}', "appears twice"),
+])  # fmt: skip
+def test_the_api_refuses_json_that_would_fail_later_with_a_400(operator_client, config, text, said):
+    response = api_put(operator_client, "combined_v3", text, 1)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert said in json.dumps(response.json())
+    assert ConfigVersion.objects.filter(scope="combined_v3").count() == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999", "9" * 5000])
+def test_the_inline_editor_refuses_numbers_out_of_range(operator_client, config, value):
+    response = operator_client.post("/config/combined_v3/row", {"path": "max_lot_size", "value": value, "base_version": "1"})
+    assert "Not saved: " in response.content.decode() and "not a number in range" in response.content.decode()
+    assert config_service.current("combined_v3").version == 1
+
+
+def test_config_set_refuses_nan_clearly(config):
+    with pytest.raises(CommandError, match="NaN is not a number"):
+        call_command("config", "set", "combined_v3", "max_lot_size", "NaN")
+
+
+@pytest.mark.parametrize("body", [
+    {"subscriber": "bot", "version": -5, "ok": True}, {"subscriber": "bot", "version": 99999999999999999999999, "ok": True},
+    {"subscriber": "bot", "version": 1, "ok": "false"}, {"subscriber": "bot", "version": True, "ok": True},
+    {"subscriber": 7, "version": 1, "ok": True}, [1, 2],
+])  # fmt: skip
+def test_an_ack_takes_only_a_version_number_and_a_boolean(viewer_client, config, body):
+    response = viewer_client.post("/api/config/combined_v3/ack", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400 and "version" in response.json()["error"]
+
+
+def test_the_api_answers_json_for_a_missing_trailing_slash_and_unknown_scope(operator_client, config):
+    response = operator_client.get("/api/config/nope")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+
+
+# 5. Outside edits ------------------------------------------------------------------------
+
+
+def rejected(scope):
+    return AuditEntry.objects.filter(action="config.rejected", target=scope).count()
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda path: path.write_text('{"max_lot_size": NaN}'), "NaN is not a number"),
+    (lambda path: path.write_text("[" * 5000 + "]" * 5000), "nested deeper"),
+    (lambda path: (path.unlink(), path.mkdir()), "not a regular file"),
+    (lambda path: (path.unlink(), os.mkfifo(path)), "not a regular file"),
+    (lambda path: (path.unlink(), path.symlink_to("/etc/passwd")), "symbolic link"),
+    (lambda path: path.write_bytes(b" " * (2 * 1024 * 1024)), "larger than 1 MB"),
+])  # fmt: skip
+def test_every_rejected_outside_edit_is_alerted_and_audited_and_nothing_hangs(config, make, said):
+    path = documents.document_path("combined_v3")
+    make(path)
+    try:
+        started = time.monotonic()
+        assert config_service.ingest_file("combined_v3") is None
+        assert time.monotonic() - started < 2
+        alert = alerts.open_alerts().get(source="config", subject="combined_v3")
+        assert said in alert.message and "/etc/passwd" not in alert.message and "root:" not in alert.message
+        assert rejected("combined_v3") == 1
+        assert config_service.current("combined_v3").version == 1
+    finally:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+        documents.write_atomic(path, documents.render(config_service.current("combined_v3").document))
+
+
+def test_config_validate_on_a_folder_says_so(config, tmp_path):
+    with pytest.raises(CommandError):
+        call_command("config", "validate", str(tmp_path))
+
+
+# 6. Bounded growth ----------------------------------------------------------------------
+
+
+def test_history_keeps_every_diff_but_old_documents_only_within_retention(config, admin_client, settings):
+    from config_app import service
+
+    for lot in (0.2, 0.3, 0.4):
+        config("combined_v3", "max_lot_size", lot)
+    ConfigVersion.objects.filter(scope="combined_v3").update(created_at=timezone.now() - timedelta(days=200))
+    settings_keep = service.HISTORY_KEEP_VERSIONS
+    service.HISTORY_KEEP_VERSIONS = 2
+    try:
+        assert service.prune_history() == 2  # versions 1 and 2; 3 is within the last two, 4 is active
+    finally:
+        service.HISTORY_KEEP_VERSIONS = settings_keep
+    kept = dict(ConfigVersion.objects.filter(scope="combined_v3").values_list("version", "document_kept"))
+    assert kept == {1: False, 2: False, 3: True, 4: True}
+    assert ConfigVersion.objects.get(scope="combined_v3", version=2).diff  # the diff stays
+    with pytest.raises(LookupError, match="history keeps whole documents"):
+        service.rollback("combined_v3", 2, author="test", via="test")
+    page = admin_client.get("/config/combined_v3/history/").content.decode()
+    assert "Page 1 of 1" in page
+
+
+def test_the_audit_entry_of_a_save_names_paths_not_values(config):
+    config("combined_v3", "symbols", ["AUDCAD"])
+    entry = AuditEntry.objects.filter(action="config.save").latest("id")
+    assert entry.details["changed"] and "AUDCAD" not in json.dumps(entry.details)
+    assert "AUDCAD" in json.dumps(ConfigVersion.objects.get(scope="combined_v3", version=2).diff)
+
+
+def test_the_stream_cache_is_bounded_by_bytes():
+    from config_app import stream
+
+    hub = stream.Hub()
+    big = json.dumps({"blob": "x" * 900_000})
+    rows = [(n, "combined_v3", n, "a", "api", "2026-11-25 10:00:00", "", "[]", big, 0) for n in range(1, 41)]
+    hub.remember(rows)
+    assert hub.recent_bytes <= stream.CACHE_BYTES and len(hub.recent) == stream.CACHE_BYTES // 900_002
+    assert hub.events_after(1, "combined_v3") is None  # beyond the cache: the database answers
+
+
+def test_clicks_on_back_up_now_while_one_is_queued_are_coalesced(operator_client, config):
+    JobState.objects.create(name=MANUAL_BACKUP, last_started_at=timezone.now())
+    answer = operator_client.post("/backups/start", follow=True).content.decode()
+    assert "already queued or running" in answer
+    assert Backup.objects.count() == 0
+    JobState.objects.filter(name=MANUAL_BACKUP).delete()
+    operator_client.post("/backups/start")
+    assert Backup.objects.count() == 3 and not JobState.objects.filter(name=MANUAL_BACKUP).exists()
+
+
+# 7. Roles that mean something -------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_role_client(client, make_user):
+    user = make_user("adele_admin_role", access.ADMIN, staff=True)
+    client.force_login(user)
+    return client, user
+
+
+def test_the_admin_role_cannot_make_itself_or_others_superuser(admin_role_client, make_user):
+    client, user = admin_role_client
+    page = client.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
+    assert 'name="is_superuser"' not in page
+    other = make_user("omar_operator", access.OPERATOR)
+    admin_group = Group.objects.get_or_create(name=access.ADMIN)[0]
+    page = client.get(f"/admin/auth/user/{other.pk}/change/").content.decode()
+    assert f'value="{admin_group.pk}"' not in page
+
+
+def test_a_superuser_cannot_be_edited_by_the_admin_role(admin_role_client, django_user_model):
+    client, _ = admin_role_client
+    boss = django_user_model.objects.create_superuser("boss", password="pw-for-tests-123")
+    assert client.get(f"/admin/auth/user/{boss.pk}/change/").status_code in (302, 403)
+    assert client.post(f"/admin/auth/user/{boss.pk}/delete/", {"post": "yes"}).status_code in (302, 403)
+    assert django_user_model.objects.filter(username="boss").exists()
+
+
+def test_a_token_is_never_an_admin_whatever_its_groups(config):
+    raw = access.create_token("bot", "operator")
+    user = access.user_for_token(raw)
+    user.groups.add(Group.objects.get_or_create(name=access.ADMIN)[0])
+    assert access.role_of(access.user_for_token(raw)) == access.OPERATOR
+
+
+def test_changes_in_the_admin_and_token_deletions_are_audited(admin_client, config):
+    access.create_token("bot", "viewer")
+    token = __import__("zepix_admin.models", fromlist=["ApiToken"]).ApiToken.objects.get(name="bot")
+    admin_client.post(f"/admin/zepix_admin/apitoken/{token.pk}/delete/", {"post": "yes"})
+    entry = AuditEntry.objects.filter(action="admin.delete").get()
+    assert entry.actor == "ada_admin" and "bot" in entry.target
+
+
+# 8. Logins ---------------------------------------------------------------------------------
+
+
+def test_repeated_wrong_passwords_lock_the_account_out_and_everything_is_audited(client, operator, config):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/login/", {"username": operator.username, "password": "wrong"})
+    locked = client.post("/login/", {"username": operator.username, "password": "pw-for-tests-123"})
+    assert locked.status_code == 429 and "locked" in locked.content.decode()
+    assert AuditEntry.objects.filter(action="auth.login_failed", target=operator.username).count() >= 5
+    assert not AuditEntry.objects.filter(action="auth.login").exists()
+
+
+def test_the_admin_login_is_locked_out_too(client, operator, config):
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        response = client.post("/admin/login/", {"username": operator.username, "password": "wrong"})
+    assert response.status_code == 429
+
+
+def test_a_login_is_audited_and_an_idle_session_ends(client, operator, config, settings):
+    response = client.post("/login/", {"username": operator.username, "password": "pw-for-tests-123"})
+    assert response.status_code == 302
+    assert AuditEntry.objects.filter(action="auth.login", actor=operator.username).exists()
+    assert client.get("/").status_code == 200
+    session = client.session
+    session["zepix_last_activity"] = int(time.time()) - settings.SESSION_IDLE_SECONDS - 5
+    session.save()
+    response = client.get("/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert "logged out after a period without activity" in client.get("/login/").content.decode()
+
+
+def test_polling_does_not_keep_an_idle_session_alive(client, operator, config, settings):
+    client.force_login(operator)
+    session = client.session
+    session["zepix_last_activity"] = started = int(time.time()) - 60
+    session.save()
+    client.get("/?fragment=cards", headers={"HX-Request": "true"})
+    assert client.session["zepix_last_activity"] == started
+
+
+# 9. /healthz tells anonymous callers little (see test_alert_path for the names) ---------------
+
+
+def test_healthz_shows_no_paths_or_sizes_to_anonymous_callers(client, config):
+    body = client.get("/healthz").content.decode()
+    assert str(settings.DATA_DIR) not in body and "size_bytes" not in body and "free_bytes" not in body
+
+
+# 10. The rest ------------------------------------------------------------------------------
+
+
+def test_csv_exports_neutralise_formulas(viewer_client, config):
+    from sync_app.sync import run_sync
+
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trade(**trade(1, symbol="=HYPERLINK(\"http://x\")"))
+    run_sync(trigger="command")
+    body = b"".join(viewer_client.get("/trades/?format=csv").streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows[1][2] == "'=HYPERLINK(\"http://x\")"
+
+
+def test_a_webhook_url_with_a_space_is_refused_by_the_schema(config):
+    with pytest.raises(documents.InvalidDocument):
+        config("global", "sync.alert_webhook_url", "http://hooks.example.com/a b")
+
+
+def test_the_webhook_never_posts_to_loopback_or_private_addresses(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]/x"):
+        assert "inside the network" in alerts.webhook_refusal(url), url
+
+
+def test_setup_refuses_a_weak_first_admin_password(tmp_path):
+    from tests.helpers import fresh_env, manage
+
+    result = manage("setup", "--no-demo", env=fresh_env(tmp_path, DJANGO_SUPERUSER_PASSWORD="1"))
+    assert result.returncode != 0 and "DJANGO_SUPERUSER_PASSWORD is refused" in result.stderr
+
+
+def test_migrate_legacy_refuses_a_bad_date_and_a_row_the_plugin_refuses(config, tmp_path):
+    from tests.test_archive_and_legacy import make_legacy_db
+
+    source = make_legacy_db(tmp_path / "zepix_bot.db")
+    with pytest.raises(CommandError, match="--since must be a date"):
+        call_command("migrate_legacy", "--source", str(source), "--plugin", "combined_v3", "--match", "%",
+                     "--since", "garbage")  # fmt: skip
+    with closing(sqlite3.connect(source)) as connection, connection:
+        connection.execute("UPDATE trades SET lot_size = -1 WHERE rowid = 1")
+    with pytest.raises(CommandError, match="Nothing was copied: the plugin's database refuses"):
+        call_command("migrate_legacy", "--source", str(source), "--plugin", "combined_v3", "--match", "%")
+    with closing(sqlite3.connect(source)) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trades WHERE migrated_to_plugin != ''").fetchone() == (0,)
+
+
+def test_a_lower_case_bearer_scheme_is_accepted(client, config):
+    raw = access.create_token("bot", "viewer")
+    assert client.get("/api/config/global", headers={"Authorization": f"bearer {raw}"}).status_code == 200
+
+
+def test_pages_carry_a_content_security_policy_with_a_nonce_for_the_one_inline_script(admin_client, config):
+    response = admin_client.get("/config/combined_v3/")
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in policy and "frame-ancestors 'none'" in policy
+    nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
+    page = response.content.decode()
+    assert f'<script nonce="{nonce}">' in page and "onsubmit=" not in admin_client.get("/backups/").content.decode()
