@@ -438,3 +438,31 @@ def test_pages_carry_a_content_security_policy_with_a_nonce_for_the_one_inline_s
     nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
     page = response.content.decode()
     assert f'<script nonce="{nonce}">' in page and "onsubmit=" not in admin_client.get("/backups/").content.decode()
+
+
+def test_debug_is_off_unless_asked_for(tmp_path):
+    from tests.helpers import fresh_env, manage
+
+    env = fresh_env(tmp_path)
+    del env["DJANGO_DEBUG"]
+    refused = manage("check", env=env)
+    assert refused.returncode != 0 and "DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0" in refused.stderr
+
+
+def test_errors_answer_in_the_app_shell_and_as_json_under_the_api(viewer_client, config):
+    page = viewer_client.get("/no/such/page/")
+    assert page.status_code == 404 and "There is nothing at this address" in page.content.decode()
+    assert 'class="top"' in page.content.decode()  # the navigation: a way back
+    refused = viewer_client.post("/sync/run")
+    assert refused.status_code == 403 and "This needs the operator role. Nothing was changed." in refused.content.decode()
+    api = viewer_client.put("/api/config/global", "{}", content_type="application/json")
+    assert api.status_code == 403 and api["Content-Type"] == "application/json"
+
+
+def test_the_server_error_page_needs_no_database(rf):
+    from zepix_admin.views import server_error
+
+    page = server_error(rf.get("/"))
+    assert page.status_code == 500 and b"The error was logged" in page.content
+    api = server_error(rf.get("/api/config/global"))
+    assert api.status_code == 500 and json.loads(api.content) == {"error": "Server error; it was logged."}
