@@ -18,7 +18,7 @@ class UnknownPlugin(LookupError):
 def plugin_ids() -> list[str]:
     """The plugins this process was started with, less those archived since (their config
     document, which is what declares a plugin, is gone)."""
-    return [plugin_id for plugin_id in settings.PLUGIN_IDS if registry.is_declared(settings.CONFIG_DIR, plugin_id)]
+    return registry.still_declared(settings.CONFIG_DIR, settings.PLUGIN_IDS)
 
 
 def check_declared(plugin_id) -> str:

@@ -6,6 +6,7 @@ written any, the built-in plugins are the list. This module imports nothing from
 because the settings module reads it to build ``DATABASES`` and ``INSTALLED_APPS``.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -57,10 +58,18 @@ def config_path(config_dir: Path, plugin_id: str) -> Path:
     return Path(config_dir) / "plugins" / f"{check_plugin_id(plugin_id)}.json"
 
 
+def still_declared(config_dir: Path, plugin_ids) -> list[str]:
+    """Those of plugin_ids whose config document exists (one directory read: pages and the sync
+    ask this many times a second). Before the plugins folder exists, the built-in plugins are."""
+    try:
+        present = {entry.name for entry in os.scandir(Path(config_dir) / "plugins")}
+    except FileNotFoundError:
+        return [plugin_id for plugin_id in plugin_ids if plugin_id in BUILTIN_PLUGINS]
+    return [plugin_id for plugin_id in plugin_ids if f"{plugin_id}.json" in present]
+
+
 def is_declared(config_dir: Path, plugin_id: str) -> bool:
-    if not (Path(config_dir) / "plugins").is_dir():
-        return plugin_id in BUILTIN_PLUGINS
-    return config_path(config_dir, plugin_id).exists()
+    return bool(still_declared(config_dir, [plugin_id]))
 
 
 def declared_plugins(config_dir: Path) -> list[str]:

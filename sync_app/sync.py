@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from config_app.service import active_document, global_settings
+from config_app.service import current as current_version
+from config_app.service import global_settings
 from plugins_app import plugins
 from plugins_app.sqlite import connect, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, db_datetime
@@ -75,7 +76,12 @@ def sync_settings() -> dict:
 
 
 def enabled_plugins() -> list[str]:
-    return [plugin_id for plugin_id in plugins.plugin_ids() if active_document(plugin_id).get("enabled", True)]
+    enabled = []
+    for plugin_id in plugins.plugin_ids():
+        version = current_version(plugin_id)  # declared already: no second look at the folder
+        if version is None or version.document is None or version.document.get("enabled", True):
+            enabled.append(plugin_id)
+    return enabled
 
 
 @contextmanager
@@ -159,10 +165,11 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
                 level="CRITICAL",
             )  # fmt: skip
     else:
+        if state.consecutive_failures:  # only failures raise the alert: nothing to resolve otherwise
+            resolve_alert("sync", plugin_id)
         state.consecutive_failures = 0
         state.last_error = ""
         state.last_success_at = state.last_attempt_at
-        resolve_alert("sync", plugin_id)
     state.save(update_fields=["last_attempt_at", "consecutive_failures", "last_error", "last_success_at"])
 
 
@@ -176,7 +183,7 @@ class Copied:
 
 def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
     """Copy one plugin's changed trades into the central database."""
-    PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
+    state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     path = plugins.database_path(plugin_id)
     if not path.exists():
         raise sqlite3.OperationalError(f"the database file is missing ({path.name})")
@@ -188,7 +195,8 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
         central.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
         central.execute("BEGIN IMMEDIATE")
         try:
-            copied = _copy_changes(central, plugin_id)
+            copied = _copy_changes(central, plugin_id, {"high_water_mark": state.high_water_mark,
+                                                        "incarnation": state.incarnation, "last_ticket": state.last_ticket})
             central.execute("COMMIT")
         except BaseException:
             central.execute("ROLLBACK")
@@ -222,10 +230,9 @@ def _replaced(central, state: dict, identity: str, until: int) -> str:
     return ""
 
 
-def _copy_changes(central, plugin_id: str) -> Copied:
-    state = dict(zip(("high_water_mark", "incarnation", "last_ticket"), central.execute(
-        "SELECT high_water_mark, incarnation, last_ticket FROM sync_app_pluginsyncstate WHERE plugin_id = ?",
-        (plugin_id,)).fetchone()))  # fmt: skip
+def _copy_changes(central, plugin_id: str, state: dict) -> Copied:
+    """``state`` is where the last sync left the plugin (read before this transaction: only the
+    sync, which runs alone, moves it)."""
     since, identity = state["high_water_mark"], _identity(central)
     until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
     replaced = _replaced(central, state, identity, until)
@@ -335,6 +342,7 @@ def reset_failures(plugin_id: str) -> None:
     PluginSyncState.objects.filter(plugin_id=plugins.check_declared(plugin_id)).update(
         consecutive_failures=0, last_error=""
     )
+    resolve_alert("sync", plugin_id)
 
 
 OK, DEGRADED, FAILING = "OK", "DEGRADED", "FAILING"
@@ -353,7 +361,9 @@ def health() -> dict:
     per_plugin = {}
     for plugin_id in plugins.plugin_ids():
         state = states.get(plugin_id)
+        problem = plugins.database_problem(plugin_id)
         per_plugin[plugin_id] = {
+            "database_problem": f"{problem}. {plugins.repair_hint(plugin_id)}" if problem else "",
             "health": plugin_health(state, threshold),
             "consecutive_failures": state.consecutive_failures if state else 0,
             "last_success_at": state.last_success_at if state else None,

@@ -39,15 +39,30 @@ CONSUMER_NICENESS = 10
 
 @HUEY.on_startup()
 def start_worker_services():
-    """Once per consumer process: lower its priority and start its heartbeat."""
-    if getattr(start_worker_services, "started", False):
-        return
-    start_worker_services.started = True
+    """Once per consumer process (Huey calls this in each worker thread): lower the priority of
+    every thread of the process, and start its heartbeat."""
+    with _startup_lock:
+        if getattr(start_worker_services, "started", False):
+            return
+        start_worker_services.started = True
     if not HUEY.immediate:
-        os.setpriority(os.PRIO_PROCESS, 0, CONSUMER_NICENESS)
-        if shutil.which("ionice"):  # best-effort class, lowest priority within it
-            subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(os.getpid())], check=False, capture_output=True)
+        lower_priority()
     worker.start_heartbeat(threading.Event())
+
+
+_startup_lock = threading.Lock()
+
+
+def lower_priority() -> None:
+    """Nice and I/O priority are per thread on Linux: set them on each thread of this process."""
+    threads = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [str(os.getpid())]
+    for thread_id in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(thread_id), CONSUMER_NICENESS)
+        except OSError:
+            pass
+        if shutil.which("ionice"):  # best-effort class, lowest priority within it
+            subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", thread_id], check=False, capture_output=True)
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 the configured level, and resolved when its condition clears. The worker's state is shown
 where operators act, and an action that needs the worker says when it is down."""
 
-import http.server
 import json
 import threading
 from datetime import timedelta
@@ -30,24 +29,10 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 
 @pytest.fixture
-def webhook(config):
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    config("global", "sync.alert_webhook_url", f"http://127.0.0.1:{server.server_port}/hook")
-    yield received
-    server.shutdown()
-    server.server_close()
+def webhook(config, webhook_receiver):
+    url, received = webhook_receiver
+    config("global", "sync.alert_webhook_url", url)
+    return received
 
 
 def test_a_repeated_condition_counts_one_alert_and_pages_once_then_resolves_itself(webhook):

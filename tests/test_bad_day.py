@@ -221,6 +221,7 @@ def test_serve_with_a_broken_plugin_serves_every_page_and_names_the_broken_one(i
         assert server.status("/admin/plugin_combined_v3/trade/") == 200
         for path in ("/trades/", "/sync/", "/backups/", "/config/", "/config/combined_v3/", "/alerts/", "/audit/"):
             assert server.status(path) == 200, path
+        assert "Its database has the wrong schema: no table trades" in server.get("/sync/")[1]
         status, body = server.get("/healthz")
         assert status == 503 and "plugin price_action_v6: its database has the wrong schema" in body
     finally:
@@ -238,6 +239,9 @@ def test_a_killed_worker_is_restarted_while_the_web_server_keeps_serving_and_is_
     try:
         wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
         first = heartbeat_pid(data)
+        # the worker never starves the pages: every thread of the consumer runs at a lower priority
+        threads = os.listdir(f"/proc/{first}/task")
+        assert threads and all(os.getpriority(os.PRIO_PROCESS, int(tid)) == 10 for tid in threads)
         os.kill(first, signal.SIGKILL)
         assert server.status("/login/") == 200
         wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")

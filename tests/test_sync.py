@@ -2,10 +2,7 @@
 idempotently, and without letting one plugin's failure stop the others."""
 
 import fcntl
-import http.server
-import json
 import sqlite3
-import threading
 from contextlib import closing
 from datetime import timedelta
 
@@ -174,29 +171,15 @@ def test_consecutive_failures_count_up_alert_once_and_reset(trades, fast_retries
     assert AggregatedTrade.objects.filter(plugin_id="price_action_v6").count() == 2
 
 
-def test_an_alert_is_posted_to_the_configured_webhook(trades, fast_retries):
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    fast_retries("global", "sync.alert_webhook_url", f"http://127.0.0.1:{server.server_port}/hook")
+def test_an_alert_is_posted_to_the_configured_webhook(trades, fast_retries, webhook_receiver):
+    url, received = webhook_receiver
+    fast_retries("global", "sync.alert_webhook_url", url)
     fast_retries("global", "sync.alert_after_failures", 1)
     plugins.database_path("combined_v3").rename(settings.DATA_DIR / "gone.sqlite3")
     try:
         sync.run_sync(trigger="command", sleep=lambda seconds: None)
     finally:
         (settings.DATA_DIR / "gone.sqlite3").rename(plugins.database_path("combined_v3"))
-        server.shutdown()
-        server.server_close()
     assert len(received) == 1
     assert received[0]["subject"] == "combined_v3" and received[0]["source"] == "sync"
 
