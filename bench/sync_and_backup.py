@@ -117,7 +117,7 @@ def detection_bench(settings, ids, repeat: int = 200):
             central.execute("ATTACH DATABASE ? AS src", (read_only_uri(plugins.database_path(plugin_id)),))
             state = dict(zip(("high_water_mark", "incarnation", "last_ticket"), central.execute(
                 "SELECT high_water_mark, incarnation, last_ticket FROM sync_app_pluginsyncstate WHERE plugin_id = ?",
-                (plugin_id,)).fetchone()))  # fmt: skip
+                (plugin_id,)).fetchone(), strict=True))  # fmt: skip
             for _ in range(repeat):
                 until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
                 assert not _replaced(central, state, _identity(central), until)

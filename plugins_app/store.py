@@ -79,7 +79,7 @@ class PluginStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self.connection  # open the first one now: a broken file fails here, not at the first write
+        self.connection.execute("SELECT 1")  # open it now: a broken file fails here, not at the first write
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -13,8 +13,8 @@ from sync_app import sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
 from sync_app.models import Backup, SyncRun
 from zepix_admin import audit, worker
-from zepix_admin.exports import csv_cell
 from zepix_admin.access import ADMIN, OPERATOR, actor_name, require_role
+from zepix_admin.exports import csv_cell
 from zepix_admin.http import AuthenticatedHttpRequest
 
 

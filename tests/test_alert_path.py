@@ -18,12 +18,12 @@ from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app import backup as backups
 from sync_app import sync, tasks
+from sync_app.models import AggregatedTrade
+from tests.helpers import trade
 from zepix_admin import worker
 from zepix_admin.alerts import open_alerts, raise_alert, resolve_alert
 from zepix_admin.files import file_lock
 from zepix_admin.models import Alert, Heartbeat
-from sync_app.models import AggregatedTrade
-from tests.helpers import trade
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

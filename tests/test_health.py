@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sync_app import backup as backups
-from zepix_admin import worker
 from sync_app.sync import run_sync
+from zepix_admin import worker
 from zepix_admin.models import Heartbeat
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)

@@ -1,5 +1,5 @@
-from zepix_admin.access import ADMIN, OPERATOR, has_role, role_of
 from zepix_admin import worker
+from zepix_admin.access import ADMIN, OPERATOR, has_role, role_of
 from zepix_admin.alerts import open_alerts
 
 
