@@ -361,9 +361,7 @@ def health() -> dict:
     per_plugin = {}
     for plugin_id in plugins.plugin_ids():
         state = states.get(plugin_id)
-        problem = plugins.database_problem(plugin_id)
         per_plugin[plugin_id] = {
-            "database_problem": f"{problem}. {plugins.repair_hint(plugin_id)}" if problem else "",
             "health": plugin_health(state, threshold),
             "consecutive_failures": state.consecutive_failures if state else 0,
             "last_success_at": state.last_success_at if state else None,

@@ -18,9 +18,18 @@ from zepix_admin.exports import csv_cell
 from zepix_admin.http import AuthenticatedHttpRequest
 
 
+def sync_health_with_databases() -> dict:
+    """The sync's health, each plugin with what is wrong with its database (the page names it)."""
+    report = sync.health()
+    for plugin_id, entry in report["plugins"].items():
+        problem = plugins.database_problem(plugin_id)
+        entry["database_problem"] = f"{problem}. {plugins.repair_hint(plugin_id)}" if problem else ""
+    return report
+
+
 @require_GET
 def sync_page(request: AuthenticatedHttpRequest):
-    context = {"health": sync.health(), "runs": SyncRun.objects.all()[:20]}
+    context = {"health": sync_health_with_databases(), "runs": SyncRun.objects.all()[:20]}
     if request.htmx and request.GET.get("fragment") == "state":
         return render(request, "sync/sync.html#state", context)
     return render(request, "sync/sync.html", context)
@@ -46,7 +55,7 @@ def run_sync_now(request: AuthenticatedHttpRequest):
 
 
 def sync_page_state(request, notice: str = ""):
-    return render(request, "sync/sync.html#state", {"health": sync.health(), "runs": SyncRun.objects.all()[:20],
+    return render(request, "sync/sync.html#state", {"health": sync_health_with_databases(), "runs": SyncRun.objects.all()[:20],
                                                      "notice": notice})  # fmt: skip
 
 

@@ -240,8 +240,8 @@ def test_a_killed_worker_is_restarted_while_the_web_server_keeps_serving_and_is_
         wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
         first = heartbeat_pid(data)
         # the worker never starves the pages: every thread of the consumer runs at a lower priority
-        threads = os.listdir(f"/proc/{first}/task")
-        assert threads and all(os.getpriority(os.PRIO_PROCESS, int(tid)) == 10 for tid in threads)
+        wait_for(lambda: all(os.getpriority(os.PRIO_PROCESS, int(tid)) == 10 for tid in os.listdir(f"/proc/{first}/task")),
+                 "every thread of the consumer to run at niceness 10", timeout=10)  # fmt: skip
         os.kill(first, signal.SIGKILL)
         assert server.status("/login/") == 200
         wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")

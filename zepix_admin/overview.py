@@ -21,12 +21,10 @@ CHART_DAYS = 30
 def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
     """The card of one plugin; a plugin whose database is missing, unreadable or of the wrong
     schema gets a broken card saying why and what to do, and the other cards go on."""
-    problem = plugins.database_problem(plugin_id)
-    if problem is None:
-        try:
-            return _working_card(plugin_id, sync_state, last_backup)
-        except DatabaseError as error:
-            problem = f"its database cannot be read: {error}"
+    try:
+        return _working_card(plugin_id, sync_state, last_backup)
+    except DatabaseError as error:  # only then is the file looked at: the check costs 0.6 ms a plugin
+        problem = plugins.database_problem(plugin_id) or f"its database cannot be read: {error}"
     return {
         "plugin_id": plugin_id, "broken": str(problem), "repair": plugins.repair_hint(plugin_id),
         "enabled": active_document(plugin_id).get("enabled", True), "sync": sync_state, "last_backup": last_backup,
