@@ -171,7 +171,8 @@ def test_retention_never_deletes_the_newest_verified_backup():
 
 
 def test_retention_deletes_files_and_records_it_does_not_keep(seeded, settings):
-    now = datetime.now(UTC)
+    # Midday: run in the first hours of a UTC day, 1 and 1.2 days back fell on two calendar days.
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     made = [backups.backup_database("plugin_combined_v3", now=now - timedelta(days=days)) for days in (0, 1, 1.2, 40)]
     deleted = apply_retention(now=now, policy=Policy(daily=7, weekly=0, monthly=0))
     assert {b.pk for b in deleted} == {made[2].pk, made[3].pk}
