@@ -109,15 +109,14 @@ def detection_bench(settings, ids, repeat: int = 200):
     number of the trade that carried the high-water mark (two indexed lookups)."""
     from plugins_app import plugins
     from plugins_app.sqlite import connect, read_only_uri
+    from sync_app.models import PluginSyncState
     from sync_app.sync import _identity, _replaced
 
     with closing(connect(settings.DATABASES["default"]["NAME"])) as central:
         started = time.perf_counter()
         for plugin_id in ids:
             central.execute("ATTACH DATABASE ? AS src", (read_only_uri(plugins.database_path(plugin_id)),))
-            state = dict(zip(("high_water_mark", "incarnation", "last_ticket"), central.execute(
-                "SELECT high_water_mark, incarnation, last_ticket FROM sync_app_pluginsyncstate WHERE plugin_id = ?",
-                (plugin_id,)).fetchone(), strict=True))  # fmt: skip
+            state = PluginSyncState.objects.get(plugin_id=plugin_id)
             for _ in range(repeat):
                 until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
                 assert not _replaced(central, state, _identity(central), until)

@@ -62,13 +62,28 @@ class SyncAlreadyRunning(Exception):
 
 
 @dataclass
-class PluginResult:
+class Copied:
+    """What one sync of one plugin did to the central rows."""
+
     inserted: int = 0
     updated: int = 0
     removed: int = 0
+    reconciled: bool = False
+
+
+@dataclass
+class PluginResult(Copied):
+    """What a run did for one plugin, over its attempts."""
+
     retries: int = 0
     error: str = ""
-    reconciled: bool = False
+
+    def add(self, copied: Copied) -> None:
+        self.inserted += copied.inserted
+        self.updated += copied.updated
+        self.removed += copied.removed
+        self.reconciled = self.reconciled or copied.reconciled
+        self.error = ""
 
 
 def sync_settings() -> dict:
@@ -79,7 +94,7 @@ def enabled_plugins() -> list[str]:
     enabled = []
     for plugin_id in plugins.plugin_ids():
         version = current_version(plugin_id)  # declared already: no second look at the folder
-        if version is None or version.document is None or version.document.get("enabled", True):
+        if version is None or version.document.get("enabled", True):
             enabled.append(plugin_id)
     return enabled
 
@@ -111,18 +126,11 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
             failed = []
             for plugin_id in pending:
                 try:
-                    copied = sync_plugin(plugin_id, lock_wait_seconds=options["lock_wait_seconds"])
+                    results[plugin_id].add(sync_plugin(plugin_id, lock_wait_seconds=options["lock_wait_seconds"]))
                 except Exception as error:  # noqa: BLE001 - any failure of one plugin is recorded, not raised
                     results[plugin_id].error = describe_failure(plugin_id, error)
                     failed.append(plugin_id)
                     logger.warning("Sync of %s failed: %s", plugin_id, results[plugin_id].error)
-                else:
-                    result = results[plugin_id]
-                    result.inserted += copied.inserted
-                    result.updated += copied.updated
-                    result.removed += copied.removed
-                    result.reconciled = result.reconciled or copied.reconciled
-                    result.error = ""
             if not failed or not delays:
                 break
             sleep(delays.pop(0))
@@ -173,20 +181,10 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
     state.save(update_fields=["last_attempt_at", "consecutive_failures", "last_error", "last_success_at"])
 
 
-@dataclass
-class Copied:
-    inserted: int = 0
-    updated: int = 0
-    removed: int = 0
-    reconciled: bool = False
-
-
 def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
     """Copy one plugin's changed trades into the central database."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
-    path = plugins.database_path(plugin_id)
-    if not path.exists():
-        raise sqlite3.OperationalError(f"the database file is missing ({path.name})")
+    path = plugins.database_path(plugin_id)  # a missing file fails the ATTACH; describe_failure names it
     central = connect(settings.DATABASES["default"]["NAME"], timeout=lock_wait_seconds)
     try:
         # Changed trades land all over the central indexes: a bigger page cache than SQLite's
@@ -195,8 +193,7 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
         central.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
         central.execute("BEGIN IMMEDIATE")
         try:
-            copied = _copy_changes(central, plugin_id, {"high_water_mark": state.high_water_mark,
-                                                        "incarnation": state.incarnation, "last_ticket": state.last_ticket})
+            copied = _copy_changes(central, plugin_id, state)
             central.execute("COMMIT")
         except BaseException:
             central.execute("ROLLBACK")
@@ -214,29 +211,29 @@ def _identity(central) -> str:
     return row[0] if row else ""
 
 
-def _replaced(central, state: dict, identity: str, until: int) -> str:
+def _replaced(central, state: PluginSyncState, identity: str, until: int) -> str:
     """Why the plugin's file is not the one the last sync read ('' when it is): a new identity
     (every backup copy and restore stamps one), or change numbers gone backwards (the trade
     that carried the high-water mark now has a lower number, or is gone). Two indexed lookups:
     the high-water mark alone misses a restore followed by enough new trades."""
-    if state["incarnation"] and identity != state["incarnation"]:
+    if state.incarnation and identity != state.incarnation:
         return "its database was replaced (restored from a backup or copied in)"
-    if until < state["high_water_mark"]:
+    if until < state.high_water_mark:
         return "its change numbers went backwards"
-    if state["last_ticket"] is not None:
-        row = central.execute("SELECT change_seq FROM src.trades WHERE ticket = ?", (state["last_ticket"],)).fetchone()
-        if row is None or row[0] < state["high_water_mark"]:
+    if state.last_ticket is not None:
+        row = central.execute("SELECT change_seq FROM src.trades WHERE ticket = ?", (state.last_ticket,)).fetchone()
+        if row is None or row[0] < state.high_water_mark:
             return "its change numbers went backwards"
     return ""
 
 
-def _copy_changes(central, plugin_id: str, state: dict) -> Copied:
+def _copy_changes(central, plugin_id: str, state: PluginSyncState) -> Copied:
     """``state`` is where the last sync left the plugin (read before this transaction: only the
     sync, which runs alone, moves it)."""
-    since, identity = state["high_water_mark"], _identity(central)
+    since, identity = state.high_water_mark, _identity(central)
     until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
     replaced = _replaced(central, state, identity, until)
-    if not replaced and until == since and identity == state["incarnation"]:
+    if not replaced and until == since and identity == state.incarnation:
         return Copied()  # nothing to write, not even the mark
     removed = 0
     if replaced:
@@ -279,14 +276,13 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
     ).fetchone()[0]
     # cross_plugin_stats moves by deltas: take out what the changed trades counted before,
     # put in what they count now. The cost follows the changed rows, not the days they touch.
-    if updated and stats_reset:
-        central.execute(FIX_INDEXED_SQL, params)
-    if updated and not stats_reset:
-        # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
-        # never the other way round over the plugin's whole history.
-        _take_from_stats(central, params, source=(
-            "FROM src.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
-            "AND s.change_seq > :since AND s.change_seq <= :until"))  # fmt: skip
+    if updated:
+        if not stats_reset:  # after a replaced file the plugin's stats are rebuilt whole instead
+            # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
+            # never the other way round over the plugin's whole history.
+            _take_from_stats(central, params, source=(
+                "FROM src.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
+                "AND s.change_seq > :since AND s.change_seq <= :until"))  # fmt: skip
         central.execute(FIX_INDEXED_SQL, params)
     central.execute(UPSERT_SQL, params)
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")

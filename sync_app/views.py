@@ -27,9 +27,13 @@ def sync_health_with_databases() -> dict:
     return report
 
 
+def sync_state_context(notice: str = "") -> dict:
+    return {"health": sync_health_with_databases(), "runs": SyncRun.objects.all()[:20], "notice": notice}
+
+
 @require_GET
 def sync_page(request: AuthenticatedHttpRequest):
-    context = {"health": sync_health_with_databases(), "runs": SyncRun.objects.all()[:20]}
+    context = sync_state_context()
     if request.htmx and request.GET.get("fragment") == "state":
         return render(request, "sync/sync.html#state", context)
     return render(request, "sync/sync.html", context)
@@ -55,8 +59,7 @@ def run_sync_now(request: AuthenticatedHttpRequest):
 
 
 def sync_page_state(request, notice: str = ""):
-    return render(request, "sync/sync.html#state", {"health": sync_health_with_databases(), "runs": SyncRun.objects.all()[:20],
-                                                     "notice": notice})  # fmt: skip
+    return render(request, "sync/sync.html#state", sync_state_context(notice))
 
 
 @require_POST

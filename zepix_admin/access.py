@@ -27,8 +27,11 @@ def role_of(user) -> str | None:
     if not user or not user.is_authenticated:
         return None
     if not hasattr(user, "_zepix_role"):
-        names = set(user.groups.values_list("name", flat=True))
-        role = ADMIN if user.is_superuser else next((role for role in reversed(ROLES) if role in names), None)
+        if user.is_superuser:
+            role = ADMIN
+        else:
+            names = set(user.groups.values_list("name", flat=True))
+            role = next((role for role in reversed(ROLES) if role in names), None)
         if role == ADMIN and user.get_username().startswith(TOKEN_USER_PREFIX):
             role = OPERATOR
         user._zepix_role = role

@@ -75,9 +75,9 @@ def age_check(name: str, last, every: timedelta) -> dict:
 
 def sync_check() -> dict:
     """Every enabled plugin's sync: FAILING ones make the console unhealthy."""
-    report = sync_health()
+    report, enabled = sync_health(), set(enabled_plugins())
     failing = [plugin_id for plugin_id, entry in report["plugins"].items()
-               if entry["health"] == FAILING and plugin_id in enabled_plugins()]  # fmt: skip
+               if entry["health"] == FAILING and plugin_id in enabled]  # fmt: skip
     entry = {"ok": not failing, "overall": report["overall"], "failing_plugins": failing}
     if failing:
         entry["problem"] = f"sync FAILING for {', '.join(failing)}"
