@@ -1,4 +1,13 @@
 from django.db import models
+from django.db.models import BooleanField, ExpressionWrapper, Q
+
+
+class ConfigVersionQuerySet(models.QuerySet):
+    def with_document_kept(self):
+        """Each version's ``document_kept`` without loading its document (pages of history)."""
+        return self.defer("document").annotate(
+            document_kept=ExpressionWrapper(Q(document__isnull=False), output_field=BooleanField())
+        )
 
 
 class ConfigVersion(models.Model):
@@ -11,11 +20,12 @@ class ConfigVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     comment = models.CharField(max_length=300, blank=True, default="")
     document = models.JSONField(null=True, help_text="Empty once history retention has pruned it (the diff stays)")
-    document_kept = models.BooleanField(default=True)
     diff = models.JSONField(default=list, help_text="[{path, old, new}] against the previous version")
     retired = models.BooleanField(
         default=False, help_text="A tombstone: the plugin was archived; its document is kept, its file is gone"
     )
+
+    objects = ConfigVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["scope", "-version"]

@@ -82,7 +82,7 @@ def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVer
     target = ConfigVersion.objects.filter(scope=documents.check_scope(scope), version=to_version).first()
     if target is None:
         raise LookupError(f"{scope} has no version {to_version}.")
-    if not target.document_kept:
+    if target.document is None:
         raise LookupError(f"{scope} version {to_version} is older than the history keeps whole documents "
                           f"({HISTORY_KEEP_DAYS} days or the last {HISTORY_KEEP_VERSIONS:,} versions); its diff is kept.")
     latest = current(scope)
@@ -185,8 +185,8 @@ def prune_history(now=None) -> int:
     pruned = 0
     for scope, newest in ConfigVersion.objects.values_list("scope").annotate(newest=Max("version")):
         pruned += ConfigVersion.objects.filter(
-            scope=scope, document_kept=True, created_at__lt=cutoff, version__lte=newest - HISTORY_KEEP_VERSIONS,
-        ).update(document=None, document_kept=False)  # fmt: skip
+            scope=scope, document__isnull=False, created_at__lt=cutoff, version__lte=newest - HISTORY_KEEP_VERSIONS,
+        ).update(document=None)  # fmt: skip
     return pruned
 
 

@@ -89,7 +89,7 @@ HISTORY_PAGE_SIZE = 50
 def history(request: AuthenticatedHttpRequest, scope: str):
     scope = _scope_or_404(scope)
     # Whole documents stay in the database: a page of history needs only the diffs.
-    versions = ConfigVersion.objects.filter(scope=scope).order_by("-version").defer("document")
+    versions = ConfigVersion.objects.filter(scope=scope).order_by("-version").with_document_kept()
     page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "config/history.html", {"scope": scope, "versions": page, "page": page,
                                                    "current": service.current(scope)})  # fmt: skip

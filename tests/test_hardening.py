@@ -251,7 +251,7 @@ def test_history_keeps_every_diff_but_old_documents_only_within_retention(config
         assert service.prune_history() == 2  # versions 1 and 2; 3 is within the last two, 4 is active
     finally:
         service.HISTORY_KEEP_VERSIONS = settings_keep
-    kept = dict(ConfigVersion.objects.filter(scope="combined_v3").values_list("version", "document_kept"))
+    kept = dict(ConfigVersion.objects.filter(scope="combined_v3").with_document_kept().values_list("version", "document_kept"))
     assert kept == {1: False, 2: False, 3: True, 4: True}
     assert ConfigVersion.objects.get(scope="combined_v3", version=2).diff  # the diff stays
     with pytest.raises(LookupError, match="history keeps whole documents"):
