@@ -39,14 +39,11 @@ CONSUMER_NICENESS = 10
 
 @HUEY.on_startup()
 def start_worker_services():
-    """Once per consumer process (Huey calls this in each worker thread): lower the priority of
-    every thread of the process, and start its heartbeat."""
+    """Once per consumer process (Huey calls this in each worker thread): start its heartbeat."""
     with _startup_lock:
         if getattr(start_worker_services, "started", False):
             return
         start_worker_services.started = True
-    if not HUEY.immediate:
-        lower_priority()
     worker.start_heartbeat(threading.Event())
 
 
@@ -54,7 +51,10 @@ _startup_lock = threading.Lock()
 
 
 def lower_priority() -> None:
-    """Nice and I/O priority are per thread on Linux: set them on each thread of this process."""
+    """Nice and I/O priority are per thread on Linux, and a new thread takes its creator's: called
+    as the consumer process starts (``SyncAppConfig.ready``), before Huey makes its threads, so
+    every thread runs lower. Done from a worker thread's start-up hook instead, a thread made
+    meanwhile by a not yet lowered one kept the normal priority."""
     threads = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [str(os.getpid())]
     for thread_id in threads:
         try:
