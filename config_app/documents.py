@@ -18,14 +18,15 @@ from django.conf import settings
 from jsonschema import Draft202012Validator
 
 from plugins_app import plugins, registry
-from zepix_admin.files import fsync_folder
+from zepix_admin.core.errors import Invalid, NotFound
+from zepix_admin.core.files import fsync_folder
 
 GLOBAL_SCOPE = "global"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 MAX_DOCUMENT_BYTES = 1024 * 1024
 
 
-class UnknownScope(LookupError):
+class UnknownScope(NotFound, LookupError):
     pass
 
 
@@ -38,7 +39,7 @@ class ValidationProblem:
         return f"{self.path}: {self.message}"
 
 
-class InvalidDocument(ValueError):
+class InvalidDocument(Invalid, ValueError):
     def __init__(self, problems: list[ValidationProblem]):
         self.problems = problems
         super().__init__("; ".join(str(problem) for problem in problems))

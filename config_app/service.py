@@ -19,14 +19,19 @@ from config_app.diff import diff_documents
 from config_app.models import ConfigVersion
 from config_app.signals import config_changed
 from plugins_app import registry
-from zepix_admin import audit
-from zepix_admin.alerts import raise_alert, resolve_alert
-from zepix_admin.files import file_lock
+from zepix_admin.core import audit
+from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.errors import Conflict, NotFound
+from zepix_admin.core.files import file_lock
 
 logger = logging.getLogger("zepix.config")
 
 
-class ConfigConflict(Exception):
+class UnknownVersion(NotFound, LookupError):
+    pass
+
+
+class ConfigConflict(Conflict):
     """The save was based on a version that is no longer the newest."""
 
     def __init__(self, scope: str, base_version: int, current: ConfigVersion, changes: list[dict]):
@@ -55,6 +60,11 @@ def global_settings(section: str) -> dict:
     return {**defaults.GLOBAL_DEFAULTS[section], **active_document(documents.GLOBAL_SCOPE).get(section, {})}
 
 
+def webhook_settings() -> tuple[str, str]:
+    """Where alerts are posted and from which level (see zepix_admin.core.alerts)."""
+    return global_settings("sync")["alert_webhook_url"], global_settings("alerts")["webhook_min_level"]
+
+
 def save(scope: str, document, *, base_version: int, author: str, via: str, comment: str = "") -> ConfigVersion:
     """Save a whole document; raises UnknownScope, InvalidDocument or ConfigConflict, changing nothing."""
     documents.check_scope(scope)
@@ -81,9 +91,9 @@ def set_value(scope: str, path: str, value, *, base_version: int, author: str, v
 def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVersion:
     target = ConfigVersion.objects.filter(scope=documents.check_scope(scope), version=to_version).first()
     if target is None:
-        raise LookupError(f"{scope} has no version {to_version}.")
+        raise UnknownVersion(f"{scope} has no version {to_version}.")
     if target.document is None:
-        raise LookupError(f"{scope} version {to_version} is older than the history keeps whole documents "
+        raise UnknownVersion(f"{scope} version {to_version} is older than the history keeps whole documents "
                           f"({HISTORY_KEEP_DAYS} days or the last {HISTORY_KEEP_VERSIONS:,} versions); its diff is kept.")
     latest = current(scope)
     return save(scope, target.document, base_version=latest.version, author=author, via=via,

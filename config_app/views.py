@@ -1,6 +1,6 @@
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -8,16 +8,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from config_app import documents, rollout, service, stream
 from config_app.models import ConfigVersion
 from config_app.rows import parse_input, rows_for
-from zepix_admin.access import OPERATOR, VIEWER, actor_name, require_role
-from zepix_admin.api import api_endpoint
-from zepix_admin.http import AuthenticatedHttpRequest
-
-
-def _scope_or_404(scope: str) -> str:
-    try:
-        return documents.check_scope(scope)
-    except documents.UnknownScope as error:
-        raise Http404(str(error)) from None
+from zepix_admin.core.access import OPERATOR, VIEWER, actor_name, role_required
+from zepix_admin.core.api import api_endpoint
+from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 
 
 def _scope_context(scope: str, **extra) -> dict:
@@ -41,17 +34,14 @@ def config_index(request: AuthenticatedHttpRequest):
 
 @require_GET
 def scope_page(request: AuthenticatedHttpRequest, scope: str):
-    context = _scope_context(_scope_or_404(scope))
-    if request.htmx and request.GET.get("fragment") == "settings":
-        return render(request, "config/scope.html#settings", context)
-    return render(request, "config/scope.html", context)
+    return render_page(request, "config/scope.html", _scope_context(documents.check_scope(scope)), fragment="settings")
 
 
 @require_POST
+@role_required(OPERATOR)
 def save_row(request: AuthenticatedHttpRequest, scope: str):
     """Save one setting (HTMX). Answers the row again: saved, or with the error inline."""
-    scope = _scope_or_404(scope)
-    require_role(request, OPERATOR)
+    scope = documents.check_scope(scope)
     path = request.POST.get("path", "")
     try:
         base_version = int(request.POST.get("base_version", ""))
@@ -87,7 +77,7 @@ HISTORY_PAGE_SIZE = 50
 
 @require_GET
 def history(request: AuthenticatedHttpRequest, scope: str):
-    scope = _scope_or_404(scope)
+    scope = documents.check_scope(scope)
     # Whole documents stay in the database: a page of history needs only the diffs.
     versions = ConfigVersion.objects.filter(scope=scope).order_by("-version").with_document_kept()
     page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -96,24 +86,21 @@ def history(request: AuthenticatedHttpRequest, scope: str):
 
 
 @require_POST
+@role_required(OPERATOR)
 def rollback(request: AuthenticatedHttpRequest, scope: str, version: int):
-    scope = _scope_or_404(scope)
-    require_role(request, OPERATOR)
-    try:
-        service.rollback(scope, version, author=actor_name(request.user), via="web")
-    except LookupError as error:
-        raise Http404(str(error)) from None
+    scope = documents.check_scope(scope)
+    service.rollback(scope, version, author=actor_name(request.user), via="web")
     return HttpResponseClientRedirect(f"/config/{scope}/") if request.htmx else redirect("config-scope", scope)
 
 
 @api_endpoint
 @require_GET
+@role_required(VIEWER)
 def event_stream(request: AuthenticatedHttpRequest):
     """SSE: one event per version; ?scope=S narrows it; Last-Event-ID replays what was missed."""
-    require_role(request, VIEWER)
     scope = request.GET.get("scope") or None
     if scope:
-        _scope_or_404(scope)  # answered as JSON by api_endpoint
+        documents.check_scope(scope)  # answered as JSON by api_endpoint
     raw_last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     try:
         last_event_id = int(raw_last) if raw_last else None
@@ -141,12 +128,11 @@ def _version_response(version: ConfigVersion, status: int = 200) -> JsonResponse
 
 @api_endpoint
 @require_http_methods(["GET", "PUT"])
+@role_required(VIEWER, to_change=OPERATOR)
 def api_config(request: AuthenticatedHttpRequest, scope: str):
-    require_role(request, VIEWER)
-    _scope_or_404(scope)
+    documents.check_scope(scope)
     if request.method == "GET":
         return _version_response(service.current(scope))
-    require_role(request, OPERATOR)
     if int(request.META.get("CONTENT_LENGTH") or 0) > documents.MAX_DOCUMENT_BYTES:
         return JsonResponse({"error": "The document is larger than 1 MB."}, status=413)
     body = request.body
@@ -176,10 +162,11 @@ MAX_VERSION = 2**31 - 1
 
 @api_endpoint
 @require_POST
+@role_required(VIEWER)
 def api_ack(request: AuthenticatedHttpRequest, scope: str):
-    """A subscriber reports that it applied a version (ok) or failed to (with the error)."""
-    require_role(request, VIEWER)
-    _scope_or_404(scope)
+    """A subscriber reports that it applied a version (ok) or failed to (with the error). Viewers'
+    tokens may: a plugin's read-only token is what reports what it applied."""
+    documents.check_scope(scope)
     usage = 'Send {"subscriber": "name", "version": n (a version number), "ok": true or false, "error": "text"}.'
     try:
         payload = documents.parse(request.body)
@@ -196,8 +183,8 @@ def api_ack(request: AuthenticatedHttpRequest, scope: str):
 
 @api_endpoint
 @require_GET
+@role_required(VIEWER)
 def api_subscribers(request: AuthenticatedHttpRequest, scope: str):
-    require_role(request, VIEWER)
-    _scope_or_404(scope)
+    documents.check_scope(scope)
     latest = service.current(scope)
     return JsonResponse({"scope": scope, "version": latest.version, "subscribers": rollout.rollout(scope, latest.version)})

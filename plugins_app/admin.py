@@ -11,25 +11,14 @@ import json
 
 from django.conf import settings
 from django.contrib import admin
-from django.core.paginator import Paginator
 from django.db import connections
 from django.http import HttpResponse
 from django.utils.functional import cached_property
 
 from plugins_app.plugin_apps import models_for
-from zepix_admin.access import VIEWER, has_role
-from zepix_admin.exports import csv_cell
-
-MAX_COUNTED_ROWS = 10_000
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most MAX_COUNTED_ROWS + 1 rows: enough for the page links, cheap on any table."""
-
-    @cached_property
-    def count(self):
-        return self.object_list[: MAX_COUNTED_ROWS + 1].count()
-
+from zepix_admin.core.access import VIEWER, has_role
+from zepix_admin.core.exports import csv_cell
+from zepix_admin.core.pagination import CappedCountPaginator
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """The bot owns these records: the admin shows them and changes nothing."""

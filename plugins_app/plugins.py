@@ -9,10 +9,22 @@ from django.conf import settings
 
 from plugins_app import registry
 from plugins_app.sqlite import connect
+from zepix_admin.core.errors import Invalid, NotFound
 
 
-class UnknownPlugin(LookupError):
+class UnknownPlugin(NotFound, LookupError):
+    """Also what an id that could never be a plugin's is (a request's ``../x`` finds no plugin)."""
+
+
+class InvalidPlugin(Invalid, ValueError):
     pass
+
+
+def check_new_plugin_id(plugin_id) -> str:
+    try:
+        return registry.check_plugin_id(plugin_id)
+    except registry.InvalidPluginId as error:
+        raise InvalidPlugin(str(error)) from None
 
 
 def plugin_ids() -> list[str]:
@@ -22,16 +34,25 @@ def plugin_ids() -> list[str]:
 
 
 def check_declared(plugin_id) -> str:
-    registry.check_plugin_id(plugin_id)
+    """The plugin id, once it is known to be declared: the one check of an id from a request or a
+    command line (UnknownPlugin is a 404 and a command's refusal)."""
+    _check_id(plugin_id)
     declared = plugin_ids()
     if plugin_id not in declared:
         raise UnknownPlugin(f"Unknown plugin {plugin_id!r}; declared plugins: {', '.join(declared) or 'none'}.")
     return plugin_id
 
 
+def _check_id(plugin_id) -> None:
+    try:
+        registry.check_plugin_id(plugin_id)
+    except registry.InvalidPluginId as error:
+        raise UnknownPlugin(str(error)) from None
+
+
 def database_path(plugin_id: str) -> Path:
     """The plugin's SQLite file, as its database alias has it (the test database under tests)."""
-    registry.check_plugin_id(plugin_id)
+    _check_id(plugin_id)
     if plugin_id not in settings.PLUGIN_IDS:
         raise UnknownPlugin(f"Unknown plugin {plugin_id!r}; declared plugins: {', '.join(plugin_ids()) or 'none'}.")
     return Path(settings.DATABASES[registry.alias_for(plugin_id)]["NAME"])

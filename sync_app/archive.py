@@ -20,7 +20,7 @@ from config_app import service as config_service
 from plugins_app import plugins, registry
 from sync_app.backup import BackupError, compress, consistent_copy, decompress, integrity_problems
 from sync_app.models import ArchivedPlugin
-from zepix_admin.files import fsync_folder
+from zepix_admin.core.files import fsync_folder
 
 
 def archive_keep_days() -> int:

@@ -23,8 +23,9 @@ from django.utils import timezone
 from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app.models import Backup
-from zepix_admin.alerts import raise_alert, resolve_alert
-from zepix_admin.files import fsync_folder
+from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.errors import NotFound, ZepixError
+from zepix_admin.core.files import fsync_folder
 
 logger = logging.getLogger("zepix.backup")
 
@@ -33,11 +34,11 @@ CHUNK_BYTES = 1 << 22
 SUFFIX = ".sqlite3.zst"
 
 
-class BackupError(Exception):
+class BackupError(ZepixError):
     pass
 
 
-class UnknownDatabase(LookupError):
+class UnknownDatabase(NotFound, LookupError):
     pass
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from plugins_app import plugins
 from plugins_app.store import TRADE_COLUMNS, PluginStore
+from zepix_admin.core.errors import Invalid
 
 LEGACY_COLUMNS = [column for column in TRADE_COLUMNS if column != "chain_id"]
 
 
-class LegacyError(Exception):
+class LegacyError(Invalid):
     pass
 
 

@@ -22,8 +22,9 @@ from plugins_app import plugins
 from plugins_app.sqlite import connect, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, db_datetime
 from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
-from zepix_admin.alerts import raise_alert, resolve_alert
-from zepix_admin.files import Busy, file_lock
+from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.errors import Conflict
+from zepix_admin.core.files import Busy, file_lock
 
 logger = logging.getLogger("zepix.sync")
 
@@ -57,7 +58,7 @@ FIX_INDEXED_SQL = (
 CHANGED = "FROM src.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
 
 
-class SyncAlreadyRunning(Exception):
+class SyncAlreadyRunning(Conflict):
     pass
 
 

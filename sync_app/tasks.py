@@ -27,9 +27,9 @@ from sync_app.backup import BackupError, UnknownDatabase, backup_database, datab
 from sync_app.models import JobState
 from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
-from zepix_admin import worker
-from zepix_admin.alerts import raise_alert, resolve_alert
-from zepix_admin.files import file_lock
+from zepix_admin.core import worker
+from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.files import file_lock
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20

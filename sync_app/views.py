@@ -7,15 +7,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from plugins_app import plugins, registry
-from plugins_app.admin import MAX_COUNTED_ROWS, CappedCountPaginator
 from plugins_app.plugin_apps import models_for
 from sync_app import sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
 from sync_app.models import Backup, SyncRun
-from zepix_admin import audit, worker
-from zepix_admin.access import ADMIN, OPERATOR, actor_name, require_role
-from zepix_admin.exports import csv_cell
-from zepix_admin.http import AuthenticatedHttpRequest
+from zepix_admin.core import audit, worker
+from zepix_admin.core.access import ADMIN, OPERATOR, actor_name, role_required
+from zepix_admin.core.exports import csv_cell
+from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
+from zepix_admin.core.pagination import MAX_COUNTED_ROWS, CappedCountPaginator
 
 
 def sync_health_with_databases() -> dict:
@@ -33,24 +33,17 @@ def sync_state_context(notice: str = "") -> dict:
 
 @require_GET
 def sync_page(request: AuthenticatedHttpRequest):
-    context = sync_state_context()
-    if request.htmx and request.GET.get("fragment") == "state":
-        return render(request, "sync/sync.html#state", context)
-    return render(request, "sync/sync.html", context)
+    return render_page(request, "sync/sync.html", sync_state_context(), fragment="state")
 
 
 @require_POST
+@role_required(OPERATOR)
 def run_sync_now(request: AuthenticatedHttpRequest):
-    require_role(request, OPERATOR)
     plugin_id = request.POST.get("plugin") or None
     if plugin_id:
-        try:
-            plugins.check_declared(plugin_id)
-        except (registry.InvalidPluginId, plugins.UnknownPlugin) as error:
-            raise Http404(str(error)) from None
-    actor = actor_name(request.user)
-    audit.record(actor, "web", "sync.run", plugin_id or "all plugins")
-    tasks.sync_task("manual", actor, plugin_id)
+        plugins.check_declared(plugin_id)
+    audit.record_request(request, "sync.run", plugin_id or "all plugins")
+    tasks.sync_task("manual", actor_name(request.user), plugin_id)
     notice = worker.queued_message("Sync")
     if request.htmx:
         return sync_page_state(request, notice)
@@ -63,28 +56,22 @@ def sync_page_state(request, notice: str = ""):
 
 
 @require_POST
+@role_required(OPERATOR)
 def reset_failures(request: AuthenticatedHttpRequest, plugin_id: str):
-    require_role(request, OPERATOR)
-    try:
-        sync.reset_failures(plugin_id)
-    except (registry.InvalidPluginId, plugins.UnknownPlugin) as error:
-        raise Http404(str(error)) from None
-    audit.record(actor_name(request.user), "web", "sync.reset_failures", plugin_id)
+    sync.reset_failures(plugin_id)
+    audit.record_request(request, "sync.reset_failures", plugin_id)
     return sync_page_state(request) if request.htmx else redirect("sync")
 
 
 @require_GET
 def backups_page(request: AuthenticatedHttpRequest):
-    context = {"backups": Backup.objects.all()[:200]}
-    if request.htmx and request.GET.get("fragment") == "list":
-        return render(request, "sync/backups.html#list", context)
-    return render(request, "sync/backups.html", context)
+    return render_page(request, "sync/backups.html", {"backups": Backup.objects.all()[:200]}, fragment="list")
 
 
 @require_POST
+@role_required(OPERATOR)
 def start_backup(request: AuthenticatedHttpRequest):
-    require_role(request, OPERATOR)
-    audit.record(actor_name(request.user), "web", "backup.create", "all databases")
+    audit.record_request(request, "backup.create", "all databases")
     if tasks.request_manual_backup():
         messages.info(request, worker.queued_message("Backup of every database") + " It appears below when it is done.")
     else:
@@ -93,15 +80,15 @@ def start_backup(request: AuthenticatedHttpRequest):
 
 
 @require_POST
+@role_required(ADMIN)
 def restore(request: AuthenticatedHttpRequest, backup_id: int):
-    require_role(request, ADMIN)
     backup = get_object_or_404(Backup, pk=backup_id)
     try:
         alias, aside = restore_backup(str(backup.pk))
     except BackupError as error:
         messages.error(request, f"Nothing was restored: {error}")
         return redirect("backups")
-    audit.record(actor_name(request.user), "web", "backup.restore", alias, backup=backup.pk, kept_aside=str(aside))
+    audit.record_request(request, "backup.restore", alias, backup=backup.pk, kept_aside=str(aside))
     messages.success(request, f"Restored {alias} from backup {backup.pk}; the previous file is kept at {aside}.")
     return redirect("backups")
 
@@ -146,10 +133,7 @@ def _csv_lines(writer, rows):
 @require_GET
 def trade_in_admin(request: AuthenticatedHttpRequest, plugin_id: str, ticket: int):
     """Redirect to the trade's record in its own plugin's admin."""
-    try:
-        plugins.check_declared(plugin_id)
-    except (registry.InvalidPluginId, plugins.UnknownPlugin) as error:
-        raise Http404(str(error)) from None
+    plugins.check_declared(plugin_id)
     trade = models_for(plugin_id)["Trade"].objects.filter(ticket=ticket).values_list("pk", flat=True).first()
     if trade is None:
         raise Http404(f"{plugin_id} has no trade {ticket}.")

@@ -7,7 +7,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import pytest  # noqa: E402
 
-from zepix_admin import access  # noqa: E402
+from zepix_admin.core import access  # noqa: E402
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from plugins_app.store import PluginStore
 from sync_app import backup as backups
 from sync_app.models import Backup, SyncRun
 from tests.helpers import trade
-from zepix_admin.alerts import raise_alert
-from zepix_admin.models import Alert, AuditEntry
+from zepix_admin.core.alerts import raise_alert
+from zepix_admin.core.models import Alert, AuditEntry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 OPEN_TO_ALL = {"/login/", "/admin/login/", "/healthz"}  # the two login forms
@@ -135,7 +135,7 @@ def test_a_viewer_finds_no_edit_controls(viewer_client, config):
 
 
 def test_the_admin_role_manages_users_and_tokens_and_others_do_not(client, make_user, config):
-    from zepix_admin import access
+    from zepix_admin.core import access
 
     access.ensure_groups()
     client.force_login(make_user("ana_admin_role", access.ADMIN))

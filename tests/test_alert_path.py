@@ -20,10 +20,10 @@ from sync_app import backup as backups
 from sync_app import sync, tasks
 from sync_app.models import AggregatedTrade
 from tests.helpers import trade
-from zepix_admin import worker
-from zepix_admin.alerts import open_alerts, raise_alert, resolve_alert
-from zepix_admin.files import file_lock
-from zepix_admin.models import Alert, Heartbeat
+from zepix_admin.core import worker
+from zepix_admin.core.alerts import open_alerts, raise_alert, resolve_alert
+from zepix_admin.core.files import file_lock
+from zepix_admin.core.models import Alert, Heartbeat
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

@@ -15,7 +15,7 @@ from sync_app import backup as backups
 from sync_app.models import Backup
 from sync_app.retention import Policy, apply_retention, backups_to_keep
 from tests.helpers import closed_trade, trade
-from zepix_admin.models import Alert
+from zepix_admin.core.models import Alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from config_app import service
-from zepix_admin.models import ApiToken
+from zepix_admin.core.models import ApiToken
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 URL = "/api/config/combined_v3"

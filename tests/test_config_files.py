@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from config_app import service, watcher
 from tests.helpers import ROOT, installed, manage
-from zepix_admin.models import Alert
+from zepix_admin.core.models import Alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

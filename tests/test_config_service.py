@@ -9,7 +9,7 @@ from django.db import close_old_connections
 from config_app import documents, service
 from config_app.models import ConfigVersion
 from config_app.signals import config_changed
-from zepix_admin.models import Alert, AuditEntry
+from zepix_admin.core.models import Alert, AuditEntry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

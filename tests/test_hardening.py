@@ -31,9 +31,9 @@ from sync_app import backup as backups
 from sync_app.models import Backup, JobState
 from sync_app.tasks import MANUAL_BACKUP
 from tests.helpers import Server, closed_trade, trade
-from zepix_admin import access, alerts
-from zepix_admin.limits import statement_time_limit
-from zepix_admin.models import AuditEntry
+from zepix_admin.core import access, alerts
+from zepix_admin.core.limits import statement_time_limit
+from zepix_admin.core.models import AuditEntry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 TRADES = "/admin/plugin_combined_v3/trade/"
@@ -325,7 +325,7 @@ def test_a_token_is_never_an_admin_whatever_its_groups(config):
 
 def test_changes_in_the_admin_and_token_deletions_are_audited(admin_client, config):
     access.create_token("bot", "viewer")
-    token = __import__("zepix_admin.models", fromlist=["ApiToken"]).ApiToken.objects.get(name="bot")
+    token = __import__("zepix_admin.core.models", fromlist=["ApiToken"]).ApiToken.objects.get(name="bot")
     admin_client.post(f"/admin/zepix_admin/apitoken/{token.pk}/delete/", {"post": "yes"})
     entry = AuditEntry.objects.filter(action="admin.delete").get()
     assert entry.actor == "ada_admin" and "bot" in entry.target

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from sync_app import backup as backups
 from sync_app.sync import run_sync
-from zepix_admin import worker
-from zepix_admin.models import Heartbeat
+from zepix_admin.core import worker
+from zepix_admin.core.models import Heartbeat
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

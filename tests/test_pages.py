@@ -10,7 +10,7 @@ from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app.sync import run_sync
 from tests.helpers import NOW, closed_trade, trade
-from zepix_admin.alerts import raise_alert
+from zepix_admin.core.alerts import raise_alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 HTMX = {"HTTP_HX_REQUEST": "true"}

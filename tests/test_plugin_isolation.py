@@ -5,7 +5,7 @@ from django.db import connections, router
 
 from plugins_app.plugin_apps import models_for
 from tests.helpers import NOW
-from zepix_admin.db_router import CrossDatabaseError
+from plugins_app.router import CrossDatabaseError
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 

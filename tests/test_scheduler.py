@@ -11,7 +11,7 @@ from plugins_app.store import PluginStore
 from sync_app import scheduler, tasks
 from sync_app.models import AggregatedTrade, Backup, SyncRun
 from tests.helpers import trade
-from zepix_admin.models import Heartbeat
+from zepix_admin.core.models import Heartbeat
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

@@ -15,7 +15,7 @@ from plugins_app.store import PluginStore
 from sync_app import sync
 from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
 from tests.helpers import NOW, closed_trade, trade
-from zepix_admin.models import Alert
+from zepix_admin.core.models import Alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

@@ -1,9 +1,9 @@
 from django.apps import AppConfig
 
 
-class ZepixAdminConfig(AppConfig):
-    name = "zepix_admin"
-    verbose_name = "Zepix Admin"
+class ConsoleConfig(AppConfig):
+    """The glue on top: settings, URLs, the dashboard pages and the workflow commands."""
 
-    def ready(self):
-        from zepix_admin import signals  # noqa: F401 - connects the audit of logins and admin changes
+    name = "zepix_admin"
+    label = "console"
+    verbose_name = "Zepix console"

@@ -20,7 +20,7 @@ from sync_app.models import Backup, SyncRun
 from sync_app.scheduler import intervals
 from sync_app.sync import FAILING, enabled_plugins
 from sync_app.sync import health as sync_health
-from zepix_admin import worker
+from zepix_admin.core import worker
 
 INTEGRITY_CACHE_SECONDS = 600
 

@@ -60,7 +60,7 @@ ARCHIVE_DIR = DATA_DIR / "archived"
 PLUGIN_IDS = registry.declared_plugins(CONFIG_DIR)
 
 INSTALLED_APPS = [
-    "zepix_admin.admin_site.ZepixAdminConfig",
+    "zepix_admin.core.admin_site.ZepixAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,10 +70,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "huey.contrib.djhuey",
     "axes",
-    "zepix_admin",
+    "zepix_admin.core",
     "plugins_app",
     "config_app",
     "sync_app",
+    "zepix_admin",
 ] + [f"plugins_app.plugin_apps.{plugin_id}" for plugin_id in PLUGIN_IDS]
 
 MIDDLEWARE = [
@@ -84,19 +85,20 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "zepix_admin.access.BearerTokenMiddleware",
-    "zepix_admin.access.IdleSessionMiddleware",
+    "zepix_admin.core.access.BearerTokenMiddleware",
+    "zepix_admin.core.access.IdleSessionMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "zepix_admin.limits.StatementTimeLimitMiddleware",
-    "zepix_admin.middleware.PluginDatabaseErrorMiddleware",
+    "zepix_admin.core.limits.StatementTimeLimitMiddleware",
+    "zepix_admin.core.errors.ErrorMiddleware",
+    "plugins_app.middleware.PluginDatabaseErrorMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 # Alerts are never posted to loopback or private addresses unless this allows it (an internal relay).
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = envbool("ZEPIX_WEBHOOK_ALLOW_PRIVATE", "0")
-# Every query of one request shares this deadline (zepix_admin.limits): no request can stall the server.
+# Every query of one request shares this deadline (zepix_admin.core.limits): no request can stall the server.
 STATEMENT_TIME_LIMIT_SECONDS = 5
 
 ROOT_URLCONF = "zepix_admin.urls"
@@ -114,7 +116,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
-                "zepix_admin.context_processors.navigation",
+                "zepix_admin.core.context_processors.navigation",
             ],
         },
     },
@@ -143,7 +145,7 @@ for _plugin_id in PLUGIN_IDS:
     DATABASES[registry.alias_for(_plugin_id)] = sqlite_database(
         registry.database_path(DATA_DIR, _plugin_id), engine="plugins_app.db_backend"
     )
-DATABASE_ROUTERS = ["zepix_admin.db_router.PluginDatabaseRouter"]
+DATABASE_ROUTERS = ["plugins_app.router.PluginDatabaseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Every plugin database has the same table names on purpose: one schema, many files.
 # Constraint and index names repeat across plugin apps for the same reason.

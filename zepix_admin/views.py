@@ -5,20 +5,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.views.decorators.http import require_GET, require_POST
 
-from zepix_admin import alerts, audit
-from zepix_admin.access import OPERATOR, actor_name, require_role
+from zepix_admin.core import alerts, audit
+from zepix_admin.core.access import OPERATOR, actor_name, role_required
+from zepix_admin.core.errors import error_response
+from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
+from zepix_admin.core.models import Alert, AuditEntry
 from zepix_admin.health import collect, failing_components
-from zepix_admin.http import AuthenticatedHttpRequest
-from zepix_admin.models import Alert, AuditEntry
 from zepix_admin.overview import overview as overview_data
 
 
 @require_GET
 def overview(request: AuthenticatedHttpRequest):
-    context = overview_data()
-    if request.htmx and request.GET.get("fragment") == "cards":
-        return render(request, "overview.html#cards", context)
-    return render(request, "overview.html", context)
+    return render_page(request, "overview.html", overview_data(), fragment="cards")
 
 
 @login_not_required
@@ -42,11 +40,11 @@ def alert_list(request: AuthenticatedHttpRequest):
 
 
 @require_POST
+@role_required(OPERATOR)
 def acknowledge_alert(request: AuthenticatedHttpRequest, alert_id: int):
-    require_role(request, OPERATOR)
     alert = get_object_or_404(Alert, pk=alert_id)
     alerts.acknowledge(alert, actor_name(request.user))
-    audit.record(actor_name(request.user), "web", "alert.acknowledge", f"{alert.source}/{alert.subject}", alert=alert.pk)
+    audit.record_request(request, "alert.acknowledge", f"{alert.source}/{alert.subject}", alert=alert.pk)
     return redirect("alerts")
 
 
@@ -66,23 +64,17 @@ def audit_log(request: AuthenticatedHttpRequest):
 # Error pages in the app's own shell, in production and debug alike; JSON under /api/.
 
 
-def _error(request, status: int, title: str, message: str):
-    if request.path.startswith("/api/"):
-        return JsonResponse({"error": message}, status=status)
-    return render(request, "error.html", {"title": title, "message": message}, status=status)
-
-
 def bad_request(request, exception=None):
-    return _error(request, 400, "Bad request", str(exception) if exception else "The request could not be understood.")
+    return error_response(request, 400, "Bad request", str(exception) if exception else "The request could not be understood.")
 
 
 def permission_denied(request, exception=None):
     reason = str(exception) if exception and str(exception) else "Your role does not allow this."
-    return _error(request, 403, "Not allowed", f"{reason} Nothing was changed.")
+    return error_response(request, 403, "Not allowed", f"{reason} Nothing was changed.")
 
 
 def page_not_found(request, exception=None):
-    return _error(request, 404, "Not found", "There is nothing at this address.")
+    return error_response(request, 404, "Not found", "There is nothing at this address.")
 
 
 def server_error(request):

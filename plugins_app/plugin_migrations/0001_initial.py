@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import zepix_admin.db_router
+import plugins_app.router
 from django.db import migrations, models
 
 
@@ -44,7 +44,7 @@ def operations_for(app_label):
                 'db_table': 'plugin_info',
                 'abstract': False,
             },
-            bases=(zepix_admin.db_router.PluginModelMixin, models.Model),
+            bases=(plugins_app.router.PluginModelMixin, models.Model),
         ),
         migrations.CreateModel(
             name='Signal',
@@ -63,7 +63,7 @@ def operations_for(app_label):
                 'ordering': ['-received_at'],
                 'abstract': False,
             },
-            bases=(zepix_admin.db_router.PluginModelMixin, models.Model),
+            bases=(plugins_app.router.PluginModelMixin, models.Model),
         ),
         migrations.CreateModel(
             name='DailyStats',
@@ -86,7 +86,7 @@ def operations_for(app_label):
                 'abstract': False,
                 'constraints': [models.CheckConstraint(condition=models.Q(('total_trades__gte', 0), ('wins__gte', 0), ('losses__gte', 0), ('breakeven__gte', 0)), name='daily_stats_counts_not_negative')],
             },
-            bases=(zepix_admin.db_router.PluginModelMixin, models.Model),
+            bases=(plugins_app.router.PluginModelMixin, models.Model),
         ),
         migrations.CreateModel(
             name='ProfitChain',
@@ -107,7 +107,7 @@ def operations_for(app_label):
                 'abstract': False,
                 'constraints': [models.CheckConstraint(condition=models.Q(('direction__in', ['BUY', 'SELL'])), name='profit_chains_direction'), models.CheckConstraint(condition=models.Q(('status__in', ['ACTIVE', 'COMPLETED', 'STOPPED'])), name='profit_chains_status'), models.CheckConstraint(condition=models.Q(('base_lot__gt', 0)), name='profit_chains_base_lot_positive')],
             },
-            bases=(zepix_admin.db_router.PluginModelMixin, models.Model),
+            bases=(plugins_app.router.PluginModelMixin, models.Model),
         ),
         migrations.CreateModel(
             name='ChainLevel',
@@ -127,7 +127,7 @@ def operations_for(app_label):
                 'abstract': False,
                 'constraints': [models.UniqueConstraint(fields=('chain', 'level'), name='chain_levels_unique_level'), models.CheckConstraint(condition=models.Q(('status__in', ['OPEN', 'CLOSED', 'PARTIAL'])), name='chain_levels_status'), models.CheckConstraint(condition=models.Q(('lot_size__gt', 0)), name='chain_levels_lot_size_positive')],
             },
-            bases=(zepix_admin.db_router.PluginModelMixin, models.Model),
+            bases=(plugins_app.router.PluginModelMixin, models.Model),
         ),
         migrations.CreateModel(
             name='Trade',
@@ -161,7 +161,7 @@ def operations_for(app_label):
                 'indexes': [models.Index(fields=['status', 'entry_time'], name='trades_status_entry_idx'), models.Index(fields=['symbol', 'entry_time'], name='trades_symbol_entry_idx')],
                 'constraints': [models.CheckConstraint(condition=models.Q(('direction__in', ['BUY', 'SELL'])), name='trades_direction'), models.CheckConstraint(condition=models.Q(('status__in', ['OPEN', 'CLOSED', 'PARTIAL'])), name='trades_status'), models.CheckConstraint(condition=models.Q(('close_reason__isnull', True), ('close_reason__in', ['TP', 'SL', 'MANUAL', 'REVERSAL']), _connector='OR'), name='trades_close_reason'), models.CheckConstraint(condition=models.Q(('lot_size__gt', 0)), name='trades_lot_size_positive'), models.CheckConstraint(condition=models.Q(('entry_price__gt', 0)), name='trades_entry_price_positive'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'CLOSED'), _negated=True), models.Q(('exit_price__isnull', False), ('exit_time__isnull', False)), _connector='OR'), name='trades_closed_has_exit')],
             },
-            bases=(zepix_admin.db_router.PluginModelMixin, models.Model),
+            bases=(plugins_app.router.PluginModelMixin, models.Model),
         ),
         migrations.RunSQL(
             sql=[CHANGE_SEQ_ON_INSERT, CHANGE_SEQ_ON_UPDATE],

@@ -1,14 +1,15 @@
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from config_app import documents, service
 from config_app.diff import get_path
 from config_app.models import ConfigVersion
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = "Read and change configuration with the same rules as the dashboard: get, set, history, rollback, validate."
 
     def add_arguments(self, parser):
@@ -31,10 +32,7 @@ class Command(BaseCommand):
         validate.add_argument("--scope", help="Schema to use (default: global for config.json, else the plugin schema)")
 
     def handle(self, *args, action, **options):
-        try:
-            getattr(self, f"do_{action}")(**options)
-        except documents.UnknownScope as error:
-            raise CommandError(str(error)) from None
+        getattr(self, f"do_{action}")(**options)
 
     def do_get(self, scope, path, **options):
         document = service.active_document(scope)
@@ -55,8 +53,6 @@ class Command(BaseCommand):
             saved = service.set_value(scope, path, parsed, base_version=latest.version, author="command", via="command")
         except documents.InvalidDocument as error:
             raise CommandError(f"Refused, nothing saved: {error}") from None
-        except service.ConfigConflict as error:
-            raise CommandError(str(error)) from None
         if saved.version == latest.version:
             self.stdout.write(f"{scope}: {path} already is {value}; nothing saved.")
         else:
@@ -69,10 +65,7 @@ class Command(BaseCommand):
                               f"  {version.comment}  {changes}")  # fmt: skip
 
     def do_rollback(self, scope, version, **options):
-        try:
-            saved = service.rollback(scope, version, author="command", via="command")
-        except LookupError as error:
-            raise CommandError(str(error)) from None
+        saved = service.rollback(scope, version, author="command", via="command")
         self.stdout.write(f"{scope}: version {saved.version} now has the content of version {version}.")
 
     def do_validate(self, file, scope, **options):

@@ -1,12 +1,13 @@
 import json
 import os
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from config_app.client import ConfigSubscriber
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Follow a config scope's stream like a plugin does and print each version as it arrives "
         "(resumes after a dropped connection). Needs a token: --token or ZEPIX_TOKEN."

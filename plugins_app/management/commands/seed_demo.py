@@ -1,13 +1,13 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from plugins_app import plugins
 from plugins_app.demo import seed_plugin
-from plugins_app.registry import InvalidPluginId
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Add N realistic, deterministic demo trades (open and closed, wins and losses, chains) to each "
         "plugin, or to one. Run again, it adds N more whose tickets never collide with those already there."
@@ -21,10 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, trades, plugin, seed, **options):
         if trades < 1:
             raise CommandError("--trades must be at least 1.")
-        try:
-            chosen = [plugins.check_declared(plugin)] if plugin else plugins.plugin_ids()
-        except (InvalidPluginId, plugins.UnknownPlugin) as error:
-            raise CommandError(str(error)) from None
+        chosen = [plugins.check_declared(plugin)] if plugin else plugins.plugin_ids()
         for plugin_id in chosen:
             started = time.perf_counter()
             first, last = seed_plugin(plugins.database_path(plugin_id), plugin_id, trades, seed=seed)

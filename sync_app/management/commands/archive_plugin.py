@@ -1,14 +1,9 @@
-from django.core.management.base import BaseCommand, CommandError
 
-from config_app.documents import UnknownScope
-from plugins_app.plugins import UnknownPlugin
-from plugins_app.registry import InvalidPluginId
 from sync_app.archive import archive_plugin, undo_archive
-from sync_app.backup import BackupError
-from zepix_admin import audit
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Take a removed plugin out of service: a tombstone config version (audited) undeclares it, its database "
         "goes compressed into ZEPIX_DATA_DIR/archived/ (kept 90 days by default), its synced central rows stay. "
@@ -20,17 +15,14 @@ class Command(BaseCommand):
         parser.add_argument("--undo", action="store_true", help="Bring the plugin back from its newest archive.")
 
     def handle(self, *args, plugin_id, undo, **options):
-        try:
-            archive = undo_archive(plugin_id) if undo else archive_plugin(plugin_id)
-        except (InvalidPluginId, UnknownPlugin, UnknownScope, BackupError) as error:
-            raise CommandError(str(error)) from None
+        archive = undo_archive(plugin_id) if undo else archive_plugin(plugin_id)
         if undo:
-            audit.record("command", "command", "plugin.unarchive", plugin_id, archive=archive.pk)
+            self.audit("plugin.unarchive", plugin_id, archive=archive.pk)
             self.stdout.write(self.style.SUCCESS(
                 f"Brought {plugin_id} back from its archive of {archive.archived_at:%Y-%m-%d %H:%M}; the archive is "
                 "kept. Restart `make run` (or `serve`) if it was started while the plugin was archived."))  # fmt: skip
             return
-        audit.record("command", "command", "plugin.archive", plugin_id, path=archive.path)
+        self.audit("plugin.archive", plugin_id, path=archive.path)
         kept = f"to {archive.path}" if archive.path else "(its database was already missing)"
         self.stdout.write(self.style.SUCCESS(
             f"Archived {plugin_id} {kept}; kept until {archive.expires_at:%Y-%m-%d}. "

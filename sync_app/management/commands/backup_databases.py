@@ -1,11 +1,16 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from sync_app.backup import BackupError, UnknownDatabase, backup_database, database_aliases
+from sync_app.backup import (
+    BackupError,
+    UnknownDatabase,
+    backup_database,
+    database_aliases,
+)
 from sync_app.retention import apply_retention
-from zepix_admin import audit
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Back up every database (or one with --db ALIAS): consistent online copy, integrity check, zstd, "
         "SHA-256, recorded; then apply the retention policy. Exits non-zero when a backup failed."
@@ -24,7 +29,7 @@ class Command(BaseCommand):
                 failures.append(str(error))
                 self.stderr.write(f"{name}: FAILED: {error}")
                 continue
-            audit.record("command", "command", "backup.create", name, backup=backup.pk)
+            self.audit("backup.create", name, backup=backup.pk)
             self.stdout.write(f"{name}: backup {backup.pk} {backup.size_bytes:,} bytes "
                               f"({backup.database_bytes:,} uncompressed), sha256 {backup.sha256[:16]}…")  # fmt: skip
         if not no_retention:

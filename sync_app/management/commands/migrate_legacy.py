@@ -1,14 +1,10 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
-
-from plugins_app.plugins import UnknownPlugin
-from plugins_app.registry import InvalidPluginId
-from sync_app.legacy import LegacyError, migrate_legacy
-from zepix_admin import audit
+from sync_app.legacy import migrate_legacy
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Copy the old single database's trades whose comment matches a SQL LIKE pattern into a plugin's "
         "database and mark them migrated in the source (never deleted). Run twice, copies nothing twice."
@@ -22,13 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Report what would be copied; change nothing")
 
     def handle(self, *args, source, plugin, match, since, dry_run, **options):
-        try:
-            report = migrate_legacy(source, plugin, match, since=since, dry_run=dry_run)
-        except (InvalidPluginId, UnknownPlugin, LegacyError) as error:
-            raise CommandError(str(error)) from None
+        report = migrate_legacy(source, plugin, match, since=since, dry_run=dry_run)
         prefix = "Dry run: would copy" if dry_run else "Copied"
         self.stdout.write(f"{prefix} {report.copied} of {report.matched} matching trades into {plugin} "
                           f"({report.already_in_plugin} already there); marked {report.marked} as migrated.")  # fmt: skip
         if not dry_run:
-            audit.record("command", "command", "legacy.migrate", plugin, source=str(source), match=match,
+            self.audit("legacy.migrate", plugin, source=str(source), match=match,
                          copied=report.copied, marked=report.marked)  # fmt: skip

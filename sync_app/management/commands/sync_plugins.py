@@ -1,12 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from plugins_app.plugins import UnknownPlugin
-from plugins_app.registry import InvalidPluginId
-from sync_app.sync import SyncAlreadyRunning, run_sync
-from zepix_admin import audit
+from sync_app.sync import run_sync
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Sync every enabled plugin's trades into the central database now (or one plugin with --plugin). "
         "Prints what it did per plugin; exits non-zero when a plugin failed."
@@ -16,11 +14,8 @@ class Command(BaseCommand):
         parser.add_argument("--plugin", help="Only this plugin.")
 
     def handle(self, *args, plugin, **options):
-        try:
-            run = run_sync(plugin_ids=[plugin] if plugin else None, trigger="command", actor="command")
-        except (InvalidPluginId, UnknownPlugin, SyncAlreadyRunning) as error:
-            raise CommandError(str(error)) from None
-        audit.record("command", "command", "sync.run", plugin or "all plugins", run=run.pk, status=run.status)
+        run = run_sync(plugin_ids=[plugin] if plugin else None, trigger="command", actor="command")
+        self.audit("sync.run", plugin or "all plugins", run=run.pk, status=run.status)
         for plugin_id, result in run.plugins.items():
             line = (f"{plugin_id}: {result['inserted']} inserted, {result['updated']} updated, "
                     f"{result.get('removed', 0)} removed, {result['retries']} retries")  # fmt: skip

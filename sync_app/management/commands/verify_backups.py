@@ -1,9 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from sync_app.backup import verify_backups
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Restore drill: decompress each backup to a temporary file, check its checksum, integrity and "
         "row counts against those recorded. A failure raises an alert and exits non-zero."

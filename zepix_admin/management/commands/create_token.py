@@ -1,10 +1,8 @@
-from django.core.management.base import BaseCommand, CommandError
-
-from zepix_admin import audit
-from zepix_admin.access import TOKEN_ROLES, create_token
+from zepix_admin.core.access import TOKEN_ROLES, create_token
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Make an API token for a machine client (a plugin process). Prints the token alone on its last "
         "line; only its hash is stored, so keep it now."
@@ -15,10 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--role", choices=TOKEN_ROLES, default="viewer")
 
     def handle(self, *args, name, role, **options):
-        try:
-            raw = create_token(name, role)
-        except ValueError as error:
-            raise CommandError(str(error)) from None
-        audit.record("command", "command", "token.create", name, role=role)
+        raw = create_token(name, role)
+        self.audit("token.create", name, role=role)
         self.stdout.write(f"Token {name!r} ({role}). Send it as 'Authorization: Bearer <token>':")
         self.stdout.write(raw)

@@ -1,12 +1,11 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand
-
+from zepix_admin.core.commands import ZepixCommand
 from zepix_admin.health import collect
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Check every database (quick integrity check, WAL, size, unapplied migrations), free disk, the age of "
         "the last successful sync and backup against their schedules, and the Huey consumer's heartbeat. "

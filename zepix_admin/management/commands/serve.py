@@ -6,11 +6,11 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from zepix_admin import worker
-from zepix_admin.alerts import raise_alert, resolve_alert
+from zepix_admin.core import worker
+from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.commands import ZepixCommand
 
 WORKER_SUBJECT = "huey consumer"
 RESTART_DELAYS = (1, 2, 5, 10, 30)  # seconds before each restart of a consumer that keeps dying
@@ -18,7 +18,7 @@ STEADY_SECONDS = 60  # a consumer up this long starts the delays over
 WATCH_SECONDS = 15  # how often the heartbeat is looked at
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Serve the dashboard through uvicorn (ASGI) together with the Huey consumer, in the foreground. "
         "A consumer that dies is restarted (the web server keeps serving meanwhile) and alerted; Ctrl-C "

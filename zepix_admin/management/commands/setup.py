@@ -6,17 +6,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from config_app import service as config_service
 from plugins_app import plugins, registry, sqlite
 from plugins_app.demo import seed_plugin
-from zepix_admin import access
+from zepix_admin.core import access
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Prepare everything Zepix Admin needs: folders, the central database and every plugin's database "
         "(migrated), the viewer/operator/admin roles, default config documents, the first admin account, "

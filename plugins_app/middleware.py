@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils.deprecation import MiddlewareMixin
 
 from plugins_app import plugins
-from zepix_admin.limits import timed_out
+from zepix_admin.core.limits import timed_out
 
 
 class PluginDatabaseErrorMiddleware(MiddlewareMixin):

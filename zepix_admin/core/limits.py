@@ -12,9 +12,9 @@ from contextlib import ExitStack, contextmanager
 
 from django.conf import settings
 from django.db import OperationalError, connections
-from django.http import JsonResponse
-from django.shortcuts import render
 from django.utils.deprecation import MiddlewareMixin
+
+from zepix_admin.core.errors import error_response
 
 PROGRESS_STEPS = 20_000  # about every millisecond of SQLite work
 
@@ -70,6 +70,4 @@ class StatementTimeLimitMiddleware(MiddlewareMixin):
             return None
         message = (f"This request was stopped after {settings.STATEMENT_TIME_LIMIT_SECONDS:g} s so that it could "
                    "not slow the console down for everyone: narrow the filters or the date range.")  # fmt: skip
-        if request.path.startswith("/api/"):
-            return JsonResponse({"error": message}, status=400)
-        return render(request, "error.html", {"title": "Request too expensive", "message": message}, status=400)
+        return error_response(request, 400, "Request too expensive", message)

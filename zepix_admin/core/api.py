@@ -8,12 +8,13 @@ from django.http import Http404, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+from zepix_admin.core.access import SAFE_METHODS
+from zepix_admin.core.errors import ZepixError
 
 
 def api_endpoint(view):
     """401 (not a login redirect) for anonymous callers, CSRF for cookie sessions only,
-    403 and 404 as JSON."""
+    every refusal (403, 404, ZepixError) as JSON."""
 
     @csrf_exempt
     @login_not_required
@@ -32,5 +33,7 @@ def api_endpoint(view):
             return JsonResponse({"error": str(error) or "Forbidden."}, status=403)
         except Http404 as error:
             return JsonResponse({"error": str(error) or "Not found."}, status=404)
+        except ZepixError as error:
+            return JsonResponse({"error": str(error)}, status=error.status)
 
     return wrapper

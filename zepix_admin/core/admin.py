@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 
-from zepix_admin.access import ADMIN
-from zepix_admin.models import ApiToken
+from zepix_admin.core.access import ADMIN
+from zepix_admin.core.models import ApiToken
 
 User = get_user_model()
 

@@ -1,6 +1,6 @@
-from zepix_admin import worker
-from zepix_admin.access import ADMIN, OPERATOR, has_role, role_of
-from zepix_admin.alerts import open_alerts
+from zepix_admin.core import worker
+from zepix_admin.core.access import ADMIN, OPERATOR, has_role, role_of
+from zepix_admin.core.alerts import open_alerts
 
 
 def navigation(request):

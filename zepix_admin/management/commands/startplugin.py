@@ -2,14 +2,14 @@ import subprocess
 import sys
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from config_app.service import declare_plugin
-from plugins_app import registry, sqlite
-from plugins_app.registry import InvalidPluginId, check_plugin_id
+from plugins_app import plugins, registry, sqlite
+from zepix_admin.core.commands import ZepixCommand
 
 
-class Command(BaseCommand):
+class Command(ZepixCommand):
     help = (
         "Declare a new plugin: writes its default config document (ZEPIX_CONFIG_DIR/plugins/<id>.json), "
         "which is what declares it, then runs setup to create and migrate its own database."
@@ -19,10 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("plugin_id", help="Lowercase letters, digits and underscores, e.g. 'breakout_v1'.")
 
     def handle(self, *args, plugin_id, **options):
-        try:
-            check_plugin_id(plugin_id)
-        except InvalidPluginId as error:
-            raise CommandError(str(error)) from None
+        plugins.check_new_plugin_id(plugin_id)
         if not declare_plugin(plugin_id):
             raise CommandError(f"Plugin {plugin_id!r} is already declared.")
         sqlite.create(registry.database_path(settings.DATA_DIR, plugin_id))

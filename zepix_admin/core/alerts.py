@@ -13,11 +13,12 @@ import logging
 import socket
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
 
-from zepix_admin.models import Alert
+from zepix_admin.core.models import Alert
 
 logger = logging.getLogger("zepix.alerts")
 LEVELS = (Alert.Level.WARNING, Alert.Level.CRITICAL)
@@ -51,11 +52,18 @@ def resolve_alert(source: str, subject: str) -> int:
     return resolved
 
 
-def webhook_settings() -> tuple[str, str]:
-    # The global config owns the routing; imported here, late, because config_app raises alerts too.
-    from config_app.service import global_settings
+# The global config owns the routing (URL, lowest level posted); config_app hands its reader in
+# when it loads (config_app.apps), so that the kernel imports no app. Until then: post nothing.
+_webhook_settings: Callable[[], tuple[str, str]] = lambda: ("", Alert.Level.CRITICAL)
 
-    return global_settings("sync")["alert_webhook_url"], global_settings("alerts")["webhook_min_level"]
+
+def use_webhook_settings(reader: Callable[[], tuple[str, str]]) -> None:
+    global _webhook_settings
+    _webhook_settings = reader
+
+
+def webhook_settings() -> tuple[str, str]:
+    return _webhook_settings()
 
 
 def webhook_refusal(url: str) -> str:

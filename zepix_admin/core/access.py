@@ -4,17 +4,21 @@
 - operator: also edits config, triggers sync and backups, acknowledges alerts;
 - admin: also restores backups, manages users and tokens (superusers are admins).
 
-Every page needs login (Django's LoginRequiredMiddleware); views that change something
-call ``require_role`` first, which raises PermissionDenied (403) and so changes nothing.
+Every page needs login (Django's LoginRequiredMiddleware); views that change something are
+declared ``@role_required(OPERATOR)`` (or ADMIN), which answers 403 before the view runs and
+so changes nothing (tests/test_guard_rails.py fails when a view that takes a POST has none).
 Machine clients send ``Authorization: Bearer <token>``; each token acts as its own user.
 """
 
 import secrets
+from functools import wraps
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+
+from zepix_admin.core.errors import Invalid
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 TOKEN_USER_PREFIX = "token:"
@@ -48,6 +52,25 @@ def require_role(request, role: str) -> None:
         raise PermissionDenied(f"This needs the {role} role.")
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def role_required(role: str, *, to_change: str | None = None):
+    """The role a view needs; with ``to_change``, the role its unsafe methods (PUT, POST...) need."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            needed = role if to_change is None or request.method in SAFE_METHODS else to_change
+            require_role(request, needed)
+            return view(request, *args, **kwargs)
+
+        wrapper.required_role = to_change or role  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
 def actor_name(user) -> str:
     return user.get_username() if user and user.is_authenticated else "anonymous"
 
@@ -73,7 +96,7 @@ def set_role(user, role: str) -> None:
     from django.contrib.auth.models import Group
 
     if role not in ROLES:
-        raise ValueError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
+        raise Invalid(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
     user.groups.set([Group.objects.get_or_create(name=role)[0]])
     user.__dict__.pop("_zepix_role", None)
 
@@ -81,18 +104,18 @@ def set_role(user, role: str) -> None:
 @transaction.atomic
 def create_token(name: str, role: str) -> str:
     """Make a token for a machine client; return the raw token (only its hash is kept)."""
-    from zepix_admin.models import ApiToken
+    from zepix_admin.core.models import ApiToken
 
     if role not in TOKEN_ROLES:
-        raise ValueError(f"A token's role is one of {', '.join(TOKEN_ROLES)}, not {role!r}.")
+        raise Invalid(f"A token's role is one of {', '.join(TOKEN_ROLES)}, not {role!r}.")
     if not name or len(name) > 60:
-        raise ValueError("A token needs a name of 1 to 60 characters.")
+        raise Invalid("A token needs a name of 1 to 60 characters.")
     if ApiToken.objects.filter(name=name).exists():
-        raise ValueError(f"A token named {name!r} already exists.")
+        raise Invalid(f"A token named {name!r} already exists.")
     username = f"{TOKEN_USER_PREFIX}{name}"
     User = get_user_model()
     if User.objects.filter(username=username).exists():
-        raise ValueError(f"A user named {username!r} already exists.")
+        raise Invalid(f"A user named {username!r} already exists.")
     user = User(username=username, is_active=True)
     user.set_unusable_password()
     user.save()
@@ -103,7 +126,7 @@ def create_token(name: str, role: str) -> str:
 
 
 def user_for_token(raw_token: str):
-    from zepix_admin.models import ApiToken
+    from zepix_admin.core.models import ApiToken
 
     token = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(raw_token)).first()
     if token is None or not token.user.is_active:

@@ -14,7 +14,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from zepix_admin.models import Heartbeat
+from zepix_admin.core.models import Heartbeat
 
 logger = logging.getLogger("zepix.worker")
 

@@ -8,8 +8,10 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from zepix_admin.core.errors import Conflict
 
-class Busy(Exception):
+
+class Busy(Conflict):
     pass
 
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 
-from zepix_admin.access import VIEWER, has_role
+from zepix_admin.core.access import VIEWER, has_role
 
 
 class ZepixAdminSite(admin.AdminSite):
@@ -17,4 +17,4 @@ class ZepixAdminSite(admin.AdminSite):
 
 
 class ZepixAdminConfig(AdminConfig):
-    default_site = "zepix_admin.admin_site.ZepixAdminSite"
+    default_site = "zepix_admin.core.admin_site.ZepixAdminSite"
