@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import fresh_env, free_port, manage  # noqa: E402
+from tests.helpers import free_port, fresh_env, manage  # noqa: E402
 
 BARE_SERVER = """
 import asyncio, sys

@@ -15,12 +15,12 @@ import time
 from contextlib import closing
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.utils import timezone
 
 from config_app.models import ConfigVersion, Subscriber
 from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
+from zepix_admin.core.databases import database_file
 
 POLL_SECONDS = 0.005
 KEEPALIVE_SECONDS = 15
@@ -114,7 +114,7 @@ class Hub:
             self.recent_bytes -= self.recent.popleft()[1]
 
     async def poll(self) -> None:
-        path = settings.DATABASES["default"]["NAME"]
+        path = database_file("default")
         with closing(sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)) as connection:
             self.seen_pk = connection.execute("SELECT COALESCE(MAX(id), 0) FROM config_app_configversion").fetchone()[0]
             self.started.set()

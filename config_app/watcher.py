@@ -15,7 +15,7 @@ from config_app import documents, service
 
 logger = logging.getLogger("zepix.config.watcher")
 CHANGES = {"modified", "created", "deleted", "moved", "closed"}
-DEBOUNCE_SECONDS = float(os.environ.get("ZEPIX_CONFIG_DEBOUNCE_MS", "200")) / 1000
+DEBOUNCE_SECONDS = settings.CONFIG_DEBOUNCE_SECONDS
 
 
 class _Debouncer(FileSystemEventHandler):

@@ -13,12 +13,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.db import connections
 from django.http import HttpResponse
-from django.utils.functional import cached_property
 
 from plugins_app.plugin_apps import models_for
 from zepix_admin.core.access import VIEWER, has_role
 from zepix_admin.core.exports import csv_cell
 from zepix_admin.core.pagination import CappedCountPaginator
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """The bot owns these records: the admin shows them and changes nothing."""

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from plugins_app.router import PluginQuerySet, PluginModelMixin
+from plugins_app.router import PluginModelMixin, PluginQuerySet
 
 
 class Direction(models.TextChoices):

@@ -10,7 +10,8 @@ import sys
 import types
 from pathlib import Path
 
-from django.apps import AppConfig, apps as global_apps
+from django.apps import AppConfig
+from django.apps import apps as global_apps
 
 from plugins_app import registry
 

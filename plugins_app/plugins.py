@@ -9,6 +9,7 @@ from django.conf import settings
 
 from plugins_app import registry
 from plugins_app.sqlite import connect
+from zepix_admin.core.databases import database_file
 from zepix_admin.core.errors import Invalid, NotFound
 
 
@@ -55,7 +56,7 @@ def database_path(plugin_id: str) -> Path:
     _check_id(plugin_id)
     if plugin_id not in settings.PLUGIN_IDS:
         raise UnknownPlugin(f"Unknown plugin {plugin_id!r}; declared plugins: {', '.join(plugin_ids()) or 'none'}.")
-    return Path(settings.DATABASES[registry.alias_for(plugin_id)]["NAME"])
+    return database_file(registry.alias_for(plugin_id))
 
 
 def expected_tables() -> set[str]:

@@ -2,7 +2,8 @@
 for the bot's write API, the sync, backups and benchmarks."""
 
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.request import pathname2url
 
@@ -22,6 +23,23 @@ def connect(path: str | Path, *, timeout: float = 20.0, read_only: bool = False,
         connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     return connection
+
+
+@contextmanager
+def immediate_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """``BEGIN IMMEDIATE`` (the write lock, taken now rather than at the first write, so that a
+    busy database fails here, before any work) … ``COMMIT``, or ``ROLLBACK`` on any error."""
+    cursor = connection.cursor()
+    cursor.execute("BEGIN IMMEDIATE")
+    try:
+        yield cursor
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    else:
+        connection.execute("COMMIT")
+    finally:
+        cursor.close()
 
 
 # A plugin database's identity: a random value that every backup copy and every restore

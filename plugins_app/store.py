@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from plugins_app.sqlite import connect
+from plugins_app.sqlite import connect, immediate_transaction
 
 # What Django registers too: decimals are bound as text and stored as numbers.
 sqlite3.register_adapter(Decimal, str)
@@ -107,7 +107,7 @@ class PluginStore:
         self.close()
 
     def _write(self):
-        return _ImmediateTransaction(self.connection)
+        return immediate_transaction(self.connection)
 
     # Trades ---------------------------------------------------------------
 
@@ -278,20 +278,3 @@ def _trade_dict(row: sqlite3.Row) -> dict:
     for column in ("entry_time", "exit_time", "updated_at"):
         trade[column] = parse_db_datetime(trade[column])
     return trade
-
-
-class _ImmediateTransaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any error."""
-
-    def __init__(self, connection: sqlite3.Connection):
-        self.connection = connection
-
-    def __enter__(self) -> sqlite3.Cursor:
-        self.cursor = self.connection.cursor()
-        self.cursor.execute("BEGIN IMMEDIATE")
-        return self.cursor
-
-    def __exit__(self, exc_type, exc, tb):
-        self.connection.execute("ROLLBACK" if exc_type else "COMMIT")
-        self.cursor.close()
-        return False

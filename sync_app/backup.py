@@ -24,6 +24,7 @@ from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app.models import Backup
 from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.databases import database_file
 from zepix_admin.core.errors import NotFound, ZepixError
 from zepix_admin.core.files import fsync_folder
 
@@ -47,10 +48,10 @@ def database_aliases() -> list[str]:
     return ["default", *(registry.alias_for(plugin_id) for plugin_id in plugins.plugin_ids())]
 
 
-def database_file(alias: str) -> Path:
+def declared_database_file(alias: str) -> Path:
     if alias not in database_aliases():
         raise UnknownDatabase(f"Unknown database {alias!r}; known: {', '.join(database_aliases())}.")
-    return Path(settings.DATABASES[alias]["NAME"])
+    return database_file(alias)
 
 
 def required_tables(alias: str) -> set[str]:
@@ -144,7 +145,7 @@ def backup_database(alias: str, *, now: datetime | None = None) -> Backup:
 
 
 def _backup_database(alias: str, *, now: datetime | None = None) -> Backup:
-    source = database_file(alias)
+    source = declared_database_file(alias)
     if not source.exists():
         raise BackupError(f"{alias}: its database file is missing ({source.name}).")
     now = now or timezone.now()
@@ -268,7 +269,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     Returns (alias, where the previous file was kept). The bot's process for a restored
     plugin should be stopped while this runs."""
     path, alias, backup = find_backup(reference, alias)
-    target = database_file(alias)
+    target = declared_database_file(alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from plugins_app import plugins
+from plugins_app.sqlite import immediate_transaction
 from plugins_app.store import TRADE_COLUMNS, PluginStore
 from zepix_admin.core.errors import Invalid
 
@@ -73,11 +74,10 @@ def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | N
                 except sqlite3.IntegrityError as error:
                     raise LegacyError(f"Nothing was copied: the plugin's database refuses one of the trades ({error}). "
                                       "Fix or exclude it (--match, --since) and run again.") from None
-        legacy.execute("BEGIN IMMEDIATE")
-        marked = legacy.executemany(
-            "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?", [(plugin_id, row["ticket"]) for row in rows]
-        ).rowcount
-        legacy.execute("COMMIT")
+        with immediate_transaction(legacy) as cursor:
+            marked = cursor.executemany(
+                "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?", [(plugin_id, row["ticket"]) for row in rows]
+            ).rowcount
         report.marked = marked
     return report
 

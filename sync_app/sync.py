@@ -19,20 +19,20 @@ from django.utils import timezone
 from config_app.service import current as current_version
 from config_app.service import global_settings
 from plugins_app import plugins
-from plugins_app.sqlite import connect, read_only_uri
-from plugins_app.store import BREAKEVEN_DOLLARS, db_datetime
+from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
+from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
 from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
 from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.databases import database_file
 from zepix_admin.core.errors import Conflict
 from zepix_admin.core.files import Busy, file_lock
 
 logger = logging.getLogger("zepix.sync")
 
-COPIED_COLUMNS = (
-    "ticket", "symbol", "direction", "lot_size", "entry_price", "sl_price", "tp_price", "entry_time",
-    "exit_time", "exit_price", "profit_pips", "profit_dollars", "commission", "swap", "status",
-    "close_reason", "change_seq",
-)  # fmt: skip
+# Every trade column the bot writes (defined once, in plugins_app.store) but the signal's JSON
+# and the chain link, which stay with the plugin; and the change number, the sync's cursor.
+NOT_COPIED = ("signal_data", "chain_id")
+COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPIED), "change_seq")
 
 # The columns the central indexes sort by (what a trade was opened with, and its status)
 # rarely change once synced: the upsert leaves them alone, so updating a trade's swap or
@@ -186,20 +186,14 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
     """Copy one plugin's changed trades into the central database."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     path = plugins.database_path(plugin_id)  # a missing file fails the ATTACH; describe_failure names it
-    central = connect(settings.DATABASES["default"]["NAME"], timeout=lock_wait_seconds)
+    central = connect(database_file("default"), timeout=lock_wait_seconds)
     try:
         # Changed trades land all over the central indexes: a bigger page cache than SQLite's
         # 2 MB default keeps a batch from spilling and re-reading pages before its commit.
         central.execute("PRAGMA cache_size = -65536")
         central.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
-        central.execute("BEGIN IMMEDIATE")
-        try:
-            copied = _copy_changes(central, plugin_id, state)
-            central.execute("COMMIT")
-        except BaseException:
-            central.execute("ROLLBACK")
-            raise
-        return copied
+        with immediate_transaction(central):
+            return _copy_changes(central, plugin_id, state)
     finally:
         central.close()
 

@@ -112,8 +112,8 @@ class _Echo:
         return value
 
 
-CSV_COLUMNS = ["plugin_id", "ticket", "symbol", "direction", "lot_size", "entry_price", "entry_time", "exit_price",
-               "exit_time", "profit_pips", "profit_dollars", "commission", "swap", "status", "close_reason"]  # fmt: skip
+# What the central copy holds of each trade, less the sync's own change number.
+CSV_COLUMNS = ["plugin_id", *(column for column in sync.COPIED_COLUMNS if column != "change_seq")]
 
 
 def _csv(results):

@@ -4,8 +4,8 @@ import pytest
 from django.db import connections, router
 
 from plugins_app.plugin_apps import models_for
-from tests.helpers import NOW
 from plugins_app.router import CrossDatabaseError
+from tests.helpers import NOW
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 

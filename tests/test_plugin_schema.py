@@ -1,7 +1,7 @@
 """The plugin schema refuses bad rows in the database itself, and numbers every change."""
 
-from contextlib import closing
 import sqlite3
+from contextlib import closing
 
 import pytest
 from django.db import IntegrityError, transaction

@@ -1,7 +1,7 @@
 """Demo data: deterministic, realistic, and never colliding when added again."""
 
-from contextlib import closing
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 
 import pytest

@@ -1,7 +1,7 @@
 """`manage.py setup` prepares a fresh machine and changes nothing the second time (real processes)."""
 
-from contextlib import closing
 import sqlite3
+from contextlib import closing
 
 import pytest
 

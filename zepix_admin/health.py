@@ -4,7 +4,6 @@ import shutil
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
@@ -21,12 +20,13 @@ from sync_app.scheduler import intervals
 from sync_app.sync import FAILING, enabled_plugins
 from sync_app.sync import health as sync_health
 from zepix_admin.core import worker
+from zepix_admin.core.databases import database_file
 
 INTEGRITY_CACHE_SECONDS = 600
 
 
 def database_check(alias: str) -> dict:
-    path = Path(settings.DATABASES[alias]["NAME"])
+    path = database_file(alias)
     plugin_id = registry.plugin_id_for_alias(alias)
     entry = {"alias": alias, "path": str(path), "ok": False, **({"plugin_id": plugin_id} if plugin_id else {})}
     problem = plugins.database_problem(plugin_id) if plugin_id else None

@@ -223,6 +223,18 @@ HUEY = {
     "consumer": {"workers": 2, "worker_type": "thread"},
 }
 
+# What commands take when their option is not given. The environment is read here only
+# (tests/test_guard_rails.py): every variable is in one place, and in the README's table.
+SERVE_HOST = os.environ.get("HOST", "127.0.0.1")
+SERVE_PORT = envint("PORT", 8000)
+SERVE_WORKERS = envint("WEB_CONCURRENCY", 1)
+CONSOLE_URL = os.environ.get("ZEPIX_URL", f"http://127.0.0.1:{SERVE_PORT}")  # watch_config
+CONSOLE_TOKEN = os.environ.get("ZEPIX_TOKEN", "")  # watch_config
+SUPERUSER_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")  # setup, on a new install
+SUPERUSER_PASSWORD = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
+# The config watcher waits this long after a file's last change before reading it.
+CONFIG_DEBOUNCE_SECONDS = envint("ZEPIX_CONFIG_DEBOUNCE_MS", 200) / 1000
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,6 +1,7 @@
 import json
 import os
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from config_app.client import ConfigSubscriber
@@ -15,8 +16,8 @@ class Command(ZepixCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--scope", default="global")
-        parser.add_argument("--url", default=os.environ.get("ZEPIX_URL", f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"))
-        parser.add_argument("--token", default=os.environ.get("ZEPIX_TOKEN", ""))
+        parser.add_argument("--url", default=settings.CONSOLE_URL)
+        parser.add_argument("--token", default=settings.CONSOLE_TOKEN)
         parser.add_argument("--name", default=f"watch_config@{os.uname().nodename}")
 
     def handle(self, *args, scope, url, token, name, **options):

@@ -1,4 +1,3 @@
-import os
 import secrets
 
 from django.conf import settings
@@ -87,8 +86,8 @@ class Command(ZepixCommand):
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return []
-        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
-        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        username = settings.SUPERUSER_USERNAME
+        password = settings.SUPERUSER_PASSWORD
         generated = not password
         password = password or secrets.token_urlsafe(12)
         try:
