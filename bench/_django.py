@@ -19,7 +19,8 @@ def start(prefix: str = "zepix-bench-") -> Path:
     from django.core.management import call_command
 
     django.setup()
-    call_command("setup", "--no-demo", verbosity=0, stdout=open(os.devnull, "w"))
+    with open(os.devnull, "w") as quiet:
+        call_command("setup", "--no-demo", verbosity=0, stdout=quiet)
     return Path(os.environ["ZEPIX_DATA_DIR"])
 
 

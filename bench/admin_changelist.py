@@ -45,14 +45,21 @@ def main():
         plain.execute("BEGIN")
         plain.executemany(
             "INSERT INTO t VALUES (" + ", ".join("?" * 19) + ")",
-            (_trade_row(t, "now") for t in generate_trades(args.trades, seed=1, plugin_id="x", first_ticket=1, now=now)),
+            (
+                _trade_row(t, "now")
+                for t in generate_trades(args.trades, seed=1, plugin_id="x", first_ticket=1, now=now)
+            ),
         )
         plain.execute("COMMIT")
     plain_seconds = time.perf_counter() - started
-    print(f"Seeding {args.trades:,} trades through PluginStore: {seed_seconds:.1f} s "
-          f"({args.trades / seed_seconds:,.0f} trades/s)")
-    print(f"Baseline, plain executemany into a bare table: {plain_seconds:.1f} s "
-          f"({args.trades / plain_seconds:,.0f} trades/s); ratio {seed_seconds / plain_seconds:.2f}x the time")
+    print(
+        f"Seeding {args.trades:,} trades through PluginStore: {seed_seconds:.1f} s "
+        f"({args.trades / seed_seconds:,.0f} trades/s)"
+    )
+    print(
+        f"Baseline, plain executemany into a bare table: {plain_seconds:.1f} s "
+        f"({args.trades / plain_seconds:,.0f} trades/s); ratio {seed_seconds / plain_seconds:.2f}x the time"
+    )
 
     client = Client()
     client.force_login(get_user_model().objects.get(is_superuser=True))
@@ -60,16 +67,21 @@ def main():
     ticket = 100_000_001 + args.trades // 2
     pages = {
         "unfiltered (newest first)": ({}, "SELECT * FROM trades ORDER BY entry_time DESC LIMIT 100"),
-        "status=OPEN": ({"status__exact": "OPEN"},
-                        "SELECT * FROM trades WHERE status='OPEN' ORDER BY entry_time DESC LIMIT 100"),
-        "symbol=XAUUSD": ({"symbol": "XAUUSD"},
-                          "SELECT * FROM trades WHERE symbol='XAUUSD' ORDER BY entry_time DESC LIMIT 100"),
+        "status=OPEN": (
+            {"status__exact": "OPEN"},
+            "SELECT * FROM trades WHERE status='OPEN' ORDER BY entry_time DESC LIMIT 100",
+        ),
+        "symbol=XAUUSD": (
+            {"symbol": "XAUUSD"},
+            "SELECT * FROM trades WHERE symbol='XAUUSD' ORDER BY entry_time DESC LIMIT 100",
+        ),
         "search ticket": ({"q": str(ticket)}, f"SELECT * FROM trades WHERE ticket={ticket}"),
-        "date hierarchy, one month": ({"entry_time__year": now.year, "entry_time__month": now.month},
-                                      "SELECT * FROM trades WHERE entry_time >= '2026-11-01' "
-                                      "ORDER BY entry_time DESC LIMIT 100"),
+        "date hierarchy, one month": (
+            {"entry_time__year": now.year, "entry_time__month": now.month},
+            "SELECT * FROM trades WHERE entry_time >= '2026-11-01' ORDER BY entry_time DESC LIMIT 100",
+        ),
         "page 50": ({"p": 50}, "SELECT * FROM trades ORDER BY entry_time DESC LIMIT 100 OFFSET 5000"),
-    }  # fmt: skip
+    }
     print(f"\nAdmin trade changelist on {args.trades:,} trades (median of {args.repeat}):")
     with closing(sqlite3.connect(path)) as raw:
         for name, (params, sql) in pages.items():

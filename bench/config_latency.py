@@ -50,8 +50,12 @@ def percentiles(samples_ms):
 
 async def sse_client(port, token, scope, arrivals, ready):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write((f"GET /config/stream?scope={scope} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n").encode())  # fmt: skip
+    writer.write(
+        (
+            f"GET /config/stream?scope={scope} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
     await writer.drain()
     ready.release()
     while True:
@@ -94,13 +98,32 @@ async def main(args):
     token = manage("create_token", "bench", "--role", "operator", env=env, check=True).stdout.strip().splitlines()[-1]
     port, bare_port = free_port(), free_port()
     processes = [
-        subprocess.Popen([sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--port", str(port),
-                          "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "1"],
-                         env=env, cwd=ROOT),
-        subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "run_huey"], env=env, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "zepix_admin.asgi:application",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "1",
+            ],
+            env=env,
+            cwd=ROOT,
+        ),
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
         subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)]),
-    ]  # fmt: skip
+    ]
     try:
         await asyncio.sleep(3)
         scope, url = "combined_v3", f"http://127.0.0.1:{port}/api/config/combined_v3"
@@ -109,7 +132,9 @@ async def main(args):
         for _ in tasks:
             await ready.acquire()
         await asyncio.sleep(1)
-        current = json.load(urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})))
+        current = json.load(
+            urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}))
+        )
         document, version = current["data"], current["version"]
         save_latencies = []
         for n in range(args.saves):
@@ -120,10 +145,14 @@ async def main(args):
             await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers)
             save_latencies += [(t - started) * 1000 for t in arrivals.get(version, [])]
             await asyncio.sleep(0.1)
-        print(f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on uvicorn: {percentiles(save_latencies)}")
+        print(
+            f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on uvicorn: {percentiles(save_latencies)}"
+        )
 
         bare_arrivals, bare_ready = {}, asyncio.Semaphore(0)
-        bare_tasks = [asyncio.create_task(bare_client(bare_port, bare_arrivals, bare_ready)) for _ in range(args.subscribers)]
+        bare_tasks = [
+            asyncio.create_task(bare_client(bare_port, bare_arrivals, bare_ready)) for _ in range(args.subscribers)
+        ]
         for _ in bare_tasks:
             await bare_ready.acquire()
         await asyncio.sleep(0.5)
@@ -137,7 +166,10 @@ async def main(args):
             await wait_until(lambda n=n: len(bare_arrivals.get(n, [])) >= args.subscribers)
             bare_latencies += [(t - started) * 1000 for t in bare_arrivals.get(n, [])]
             await asyncio.sleep(0.1)
-        print(f"Baseline, bare asyncio server pushing a line to {args.subscribers} clients:    {percentiles(bare_latencies)}")
+        print(
+            f"Baseline, bare asyncio server pushing a line to {args.subscribers} clients:    "
+            f"{percentiles(bare_latencies)}"
+        )
 
         config_file = Path(env["ZEPIX_CONFIG_DIR"]) / "plugins" / "combined_v3.json"
         edit_latencies = []
@@ -151,8 +183,10 @@ async def main(args):
             await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers, timeout=5)
             edit_latencies += [(t - started) * 1000 - args.debounce_ms for t in arrivals.get(version, [])]
             await asyncio.sleep(0.3)
-        print(f"Outside edit (atomic rename) to delivery, beyond the {args.debounce_ms} ms debounce: "
-              f"{percentiles(edit_latencies)}")
+        print(
+            f"Outside edit (atomic rename) to delivery, beyond the {args.debounce_ms} ms debounce: "
+            f"{percentiles(edit_latencies)}"
+        )
         for task in tasks + bare_tasks:
             task.cancel()
     finally:

@@ -96,9 +96,23 @@ def main():
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "zepix_admin.settings"}
     port = 8700 + os.getpid() % 200
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--port", str(port),
-                               "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-                              env=env, cwd=_django.ROOT)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "zepix_admin.asgi:application",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=_django.ROOT,
+    )
     try:
         time.sleep(4)
         sequential(port, "/", cookie, 5)  # warm up every worker
@@ -113,15 +127,22 @@ def main():
             with PluginStore(plugins.database_path(ids[0])) as store:
                 ticket = store.max_ticket() + 1
                 while not stop.is_set():
-                    store.save_trade(ticket=ticket, symbol="EURUSD", direction="BUY", lot_size=0.1, entry_price=1.1,
-                                     entry_time="2026-11-25 10:00:00")  # fmt: skip
+                    store.save_trade(
+                        ticket=ticket,
+                        symbol="EURUSD",
+                        direction="BUY",
+                        lot_size=0.1,
+                        entry_price=1.1,
+                        entry_time="2026-11-25 10:00:00",
+                    )
                     ticket += 1
                     time.sleep(0.01)
 
         def syncer():
             while not stop.is_set():
-                subprocess.run([sys.executable, str(_django.ROOT / "manage.py"), "sync_plugins"], env=env,
-                               capture_output=True)  # fmt: skip
+                subprocess.run(
+                    [sys.executable, str(_django.ROOT / "manage.py"), "sync_plugins"], env=env, capture_output=True
+                )
                 stop.wait(1)
 
         background = [threading.Thread(target=writer), threading.Thread(target=syncer)]
@@ -133,8 +154,10 @@ def main():
             thread.join()
         quiet_login = load(port, "/login/", "", 8, max(5, args.seconds // 4))
         print(f"\n8 concurrent clients for {args.seconds} s, a writer inserting every 10 ms and syncs running:")
-        print(f"  overview: {busy['ok'] / args.seconds:,.1f} requests/s, {busy['failed']} failed, "
-              f"{busy['locked']} 'database is locked'; {_django.summary(busy['samples'])}")
+        print(
+            f"  overview: {busy['ok'] / args.seconds:,.1f} requests/s, {busy['failed']} failed, "
+            f"{busy['locked']} 'database is locked'; {_django.summary(busy['samples'])}"
+        )
         print(f"  baseline /login/ (no writer): {quiet_login['ok'] / max(5, args.seconds // 4):,.1f} requests/s")
         with closing(sqlite3.connect(settings.DATABASES["default"]["NAME"])) as central:
             runs = central.execute("SELECT COUNT(*), SUM(status = 'OK') FROM sync_app_syncrun").fetchone()

@@ -33,7 +33,9 @@ def main():
     parser.add_argument("--only-backup", action="store_true")
     args = parser.parse_args()
     ids = [f"bench_p{n}" for n in range(args.plugins)]
-    config_dir = Path(os.environ.setdefault("ZEPIX_CONFIG_DIR", __import__("tempfile").mkdtemp(prefix="zepix-bench-config-")))
+    config_dir = Path(
+        os.environ.setdefault("ZEPIX_CONFIG_DIR", __import__("tempfile").mkdtemp(prefix="zepix-bench-config-"))
+    )
     (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
     for plugin_id in ids:  # declared before Django starts, so each gets its own database
         (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
@@ -60,8 +62,12 @@ def main():
     # The plain copy goes into a table with the very same schema and indexes as ours.
     plain_target = settings.DATA_DIR / "plain_central.sqlite3"
     with closing(sqlite3.connect(settings.DATABASES["default"]["NAME"])) as central:
-        schema = [sql for (sql,) in central.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'aggregated_trades' AND sql IS NOT NULL")]  # fmt: skip
+        schema = [
+            sql
+            for (sql,) in central.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'aggregated_trades' AND sql IS NOT NULL"
+            )
+        ]
     from sync_app.sync import COPIED_COLUMNS
 
     columns = ", ".join(COPIED_COLUMNS)
@@ -74,14 +80,19 @@ def main():
         for plugin_id in ids:
             plain.execute("ATTACH DATABASE ? AS src", (str(plugins.database_path(plugin_id)),))
             plain.execute("BEGIN")
-            plain.execute(f"INSERT INTO aggregated_trades (plugin_id, {columns}, synced_at) "
-                          f"SELECT ?, {columns}, 'now' FROM src.trades", (plugin_id,))
+            plain.execute(
+                f"INSERT INTO aggregated_trades (plugin_id, {columns}, synced_at) "
+                f"SELECT ?, {columns}, 'now' FROM src.trades",
+                (plugin_id,),
+            )
             plain.execute("COMMIT")
             plain.execute("DETACH DATABASE src")
         baseline = time.perf_counter() - started
-    print(f"\n(1) Full sync of {total:,} trades: ours {ours:.2f} s ({total / ours:,.0f} trades/s); "
-          f"plain ATTACH + INSERT...SELECT {baseline:.2f} s ({total / baseline:,.0f} trades/s); "
-          f"ours runs at {baseline / ours:.2f}x the plain rate")
+    print(
+        f"\n(1) Full sync of {total:,} trades: ours {ours:.2f} s ({total / ours:,.0f} trades/s); "
+        f"plain ATTACH + INSERT...SELECT {baseline:.2f} s ({total / baseline:,.0f} trades/s); "
+        f"ours runs at {baseline / ours:.2f}x the plain rate"
+    )
 
     empty = []
     for _ in range(5):
@@ -90,14 +101,18 @@ def main():
         empty.append(time.perf_counter() - started)
     nothing = statistics.median(empty)
     for pattern, where in (
-        ("recent trades (the bot's pattern: it changes the trades it opened lately)",
-         "id > (SELECT MAX(id) FROM trades) - 5000"),
+        (
+            "recent trades (the bot's pattern: it changes the trades it opened lately)",
+            "id > (SELECT MAX(id) FROM trades) - 5000",
+        ),
         ("random trades from the whole history (worst case for page locality)", "1"),
-    ):  # fmt: skip
+    ):
         some = incremental_rounds(args, ids, where)
-        print(f"(2) Incremental sync, {args.changed} new or changed trades in each of {args.plugins} plugins, "
-              f"updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
-              f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)")
+        print(
+            f"(2) Incremental sync, {args.changed} new or changed trades in each of {args.plugins} plugins, "
+            f"updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
+            f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
+        )
 
     detection_bench(settings, ids)
     if not args.skip_backup:
@@ -122,8 +137,10 @@ def detection_bench(settings, ids, repeat: int = 200):
                 assert not _replaced(central, state, _identity(central), until)
             central.execute("DETACH DATABASE src")
         per_sync = (time.perf_counter() - started) / repeat
-    print(f"(2c) Detecting a replaced database (identity + change numbers) in {len(ids)} plugins: "
-          f"{per_sync * 1000:.3f} ms per sync (mean of {repeat})")
+    print(
+        f"(2c) Detecting a replaced database (identity + change numbers) in {len(ids)} plugins: "
+        f"{per_sync * 1000:.3f} ms per sync (mean of {repeat})"
+    )
 
     from plugins_app.sqlite import stamp_identity
     from sync_app.sync import run_sync
@@ -132,8 +149,10 @@ def detection_bench(settings, ids, repeat: int = 200):
     started = time.perf_counter()
     run = run_sync(plugin_ids=[ids[0]], trigger="command")
     assert run.plugins[ids[0]]["reconciled"], run.plugins
-    print(f"(2d) Reconciling one plugin after its file was replaced (all its rows compared and copied): "
-          f"{time.perf_counter() - started:.2f} s")
+    print(
+        f"(2d) Reconciling one plugin after its file was replaced (all its rows compared and copied): "
+        f"{time.perf_counter() - started:.2f} s"
+    )
 
 
 def incremental_rounds(args, ids, where: str) -> float:
@@ -146,14 +165,27 @@ def incremental_rounds(args, ids, where: str) -> float:
         for plugin_id in ids:
             with closing(sqlite3.connect(plugins.database_path(plugin_id), isolation_level=None)) as bot:
                 bot.execute("BEGIN IMMEDIATE")
-                bot.execute(f"UPDATE trades SET swap = swap - 0.01 WHERE id IN "
-                            f"(SELECT id FROM trades WHERE {where} ORDER BY random() LIMIT ?)", (args.changed // 2,))  # fmt: skip
+                bot.execute(
+                    f"UPDATE trades SET swap = swap - 0.01 WHERE id IN "
+                    f"(SELECT id FROM trades WHERE {where} ORDER BY random() LIMIT ?)",
+                    (args.changed // 2,),
+                )
                 bot.execute("COMMIT")
             with PluginStore(plugins.database_path(plugin_id)) as store:
                 first = store.max_ticket() + 1
-                store.save_trades([{"ticket": first + i, "symbol": "EURUSD", "direction": "BUY", "lot_size": 0.1,
-                                    "entry_price": 1.1, "entry_time": "2026-11-25 10:00:00"}
-                                   for i in range(args.changed - args.changed // 2)])  # fmt: skip
+                store.save_trades(
+                    [
+                        {
+                            "ticket": first + i,
+                            "symbol": "EURUSD",
+                            "direction": "BUY",
+                            "lot_size": 0.1,
+                            "entry_price": 1.1,
+                            "entry_time": "2026-11-25 10:00:00",
+                        }
+                        for i in range(args.changed - args.changed // 2)
+                    ]
+                )
         started = time.perf_counter()
         run = run_sync(trigger="command")
         incremental.append(time.perf_counter() - started)
@@ -171,9 +203,12 @@ def writer_latencies(path: Path, stop: threading.Event, out: list[float]):
             started = time.perf_counter()
             ticket = _next_ticket[0] = _next_ticket[0] + 1
             bot.execute("BEGIN IMMEDIATE")
-            bot.execute("INSERT INTO trades (ticket, symbol, direction, lot_size, entry_price, entry_time, commission,"
-                        " swap, status, signal_data, updated_at, change_seq) VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1,"
-                        " '2026-11-25 10:00:00', 0, 0, 'OPEN', '{}', '2026-11-25 10:00:00', ?)", (ticket, ticket))  # fmt: skip
+            bot.execute(
+                "INSERT INTO trades (ticket, symbol, direction, lot_size, entry_price, entry_time, commission,"
+                " swap, status, signal_data, updated_at, change_seq) VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1,"
+                " '2026-11-25 10:00:00', 0, 0, 'OPEN', '{}', '2026-11-25 10:00:00', ?)",
+                (ticket, ticket),
+            )
             bot.execute("COMMIT")
             out.append(time.perf_counter() - started)
             time.sleep(0.01)
@@ -227,10 +262,15 @@ def backup_bench(settings, size_mb: int):
         recipe_seconds, recipe_worst, recipe_note = time.perf_counter() - started, float("nan"), "writer stopped"
     mb = size / 1024 / 1024
     print(f"(3) Backup of a {mb:,.0f} MB plugin database while a writer inserts every 10 ms:")
-    print(f"    ours (online copy + integrity check + zstd + SHA-256): {our_seconds:.2f} s, "
-          f"{our_size / 1024 / 1024:,.1f} MB (ratio {size / our_size:.2f}), writer's worst insert {our_worst:.1f} ms")
-    print(f"    recipe (sqlite3 .backup + gzip, {recipe_note}): {recipe_seconds:.2f} s, "
-          f"{recipe_size / 1024 / 1024:,.1f} MB (ratio {size / recipe_size:.2f}), writer's worst insert {recipe_worst:.1f} ms")
+    print(
+        f"    ours (online copy + integrity check + zstd + SHA-256): {our_seconds:.2f} s, "
+        f"{our_size / 1024 / 1024:,.1f} MB (ratio {size / our_size:.2f}), writer's worst insert {our_worst:.1f} ms"
+    )
+    print(
+        f"    recipe (sqlite3 .backup + gzip, {recipe_note}): {recipe_seconds:.2f} s, "
+        f"{recipe_size / 1024 / 1024:,.1f} MB (ratio {size / recipe_size:.2f}), "
+        f"writer's worst insert {recipe_worst:.1f} ms"
+    )
     print(f"    ours is {recipe_seconds / our_seconds:.2f}x as fast")
 
 

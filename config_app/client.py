@@ -12,6 +12,7 @@ After each version the client reports to ``/api/config/<scope>/ack`` whether the
 applied it; a hook that raises leaves the process on its last good version.
 """
 
+import contextlib
 import http.client
 import json
 import logging
@@ -47,10 +48,8 @@ class ConfigSubscriber:
         self._stop.set()
         response = self._response
         if response is not None:
-            try:
+            with contextlib.suppress(OSError):
                 response.close()
-            except OSError:
-                pass
 
     def run_forever(self) -> None:
         failures = 0
@@ -111,7 +110,7 @@ class ConfigSubscriber:
         try:
             if self.on_config_changed is not None:
                 self.on_config_changed(changes)
-        except Exception as error:  # noqa: BLE001 - the plugin keeps running on its last good version
+        except Exception as error:  # the plugin keeps running on its last good version
             logger.exception("on_config_changed failed for %s version %s", self.scope, version)
             self.seen_version = version
             self.report(version, ok=False, error=f"{type(error).__name__}: {error}")
@@ -122,8 +121,11 @@ class ConfigSubscriber:
     def report(self, version: int, *, ok: bool, error: str = "") -> None:
         body = json.dumps({"subscriber": self.name, "version": version, "ok": ok, "error": error}).encode()
         try:
-            with self._request(f"/api/config/{urllib.request.quote(self.scope)}/ack", data=body,
-                               headers={"Content-Type": "application/json"}):  # fmt: skip
+            with self._request(
+                f"/api/config/{urllib.request.quote(self.scope)}/ack",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ):
                 pass
         except (OSError, http.client.HTTPException) as problem:
             logger.warning("Could not report version %s of %s: %s", version, self.scope, problem)

@@ -22,8 +22,12 @@ GLOBAL_DEFAULTS = {
         "central_backup_minutes": 1440,
         "verify_backups_minutes": 1440,
     },
-    "sync": {"retry_delays_seconds": [5, 10, 20], "alert_after_failures": 3, "alert_webhook_url": "",
-             "lock_wait_seconds": 2},
+    "sync": {
+        "retry_delays_seconds": [5, 10, 20],
+        "alert_after_failures": 3,
+        "alert_webhook_url": "",
+        "lock_wait_seconds": 2,
+    },
     "backup": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12, "archive_keep_days": 90},
     "alerts": {"webhook_min_level": "WARNING", "min_free_disk_gb": 1},
 }

@@ -107,8 +107,13 @@ def parse(text: str | bytes):
     if len(text) > MAX_DOCUMENT_BYTES:
         raise InvalidDocument([ValidationProblem("(document)", "larger than 1 MB")])
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int,
-                           object_pairs_hook=_unique_keys)  # fmt: skip
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:
         raise _invalid(f"nested deeper than {MAX_DEPTH} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -238,4 +243,3 @@ def write_atomic(path: Path, text: str) -> None:
         Path(temporary).unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
-

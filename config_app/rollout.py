@@ -37,9 +37,15 @@ def rollout(scope: str, latest_version: int) -> list[dict]:
             state = "pending"
         else:
             state = "behind"
-        entries.append({
-            "name": subscriber.name, "scope": subscriber.scope, "connected": connected,
-            "applied_version": subscriber.applied_version, "state": state, "error": subscriber.error,
-            "last_seen_at": subscriber.last_seen_at.isoformat(),
-        })  # fmt: skip
+        entries.append(
+            {
+                "name": subscriber.name,
+                "scope": subscriber.scope,
+                "connected": connected,
+                "applied_version": subscriber.applied_version,
+                "state": state,
+                "error": subscriber.error,
+                "last_seen_at": subscriber.last_seen_at.isoformat(),
+            }
+        )
     return entries

@@ -74,7 +74,9 @@ def save(scope: str, document, *, base_version: int, author: str, via: str, comm
         latest_number = latest.version if latest else 0
         if base_version != latest_number:
             base = ConfigVersion.objects.filter(scope=scope, version=base_version).first()
-            raise ConfigConflict(scope, base_version, latest, diff_documents(base.document if base else {}, latest.document))
+            raise ConfigConflict(
+                scope, base_version, latest, diff_documents(base.document if base else {}, latest.document)
+            )
         if latest and latest.document == document:
             return latest
         return _record(scope, document, latest, author=author, via=via, comment=comment)
@@ -93,11 +95,19 @@ def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVer
     if target is None:
         raise UnknownVersion(f"{scope} has no version {to_version}.")
     if target.document is None:
-        raise UnknownVersion(f"{scope} version {to_version} is older than the history keeps whole documents "
-                          f"({HISTORY_KEEP_DAYS} days or the last {HISTORY_KEEP_VERSIONS:,} versions); its diff is kept.")
+        raise UnknownVersion(
+            f"{scope} version {to_version} is older than the history keeps whole documents "
+            f"({HISTORY_KEEP_DAYS} days or the last {HISTORY_KEEP_VERSIONS:,} versions); its diff is kept."
+        )
     latest = current(scope)
-    return save(scope, target.document, base_version=latest.version, author=author, via=via,
-                comment=f"rollback to version {to_version}")
+    return save(
+        scope,
+        target.document,
+        base_version=latest.version,
+        author=author,
+        via=via,
+        comment=f"rollback to version {to_version}",
+    )
 
 
 def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
@@ -108,8 +118,9 @@ def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
         latest = current(documents.check_scope(scope))
         if scope == documents.GLOBAL_SCOPE or latest is None:
             raise documents.UnknownScope(f"Only a declared plugin's scope can be retired, not {scope!r}.")
-        version = _record(scope, latest.document, latest, author=author, via=via, comment="archived",
-                          write_file=False, retired=True)  # fmt: skip
+        version = _record(
+            scope, latest.document, latest, author=author, via=via, comment="archived", write_file=False, retired=True
+        )
         documents.remove(documents.document_path(scope))
     return version
 
@@ -123,22 +134,36 @@ def reinstate(scope: str, *, author: str, via: str) -> ConfigVersion:
         return _record(scope, latest.document, latest, author=author, via=via, comment="brought back from archive")
 
 
-def _record(scope, document, latest, *, author, via, comment, write_file: bool = True,
-            retired: bool = False) -> ConfigVersion:  # fmt: skip
+def _record(
+    scope, document, latest, *, author, via, comment, write_file: bool = True, retired: bool = False
+) -> ConfigVersion:
     """Must run under config_lock(). Commits the version, then writes the file (unless the
     document came from the file: rewriting it could clobber the operator's next edit)."""
     changes = diff_documents(latest.document if latest else None, document)
     with transaction.atomic():
         version = ConfigVersion.objects.create(
-            scope=scope, version=(latest.version if latest else 0) + 1, author=author, via=via,
-            comment=comment, document=document, diff=changes, retired=retired,
-        )  # fmt: skip
+            scope=scope,
+            version=(latest.version if latest else 0) + 1,
+            author=author,
+            via=via,
+            comment=comment,
+            document=document,
+            diff=changes,
+            retired=retired,
+        )
         action = "config.retire" if retired else "config.save"
         # The values are in the version's diff: the audit entry names the paths only (a 1 MB
         # document once stored its values three times over).
         paths = [change["path"] for change in changes]
-        audit.record(author, via, action, scope, version=version.version, comment=comment,
-                     changed=paths[:50] + ([f"... {len(paths) - 50} more"] if len(paths) > 50 else []))  # fmt: skip
+        audit.record(
+            author,
+            via,
+            action,
+            scope,
+            version=version.version,
+            comment=comment,
+            changed=paths[:50] + ([f"... {len(paths) - 50} more"] if len(paths) > 50 else []),
+        )
     # Written after the commit: a crash in between leaves the file at an older recorded
     # version, which ingest_file() recognises and repairs.
     if write_file:
@@ -167,20 +192,26 @@ def ingest_file(scope: str) -> ConfigVersion | None:
             documents.check_document(scope, document)
         except documents.InvalidDocument as error:
             logger.warning("Rejected outside edit of %s: %s", path, error)
-            raise_alert("config", scope, f"Rejected edit of {path.name}: {error}. Still active: version "
-                        f"{latest.version if latest else 0}.")  # fmt: skip
+            raise_alert(
+                "config",
+                scope,
+                f"Rejected edit of {path.name}: {error}. Still active: version {latest.version if latest else 0}.",
+            )
             audit.record("file", "file", "config.rejected", scope, errors=[str(p) for p in error.problems])
             return None
         resolve_alert("config", scope)
         if latest and document == latest.document and not latest.retired:
             return None
-        if latest and ConfigVersion.objects.filter(scope=scope, document=document).exists() and (
-            path.stat().st_mtime <= latest.created_at.timestamp()
+        if (
+            latest
+            and ConfigVersion.objects.filter(scope=scope, document=document).exists()
+            and (path.stat().st_mtime <= latest.created_at.timestamp())
         ):
             documents.write_atomic(path, documents.render(latest.document))
             return None
-        return _record(scope, document, latest, author="file", via="file", comment=f"edited {path.name}",
-                       write_file=False)
+        return _record(
+            scope, document, latest, author="file", via="file", comment=f"edited {path.name}", write_file=False
+        )
 
 
 HISTORY_KEEP_DAYS = 90
@@ -195,8 +226,11 @@ def prune_history(now=None) -> int:
     pruned = 0
     for scope, newest in ConfigVersion.objects.values_list("scope").annotate(newest=Max("version")):
         pruned += ConfigVersion.objects.filter(
-            scope=scope, document__isnull=False, created_at__lt=cutoff, version__lte=newest - HISTORY_KEEP_VERSIONS,
-        ).update(document=None)  # fmt: skip
+            scope=scope,
+            document__isnull=False,
+            created_at__lt=cutoff,
+            version__lte=newest - HISTORY_KEEP_VERSIONS,
+        ).update(document=None)
     return pruned
 
 
@@ -235,5 +269,6 @@ def declare_builtin_plugins() -> None:
     folder = settings.CONFIG_DIR / "plugins"
     if not folder.is_dir():
         for plugin_id in registry.BUILTIN_PLUGINS:
-            documents.write_atomic(registry.config_path(settings.CONFIG_DIR, plugin_id),
-                                   documents.render(defaults.for_scope(plugin_id)))
+            documents.write_atomic(
+                registry.config_path(settings.CONFIG_DIR, plugin_id), documents.render(defaults.for_scope(plugin_id))
+            )

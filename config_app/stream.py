@@ -9,6 +9,7 @@ server) a sync one that polls.
 
 import asyncio
 import collections
+import contextlib
 import json
 import sqlite3
 import time
@@ -39,11 +40,17 @@ def format_event(event: dict, scope: str | None) -> str:
 def event_from_row(row) -> dict:
     pk, scope, version, author, via, created_at, comment, diff, document, retired = row
     return {
-        "id": pk, "scope": scope, "version": version, "author": author, "via": via,
-        "created_at": parse_db_datetime(created_at).isoformat(), "comment": comment,
-        "diff": json.loads(diff), "data": json.loads(document) if document is not None else None,
+        "id": pk,
+        "scope": scope,
+        "version": version,
+        "author": author,
+        "via": via,
+        "created_at": parse_db_datetime(created_at).isoformat(),
+        "comment": comment,
+        "diff": json.loads(diff),
+        "data": json.loads(document) if document is not None else None,
         "retired": bool(retired),
-    }  # fmt: skip
+    }
 
 
 def row_bytes(row) -> int:
@@ -195,7 +202,5 @@ def sync_events(scope: str | None, last_event_id: int | None, subscriber: str):
                 idle_since = time.monotonic()
                 yield ": keepalive\n\n"
     finally:
-        try:
+        with contextlib.suppress(Exception):  # as above
             mark_subscriber(subscriber, scope, False)
-        except Exception:  # noqa: BLE001 - as above
-            pass

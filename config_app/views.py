@@ -26,9 +26,7 @@ def _scope_context(scope: str, **extra) -> dict:
 
 @require_GET
 def config_index(request: AuthenticatedHttpRequest):
-    scopes = [
-        {"scope": scope, "version": service.current(scope)} for scope in documents.scopes()
-    ]
+    scopes = [{"scope": scope, "version": service.current(scope)} for scope in documents.scopes()]
     return render(request, "config/index.html", {"scopes": scopes})
 
 
@@ -56,7 +54,9 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
     context = {"scope": scope, "row": row}
     try:
         value = parse_input(row.kind, raw)
-        saved = service.set_value(scope, path, value, base_version=base_version, author=actor_name(request.user), via="web")
+        saved = service.set_value(
+            scope, path, value, base_version=base_version, author=actor_name(request.user), via="web"
+        )
     except ValueError as error:  # parse errors and InvalidDocument
         problems = getattr(error, "problems", None)
         context["error"] = "; ".join(p.message for p in problems) if problems else str(error)
@@ -67,8 +67,10 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
         return render(request, "config/scope.html#row", context)
     context.update(
         row=next(r for r in rows_for(documents.schema_for(scope), saved.document) if r.path == path),
-        saved=saved, version=saved, oob=True,
-    )  # fmt: skip
+        saved=saved,
+        version=saved,
+        oob=True,
+    )
     return render(request, "config/scope.html#row", context)
 
 
@@ -81,8 +83,11 @@ def history(request: AuthenticatedHttpRequest, scope: str):
     # Whole documents stay in the database: a page of history needs only the diffs.
     versions = ConfigVersion.objects.filter(scope=scope).order_by("-version").with_document_kept()
     page = Paginator(versions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "config/history.html", {"scope": scope, "versions": page, "page": page,
-                                                   "current": service.current(scope)})  # fmt: skip
+    return render(
+        request,
+        "config/history.html",
+        {"scope": scope, "versions": page, "page": page, "current": service.current(scope)},
+    )
 
 
 @require_POST
@@ -120,8 +125,9 @@ def event_stream(request: AuthenticatedHttpRequest):
 
 
 def _version_response(version: ConfigVersion, status: int = 200) -> JsonResponse:
-    response = JsonResponse({"scope": version.scope, "version": version.version, "data": version.document},
-                            status=status)  # fmt: skip
+    response = JsonResponse(
+        {"scope": version.scope, "version": version.version, "data": version.document}, status=status
+    )
     response["ETag"] = f'"{version.version}"'
     return response
 
@@ -140,20 +146,34 @@ def api_config(request: AuthenticatedHttpRequest, scope: str):
         return JsonResponse({"error": "The document is larger than 1 MB."}, status=413)
     if_match = request.headers.get("If-Match", "").strip().removeprefix("W/").strip('"')
     if not if_match.isdigit():
-        return JsonResponse({"error": "Send the version the document is based on in If-Match (the ETag of a GET)."},
-                            status=400)  # fmt: skip
+        return JsonResponse(
+            {"error": "Send the version the document is based on in If-Match (the ETag of a GET)."}, status=400
+        )
     try:
         document = documents.parse(body)
-        saved = service.save(scope, document, base_version=int(if_match), author=actor_name(request.user),
-                             via="api", comment=request.headers.get("X-Comment", "")[:300])  # fmt: skip
+        saved = service.save(
+            scope,
+            document,
+            base_version=int(if_match),
+            author=actor_name(request.user),
+            via="api",
+            comment=request.headers.get("X-Comment", "")[:300],
+        )
     except documents.InvalidDocument as error:
-        return JsonResponse({"error": "Invalid document.", "errors": [
-            {"path": p.path, "message": p.message} for p in error.problems]}, status=400)  # fmt: skip
+        return JsonResponse(
+            {"error": "Invalid document.", "errors": [{"path": p.path, "message": p.message} for p in error.problems]},
+            status=400,
+        )
     except service.ConfigConflict as conflict:
-        return JsonResponse({
-            "error": str(conflict), "current_version": conflict.current.version,
-            "changed_by": conflict.current.author, "changes": conflict.changes,
-        }, status=409)  # fmt: skip
+        return JsonResponse(
+            {
+                "error": str(conflict),
+                "current_version": conflict.current.version,
+                "changed_by": conflict.current.author,
+                "changes": conflict.changes,
+            },
+            status=409,
+        )
     return _version_response(saved)
 
 
@@ -172,10 +192,15 @@ def api_ack(request: AuthenticatedHttpRequest, scope: str):
         payload = documents.parse(request.body)
     except documents.InvalidDocument as error:
         return JsonResponse({"error": f"{usage} Not JSON: {error.problems[0].message}."}, status=400)
-    if not (isinstance(payload, dict) and isinstance(payload.get("subscriber"), str)
-            and 0 < len(payload["subscriber"]) <= 100 and type(payload.get("version")) is int
-            and 1 <= payload["version"] <= MAX_VERSION and isinstance(payload.get("ok"), bool)
-            and isinstance(payload.get("error", ""), str)):  # fmt: skip
+    if not (
+        isinstance(payload, dict)
+        and isinstance(payload.get("subscriber"), str)
+        and 0 < len(payload["subscriber"]) <= 100
+        and type(payload.get("version")) is int
+        and 1 <= payload["version"] <= MAX_VERSION
+        and isinstance(payload.get("ok"), bool)
+        and isinstance(payload.get("error", ""), str)
+    ):
         return JsonResponse({"error": usage}, status=400)
     rollout.record_ack(scope, payload["subscriber"], payload["version"], payload["ok"], payload.get("error", "")[:2000])
     return JsonResponse({"recorded": True})
@@ -187,4 +212,6 @@ def api_ack(request: AuthenticatedHttpRequest, scope: str):
 def api_subscribers(request: AuthenticatedHttpRequest, scope: str):
     documents.check_scope(scope)
     latest = service.current(scope)
-    return JsonResponse({"scope": scope, "version": latest.version, "subscribers": rollout.rollout(scope, latest.version)})
+    return JsonResponse(
+        {"scope": scope, "version": latest.version, "subscribers": rollout.rollout(scope, latest.version)}
+    )

@@ -53,7 +53,7 @@ def take_in(scope: str) -> None:
         version = service.ingest_file(scope)
         if version:
             logger.info("Took in an outside edit of %s as version %s", scope, version.version)
-    except Exception:  # noqa: BLE001 - the watcher must outlive any one bad edit
+    except Exception:  # the watcher must outlive any one bad edit
         logger.exception("Could not take in the edit of %s", scope)
     finally:
         close_old_connections()

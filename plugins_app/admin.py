@@ -63,7 +63,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected to CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        fields = [field for field in self.model._meta.concrete_fields]
+        fields = list(self.model._meta.concrete_fields)
         response = HttpResponse(content_type="text/csv")
         filename = f"{self.model._meta.app_label}_{self.model._meta.db_table}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -97,9 +97,19 @@ class SymbolFilter(admin.SimpleListFilter):
 
 class TradeAdmin(ReadOnlyAdmin):
     list_display = [
-        "ticket", "symbol", "direction", "lot_size", "entry_price", "entry_time", "exit_price", "exit_time",
-        "profit_pips", "profit_dollars", "status", "close_reason",
-    ]  # fmt: skip
+        "ticket",
+        "symbol",
+        "direction",
+        "lot_size",
+        "entry_price",
+        "entry_time",
+        "exit_price",
+        "exit_time",
+        "profit_pips",
+        "profit_dollars",
+        "status",
+        "close_reason",
+    ]
     list_filter = ["status", SymbolFilter, "direction", "close_reason"]
     search_fields = ["=ticket", "symbol"]
     date_hierarchy = "entry_time"
@@ -129,8 +139,17 @@ class ChainLevelInline(admin.TabularInline):
 
 
 class ProfitChainAdmin(ReadOnlyAdmin):
-    list_display = ["id", "symbol", "direction", "status", "base_lot", "current_level", "max_level",
-                    "total_profit", "created_at"]  # fmt: skip
+    list_display = [
+        "id",
+        "symbol",
+        "direction",
+        "status",
+        "base_lot",
+        "current_level",
+        "max_level",
+        "total_profit",
+        "created_at",
+    ]
     list_filter = ["status", "direction"]
     search_fields = ["symbol"]
 
@@ -143,8 +162,17 @@ class SignalAdmin(ReadOnlyAdmin):
 
 
 class DailyStatsAdmin(ReadOnlyAdmin):
-    list_display = ["date", "total_trades", "wins", "losses", "breakeven", "total_profit", "max_drawdown",
-                    "largest_win", "largest_loss"]  # fmt: skip
+    list_display = [
+        "date",
+        "total_trades",
+        "wins",
+        "losses",
+        "breakeven",
+        "total_profit",
+        "max_drawdown",
+        "largest_win",
+        "largest_loss",
+    ]
     date_hierarchy = "date"
 
 

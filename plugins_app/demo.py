@@ -45,16 +45,22 @@ def generate_trades(count: int, *, seed: int, plugin_id: str, first_ticket: int,
             "sl_price": round(entry_price - sign * sl_pips * pip, 5),
             "tp_price": round(entry_price + sign * tp_pips * pip, 5),
             "entry_time": entry_time,
-            "signal_data": {"strategy": plugin_id, "timeframe": rng.choice(("5m", "15m", "1h")),
-                            "confidence": round(rng.uniform(0.5, 0.99), 2)},
-        }  # fmt: skip
+            "signal_data": {
+                "strategy": plugin_id,
+                "timeframe": rng.choice(("5m", "15m", "1h")),
+                "confidence": round(rng.uniform(0.5, 0.99), 2),
+            },
+        }
         still_open = now - entry_time < timedelta(hours=12) and rng.random() < 0.6
         if not still_open:
             roll = rng.random()
             reason, pips = (
-                ("TP", tp_pips) if roll < 0.5 else ("SL", -sl_pips) if roll < 0.85
+                ("TP", tp_pips)
+                if roll < 0.5
+                else ("SL", -sl_pips)
+                if roll < 0.85
                 else (rng.choice(("MANUAL", "REVERSAL")), round(rng.uniform(-sl_pips, tp_pips), 1))
-            )  # fmt: skip
+            )
             duration = timedelta(minutes=rng.randint(5, 600))
             trade.update(
                 status="CLOSED",
@@ -71,8 +77,9 @@ def generate_trades(count: int, *, seed: int, plugin_id: str, first_ticket: int,
         yield trade
 
 
-def seed_plugin(database_path, plugin_id: str, count: int, *, seed: int = 1, now: datetime | None = None,
-                with_extras: bool = True) -> tuple[int, int]:
+def seed_plugin(
+    database_path, plugin_id: str, count: int, *, seed: int = 1, now: datetime | None = None, with_extras: bool = True
+) -> tuple[int, int]:
     """Add `count` demo trades (plus a few chains and signals); returns (first, last) ticket."""
     now = now or datetime.now(UTC)
     with PluginStore(database_path) as store:
@@ -97,13 +104,24 @@ def _seed_chains_and_signals(store: PluginStore, plugin_id, first_ticket, count,
         symbol = rng.choice(list(SYMBOLS))
         base = rng.choice((0.01, 0.1))
         levels = [(round(base * (1.5**level), 2), 20 + 10 * level) for level in range(rng.randint(3, 5))]
-        chain_id = store.start_chain(symbol=symbol, direction=rng.choice(("BUY", "SELL")), base_lot=base,
-                                     levels=levels, created_at=now - timedelta(days=rng.randint(0, 20)))
+        chain_id = store.start_chain(
+            symbol=symbol,
+            direction=rng.choice(("BUY", "SELL")),
+            base_lot=base,
+            levels=levels,
+            created_at=now - timedelta(days=rng.randint(0, 20)),
+        )
         ticket = rng.randint(first_ticket, first_ticket + count - 1)
         store.update_trade(ticket, chain_id=chain_id)
     for _ in range(min(50, count)):
         ticket = rng.randint(first_ticket, first_ticket + count - 1)
         trade = store.trade_by_ticket(ticket)
-        store.log_signal(symbol=trade["symbol"], signal_type=f"{trade['direction']}_ENTRY",
-                         timeframe=trade["signal_data"]["timeframe"], payload=trade["signal_data"],
-                         action="EXECUTED", trade_ticket=ticket, received_at=trade["entry_time"])
+        store.log_signal(
+            symbol=trade["symbol"],
+            signal_type=f"{trade['direction']}_ENTRY",
+            timeframe=trade["signal_data"]["timeframe"],
+            payload=trade["signal_data"],
+            action="EXECUTED",
+            trade_ticket=ticket,
+            received_at=trade["entry_time"],
+        )

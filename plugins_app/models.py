@@ -100,11 +100,9 @@ class Trade(PluginModel):
     commission = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     swap = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     status = models.CharField(max_length=8, choices=TradeStatus.choices, default=TradeStatus.OPEN)
-    close_reason = models.CharField(max_length=8, choices=CloseReason.choices, null=True, blank=True)
+    close_reason = models.CharField(max_length=8, choices=CloseReason.choices, null=True, blank=True)  # noqa: DJ001 - the bot's NULL (seed DDL)
     signal_data = models.JSONField(default=dict, blank=True)
-    chain = models.ForeignKey(
-        "ProfitChain", null=True, blank=True, on_delete=models.SET_NULL, related_name="trades"
-    )
+    chain = models.ForeignKey("ProfitChain", null=True, blank=True, on_delete=models.SET_NULL, related_name="trades")
     updated_at = models.DateTimeField(auto_now=True)
     # Bumped by a database trigger on every insert and update (see the plugin migrations),
     # so the central sync finds changed rows with one indexed range scan, whoever wrote them.

@@ -18,10 +18,26 @@ ALIAS_PREFIX = "plugin_"
 
 # Names a plugin id must never take: the global config scope, the central database's alias,
 # and the first segment of the console's URLs (a plugin id appears in config and sync URLs).
-RESERVED_IDS = frozenset({
-    "global", "default", "admin", "api", "alerts", "audit", "backups", "config", "healthz", "login",
-    "logout", "metrics", "static", "stream", "sync", "trades",
-})  # fmt: skip
+RESERVED_IDS = frozenset(
+    {
+        "global",
+        "default",
+        "admin",
+        "api",
+        "alerts",
+        "audit",
+        "backups",
+        "config",
+        "healthz",
+        "login",
+        "logout",
+        "metrics",
+        "static",
+        "stream",
+        "sync",
+        "trades",
+    }
+)
 
 
 class InvalidPluginId(ValueError):
@@ -36,7 +52,9 @@ def check_plugin_id(plugin_id) -> str:
             "digits and underscores, starting with a letter (e.g. 'combined_v3')."
         )
     if plugin_id in RESERVED_IDS:
-        raise InvalidPluginId(f"{plugin_id!r} is reserved (a config scope, a database alias or a page); choose another id.")
+        raise InvalidPluginId(
+            f"{plugin_id!r} is reserved (a config scope, a database alias or a page); choose another id."
+        )
     return plugin_id
 
 
@@ -46,7 +64,7 @@ def alias_for(plugin_id: str) -> str:
 
 def plugin_id_for_alias(alias: str) -> str | None:
     if alias.startswith(ALIAS_PREFIX):
-        return alias[len(ALIAS_PREFIX):]
+        return alias[len(ALIAS_PREFIX) :]
     return None
 
 
@@ -77,4 +95,6 @@ def declared_plugins(config_dir: Path) -> list[str]:
     if not folder.is_dir():
         return list(BUILTIN_PLUGINS)
     found = (path.stem for path in folder.glob("*.json"))
-    return sorted(plugin_id for plugin_id in found if PLUGIN_ID_PATTERN.fullmatch(plugin_id) and plugin_id not in RESERVED_IDS)
+    return sorted(
+        plugin_id for plugin_id in found if PLUGIN_ID_PATTERN.fullmatch(plugin_id) and plugin_id not in RESERVED_IDS
+    )

@@ -27,8 +27,7 @@ def check_alias(model, alias: str | None) -> None:
     home = home_alias(model)
     if alias is not None and alias != home and (home != "default" or alias.startswith(ALIAS_PREFIX)):
         raise CrossDatabaseError(
-            f"{model._meta.label} lives in database {home!r}, not {alias!r}: "
-            "a plugin's rows stay in its own database."
+            f"{model._meta.label} lives in database {home!r}, not {alias!r}: a plugin's rows stay in its own database."
         )
 
 

@@ -8,16 +8,18 @@ from pathlib import Path
 from urllib.request import pathname2url
 
 
-def connect(path: str | Path, *, timeout: float = 20.0, read_only: bool = False,
-            closable_anywhere: bool = False) -> sqlite3.Connection:  # fmt: skip
+def connect(
+    path: str | Path, *, timeout: float = 20.0, read_only: bool = False, closable_anywhere: bool = False
+) -> sqlite3.Connection:
     """Autocommit connection (transactions are explicit: BEGIN IMMEDIATE ... COMMIT).
 
     Opened as a URI so that read-only ATTACH (``file:...?mode=ro``) works on it too. A
     missing file is an error, never a new empty database (see ``create``). A connection
     ``closable_anywhere`` may be closed by another thread than the one that used it."""
     uri = read_only_uri(path) if read_only else writable_uri(path)
-    connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
-                                 check_same_thread=not closable_anywhere)  # fmt: skip
+    connection = sqlite3.connect(
+        uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=not closable_anywhere
+    )
     if not read_only:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")

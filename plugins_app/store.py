@@ -19,10 +19,25 @@ from plugins_app.sqlite import connect, immediate_transaction
 sqlite3.register_adapter(Decimal, str)
 
 TRADE_COLUMNS = (
-    "ticket", "symbol", "direction", "lot_size", "entry_price", "sl_price", "tp_price",
-    "entry_time", "exit_time", "exit_price", "profit_pips", "profit_dollars", "commission",
-    "swap", "status", "close_reason", "signal_data", "chain_id",
-)  # fmt: skip
+    "ticket",
+    "symbol",
+    "direction",
+    "lot_size",
+    "entry_price",
+    "sl_price",
+    "tp_price",
+    "entry_time",
+    "exit_time",
+    "exit_price",
+    "profit_pips",
+    "profit_dollars",
+    "commission",
+    "swap",
+    "status",
+    "close_reason",
+    "signal_data",
+    "chain_id",
+)
 _TRADE_COLUMN_SET = frozenset(TRADE_COLUMNS)
 UPDATABLE_COLUMNS = _TRADE_COLUMN_SET - {"ticket"}
 NEXT_CHANGE_SEQ = "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM trades)"
@@ -51,11 +66,26 @@ def _trade_row(trade: dict, now: str) -> tuple:
         raise ValueError(f"Unknown trade fields: {', '.join(sorted(trade.keys() - _TRADE_COLUMN_SET))}")
     get = trade.get
     return (
-        get("ticket"), get("symbol"), get("direction"), get("lot_size"), get("entry_price"), get("sl_price"),
-        get("tp_price"), db_datetime(get("entry_time")), db_datetime(get("exit_time")), get("exit_price"),
-        get("profit_pips"), get("profit_dollars"), get("commission", 0), get("swap", 0), get("status", "OPEN"),
-        get("close_reason"), json.dumps(get("signal_data") or {}), get("chain_id"), now,
-    )  # fmt: skip
+        get("ticket"),
+        get("symbol"),
+        get("direction"),
+        get("lot_size"),
+        get("entry_price"),
+        get("sl_price"),
+        get("tp_price"),
+        db_datetime(get("entry_time")),
+        db_datetime(get("exit_time")),
+        get("exit_price"),
+        get("profit_pips"),
+        get("profit_dollars"),
+        get("commission", 0),
+        get("swap", 0),
+        get("status", "OPEN"),
+        get("close_reason"),
+        json.dumps(get("signal_data") or {}),
+        get("chain_id"),
+        now,
+    )
 
 
 def _db_value(column: str, value):
@@ -148,9 +178,17 @@ class PluginStore:
             self._refresh_daily_stats(cursor, {before["exit_time"], after["exit_time"]})
 
     def close_trade(
-        self, ticket: int, *, exit_price, profit_pips, profit_dollars, close_reason: str,
-        exit_time: datetime | None = None, commission=None, swap=None,
-    ) -> None:  # fmt: skip
+        self,
+        ticket: int,
+        *,
+        exit_price,
+        profit_pips,
+        profit_dollars,
+        close_reason: str,
+        exit_time: datetime | None = None,
+        commission=None,
+        swap=None,
+    ) -> None:
         changes = {
             "status": "CLOSED",
             "exit_price": exit_price,
@@ -180,19 +218,42 @@ class PluginStore:
 
     # Signals, chains, info --------------------------------------------------
 
-    def log_signal(self, *, symbol: str, signal_type: str, timeframe: str = "", payload: dict | None = None,
-                   action: str = "", trade_ticket: int | None = None, received_at: datetime | None = None) -> int:
+    def log_signal(
+        self,
+        *,
+        symbol: str,
+        signal_type: str,
+        timeframe: str = "",
+        payload: dict | None = None,
+        action: str = "",
+        trade_ticket: int | None = None,
+        received_at: datetime | None = None,
+    ) -> int:
         with self._write() as cursor:
             cursor.execute(
                 "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action, trade_ticket)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (db_datetime(received_at or datetime.now(UTC)), symbol, signal_type, timeframe,
-                 json.dumps(payload or {}), action, trade_ticket),
-            )  # fmt: skip
+                (
+                    db_datetime(received_at or datetime.now(UTC)),
+                    symbol,
+                    signal_type,
+                    timeframe,
+                    json.dumps(payload or {}),
+                    action,
+                    trade_ticket,
+                ),
+            )
             return cursor.lastrowid
 
-    def start_chain(self, *, symbol: str, direction: str, base_lot, levels: list[tuple[float, float]],
-                    created_at: datetime | None = None) -> int:
+    def start_chain(
+        self,
+        *,
+        symbol: str,
+        direction: str,
+        base_lot,
+        levels: list[tuple[float, float]],
+        created_at: datetime | None = None,
+    ) -> int:
         """A profit chain with its levels, each level given as (lot size, target pips)."""
         stamp = db_datetime(created_at or datetime.now(UTC))
         with self._write() as cursor:
@@ -267,9 +328,15 @@ def day_summary(profits: list[float]) -> tuple:
         peak = max(peak, running)
         drawdown = max(drawdown, peak - running)
     return (
-        len(profits), wins, losses, len(profits) - wins - losses, round(sum(profits), 2), round(drawdown, 2),
-        round(max(max(profits), 0.0), 2), round(min(min(profits), 0.0), 2),
-    )  # fmt: skip
+        len(profits),
+        wins,
+        losses,
+        len(profits) - wins - losses,
+        round(sum(profits), 2),
+        round(drawdown, 2),
+        round(max(max(profits), 0.0), 2),
+        round(min(min(profits), 0.0), 2),
+    )
 
 
 def _trade_dict(row: sqlite3.Row) -> dict:

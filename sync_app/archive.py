@@ -27,8 +27,9 @@ def archive_keep_days() -> int:
     return config_service.global_settings("backup")["archive_keep_days"]
 
 
-def archive_plugin(plugin_id: str, *, actor: str = "command", via: str = "command",
-                   now: datetime | None = None) -> ArchivedPlugin:  # fmt: skip
+def archive_plugin(
+    plugin_id: str, *, actor: str = "command", via: str = "command", now: datetime | None = None
+) -> ArchivedPlugin:
     """Archive a declared plugin, even one whose database is damaged (kept as found) or missing."""
     plugins.check_declared(plugin_id)
     now = now or timezone.now()
@@ -43,9 +44,12 @@ def archive_plugin(plugin_id: str, *, actor: str = "command", via: str = "comman
     for path in (source, Path(f"{source}-wal"), Path(f"{source}-shm")):
         path.unlink(missing_ok=True)
     return ArchivedPlugin.objects.create(
-        plugin_id=plugin_id, archived_at=now, path=str(target) if sha256 else "", sha256=sha256,
+        plugin_id=plugin_id,
+        archived_at=now,
+        path=str(target) if sha256 else "",
+        sha256=sha256,
         expires_at=now + timedelta(days=archive_keep_days()),
-    )  # fmt: skip
+    )
 
 
 def _pack(source: Path, target: Path) -> str:
@@ -66,7 +70,9 @@ def _pack(source: Path, target: Path) -> str:
 def undo_archive(plugin_id: str, *, actor: str = "command", via: str = "command") -> ArchivedPlugin:
     """Bring the newest archive of a plugin back: its database, then its config document."""
     registry.check_plugin_id(plugin_id)
-    archive = ArchivedPlugin.objects.filter(plugin_id=plugin_id, purged_at__isnull=True, restored_at__isnull=True).first()
+    archive = ArchivedPlugin.objects.filter(
+        plugin_id=plugin_id, purged_at__isnull=True, restored_at__isnull=True
+    ).first()
     if archive is None or registry.is_declared(settings.CONFIG_DIR, plugin_id):
         raise BackupError(f"{plugin_id} has no archive to bring back (it is declared, or its archive expired).")
     target = registry.database_path(settings.DATA_DIR, plugin_id)

@@ -92,8 +92,12 @@ def integrity_problems(path: Path) -> str:
 
 def row_counts(path: Path) -> dict[str, int]:
     with closing(connect(path, read_only=True)) as connection:
-        tables = [name for (name,) in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
 
 
@@ -165,9 +169,16 @@ def _backup_database(alias: str, *, now: datetime | None = None) -> Backup:
         os.replace(packed, final)
         fsync_folder(settings.BACKUP_DIR)
     backup = Backup.objects.create(
-        database=alias, created_at=now, path=str(final), size_bytes=final.stat().st_size,
-        database_bytes=database_bytes, sha256=sha256, row_counts=counts, verified=True, verified_at=now,
-    )  # fmt: skip
+        database=alias,
+        created_at=now,
+        path=str(final),
+        size_bytes=final.stat().st_size,
+        database_bytes=database_bytes,
+        sha256=sha256,
+        row_counts=counts,
+        verified=True,
+        verified_at=now,
+    )
     logger.info("Backed up %s to %s (%d bytes)", alias, final.name, backup.size_bytes)
     return backup
 
@@ -175,8 +186,9 @@ def _backup_database(alias: str, *, now: datetime | None = None) -> Backup:
 # Verifying and restoring -----------------------------------------------------
 
 
-def check_backup_file(path: Path, *, alias: str, sha256: str = "", expected_counts: dict | None = None,
-                      work_dir: Path) -> Path:  # fmt: skip
+def check_backup_file(
+    path: Path, *, alias: str, sha256: str = "", expected_counts: dict | None = None, work_dir: Path
+) -> Path:
     """Decompress into work_dir and check checksum, integrity, that it is a database of the
     alias's kind, and row counts; returns the decompressed file, or raises BackupError
     saying what is wrong."""
@@ -198,10 +210,9 @@ def check_backup_file(path: Path, *, alias: str, sha256: str = "", expected_coun
     missing = sorted(required_tables(alias) - set(counts))
     if missing:
         raise BackupError(f"{path.name} is not a backup of {alias}: it has no table {', '.join(missing)}.")
-    if expected_counts is not None:
-        if counts != expected_counts:
-            different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
-            raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
+    if expected_counts is not None and counts != expected_counts:
+        different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
+        raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
     return restored
 
 
@@ -209,16 +220,25 @@ def verify_backup(backup: Backup) -> str:
     """The restore drill for one backup; '' when sound, else the problem (recorded and alerted)."""
     with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".verify-") as work:
         try:
-            check_backup_file(Path(backup.path), alias=backup.database, sha256=backup.sha256,
-                              expected_counts=backup.row_counts, work_dir=Path(work))  # fmt: skip
+            check_backup_file(
+                Path(backup.path),
+                alias=backup.database,
+                sha256=backup.sha256,
+                expected_counts=backup.row_counts,
+                work_dir=Path(work),
+            )
             problem = ""
         except BackupError as error:
             problem = str(error)
     backup.verified, backup.verified_at, backup.verify_error = not problem, timezone.now(), problem
     backup.save(update_fields=["verified", "verified_at", "verify_error"])
     if problem:
-        raise_alert("restore_drill", backup.database, f"Backup {backup.pk} failed its restore drill: {problem}",
-                    level="CRITICAL")  # fmt: skip
+        raise_alert(
+            "restore_drill",
+            backup.database,
+            f"Backup {backup.pk} failed its restore drill: {problem}",
+            level="CRITICAL",
+        )
     return problem
 
 
@@ -273,8 +293,13 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
-        restored = check_backup_file(path, alias=alias, sha256=backup.sha256 if backup else "",
-                                     expected_counts=backup.row_counts if backup else None, work_dir=Path(work))  # fmt: skip
+        restored = check_backup_file(
+            path,
+            alias=alias,
+            sha256=backup.sha256 if backup else "",
+            expected_counts=backup.row_counts if backup else None,
+            work_dir=Path(work),
+        )
         if alias != "default":
             stamp_identity(restored)  # the sync then reconciles the plugin's central rows
         connections[alias].close()

@@ -34,8 +34,9 @@ class LegacyReport:
     marked: int = 0
 
 
-def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | None = None,
-                   dry_run: bool = False) -> LegacyReport:  # fmt: skip
+def migrate_legacy(
+    source: Path, plugin_id: str, pattern: str, *, since: str | None = None, dry_run: bool = False
+) -> LegacyReport:
     plugins.check_declared(plugin_id)
     if not Path(source).is_file():
         raise LegacyError(f"No legacy database at {source}.")
@@ -58,7 +59,9 @@ def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | N
         if since:
             where, params = where + " AND entry_time >= ?", [*params, since]
         legacy.row_factory = sqlite3.Row
-        rows = [dict(row) for row in legacy.execute(f"SELECT {', '.join(LEGACY_COLUMNS)} FROM trades WHERE {where}", params)]
+        rows = [
+            dict(row) for row in legacy.execute(f"SELECT {', '.join(LEGACY_COLUMNS)} FROM trades WHERE {where}", params)
+        ]
         report = LegacyReport(matched=len(rows))
         with PluginStore(plugins.database_path(plugin_id)) as store:
             present = {ticket for (ticket,) in store.connection.execute("SELECT ticket FROM trades")}
@@ -72,11 +75,14 @@ def migrate_legacy(source: Path, plugin_id: str, pattern: str, *, since: str | N
                 try:
                     store.save_trades(new)
                 except sqlite3.IntegrityError as error:
-                    raise LegacyError(f"Nothing was copied: the plugin's database refuses one of the trades ({error}). "
-                                      "Fix or exclude it (--match, --since) and run again.") from None
+                    raise LegacyError(
+                        f"Nothing was copied: the plugin's database refuses one of the trades ({error}). "
+                        "Fix or exclude it (--match, --since) and run again."
+                    ) from None
         with immediate_transaction(legacy) as cursor:
             marked = cursor.executemany(
-                "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?", [(plugin_id, row["ticket"]) for row in rows]
+                "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?",
+                [(plugin_id, row["ticket"]) for row in rows],
             ).rowcount
         report.marked = marked
     return report

@@ -22,7 +22,7 @@ class AggregatedTrade(models.Model):
     commission = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     swap = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     status = models.CharField(max_length=8)
-    close_reason = models.CharField(max_length=8, null=True)
+    close_reason = models.CharField(max_length=8, null=True)  # noqa: DJ001 - copied as the bot wrote it
     change_seq = models.BigIntegerField()
     synced_at = models.DateTimeField()
 
@@ -71,6 +71,9 @@ class SystemMetrics(models.Model):
         db_table = "system_metrics"
         ordering = ["-taken_at"]
         verbose_name_plural = "system metrics"
+
+    def __str__(self):
+        return f"{self.taken_at:%Y-%m-%d %H:%M}: {self.open_trades} open, {self.today_profit} today"
 
 
 class PluginSyncState(models.Model):
@@ -144,10 +147,15 @@ class ArchivedPlugin(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     expires_at = models.DateTimeField()
     purged_at = models.DateTimeField(null=True)
-    restored_at = models.DateTimeField(null=True, help_text="Brought back by archive_plugin --undo (the archive is kept)")
+    restored_at = models.DateTimeField(
+        null=True, help_text="Brought back by archive_plugin --undo (the archive is kept)"
+    )
 
     class Meta:
         ordering = ["-archived_at"]
+
+    def __str__(self):
+        return f"{self.plugin_id} archived {self.archived_at:%Y-%m-%d %H:%M}"
 
 
 class JobState(models.Model):
@@ -155,3 +163,6 @@ class JobState(models.Model):
 
     name = models.CharField(max_length=40, unique=True)
     last_started_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} last started {self.last_started_at:%Y-%m-%d %H:%M}"

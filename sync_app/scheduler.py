@@ -38,4 +38,3 @@ def due_jobs(now: datetime | None = None) -> list[str]:
     for job in due:
         JobState.objects.update_or_create(name=job, defaults={"last_started_at": now})
     return due
-

@@ -44,17 +44,23 @@ UPSERT_SQL = (
     f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, :now FROM src.trades "
     "WHERE change_seq > :since AND change_seq <= :until "
     "ON CONFLICT (plugin_id, ticket) DO UPDATE SET "
-    + ", ".join(f"{column} = excluded.{column}"
-                for column in (*COPIED_COLUMNS[1:], "synced_at") if column not in INDEXED_COLUMNS)
-)  # fmt: skip
+    + ", ".join(
+        f"{column} = excluded.{column}"
+        for column in (*COPIED_COLUMNS[1:], "synced_at")
+        if column not in INDEXED_COLUMNS
+    )
+)
 FIX_INDEXED_SQL = (
     "UPDATE aggregated_trades SET "
-    + ", ".join(f"{column} = (SELECT s.{column} FROM src.trades s WHERE s.ticket = aggregated_trades.ticket)"
-                for column in INDEXED_COLUMNS)
+    + ", ".join(
+        f"{column} = (SELECT s.{column} FROM src.trades s WHERE s.ticket = aggregated_trades.ticket)"
+        for column in INDEXED_COLUMNS
+    )
     + " WHERE plugin_id = :plugin_id AND ticket IN (SELECT s.ticket FROM src.trades s CROSS JOIN aggregated_trades t "
     "WHERE s.change_seq > :since AND s.change_seq <= :until AND t.plugin_id = :plugin_id AND t.ticket = s.ticket AND ("
-    + " OR ".join(f"t.{column} IS NOT s.{column}" for column in INDEXED_COLUMNS) + "))"
-)  # fmt: skip
+    + " OR ".join(f"t.{column} IS NOT s.{column}" for column in INDEXED_COLUMNS)
+    + "))"
+)
 CHANGED = "FROM src.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
 
 
@@ -143,9 +149,12 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
         take_metrics_snapshot()
         failures = [plugin_id for plugin_id, result in results.items() if result.error]
         run.status = (
-            SyncRun.Status.OK if not failures
-            else SyncRun.Status.FAILED if len(failures) == len(results) else SyncRun.Status.PARTIAL
-        )  # fmt: skip
+            SyncRun.Status.OK
+            if not failures
+            else SyncRun.Status.FAILED
+            if len(failures) == len(results)
+            else SyncRun.Status.PARTIAL
+        )
         run.plugins = {plugin_id: asdict(result) for plugin_id, result in results.items()}
         run.error = "; ".join(f"{plugin_id}: {results[plugin_id].error}" for plugin_id in failures)
         run.finished_at = timezone.now()
@@ -169,10 +178,11 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
         state.last_error = result.error
         if state.consecutive_failures >= options["alert_after_failures"]:
             raise_alert(
-                "sync", plugin_id,
+                "sync",
+                plugin_id,
                 f"Sync of {plugin_id} failed {state.consecutive_failures} times in a row: {result.error}",
                 level="CRITICAL",
-            )  # fmt: skip
+            )
     else:
         if state.consecutive_failures:  # only failures raise the alert: nothing to resolve otherwise
             resolve_alert("sync", plugin_id)
@@ -261,8 +271,13 @@ def _remember(central, plugin_id: str, until: int, identity: str) -> None:
 
 
 def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset: bool) -> Copied:
-    params = {"plugin_id": plugin_id, "since": since, "until": until, "now": db_datetime(timezone.now()),
-              "even": BREAKEVEN_DOLLARS}  # fmt: skip
+    params = {
+        "plugin_id": plugin_id,
+        "since": since,
+        "until": until,
+        "now": db_datetime(timezone.now()),
+        "even": BREAKEVEN_DOLLARS,
+    }
     changed = central.execute(f"SELECT COUNT(*) {CHANGED}", params).fetchone()[0]
     updated = central.execute(
         f"SELECT COUNT(*) {CHANGED} AND EXISTS (SELECT 1 FROM aggregated_trades a "
@@ -275,9 +290,15 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
         if not stats_reset:  # after a replaced file the plugin's stats are rebuilt whole instead
             # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
             # never the other way round over the plugin's whole history.
-            _take_from_stats(central, params, source=(
-                "FROM src.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
-                "AND s.change_seq > :since AND s.change_seq <= :until"))  # fmt: skip
+            _take_from_stats(
+                central,
+                params,
+                source=(
+                    "FROM src.trades s CROSS JOIN aggregated_trades t "
+                    "WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
+                    "AND s.change_seq > :since AND s.change_seq <= :until"
+                ),
+            )
         central.execute(FIX_INDEXED_SQL, params)
     central.execute(UPSERT_SQL, params)
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")

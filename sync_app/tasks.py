@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 
 from django.conf import settings
@@ -57,10 +57,8 @@ def lower_priority() -> None:
     meanwhile by a not yet lowered one kept the normal priority."""
     threads = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [str(os.getpid())]
     for thread_id in threads:
-        try:
+        with suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, int(thread_id), CONSUMER_NICENESS)
-        except OSError:
-            pass
         if shutil.which("ionice"):  # best-effort class, lowest priority within it
             subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", thread_id], check=False, capture_output=True)
 
@@ -91,8 +89,12 @@ def check_disk_space() -> None:
     free = shutil.disk_usage(settings.DATA_DIR).free
     minimum = global_settings("alerts")["min_free_disk_gb"] * 1024**3
     if free < minimum:
-        raise_alert("disk", "data folder", f"Only {free / 1024**3:.1f} GiB free under the data folder "
-                    f"(alert below {minimum / 1024**3:g} GiB).", level="CRITICAL")  # fmt: skip
+        raise_alert(
+            "disk",
+            "data folder",
+            f"Only {free / 1024**3:.1f} GiB free under the data folder (alert below {minimum / 1024**3:g} GiB).",
+            level="CRITICAL",
+        )
     else:
         resolve_alert("disk", "data folder")
 

@@ -8,10 +8,12 @@ from django.utils import timezone
 from sync_app.models import AggregatedTrade
 
 SORTS = {
-    "newest": ["-entry_time", "-id"], "oldest": ["entry_time", "id"],
-    "profit": ["-profit_dollars", "-id"], "loss": ["profit_dollars", "id"],
+    "newest": ["-entry_time", "-id"],
+    "oldest": ["entry_time", "id"],
+    "profit": ["-profit_dollars", "-id"],
+    "loss": ["profit_dollars", "id"],
     "ticket": ["ticket", "plugin_id"],
-}  # fmt: skip
+}
 FILTERS = ("plugin", "symbol", "status", "direction", "date_from", "date_to")
 
 

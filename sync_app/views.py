@@ -101,10 +101,19 @@ def trades(request: AuthenticatedHttpRequest):
     page = CappedCountPaginator(results, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "sync/trades.html", {
-        "page": page, "chosen": chosen, "problems": problems, "plugin_ids": plugins.plugin_ids(),
-        "query": query.urlencode(), "sorts": list(trade_search.SORTS), "count_cap": MAX_COUNTED_ROWS,
-    })  # fmt: skip
+    return render(
+        request,
+        "sync/trades.html",
+        {
+            "page": page,
+            "chosen": chosen,
+            "problems": problems,
+            "plugin_ids": plugins.plugin_ids(),
+            "query": query.urlencode(),
+            "sorts": list(trade_search.SORTS),
+            "count_cap": MAX_COUNTED_ROWS,
+        },
+    )
 
 
 class _Echo:

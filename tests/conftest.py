@@ -5,9 +5,9 @@ import os
 # pytest-playwright keeps an asyncio loop in the main thread; the ORM must still run there.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-import pytest  # noqa: E402
+import pytest
 
-from zepix_admin.core import access  # noqa: E402
+from zepix_admin.core import access
 
 
 @pytest.fixture
@@ -64,8 +64,9 @@ def config(settings):
     service.ensure_defaults()
 
     def set_value(scope: str, path: str, value):
-        return service.set_value(scope, path, value, base_version=service.current(scope).version,
-                                 author="test", via="test")  # fmt: skip
+        return service.set_value(
+            scope, path, value, base_version=service.current(scope).version, author="test", via="test"
+        )
 
     return set_value
 
@@ -101,6 +102,14 @@ def browser_type_launch_args(browser_type_launch_args):
     return {
         **browser_type_launch_args,
         "executable_path": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }  # fmt: skip
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    }

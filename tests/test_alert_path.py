@@ -184,8 +184,12 @@ def test_one_plugin_store_shared_by_eight_threads_writes_every_trade(config):
         for thread in threads:
             thread.join()
         assert errors == []
-        rows = store.connection.execute("SELECT COUNT(*), COUNT(DISTINCT change_seq), SUM(status = 'CLOSED') FROM trades")
+        rows = store.connection.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT change_seq), SUM(status = 'CLOSED') FROM trades"
+        )
         assert tuple(rows.fetchone()) == (200, 200, 200)
-        assert sum(row["total_trades"] for row in store.connection.execute("SELECT total_trades FROM daily_stats")) == 200
+        assert (
+            sum(row["total_trades"] for row in store.connection.execute("SELECT total_trades FROM daily_stats")) == 200
+        )
     sync.run_sync(trigger="command")
     assert AggregatedTrade.objects.filter(plugin_id="combined_v3", status="CLOSED").count() == 200

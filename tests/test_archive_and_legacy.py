@@ -50,8 +50,9 @@ def test_archiving_a_plugin_compresses_its_database_and_keeps_central_rows(confi
     assert (archive.expires_at - archive.archived_at).days == 90
     assert AggregatedTrade.objects.filter(plugin_id="price_action_v6").count() == 2
     with __import__("tempfile").TemporaryDirectory() as work:
-        restored = backups.check_backup_file(Path(archive.path), alias="plugin_price_action_v6", sha256=archive.sha256,
-                                                work_dir=Path(work))
+        restored = backups.check_backup_file(
+            Path(archive.path), alias="plugin_price_action_v6", sha256=archive.sha256, work_dir=Path(work)
+        )
         with closing(sqlite3.connect(restored)) as connection:
             assert connection.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 2
 
@@ -89,9 +90,17 @@ def make_legacy_db(path: Path) -> Path:
                 "INSERT INTO trades (ticket, symbol, direction, lot_size, entry_price, entry_time, exit_time, "
                 "exit_price, profit_dollars, commission, swap, status, close_reason, signal_data, comment) "
                 "VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, ?, ?, ?, ?, 0, 0, ?, ?, '{\"old\": true}', ?)",
-                (ticket, entry_time, entry_time if closed else None, 1.2 if closed else None,
-                 10.0 if closed else None, status, "TP" if closed else None, comment),
-            )  # fmt: skip
+                (
+                    ticket,
+                    entry_time,
+                    entry_time if closed else None,
+                    1.2 if closed else None,
+                    10.0 if closed else None,
+                    status,
+                    "TP" if closed else None,
+                    comment,
+                ),
+            )
         connection.commit()
     return path
 
@@ -130,8 +139,18 @@ def test_migrate_legacy_after_a_crash_between_copy_and_mark_copies_nothing_twice
 
 def test_migrate_legacy_dry_run_and_since_change_nothing_or_filter(tmp_path, config, capsys):
     source = make_legacy_db(tmp_path / "zepix_bot.db")
-    call_command("migrate_legacy", "--source", str(source), "--plugin", "combined_v3", "--match", "combined%",
-                 "--since", "2026-02-01", "--dry-run")  # fmt: skip
+    call_command(
+        "migrate_legacy",
+        "--source",
+        str(source),
+        "--plugin",
+        "combined_v3",
+        "--match",
+        "combined%",
+        "--since",
+        "2026-02-01",
+        "--dry-run",
+    )
     assert "Dry run: would copy 2 of 2" in capsys.readouterr().out
     assert set(legacy_marks(source).values()) == {None}
     with PluginStore(plugins.database_path("combined_v3")) as store:
@@ -140,8 +159,7 @@ def test_migrate_legacy_dry_run_and_since_change_nothing_or_filter(tmp_path, con
 
 def test_migrate_legacy_refuses_bad_sources_clearly(tmp_path, config):
     with pytest.raises(CommandError, match="No legacy database"):
-        call_command("migrate_legacy", "--source", str(tmp_path / "nope.db"), "--plugin", "combined_v3",
-                     "--match", "%")  # fmt: skip
+        call_command("migrate_legacy", "--source", str(tmp_path / "nope.db"), "--plugin", "combined_v3", "--match", "%")
     other = tmp_path / "other.db"
     with closing(sqlite3.connect(other)) as connection:
         connection.execute("CREATE TABLE trades (ticket INTEGER)")
@@ -149,5 +167,4 @@ def test_migrate_legacy_refuses_bad_sources_clearly(tmp_path, config):
         call_command("migrate_legacy", "--source", str(other), "--plugin", "combined_v3", "--match", "%")
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(CommandError, match="not a readable SQLite"):
-        call_command("migrate_legacy", "--source", str(tmp_path / "junk.db"), "--plugin", "combined_v3",
-                     "--match", "%")  # fmt: skip
+        call_command("migrate_legacy", "--source", str(tmp_path / "junk.db"), "--plugin", "combined_v3", "--match", "%")

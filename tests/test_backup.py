@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 def trades_in(plugin_id):
     with closing(sqlite3.connect(plugins.database_path(plugin_id))) as connection:
-        return connection.execute("SELECT ticket, status, profit_dollars, change_seq FROM trades ORDER BY ticket").fetchall()
+        return connection.execute(
+            "SELECT ticket, status, profit_dollars, change_seq FROM trades ORDER BY ticket"
+        ).fetchall()
 
 
 @pytest.fixture
@@ -127,8 +129,11 @@ def test_a_backup_is_consistent_while_the_bot_writes(seeded):
 
 def test_backup_command_backs_up_every_database(seeded, capsys):
     call_command("backup_databases")
-    assert set(Backup.objects.values_list("database", flat=True)) == {"default", "plugin_combined_v3",
-                                                                      "plugin_price_action_v6"}
+    assert set(Backup.objects.values_list("database", flat=True)) == {
+        "default",
+        "plugin_combined_v3",
+        "plugin_price_action_v6",
+    }
     with pytest.raises(CommandError, match="Unknown database"):
         call_command("backup_databases", "--db", "../etc")
 
@@ -149,8 +154,10 @@ def test_retention_keeps_exactly_the_right_backups_on_a_made_up_calendar():
     kept_times = sorted(calendar[i] for i in kept)
 
     last_24h = [at for at in calendar.values() if now - at < timedelta(hours=24)]
-    newest_per_day = [max(at for at in calendar.values() if at.date() == d)
-                      for d in (now.date() - timedelta(days=n) for n in range(7))]  # fmt: skip
+    newest_per_day = [
+        max(at for at in calendar.values() if at.date() == d)
+        for d in (now.date() - timedelta(days=n) for n in range(7))
+    ]
     weeks = [(now.date() - timedelta(days=now.weekday()) - timedelta(weeks=n)) for n in range(4)]
     newest_per_week = [max(at for at in calendar.values() if w <= at.date() < w + timedelta(days=7)) for w in weeks]
     months = [(2026, m) for m in range(11, 0, -1)] + [(2025, 12)]

@@ -89,7 +89,9 @@ def test_a_corrupt_plugin_database_stops_no_command_and_is_restored_from_the_con
     assert "Restored plugin_price_action_v6" in restored.stdout
     run(env, "sync_plugins")
     assert central(data, "SELECT plugin_id, COUNT(*) FROM aggregated_trades GROUP BY 1") == [
-        ("combined_v3", 3), ("price_action_v6", 3)]  # fmt: skip
+        ("combined_v3", 3),
+        ("price_action_v6", 3),
+    ]
 
 
 def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_took_away(install):
@@ -111,12 +113,14 @@ def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_
 
     with closing(sqlite3.connect(plugin)) as connection:
         in_plugin = set(connection.execute("SELECT ticket, status, profit_dollars FROM trades"))
-    in_central = set(central(data, "SELECT ticket, status, profit_dollars FROM aggregated_trades "
-                                   "WHERE plugin_id = 'combined_v3'"))  # fmt: skip
+    in_central = set(
+        central(data, "SELECT ticket, status, profit_dollars FROM aggregated_trades WHERE plugin_id = 'combined_v3'")
+    )
     assert in_central == in_plugin and len(in_plugin) == 10
     # the statistics follow: the 100 closed trades the restore took away count nowhere
-    assert central(data, "SELECT SUM(trades), ROUND(SUM(profit), 2) FROM cross_plugin_stats "
-                         "WHERE plugin_id = 'combined_v3'") == [(2, 8.5)]  # fmt: skip
+    assert central(
+        data, "SELECT SUM(trades), ROUND(SUM(profit), 2) FROM cross_plugin_stats WHERE plugin_id = 'combined_v3'"
+    ) == [(2, 8.5)]
     assert "0 inserted, 0 updated, 0 removed" in run(env, "sync_plugins", "--plugin", "combined_v3").stdout
 
 
@@ -136,7 +140,9 @@ def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
     with PluginStore(plugin) as store:
         store.save_trades([trade(3000 + i) for i in range(60)])  # past the old high-water mark
     run(env, "sync_plugins")
-    tickets = {ticket for (ticket,) in central(data, "SELECT ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3'")}
+    tickets = {
+        ticket for (ticket,) in central(data, "SELECT ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3'")
+    }
     assert tickets == {1, 2, 3, *range(3000, 3060)}
 
 
@@ -163,8 +169,13 @@ class Served:
     def __init__(self, env):
         self.env, self.port = env, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)],
-                                        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         wait_for(lambda: self.status("/login/") == 200, "the server to answer")
 
@@ -184,7 +195,9 @@ class Served:
         _, page = self.get("/login/")
         token = page.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
         form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD})
-        request = urllib.request.Request(self.url + "/login/", data=form.encode(), headers={"Referer": self.url + "/login/"})
+        request = urllib.request.Request(
+            self.url + "/login/", data=form.encode(), headers={"Referer": self.url + "/login/"}
+        )
         self.opener.open(request, timeout=5).close()
 
     def stop(self):
@@ -240,15 +253,21 @@ def test_a_killed_worker_is_restarted_while_the_web_server_keeps_serving_and_is_
         wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
         first = heartbeat_pid(data)
         # the worker never starves the pages: every thread of the consumer runs at a lower priority
-        wait_for(lambda: all(os.getpriority(os.PRIO_PROCESS, int(tid)) == 10 for tid in os.listdir(f"/proc/{first}/task")),
-                 "every thread of the consumer to run at niceness 10", timeout=10)  # fmt: skip
+        wait_for(
+            lambda: all(os.getpriority(os.PRIO_PROCESS, int(tid)) == 10 for tid in os.listdir(f"/proc/{first}/task")),
+            "every thread of the consumer to run at niceness 10",
+            timeout=10,
+        )
         os.kill(first, signal.SIGKILL)
         assert server.status("/login/") == 200
         wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")
         assert server.status("/login/") == 200
         assert central(data, "SELECT source, subject FROM zepix_admin_alert") == [("worker", "huey consumer")]
-        wait_for(lambda: central(data, "SELECT resolved_at IS NOT NULL FROM zepix_admin_alert") == [(1,)],
-                 "the worker alert to resolve itself", timeout=40)  # fmt: skip
+        wait_for(
+            lambda: central(data, "SELECT resolved_at IS NOT NULL FROM zepix_admin_alert") == [(1,)],
+            "the worker alert to resolve itself",
+            timeout=40,
+        )
     finally:
         server.stop()
 
@@ -257,8 +276,13 @@ def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_und
     env, data = install
     config_dir = Path(env["ZEPIX_CONFIG_DIR"])
     document = config_dir / "plugins" / "price_action_v6.json"
-    consumer = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "run_huey"], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    consumer = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: heartbeat_pid(data) == consumer.pid, "the consumer to start watching")
         archived = run(env, "archive_plugin", "price_action_v6")
@@ -268,14 +292,18 @@ def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_und
     finally:
         consumer.send_signal(signal.SIGINT)
         consumer.wait(timeout=20)
-    assert central(data, "SELECT version, retired FROM config_app_configversion WHERE scope = 'price_action_v6' "
-                         "ORDER BY version") == [(1, 0), (2, 1)]  # fmt: skip
+    assert central(
+        data, "SELECT version, retired FROM config_app_configversion WHERE scope = 'price_action_v6' ORDER BY version"
+    ) == [(1, 0), (2, 1)]
     run(env, "setup")  # with demo data on: an archived plugin gets no database and no demo trades
     assert not (data / "plugins" / "price_action_v6.sqlite3").exists() and not document.exists()
     scopes = run(env, "config", "get", "price_action_v6", ok=False)
     assert "Unknown config scope" in scopes.stderr
-    assert central(data, "SELECT action FROM zepix_admin_auditentry WHERE target = 'price_action_v6' "
-                         "ORDER BY id") == [("config.save",), ("config.retire",), ("plugin.archive",)]  # fmt: skip
+    assert central(data, "SELECT action FROM zepix_admin_auditentry WHERE target = 'price_action_v6' ORDER BY id") == [
+        ("config.save",),
+        ("config.retire",),
+        ("plugin.archive",),
+    ]
 
     run(env, "archive_plugin", "price_action_v6", "--undo")
     assert document.exists()

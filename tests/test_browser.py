@@ -55,8 +55,11 @@ def test_a_viewer_finds_no_edit_controls_and_a_crafted_post_is_refused(page, liv
     page.goto(f"{live_server.url}/sync/")
     expect(page.locator("#run-sync")).to_have_count(0)
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-    response = page.request.post(f"{live_server.url}/config/combined_v3/row", headers={"X-CSRFToken": csrf},
-                                 form={"path": "max_lot_size", "value": "9", "base_version": "1"})  # fmt: skip
+    response = page.request.post(
+        f"{live_server.url}/config/combined_v3/row",
+        headers={"X-CSRFToken": csrf},
+        form={"path": "max_lot_size", "value": "9", "base_version": "1"},
+    )
     assert response.status == 403
     response = page.request.post(f"{live_server.url}/sync/run", headers={"X-CSRFToken": csrf})
     assert response.status == 403
@@ -76,7 +79,7 @@ def test_an_operator_triggers_a_sync_and_sees_the_result_without_a_reload(page, 
 
 def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update_live(
     page, browser, live_server, operator, make_user, trading
-):  # fmt: skip
+):
     log_in(page, live_server, operator.username)
     page.goto(f"{live_server.url}/config/combined_v3/")
     other_user = make_user("olga_operator", "operator")

@@ -70,7 +70,9 @@ def test_put_of_an_invalid_document_is_400_with_the_errors(client, tokens):
     assert response.status_code == 400
     assert {e["path"] for e in response.json()["errors"]} == {"enabled", "max_lot_size"}
     assert put(client, "{broken", token=tokens["operator"]).status_code == 400
-    assert put(client, service.active_document("combined_v3"), if_match=None, token=tokens["operator"]).status_code == 400
+    assert (
+        put(client, service.active_document("combined_v3"), if_match=None, token=tokens["operator"]).status_code == 400
+    )
     assert service.current("combined_v3").version == 1
 
 
@@ -102,8 +104,12 @@ def test_a_browser_session_needs_the_csrf_token_to_put(tokens, operator):
 
 def test_acks_are_recorded_and_listed_with_behind_and_failed_marks(client, tokens):
     def ack(name, version, ok, error=""):
-        return client.post(f"{URL}/ack", json.dumps({"subscriber": name, "version": version, "ok": ok, "error": error}),
-                           content_type="application/json", **bearer(tokens["viewer"]))  # fmt: skip
+        return client.post(
+            f"{URL}/ack",
+            json.dumps({"subscriber": name, "version": version, "ok": ok, "error": error}),
+            content_type="application/json",
+            **bearer(tokens["viewer"]),
+        )
 
     assert ack("live-1", 1, True).status_code == 200
     assert ack("live-2", 1, True).status_code == 200
@@ -113,4 +119,7 @@ def test_acks_are_recorded_and_listed_with_behind_and_failed_marks(client, token
     listed = client.get(f"{URL}/subscribers", **bearer(tokens["viewer"])).json()
     states = {s["name"]: (s["applied_version"], s["state"]) for s in listed["subscribers"]}
     assert states == {"live-1": (2, "current"), "live-2": (1, "failed")}
-    assert client.post(f"{URL}/ack", "nope", content_type="application/json", **bearer(tokens["viewer"])).status_code == 400
+    assert (
+        client.post(f"{URL}/ack", "nope", content_type="application/json", **bearer(tokens["viewer"])).status_code
+        == 400
+    )

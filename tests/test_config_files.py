@@ -65,15 +65,24 @@ def test_a_saver_killed_at_random_moments_always_leaves_a_valid_recorded_file(tm
     env, _, _ = installed(tmp_path)
     path = tmp_path / "config" / "plugins" / "combined_v3.json"
     for _ in range(6):
-        saver = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "shell", "-c", SAVE_LOOP], env=env, cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        saver = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "shell", "-c", SAVE_LOOP],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.6, 1.5))
         saver.send_signal(signal.SIGKILL)
         saver.wait()
         document = json.loads(path.read_text())  # never torn: always parses
         with closing(sqlite3.connect(tmp_path / "data" / "central.sqlite3")) as central:
-            recorded = [json.loads(text) for (text,) in central.execute(
-                "SELECT document FROM config_app_configversion WHERE scope = 'combined_v3'")]  # fmt: skip
+            recorded = [
+                json.loads(text)
+                for (text,) in central.execute(
+                    "SELECT document FROM config_app_configversion WHERE scope = 'combined_v3'"
+                )
+            ]
         assert document in recorded, f"seed {seed}: the file holds a document no version recorded"
         assert document["max_lot_size"] > 0
     assert len(recorded) > 6, f"seed {seed}: the loop barely saved; the test proved little"

@@ -43,17 +43,22 @@ def test_saving_a_row_answers_the_row_and_moves_the_base_version(operator_client
 
 def test_a_checked_toggle_sends_true(operator_client, config):
     config("combined_v3", "enabled", False)
-    operator_client.post("/config/combined_v3/row", {"path": "enabled", "value": ["false", "true"], "base_version": 2}, **HTMX)
+    operator_client.post(
+        "/config/combined_v3/row", {"path": "enabled", "value": ["false", "true"], "base_version": 2}, **HTMX
+    )
     assert service.active_document("combined_v3")["enabled"] is True
 
 
-@pytest.mark.parametrize("path, value, message", [
-    ("max_lot_size", "-2", "-2 is less than or equal to the minimum of 0"),
-    ("max_lot_size", "lots", "'lots' is not a number"),
-    ("max_open_trades", "2.5", "2.5 is not of type 'integer'"),
-    ("mode", "yolo", "'yolo' is not one of ['live', 'paper']"),
-    ("symbols", "[\"eur\"]", "does not match"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("max_lot_size", "-2", "-2 is less than or equal to the minimum of 0"),
+        ("max_lot_size", "lots", "'lots' is not a number"),
+        ("max_open_trades", "2.5", "2.5 is not of type 'integer'"),
+        ("mode", "yolo", "'yolo' is not one of ['live', 'paper']"),
+        ("symbols", '["eur"]', "does not match"),
+    ],
+)
 def test_an_invalid_value_is_refused_inline_and_nothing_is_saved(operator_client, config, path, value, message):
     body = save_row(operator_client, path, value).content.decode()
     assert "Not saved:" in body and message.replace("'", "&#x27;") in body

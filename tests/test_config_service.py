@@ -40,13 +40,16 @@ def test_an_invalid_document_is_refused_naming_the_dot_path_and_nothing_changes(
     assert current("global").version == 1
 
 
-@pytest.mark.parametrize("document, path", [
-    ({"enabled": True}, "(document)"),
-    ({"enabled": "yes", "max_lot_size": 1}, "enabled"),
-    ({"enabled": True, "max_lot_size": 0}, "max_lot_size"),
-    ({"enabled": True, "max_lot_size": 1, "mode": "yolo"}, "mode"),
-    ({"enabled": True, "max_lot_size": 1, "surprise": 1}, "(document)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "document, path",
+    [
+        ({"enabled": True}, "(document)"),
+        ({"enabled": "yes", "max_lot_size": 1}, "enabled"),
+        ({"enabled": True, "max_lot_size": 0}, "max_lot_size"),
+        ({"enabled": True, "max_lot_size": 1, "mode": "yolo"}, "mode"),
+        ({"enabled": True, "max_lot_size": 1, "surprise": 1}, "(document)"),
+    ],
+)
 def test_plugin_documents_are_checked_against_their_schema(config, document, path):
     with pytest.raises(documents.InvalidDocument) as refused:
         save("combined_v3", document, 1)

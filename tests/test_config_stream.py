@@ -21,8 +21,9 @@ def server(tmp_path):
 
 
 def api(server, method, path, body=None, version=None):
-    request = urllib.request.Request(server.url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)  # fmt: skip
+    request = urllib.request.Request(
+        server.url + path, method=method, data=json.dumps(body).encode() if body is not None else None
+    )
     request.add_header("Authorization", f"Bearer {server.token}")
     if version is not None:
         request.add_header("If-Match", f'"{version}"')
@@ -113,8 +114,9 @@ def test_the_subscriber_applies_versions_in_order_reports_failures_and_keeps_its
             raise ValueError("refusing 0.13")
         seen.append(lot)
 
-    subscriber = ConfigSubscriber(server.url, server.token, scope="combined_v3", name="combined_v3-live",
-                                  on_config_changed=on_config_changed)  # fmt: skip
+    subscriber = ConfigSubscriber(
+        server.url, server.token, scope="combined_v3", name="combined_v3-live", on_config_changed=on_config_changed
+    )
     subscriber.start()
     try:
         assert wait(lambda: subscriber.applied_version == 1)
@@ -126,20 +128,25 @@ def test_the_subscriber_applies_versions_in_order_reports_failures_and_keeps_its
         assert wait(lambda: subscriber.seen_version == 4)
         assert subscriber.applied_version == 3 and subscriber.document["max_lot_size"] == 0.12
         rollout = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"]
-        assert wait(lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "failed")
+        assert wait(
+            lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "failed"
+        )
         rollout = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]
         assert (rollout["name"], rollout["applied_version"], rollout["connected"]) == ("combined_v3-live", 3, True)
         assert "refusing 0.13" in rollout["error"]
         save_lot(server, 0.14)
         assert wait(lambda: subscriber.applied_version == 5)
-        assert wait(lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "current")
+        assert wait(
+            lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "current"
+        )
     finally:
         subscriber.stop()
 
 
 def test_the_subscriber_resumes_after_the_server_went_away(server):
-    subscriber = ConfigSubscriber(server.url, server.token, scope="combined_v3", name="resumer",
-                                  reconnect_delays=(0.2,))  # fmt: skip
+    subscriber = ConfigSubscriber(
+        server.url, server.token, scope="combined_v3", name="resumer", reconnect_delays=(0.2,)
+    )
     subscriber.start()
     try:
         assert wait(lambda: subscriber.applied_version == 1)
@@ -172,16 +179,28 @@ def test_watch_config_prints_each_version_as_it_arrives(server):
     from tests.helpers import ROOT
 
     watcher = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "watch_config", "--scope", "combined_v3", "--url", server.url,
-         "--token", server.viewer_token], env=server.env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "watch_config",
+            "--scope",
+            "combined_v3",
+            "--url",
+            server.url,
+            "--token",
+            server.viewer_token,
+        ],
+        env=server.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert "Following combined_v3" in watcher.stdout.readline()
         time.sleep(1.5)
         save_lot(server, 0.42)
         printed = json.loads(watcher.stdout.readline())
-        assert printed == {"scope": "combined_v3", "version": 2,
-                           "changes": {"max_lot_size": {"old": 1.0, "new": 0.42}}}  # fmt: skip
+        assert printed == {"scope": "combined_v3", "version": 2, "changes": {"max_lot_size": {"old": 1.0, "new": 0.42}}}
     finally:
         watcher.terminate()
         watcher.wait()

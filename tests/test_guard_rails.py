@@ -91,16 +91,22 @@ def environment_reads(path: Path) -> set[str]:
             function = ast.unparse(node.func)
             if function in ("os.environ.get", "os.getenv", "envbool", "envint", "envlist"):
                 names.add(node.args[0].value)
-        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
-            if isinstance(node.slice, ast.Constant):
-                names.add(node.slice.value)
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.slice, ast.Constant)
+        ):
+            names.add(node.slice.value)
     return names
 
 
 def test_the_environment_is_read_in_settings_only_and_every_variable_is_in_the_readme():
     settings_file = ROOT / "zepix_admin" / "settings.py"
-    elsewhere = {str(path.relative_to(ROOT)): environment_reads(path) for path in python_files()
-                 if path != settings_file and path.name != "settings_test.py"}  # fmt: skip
+    elsewhere = {
+        str(path.relative_to(ROOT)): environment_reads(path)
+        for path in python_files()
+        if path != settings_file and path.name != "settings_test.py"
+    }
     assert {path: names for path, names in elsewhere.items() if names} == {}
     read = environment_reads(settings_file)
     assert len(read) > 15

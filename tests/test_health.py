@@ -30,8 +30,10 @@ def test_everything_healthy_exits_zero_and_healthz_answers_200(client, config, c
     report = json.loads(out)
     assert code == 0 and report["status"] == "ok"
     assert {d["alias"] for d in report["databases"]} == {"default", "plugin_combined_v3", "plugin_price_action_v6"}
-    assert all(d["journal_mode"] == "wal" and d["integrity"] == "ok" and d["unapplied_migrations"] == 0
-               for d in report["databases"])  # fmt: skip
+    assert all(
+        d["journal_mode"] == "wal" and d["integrity"] == "ok" and d["unapplied_migrations"] == 0
+        for d in report["databases"]
+    )
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json()["status"] == "ok"
 

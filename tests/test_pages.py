@@ -25,9 +25,15 @@ def trading(config):
     today = timezone.now().replace(hour=1, minute=0)
     with PluginStore(plugins.database_path("combined_v3")) as store:
         store.record_start("combined_v3", "3.1.0")
-        store.save_trades([trade(11), trade(12, symbol="XAUUSD", direction="SELL"),
-                           closed_trade(13, 40.0, exit_time=today), closed_trade(14, -10.0, exit_time=today),
-                           closed_trade(15, 7.0, exit_time=today - timedelta(days=2))])  # fmt: skip
+        store.save_trades(
+            [
+                trade(11),
+                trade(12, symbol="XAUUSD", direction="SELL"),
+                closed_trade(13, 40.0, exit_time=today),
+                closed_trade(14, -10.0, exit_time=today),
+                closed_trade(15, 7.0, exit_time=today - timedelta(days=2)),
+            ]
+        )
     with PluginStore(plugins.database_path("price_action_v6")) as store:
         store.save_trades([closed_trade(21, 5.0, exit_time=NOW), trade(22, symbol="GBPUSD")])
     run_sync(trigger="command")
@@ -70,7 +76,9 @@ def test_the_trade_search_filters_sorts_and_links_to_each_plugins_admin(viewer_c
     page = viewer_client.get("/trades/", {"date_from": "yesterday"}).content.decode()
     assert "date from must be a date" in page
     response = viewer_client.get("/trades/combined_v3/13/")
-    assert response.status_code == 302 and re.match(r"/admin/plugin_combined_v3/trade/\d+/change/", response["Location"])
+    assert response.status_code == 302 and re.match(
+        r"/admin/plugin_combined_v3/trade/\d+/change/", response["Location"]
+    )
     assert viewer_client.get("/trades/combined_v3/999/").status_code == 404
     assert viewer_client.get("/trades/..%2Fx/13/").status_code == 404
 
@@ -79,7 +87,11 @@ def test_the_trade_search_exports_csv(viewer_client, trading):
     response = viewer_client.get("/trades/", {"status": "CLOSED", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert sorted((r["plugin_id"], r["ticket"]) for r in rows) == [
-        ("combined_v3", "13"), ("combined_v3", "14"), ("combined_v3", "15"), ("price_action_v6", "21")]  # fmt: skip
+        ("combined_v3", "13"),
+        ("combined_v3", "14"),
+        ("combined_v3", "15"),
+        ("price_action_v6", "21"),
+    ]
 
 
 def test_the_sync_page_shows_health_and_runs_and_refreshes_itself(operator_client, trading):
@@ -87,7 +99,7 @@ def test_the_sync_page_shows_health_and_runs_and_refreshes_itself(operator_clien
     assert "Run sync now" in page and 'hx-trigger="every 2s"' in page
     assert "combined_v3: +5 ~0" in page
     state = operator_client.post("/sync/run", **HTMX).content.decode()
-    assert "<html" not in state and state.count("<tr><td class=\"num\">") >= 2
+    assert "<html" not in state and state.count('<tr><td class="num">') >= 2
 
 
 def test_the_backups_page_lists_backups_with_their_verification(operator_client, trading):
@@ -122,8 +134,10 @@ def test_static_files_are_served_with_hashed_compressed_names_in_production(sett
     from django.core.management import call_command
 
     settings.STATIC_ROOT = tmp_path
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}  # fmt: skip
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
     call_command("collectstatic", interactive=False, verbosity=0)
     names = {p.name for p in tmp_path.rglob("*")}
     assert any(re.fullmatch(r"zepix\.[0-9a-f]{12}\.css\.gz", n) for n in names)

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.django_db(databases="__all__")
 
 def make_trade(plugin_id, ticket, **extra):
     Trade = models_for(plugin_id)["Trade"]
-    return Trade.objects.create(ticket=ticket, symbol="EURUSD", direction="BUY", lot_size="0.10",
-                                entry_price="1.08500", entry_time=NOW, **extra)  # fmt: skip
+    return Trade.objects.create(
+        ticket=ticket, symbol="EURUSD", direction="BUY", lot_size="0.10", entry_price="1.08500", entry_time=NOW, **extra
+    )
 
 
 def test_a_trade_written_for_one_plugin_is_invisible_to_the_other():

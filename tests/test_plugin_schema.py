@@ -32,8 +32,15 @@ def test_the_database_refuses_a_bad_trade_whoever_writes_it(bad):
             store.save_trade(**trade(1, **bad))
         assert store.trade_by_ticket(1) is None
     Trade = models_for("combined_v3")["Trade"]
-    fields = {"ticket": 2, "symbol": "EURUSD", "direction": "BUY", "lot_size": "0.1", "entry_price": "1.1",
-              "entry_time": NOW, **bad}  # fmt: skip
+    fields = {
+        "ticket": 2,
+        "symbol": "EURUSD",
+        "direction": "BUY",
+        "lot_size": "0.1",
+        "entry_price": "1.1",
+        "entry_time": NOW,
+        **bad,
+    }
     with pytest.raises(IntegrityError), transaction.atomic(using="plugin_combined_v3"):
         Trade.objects.create(**fields)
     assert not Trade.objects.exists()
@@ -53,8 +60,9 @@ def test_every_insert_and_update_takes_a_new_change_number_whoever_writes_it():
         store.save_trades([trade(1), trade(2)])
         first = {t: store.trade_by_ticket(t)["change_seq"] for t in (1, 2)}
         assert sorted(first.values()) == [1, 2]
-        orm_trade = Trade.objects.create(ticket=3, symbol="EURUSD", direction="SELL", lot_size="0.2",
-                                         entry_price="1.1", entry_time=NOW)  # fmt: skip
+        orm_trade = Trade.objects.create(
+            ticket=3, symbol="EURUSD", direction="SELL", lot_size="0.2", entry_price="1.1", entry_time=NOW
+        )
         assert store.trade_by_ticket(3)["change_seq"] == 3
         store.update_trade(1, sl_price=1.084)
         assert store.trade_by_ticket(1)["change_seq"] == 4
@@ -68,7 +76,9 @@ def test_every_insert_and_update_takes_a_new_change_number_whoever_writes_it():
 
 def test_trades_are_indexed_on_status_symbol_and_entry_time():
     with closing(sqlite3.connect(plugins.database_path("combined_v3"), isolation_level=None)) as raw:
-        indexed = {row[2] for name, in raw.execute("SELECT name FROM sqlite_master WHERE type='index' AND "
-                                                   "tbl_name='trades'") for row in raw.execute(
-            f"PRAGMA index_info('{name}')")}  # fmt: skip
+        indexed = {
+            row[2]
+            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='trades'")
+            for row in raw.execute(f"PRAGMA index_info('{name}')")
+        }
     assert {"status", "symbol", "entry_time", "ticket", "change_seq"} <= indexed

@@ -28,11 +28,16 @@ def test_closing_a_trade_counts_it_in_the_day_it_closed(store):
 
 
 def test_daily_stats_sum_wins_losses_breakeven_drawdown_and_extremes(store):
-    store.save_trades([
-        closed_trade(1, 40.0, NOW.replace(hour=9)), closed_trade(2, -25.0, NOW.replace(hour=10)),
-        closed_trade(3, -30.0, NOW.replace(hour=11)), closed_trade(4, 0.2, NOW.replace(hour=12)),
-        closed_trade(5, 10.0, NOW.replace(hour=13)), trade(6),
-    ])  # fmt: skip
+    store.save_trades(
+        [
+            closed_trade(1, 40.0, NOW.replace(hour=9)),
+            closed_trade(2, -25.0, NOW.replace(hour=10)),
+            closed_trade(3, -30.0, NOW.replace(hour=11)),
+            closed_trade(4, 0.2, NOW.replace(hour=12)),
+            closed_trade(5, 10.0, NOW.replace(hour=13)),
+            trade(6),
+        ]
+    )
     stats = store.daily_stats(NOW.date())
     assert stats["total_trades"] == 5
     assert (stats["wins"], stats["losses"], stats["breakeven"]) == (2, 2, 1)
@@ -85,7 +90,10 @@ def test_signals_and_chains_are_logged(store):
     signal_id = store.log_signal(symbol="EURUSD", signal_type="BUY_ENTRY", payload={"rsi": 28})
     levels = store.connection.execute("SELECT level, lot_size FROM chain_levels WHERE chain_id = ?", (chain_id,))
     assert [tuple(row) for row in levels] == [(1, 0.1), (2, 0.15)]
-    assert store.connection.execute("SELECT payload FROM signals WHERE id = ?", (signal_id,)).fetchone()[0] == '{"rsi": 28}'
+    assert (
+        store.connection.execute("SELECT payload FROM signals WHERE id = ?", (signal_id,)).fetchone()[0]
+        == '{"rsi": 28}'
+    )
 
 
 def test_a_missing_database_file_is_a_clear_error(tmp_path):

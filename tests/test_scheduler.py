@@ -43,6 +43,9 @@ def test_a_tick_runs_the_due_jobs_and_beats(config):
     assert Heartbeat.objects.get(name="huey")
     assert SyncRun.objects.get().trigger == "schedule"
     assert AggregatedTrade.objects.count() == 1
-    assert set(Backup.objects.values_list("database", flat=True)) == {"default", "plugin_combined_v3",
-                                                                      "plugin_price_action_v6"}
+    assert set(Backup.objects.values_list("database", flat=True)) == {
+        "default",
+        "plugin_combined_v3",
+        "plugin_price_action_v6",
+    }
     assert Backup.objects.filter(verified=True).count() == 3

@@ -15,8 +15,9 @@ def counts(data_dir):
     for path in sorted([data_dir / "central.sqlite3", *(data_dir / "plugins").glob("*.sqlite3")]):
         with closing(sqlite3.connect(path, isolation_level=None)) as connection:
             tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-            found[path.name] = {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
-                                for table in tables}  # fmt: skip
+            found[path.name] = {
+                table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables
+            }
     return found
 
 
@@ -26,8 +27,10 @@ def test_setup_prepares_everything_then_is_idempotent(tmp_path):
     assert first.returncode == 0, first.stderr
     data = tmp_path / "data"
     assert (data / "central.sqlite3").exists()
-    assert sorted(p.name for p in (data / "plugins").glob("*.sqlite3")) == ["combined_v3.sqlite3",
-                                                                            "price_action_v6.sqlite3"]
+    assert sorted(p.name for p in (data / "plugins").glob("*.sqlite3")) == [
+        "combined_v3.sqlite3",
+        "price_action_v6.sqlite3",
+    ]
     assert (tmp_path / "config" / "config.json").exists()
     assert "demo data: 50 trades in combined_v3" in first.stdout
     snapshot = counts(data)
@@ -71,8 +74,12 @@ def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path):
 
 
 def test_production_mode_passes_the_deploy_checks(tmp_path):
-    env = fresh_env(tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
-                    DJANGO_ALLOWED_HOSTS="zepix.example.com")  # fmt: skip
+    env = fresh_env(
+        tmp_path,
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
+        DJANGO_ALLOWED_HOSTS="zepix.example.com",
+    )
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -41,8 +41,10 @@ def test_a_second_writer_waits_for_the_first_instead_of_failing():
     def hold_the_write_lock():
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
-        holder.execute("INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action)"
-                       " VALUES ('2026-01-01 00:00:00', 'EURUSD', 'BUY', '', '{}', '')")  # fmt: skip
+        holder.execute(
+            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action)"
+            " VALUES ('2026-01-01 00:00:00', 'EURUSD', 'BUY', '', '{}', '')"
+        )
         holding.set()
         time.sleep(0.5)
         holder.execute("COMMIT")

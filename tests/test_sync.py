@@ -44,18 +44,30 @@ def central_rows():
 
 def plugin_rows(plugin_id):
     with closing(sqlite3.connect(plugins.database_path(plugin_id))) as connection:
-        return sorted((plugin_id, *row) for row in connection.execute("SELECT ticket, status, profit_dollars FROM trades"))
+        return sorted(
+            (plugin_id, *row) for row in connection.execute("SELECT ticket, status, profit_dollars FROM trades")
+        )
 
 
 def test_a_sync_copies_every_plugins_trades_with_the_plugin_id(trades):
     run = sync.run_sync(trigger="command")
     assert run.status == SyncRun.Status.OK
-    assert run.plugins["combined_v3"] == {"inserted": 3, "updated": 0, "removed": 0, "retries": 0, "error": "", "reconciled": False}
+    assert run.plugins["combined_v3"] == {
+        "inserted": 3,
+        "updated": 0,
+        "removed": 0,
+        "retries": 0,
+        "error": "",
+        "reconciled": False,
+    }
     assert run.plugins["price_action_v6"]["inserted"] == 2
     assert [(p, t, s) for p, t, s, _ in central_rows()] == [
-        ("combined_v3", 1, "OPEN"), ("combined_v3", 2, "CLOSED"), ("combined_v3", 3, "CLOSED"),
-        ("price_action_v6", 1, "OPEN"), ("price_action_v6", 9, "CLOSED"),
-    ]  # fmt: skip
+        ("combined_v3", 1, "OPEN"),
+        ("combined_v3", 2, "CLOSED"),
+        ("combined_v3", 3, "CLOSED"),
+        ("price_action_v6", 1, "OPEN"),
+        ("price_action_v6", 9, "CLOSED"),
+    ]
     stats = {(s.plugin_id, s.trades, s.wins, s.losses, float(s.profit)) for s in CrossPluginStats.objects.all()}
     assert stats == {("combined_v3", 2, 1, 1, 15.0), ("price_action_v6", 1, 1, 0, 7.5)}
     metrics = SystemMetrics.objects.first()
@@ -67,7 +79,10 @@ def test_running_twice_changes_nothing(trades):
     before = central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit"))
     run = sync.run_sync(trigger="command")
     assert all(result["inserted"] == result["updated"] == 0 for result in run.plugins.values())
-    assert (central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit"))) == before
+    assert (
+        central_rows(),
+        sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit")),
+    ) == before
 
 
 def test_a_trade_closed_after_it_was_synced_is_updated_centrally(trades):
@@ -76,7 +91,14 @@ def test_a_trade_closed_after_it_was_synced_is_updated_centrally(trades):
         combined.close_trade(1, exit_price=1.09, profit_pips=50, profit_dollars=50.0, close_reason="TP", exit_time=NOW)
         combined.save_trade(**trade(4))
     run = sync.run_sync(trigger="command")
-    assert run.plugins["combined_v3"] == {"inserted": 1, "updated": 1, "removed": 0, "retries": 0, "error": "", "reconciled": False}
+    assert run.plugins["combined_v3"] == {
+        "inserted": 1,
+        "updated": 1,
+        "removed": 0,
+        "retries": 0,
+        "error": "",
+        "reconciled": False,
+    }
     assert run.plugins["price_action_v6"]["inserted"] == 0
     synced = AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1)
     assert (synced.status, synced.close_reason, float(synced.profit_dollars)) == ("CLOSED", "TP", 50.0)

@@ -22,8 +22,12 @@ def plugin_rows(data):
     rows = set()
     for plugin_id in PLUGINS:
         with closing(sqlite3.connect(data / "plugins" / f"{plugin_id}.sqlite3")) as connection:
-            rows |= {(plugin_id, *row) for row in connection.execute(
-                "SELECT ticket, status, exit_time, profit_dollars, swap, change_seq FROM trades")}  # fmt: skip
+            rows |= {
+                (plugin_id, *row)
+                for row in connection.execute(
+                    "SELECT ticket, status, exit_time, profit_dollars, swap, change_seq FROM trades"
+                )
+            }
     return rows
 
 
@@ -39,11 +43,23 @@ def dirty_some_trades(data, rng):
             # A writer other than PluginStore: the triggers number its changes.
             store.connection.execute("UPDATE trades SET swap = swap - 0.01 WHERE id % ? = 0", (rng.randint(3, 7),))
             next_ticket = store.max_ticket() + 1
-            store.save_trades([{"ticket": next_ticket + i, "symbol": "EURUSD", "direction": "BUY", "lot_size": 0.1,
-                                "entry_price": 1.1, "entry_time": "2026-11-20 10:00:00"} for i in range(200)])  # fmt: skip
+            store.save_trades(
+                [
+                    {
+                        "ticket": next_ticket + i,
+                        "symbol": "EURUSD",
+                        "direction": "BUY",
+                        "lot_size": 0.1,
+                        "entry_price": 1.1,
+                        "entry_time": "2026-11-20 10:00:00",
+                    }
+                    for i in range(200)
+                ]
+            )
             for trade in store.open_trades()[:20]:
-                store.close_trade(trade["ticket"], exit_price=1.2, profit_pips=10, profit_dollars=10.0,
-                                  close_reason="TP")  # fmt: skip
+                store.close_trade(
+                    trade["ticket"], exit_price=1.2, profit_pips=10, profit_dollars=10.0, close_reason="TP"
+                )
 
 
 def wait_until_a_run_started(data, process, timeout=30):
@@ -65,8 +81,13 @@ def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
     prepared = manage("setup", "--demo-trades", "20000", env=env)
     assert prepared.returncode == 0, prepared.stderr
     for _ in range(8):
-        process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "sync_plugins"], env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "sync_plugins"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until_a_run_started(data, process)
         time.sleep(rng.uniform(0, 0.15))
         process.send_signal(signal.SIGKILL)
@@ -75,8 +96,11 @@ def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
     finished = manage("sync_plugins", env=env)
     assert finished.returncode == 0, f"seed {seed}: {finished.stderr}"
 
-    synced = set(central(data, "SELECT plugin_id, ticket, status, exit_time, profit_dollars, swap, change_seq "
-                               "FROM aggregated_trades"))  # fmt: skip
+    synced = set(
+        central(
+            data, "SELECT plugin_id, ticket, status, exit_time, profit_dollars, swap, change_seq FROM aggregated_trades"
+        )
+    )
     expected = plugin_rows(data)
     assert len(synced) == len(expected), f"seed {seed}"
     assert synced == expected, f"seed {seed}"
@@ -84,7 +108,12 @@ def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
     killed_inside = central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE status = 'ABORTED'")[0][0]
     assert killed_inside >= 1, f"seed {seed}: no kill landed inside a sync; the test proved nothing"
     stats = set(central(data, "SELECT plugin_id, date, trades, profit FROM cross_plugin_stats"))
-    recomputed = set(central(data, "SELECT plugin_id, substr(exit_time, 1, 10), COUNT(*), "
-                                   "ROUND(SUM(profit_dollars), 2) FROM aggregated_trades WHERE status = 'CLOSED' "
-                                   "GROUP BY 1, 2"))  # fmt: skip
+    recomputed = set(
+        central(
+            data,
+            "SELECT plugin_id, substr(exit_time, 1, 10), COUNT(*), "
+            "ROUND(SUM(profit_dollars), 2) FROM aggregated_trades WHERE status = 'CLOSED' "
+            "GROUP BY 1, 2",
+        )
+    )
     assert stats == recomputed, f"seed {seed}"

@@ -19,10 +19,14 @@ TRADES = "/admin/plugin_combined_v3/trade/"
 @pytest.fixture
 def trades():
     with PluginStore(plugins.database_path("combined_v3")) as store:
-        store.save_trades([
-            trade(501, symbol="EURUSD"), trade(502, symbol="XAUUSD", direction="SELL"),
-            closed_trade(503, 42.5, symbol="GBPUSD"), closed_trade(504, -12.0, symbol="EURUSD"),
-        ])  # fmt: skip
+        store.save_trades(
+            [
+                trade(501, symbol="EURUSD"),
+                trade(502, symbol="XAUUSD", direction="SELL"),
+                closed_trade(503, 42.5, symbol="GBPUSD"),
+                closed_trade(504, -12.0, symbol="EURUSD"),
+            ]
+        )
         chain_id = store.start_chain(symbol="EURUSD", direction="BUY", base_lot=0.1, levels=[(0.1, 20), (0.2, 40)])
     with PluginStore(plugins.database_path("price_action_v6")) as store:
         store.save_trade(**trade(901, symbol="USDJPY"))
@@ -35,12 +39,19 @@ def listed(client, **params) -> set[int]:
     return {int(ticket) for ticket in re.findall(r'class="field-ticket"><a [^>]*>(\d+)</a>', page)}
 
 
-
-
 def test_the_trade_changelist_shows_the_columns_an_operator_needs(admin_client, trades):
     page = admin_client.get(TRADES).content.decode()
-    for heading in ("Ticket", "Symbol", "Direction", "Lot size", "Entry price", "Exit price", "Profit dollars",
-                    "Status", "Close reason"):  # fmt: skip
+    for heading in (
+        "Ticket",
+        "Symbol",
+        "Direction",
+        "Lot size",
+        "Entry price",
+        "Exit price",
+        "Profit dollars",
+        "Status",
+        "Close reason",
+    ):
         assert heading in page
     assert listed(admin_client) == {501, 502, 503, 504}  # not 901: the other plugin's trade
 
@@ -125,8 +136,13 @@ def test_the_fast_date_hierarchy_finds_the_same_periods_as_django(kind):
     from tests.helpers import NOW
 
     with PluginStore(plugins.database_path("combined_v3")) as store:
-        moments = [NOW.replace(year=2024, month=12, day=31, hour=23), NOW.replace(month=1, day=1), NOW,
-                   NOW.replace(hour=23, minute=59), NOW.replace(month=2, day=28)]  # fmt: skip
+        moments = [
+            NOW.replace(year=2024, month=12, day=31, hour=23),
+            NOW.replace(month=1, day=1),
+            NOW,
+            NOW.replace(hour=23, minute=59),
+            NOW.replace(month=2, day=28),
+        ]
         store.save_trades([trade(600 + i, entry_time=moment) for i, moment in enumerate(moments)])
     queryset = models_for("combined_v3")["Trade"].objects.all()
     for order in ("ASC", "DESC"):

@@ -28,8 +28,16 @@ def bars(values: list[tuple[str, float]]) -> dict:
     result = []
     for index, (label, value) in enumerate(values):
         height = abs(value) * scale
-        result.append(Bar(x=index * slot + 1, y=zero - height if value >= 0 else zero, width=max(slot - 2, 1),
-                          height=max(height, 0.5), positive=value >= 0, label=f"{label}: {value:,.2f}"))  # fmt: skip
+        result.append(
+            Bar(
+                x=index * slot + 1,
+                y=zero - height if value >= 0 else zero,
+                width=max(slot - 2, 1),
+                height=max(height, 0.5),
+                positive=value >= 0,
+                label=f"{label}: {value:,.2f}",
+            )
+        )
     return {"bars": result, "zero": zero}
 
 

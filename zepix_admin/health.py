@@ -69,15 +69,23 @@ def age_check(name: str, last, every: timedelta) -> dict:
         return {"name": name, "ok": False, "problem": "never ran", "every_minutes": every.total_seconds() / 60}
     age = now - last
     ok = age <= 2 * every
-    return {"name": name, "ok": ok, "age_seconds": round(age.total_seconds()), "every_minutes": every.total_seconds() / 60,
-            **({} if ok else {"problem": f"last success {age} ago, expected every {every}"})}  # fmt: skip
+    return {
+        "name": name,
+        "ok": ok,
+        "age_seconds": round(age.total_seconds()),
+        "every_minutes": every.total_seconds() / 60,
+        **({} if ok else {"problem": f"last success {age} ago, expected every {every}"}),
+    }
 
 
 def sync_check() -> dict:
     """Every enabled plugin's sync: FAILING ones make the console unhealthy."""
     report, enabled = sync_health(), set(enabled_plugins())
-    failing = [plugin_id for plugin_id, entry in report["plugins"].items()
-               if entry["health"] == FAILING and plugin_id in enabled]  # fmt: skip
+    failing = [
+        plugin_id
+        for plugin_id, entry in report["plugins"].items()
+        if entry["health"] == FAILING and plugin_id in enabled
+    ]
     entry = {"ok": not failing, "overall": report["overall"], "failing_plugins": failing}
     if failing:
         entry["problem"] = f"sync FAILING for {', '.join(failing)}"
@@ -88,8 +96,15 @@ def collect() -> dict:
     databases = [database_check(alias) for alias in database_aliases()]
     disk = shutil.disk_usage(settings.DATA_DIR)
     schedule = intervals()
-    last_sync = SyncRun.objects.filter(status=SyncRun.Status.OK).order_by("-finished_at").values_list("finished_at", flat=True).first()
-    last_backup = Backup.objects.filter(verified=True).order_by("-created_at").values_list("created_at", flat=True).first()
+    last_sync = (
+        SyncRun.objects.filter(status=SyncRun.Status.OK)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    last_backup = (
+        Backup.objects.filter(verified=True).order_by("-created_at").values_list("created_at", flat=True).first()
+    )
     jobs = [
         age_check("sync", last_sync, schedule["sync"]),
         age_check("backup", last_backup, min(schedule["trading_backup"], schedule["central_backup"])),
@@ -104,9 +119,15 @@ def collect() -> dict:
         disk_entry["problem"] = f"less than {min_free / 1024**3:g} GiB free under {settings.DATA_DIR}"
     sync_entry = sync_check()
     healthy = all(entry["ok"] for entry in [*databases, *jobs, consumer, disk_entry, sync_entry])
-    return {"status": "ok" if healthy else "attention", "checked_at": timezone.now().isoformat(),
-            "databases": databases, "jobs": jobs, "sync": sync_entry, "huey_consumer": consumer,
-            "disk": disk_entry}  # fmt: skip
+    return {
+        "status": "ok" if healthy else "attention",
+        "checked_at": timezone.now().isoformat(),
+        "databases": databases,
+        "jobs": jobs,
+        "sync": sync_entry,
+        "huey_consumer": consumer,
+        "disk": disk_entry,
+    }
 
 
 def failing_components(report: dict) -> list[str]:

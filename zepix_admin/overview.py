@@ -26,10 +26,16 @@ def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
     except DatabaseError as error:  # only then is the file looked at: the check costs 0.6 ms a plugin
         problem = plugins.database_problem(plugin_id) or f"its database cannot be read: {error}"
     return {
-        "plugin_id": plugin_id, "broken": str(problem), "repair": plugins.repair_hint(plugin_id),
-        "enabled": active_document(plugin_id).get("enabled", True), "sync": sync_state, "last_backup": last_backup,
-        "open_trades": 0, "today_trades": 0, "today_profit": Decimal(0),
-    }  # fmt: skip
+        "plugin_id": plugin_id,
+        "broken": str(problem),
+        "repair": plugins.repair_hint(plugin_id),
+        "enabled": active_document(plugin_id).get("enabled", True),
+        "sync": sync_state,
+        "last_backup": last_backup,
+        "open_trades": 0,
+        "today_trades": 0,
+        "today_profit": Decimal(0),
+    }
 
 
 def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
@@ -38,7 +44,9 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
     stats = models["DailyStats"].objects
     today_stats = stats.filter(date=today).first()
     totals = stats.aggregate(trades=Sum("total_trades"), wins=Sum("wins"))
-    recent = list(stats.filter(date__gt=today - timedelta(days=CHART_DAYS)).order_by("date").values_list("date", "total_profit"))
+    recent = list(
+        stats.filter(date__gt=today - timedelta(days=CHART_DAYS)).order_by("date").values_list("date", "total_profit")
+    )
     equity, running = [], Decimal(0)
     for profit in stats.order_by("date").values_list("total_profit", flat=True):
         running += profit

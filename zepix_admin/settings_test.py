@@ -7,8 +7,8 @@ os.environ.setdefault("ZEPIX_DATA_DIR", tempfile.mkdtemp(prefix="zepix-test-data
 os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-test-config-"))
 os.environ.setdefault("DJANGO_DEBUG", "1")  # the development settings; pytest-django turns DEBUG off in tests
 
-from zepix_admin.settings import *  # noqa: E402, F403
-from zepix_admin.settings import DATA_DIR, DATABASES, STORAGES  # noqa: E402
+from zepix_admin.settings import *  # noqa: F403
+from zepix_admin.settings import DATA_DIR, DATABASES, STORAGES
 
 # Test databases are real SQLite files (WAL, several connections), not in-memory ones.
 for alias, database in DATABASES.items():

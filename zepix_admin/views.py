@@ -33,10 +33,14 @@ def healthz(request):
 
 @require_GET
 def alert_list(request: AuthenticatedHttpRequest):
-    return render(request, "alerts.html", {
-        "open": alerts.open_alerts(),
-        "acknowledged": Alert.objects.filter(acknowledged_at__isnull=False)[:50],
-    })  # fmt: skip
+    return render(
+        request,
+        "alerts.html",
+        {
+            "open": alerts.open_alerts(),
+            "acknowledged": Alert.objects.filter(acknowledged_at__isnull=False)[:50],
+        },
+    )
 
 
 @require_POST
@@ -65,7 +69,9 @@ def audit_log(request: AuthenticatedHttpRequest):
 
 
 def bad_request(request, exception=None):
-    return error_response(request, 400, "Bad request", str(exception) if exception else "The request could not be understood.")
+    return error_response(
+        request, 400, "Bad request", str(exception) if exception else "The request could not be understood."
+    )
 
 
 def permission_denied(request, exception=None):

@@ -85,10 +85,12 @@ def ensure_groups() -> list[str]:
         if was_created:
             created.append(role)
         if role == ADMIN:
-            group.permissions.add(*Permission.objects.filter(
-                content_type__app_label__in=["auth", "zepix_admin"],
-                content_type__model__in=["user", "group", "apitoken"],
-            ))  # fmt: skip
+            group.permissions.add(
+                *Permission.objects.filter(
+                    content_type__app_label__in=["auth", "zepix_admin"],
+                    content_type__model__in=["user", "group", "apitoken"],
+                )
+            )
     return created
 
 

@@ -54,7 +54,11 @@ def resolve_alert(source: str, subject: str) -> int:
 
 # The global config owns the routing (URL, lowest level posted); config_app hands its reader in
 # when it loads (config_app.apps), so that the kernel imports no app. Until then: post nothing.
-_webhook_settings: Callable[[], tuple[str, str]] = lambda: ("", Alert.Level.CRITICAL)
+def _no_webhook() -> tuple[str, str]:
+    return "", Alert.Level.CRITICAL
+
+
+_webhook_settings: Callable[[], tuple[str, str]] = _no_webhook
 
 
 def use_webhook_settings(reader: Callable[[], tuple[str, str]]) -> None:
@@ -78,12 +82,21 @@ def webhook_refusal(url: str) -> str:
     if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
         return ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = {
+            info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        }
     except (OSError, UnicodeError) as error:
         return f"its host does not resolve ({error})"
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified:
+        if (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_reserved
+            or ip.is_multicast
+            or ip.is_unspecified
+        ):
             return f"it points inside the network ({address}); set ZEPIX_WEBHOOK_ALLOW_PRIVATE=1 to allow that"
     return ""
 
@@ -93,10 +106,15 @@ def post_webhook(url: str, alert: Alert) -> bool:
     if refusal:
         logger.error("Not posting alert to webhook %s: %s", url, refusal)
         return False
-    body = json.dumps({
-        "source": alert.source, "subject": alert.subject, "level": alert.level,
-        "message": alert.message, "created_at": alert.created_at.isoformat(),
-    }).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "source": alert.source,
+            "subject": alert.subject,
+            "level": alert.level,
+            "message": alert.message,
+            "created_at": alert.created_at.isoformat(),
+        }
+    ).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:

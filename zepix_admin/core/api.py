@@ -24,9 +24,9 @@ def api_endpoint(view):
             response = JsonResponse({"error": "Authentication required: log in or send a Bearer token."}, status=401)
             response["WWW-Authenticate"] = 'Bearer realm="zepix"'
             return response
-        if request.method not in SAFE_METHODS and not getattr(request, "_dont_enforce_csrf_checks", False):
-            if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
-                return JsonResponse({"error": "CSRF check failed."}, status=403)
+        needs_csrf = request.method not in SAFE_METHODS and not getattr(request, "_dont_enforce_csrf_checks", False)
+        if needs_csrf and CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+            return JsonResponse({"error": "CSRF check failed."}, status=403)
         try:
             return view(request, *args, **kwargs)
         except PermissionDenied as error:

@@ -7,6 +7,7 @@ ends. Only SQL is bounded this way: a Python function called by a query (Django'
 cannot be interrupted, so the admin refuses such lookups outright (plugins_app.admin).
 """
 
+import contextlib
 import time
 from contextlib import ExitStack, contextmanager
 
@@ -41,10 +42,8 @@ def statement_time_limit(seconds: float):
             yield
     finally:
         for raw in touched:
-            try:
+            with contextlib.suppress(Exception):  # a connection closed meanwhile needs no cleanup
                 raw.set_progress_handler(None, 0)
-            except Exception:  # noqa: BLE001 - a connection closed meanwhile needs no cleanup
-                pass
 
 
 def timed_out(exception: BaseException) -> bool:
@@ -68,6 +67,8 @@ class StatementTimeLimitMiddleware(MiddlewareMixin):
     def process_exception(self, request, exception):
         if not timed_out(exception):
             return None
-        message = (f"This request was stopped after {settings.STATEMENT_TIME_LIMIT_SECONDS:g} s so that it could "
-                   "not slow the console down for everyone: narrow the filters or the date range.")  # fmt: skip
+        message = (
+            f"This request was stopped after {settings.STATEMENT_TIME_LIMIT_SECONDS:g} s so that it could "
+            "not slow the console down for everyone: narrow the filters or the date range."
+        )
         return error_response(request, 400, "Request too expensive", message)

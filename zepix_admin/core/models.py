@@ -55,12 +55,12 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self):
+        return self.name
+
     @staticmethod
     def hash(raw_token: str) -> str:
         return hashlib.sha256(raw_token.encode()).hexdigest()
-
-    def __str__(self):
-        return self.name
 
 
 class Heartbeat(models.Model):

@@ -37,5 +37,10 @@ def audit_logout(sender, request, user, **kwargs):
 def audit_admin_change(sender, instance: LogEntry, created: bool, **kwargs):
     if created:
         what = f"{instance.content_type.app_label}.{instance.content_type.model}" if instance.content_type else ""
-        audit.record(instance.user.get_username(), "admin", f"admin.{ADMIN_ACTIONS.get(instance.action_flag, 'other')}",
-                     f"{what} {instance.object_repr}"[:200], change=instance.get_change_message())  # fmt: skip
+        audit.record(
+            instance.user.get_username(),
+            "admin",
+            f"admin.{ADMIN_ACTIONS.get(instance.action_flag, 'other')}",
+            f"{what} {instance.object_repr}"[:200],
+            change=instance.get_change_message(),
+        )

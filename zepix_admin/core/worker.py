@@ -53,7 +53,10 @@ def queued_message(what: str) -> str:
     current = state()
     if current.up:
         return f"{what} queued; the worker starts it within seconds."
-    return f"{what} queued, but the worker is down ({current.down_for}): it runs when the worker is back (`make run` restarts it)."
+    return (
+        f"{what} queued, but the worker is down ({current.down_for}): "
+        "it runs when the worker is back (`make run` restarts it)."
+    )
 
 
 def start_heartbeat(stop: threading.Event) -> threading.Thread:
@@ -62,7 +65,7 @@ def start_heartbeat(stop: threading.Event) -> threading.Thread:
             try:
                 close_old_connections()
                 beat()
-            except Exception:  # noqa: BLE001 - a missed beat is logged; the next one tries again
+            except Exception:  # a missed beat is logged; the next one tries again
                 logger.exception("Could not record the worker's heartbeat")
             finally:
                 close_old_connections()

@@ -61,8 +61,10 @@ class Command(ZepixCommand):
     def do_history(self, scope, **options):
         for version in ConfigVersion.objects.filter(scope=documents.check_scope(scope)).order_by("-version"):
             changes = "; ".join(f"{c['path']}: {json.dumps(c['old'])} -> {json.dumps(c['new'])}" for c in version.diff)
-            self.stdout.write(f"v{version.version}  {version.created_at:%Y-%m-%d %H:%M:%S}  {version.author} ({version.via})"
-                              f"  {version.comment}  {changes}")  # fmt: skip
+            self.stdout.write(
+                f"v{version.version}  {version.created_at:%Y-%m-%d %H:%M:%S}  {version.author} ({version.via})"
+                f"  {version.comment}  {changes}"
+            )
 
     def do_rollback(self, scope, version, **options):
         saved = service.rollback(scope, version, author="command", via="command")

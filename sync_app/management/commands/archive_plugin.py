@@ -1,4 +1,3 @@
-
 from sync_app.archive import archive_plugin, undo_archive
 from zepix_admin.core.commands import ZepixCommand
 
@@ -18,12 +17,19 @@ class Command(ZepixCommand):
         archive = undo_archive(plugin_id) if undo else archive_plugin(plugin_id)
         if undo:
             self.audit("plugin.unarchive", plugin_id, archive=archive.pk)
-            self.stdout.write(self.style.SUCCESS(
-                f"Brought {plugin_id} back from its archive of {archive.archived_at:%Y-%m-%d %H:%M}; the archive is "
-                "kept. Restart `make run` (or `serve`) if it was started while the plugin was archived."))  # fmt: skip
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Brought {plugin_id} back from its archive of {archive.archived_at:%Y-%m-%d %H:%M}; "
+                    "the archive is kept. Restart `make run` (or `serve`) if it was started while the plugin "
+                    "was archived."
+                )
+            )
             return
         self.audit("plugin.archive", plugin_id, path=archive.path)
         kept = f"to {archive.path}" if archive.path else "(its database was already missing)"
-        self.stdout.write(self.style.SUCCESS(
-            f"Archived {plugin_id} {kept}; kept until {archive.expires_at:%Y-%m-%d}. "
-            f"Undo with `python manage.py archive_plugin {plugin_id} --undo`."))  # fmt: skip
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Archived {plugin_id} {kept}; kept until {archive.expires_at:%Y-%m-%d}. "
+                f"Undo with `python manage.py archive_plugin {plugin_id} --undo`."
+            )
+        )

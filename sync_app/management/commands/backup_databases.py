@@ -30,10 +30,14 @@ class Command(ZepixCommand):
                 self.stderr.write(f"{name}: FAILED: {error}")
                 continue
             self.audit("backup.create", name, backup=backup.pk)
-            self.stdout.write(f"{name}: backup {backup.pk} {backup.size_bytes:,} bytes "
-                              f"({backup.database_bytes:,} uncompressed), sha256 {backup.sha256[:16]}…")  # fmt: skip
+            self.stdout.write(
+                f"{name}: backup {backup.pk} {backup.size_bytes:,} bytes "
+                f"({backup.database_bytes:,} uncompressed), sha256 {backup.sha256[:16]}…"
+            )
         if not no_retention:
             for old in apply_retention():
-                self.stdout.write(f"retention: deleted backup {old.pk} of {old.database} from {old.created_at:%Y-%m-%d %H:%M}")
+                self.stdout.write(
+                    f"retention: deleted backup {old.pk} of {old.database} from {old.created_at:%Y-%m-%d %H:%M}"
+                )
         if failures:
             raise CommandError("; ".join(failures))

@@ -20,8 +20,11 @@ class Command(ZepixCommand):
     def handle(self, *args, source, plugin, match, since, dry_run, **options):
         report = migrate_legacy(source, plugin, match, since=since, dry_run=dry_run)
         prefix = "Dry run: would copy" if dry_run else "Copied"
-        self.stdout.write(f"{prefix} {report.copied} of {report.matched} matching trades into {plugin} "
-                          f"({report.already_in_plugin} already there); marked {report.marked} as migrated.")  # fmt: skip
+        self.stdout.write(
+            f"{prefix} {report.copied} of {report.matched} matching trades into {plugin} "
+            f"({report.already_in_plugin} already there); marked {report.marked} as migrated."
+        )
         if not dry_run:
-            self.audit("legacy.migrate", plugin, source=str(source), match=match,
-                         copied=report.copied, marked=report.marked)  # fmt: skip
+            self.audit(
+                "legacy.migrate", plugin, source=str(source), match=match, copied=report.copied, marked=report.marked
+            )

@@ -1,4 +1,3 @@
-
 from sync_app.backup import restore_backup
 from zepix_admin.core.commands import ZepixCommand
 

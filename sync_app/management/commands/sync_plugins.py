@@ -17,8 +17,10 @@ class Command(ZepixCommand):
         run = run_sync(plugin_ids=[plugin] if plugin else None, trigger="command", actor="command")
         self.audit("sync.run", plugin or "all plugins", run=run.pk, status=run.status)
         for plugin_id, result in run.plugins.items():
-            line = (f"{plugin_id}: {result['inserted']} inserted, {result['updated']} updated, "
-                    f"{result.get('removed', 0)} removed, {result['retries']} retries")  # fmt: skip
+            line = (
+                f"{plugin_id}: {result['inserted']} inserted, {result['updated']} updated, "
+                f"{result.get('removed', 0)} removed, {result['retries']} retries"
+            )
             if result.get("reconciled"):
                 line += " (its database was replaced: central rows reconciled with the file)"
             if result["error"]:

@@ -21,8 +21,11 @@ class Command(ZepixCommand):
             self.stdout.write(json.dumps(report, indent=2, default=str))
         else:
             for entry in report["databases"]:
-                self.line(entry["ok"], f"database {entry['alias']}", entry.get("problem")
-                          or f"{entry['size_bytes']:,} bytes, {entry['journal_mode']}, integrity ok")  # fmt: skip
+                self.line(
+                    entry["ok"],
+                    f"database {entry['alias']}",
+                    entry.get("problem") or f"{entry['size_bytes']:,} bytes, {entry['journal_mode']}, integrity ok",
+                )
             for entry in report["jobs"]:
                 self.line(entry["ok"], f"last {entry['name']}", entry.get("problem") or f"{entry['age_seconds']} s ago")
             consumer = report["huey_consumer"]

@@ -31,12 +31,24 @@ class Command(ZepixCommand):
 
     def handle(self, *args, host, port, workers, **options):
         web = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "zepix_admin.asgi:application", "--host", host, "--port", str(port),
-             "--workers", str(workers), "--no-access-log",
-             # open event streams would otherwise hold a shutdown forever
-             "--timeout-graceful-shutdown", "3"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "zepix_admin.asgi:application",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--no-access-log",
+                # open event streams would otherwise hold a shutdown forever
+                "--timeout-graceful-shutdown",
+                "3",
+            ],
             cwd=settings.BASE_DIR,
-        )  # fmt: skip
+        )
         consumer = self.start_consumer()
         self.print_welcome(host, port)
         stopping = False
@@ -73,12 +85,16 @@ class Command(ZepixCommand):
         sys.exit(exit_code)
 
     def start_consumer(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "run_huey"], cwd=settings.BASE_DIR)
+        return subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "run_huey"], cwd=settings.BASE_DIR
+        )
 
     def consumer_died(self, status: int, restarts: int) -> int:
         """Say so, raise the worker alert; returns how long to wait before the restart."""
         delay = RESTART_DELAYS[min(restarts, len(RESTART_DELAYS) - 1)]
-        message = f"The Huey consumer exited with status {status}; restarting it in {delay} s (the web server keeps serving)."
+        message = (
+            f"The Huey consumer exited with status {status}; restarting it in {delay} s (the web server keeps serving)."
+        )
         self.stderr.write(message)
         self.quietly(raise_alert, "worker", WORKER_SUBJECT, message)
         return delay
@@ -106,11 +122,16 @@ class Command(ZepixCommand):
         admins = list(get_user_model().objects.filter(is_superuser=True).values_list("username", flat=True)[:3])
         self.stdout.write(self.style.SUCCESS(f"\nZepix Admin: http://{host}:{port}/"))
         if admins:
-            self.stdout.write(f"Log in as {', '.join(admins)} (the password was printed by the first setup, or "
-                              "set with DJANGO_SUPERUSER_PASSWORD; change it with "
-                              "`python manage.py changepassword <user>`).")  # fmt: skip
+            self.stdout.write(
+                f"Log in as {', '.join(admins)} (the password was printed by the first setup, or "
+                "set with DJANGO_SUPERUSER_PASSWORD; change it with "
+                "`python manage.py changepassword <user>`)."
+            )
         if settings.DEBUG:
-            self.stdout.write(self.style.WARNING(
-                "Serving in DEBUG mode: error pages show code and local variables. Fine on this machine only; "
-                "production runs with DJANGO_DEBUG=0 and DJANGO_SECRET_KEY (see README, Production)."))  # fmt: skip
+            self.stdout.write(
+                self.style.WARNING(
+                    "Serving in DEBUG mode: error pages show code and local variables. Fine on this machine only; "
+                    "production runs with DJANGO_DEBUG=0 and DJANGO_SECRET_KEY (see README, Production)."
+                )
+            )
         self.stdout.write("Press Ctrl-C to stop the web server and the Huey consumer.\n")

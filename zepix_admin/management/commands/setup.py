@@ -66,7 +66,9 @@ class Command(ZepixCommand):
             alias = registry.alias_for(plugin_id)
             problem = plugins.database_problem(plugin_id)
             if problem and problem.kind in (plugins.MISSING, plugins.UNREADABLE):
-                self.stderr.write(self.style.WARNING(f"Plugin {plugin_id}: {problem}. {plugins.repair_hint(plugin_id)}"))
+                self.stderr.write(
+                    self.style.WARNING(f"Plugin {plugin_id}: {problem}. {plugins.repair_hint(plugin_id)}")
+                )
                 continue
             try:
                 if self.migrate(alias):
@@ -96,9 +98,11 @@ class Command(ZepixCommand):
             raise CommandError(f"DJANGO_SUPERUSER_PASSWORD is refused: {' '.join(error.messages)}") from None
         User.objects.create_superuser(username=username, email="", password=password)
         if generated:
-            self.stdout.write(self.style.WARNING(
-                f"Created the admin account: username {username!r}, password {password!r} (shown only this once)."
-            ))  # fmt: skip
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Created the admin account: username {username!r}, password {password!r} (shown only this once)."
+                )
+            )
         return [f"admin account {username!r}"]
 
     def load_demo_data(self, created: list[str], count: int) -> list[str]:
