@@ -17,7 +17,9 @@ import http.client
 import json
 import logging
 import threading
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 logger = logging.getLogger("zepix.config.client")
@@ -29,13 +31,13 @@ class ConfigSubscriber:
     token: str
     scope: str
     name: str
-    on_config_changed: object = None  # callable(changes: dict) -> None
+    on_config_changed: Callable[[dict], None] | None = None
     reconnect_delays: tuple = (0.5, 1, 2, 5, 10)
     seen_version: int | None = None  # the newest version handled, applied or not: the stream resumes after it
     applied_version: int | None = None  # the version the plugin runs: the last one its hook accepted
     document: dict = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _response: object = None
+    _response: http.client.HTTPResponse | None = None
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -80,7 +82,7 @@ class ConfigSubscriber:
         if self.seen_version is None:
             self.load_current()
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.seen_version)}
-        query = f"?scope={urllib.request.quote(self.scope)}&subscriber={urllib.request.quote(self.name)}"
+        query = f"?scope={urllib.parse.quote(self.scope)}&subscriber={urllib.parse.quote(self.name)}"
         response = self._response = self._request(f"/config/stream{query}", headers=headers)
         try:
             for event in parse_events(response):
@@ -94,7 +96,7 @@ class ConfigSubscriber:
         raise ConnectionResetError("the server closed the stream")
 
     def load_current(self) -> None:
-        with self._request(f"/api/config/{urllib.request.quote(self.scope)}") as response:
+        with self._request(f"/api/config/{urllib.parse.quote(self.scope)}") as response:
             current = json.load(response)
         self.document = current["data"]
         self.seen_version = self.applied_version = current["version"]
@@ -102,10 +104,11 @@ class ConfigSubscriber:
 
     def handle_version(self, event: dict) -> None:
         version = event["version"]
-        if version <= self.seen_version:
+        seen = self.seen_version or 0
+        if version <= seen:
             return  # already handled (a replay overlapping what we had)
-        if version != self.seen_version + 1:
-            raise ValueError(f"missed versions {self.seen_version + 1}..{version - 1}")  # reconnect and replay
+        if version != seen + 1:
+            raise ValueError(f"missed versions {seen + 1}..{version - 1}")  # reconnect and replay
         changes = {change["path"]: {"old": change["old"], "new": change["new"]} for change in event["diff"]}
         try:
             if self.on_config_changed is not None:
@@ -122,7 +125,7 @@ class ConfigSubscriber:
         body = json.dumps({"subscriber": self.name, "version": version, "ok": ok, "error": error}).encode()
         try:
             with self._request(
-                f"/api/config/{urllib.request.quote(self.scope)}/ack",
+                f"/api/config/{urllib.parse.quote(self.scope)}/ack",
                 data=body,
                 headers={"Content-Type": "application/json"},
             ):

@@ -1,5 +1,7 @@
 """The documents written on first setup."""
 
+from typing import Any
+
 PLUGIN_DEFAULTS = {
     "enabled": True,
     "max_lot_size": 1.0,
@@ -9,7 +11,7 @@ PLUGIN_DEFAULTS = {
     "symbols": ["EURUSD", "GBPUSD", "XAUUSD"],
 }
 
-GLOBAL_DEFAULTS = {
+GLOBAL_DEFAULTS: dict[str, Any] = {
     "trading_enabled": True,
     "risk_tiers": {
         "5000": {"per_trade_cap": 50, "daily_loss_cap": 150},

@@ -47,12 +47,25 @@ def config_lock():
 
 
 def current(scope: str) -> ConfigVersion | None:
+    """The newest version of a scope; None before its first (a plugin declared a moment ago)."""
     return ConfigVersion.objects.filter(scope=scope).order_by("-version").first()
 
 
+def require_current(scope: str) -> ConfigVersion:
+    """The newest version of a scope, where a request or a command needs one (404 before any)."""
+    version = current(scope)
+    if version is None:
+        raise UnknownVersion(f"{scope} has no saved version yet (`python manage.py setup` records the first).")
+    return version
+
+
+def document_of(version: ConfigVersion | None) -> dict:
+    """A version's document; {} for no version (the newest version always keeps its document)."""
+    return (version.document if version else None) or {}
+
+
 def active_document(scope: str) -> dict:
-    version = current(documents.check_scope(scope))
-    return version.document if version else {}
+    return document_of(current(documents.check_scope(scope)))
 
 
 def global_settings(section: str) -> dict:
@@ -73,10 +86,10 @@ def save(scope: str, document, *, base_version: int, author: str, via: str, comm
         latest = current(scope)
         latest_number = latest.version if latest else 0
         if base_version != latest_number:
+            if latest is None:
+                raise UnknownVersion(f"{scope} has no version {base_version}: it has none yet (save on version 0).")
             base = ConfigVersion.objects.filter(scope=scope, version=base_version).first()
-            raise ConfigConflict(
-                scope, base_version, latest, diff_documents(base.document if base else {}, latest.document)
-            )
+            raise ConfigConflict(scope, base_version, latest, diff_documents(document_of(base), document_of(latest)))
         if latest and latest.document == document:
             return latest
         return _record(scope, document, latest, author=author, via=via, comment=comment)
@@ -86,7 +99,9 @@ def set_value(scope: str, path: str, value, *, base_version: int, author: str, v
     from config_app.diff import set_path
 
     base = ConfigVersion.objects.filter(scope=documents.check_scope(scope), version=base_version).first()
-    document = set_path(base.document if base else {}, path, value)
+    if base is not None and base.document is None:  # pruned: only versions long superseded lose their document
+        raise ConfigConflict(scope, base_version, require_current(scope), [])
+    document = set_path(document_of(base), path, value)
     return save(scope, document, base_version=base_version, author=author, via=via, comment=f"set {path}")
 
 
@@ -99,11 +114,10 @@ def rollback(scope: str, to_version: int, *, author: str, via: str) -> ConfigVer
             f"{scope} version {to_version} is older than the history keeps whole documents "
             f"({HISTORY_KEEP_DAYS} days or the last {HISTORY_KEEP_VERSIONS:,} versions); its diff is kept."
         )
-    latest = current(scope)
     return save(
         scope,
         target.document,
-        base_version=latest.version,
+        base_version=require_current(scope).version,
         author=author,
         via=via,
         comment=f"rollback to version {to_version}",
@@ -185,7 +199,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
         latest = current(scope)
         if not path.exists() and not path.is_symlink():
             if latest and not latest.retired:  # a deleted file of a live scope comes back
-                documents.write_atomic(path, documents.render(latest.document))
+                documents.write_atomic(path, documents.render(document_of(latest)))
             return None
         try:
             document = documents.parse(documents.read_file(path))
@@ -207,7 +221,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
             and ConfigVersion.objects.filter(scope=scope, document=document).exists()
             and (path.stat().st_mtime <= latest.created_at.timestamp())
         ):
-            documents.write_atomic(path, documents.render(latest.document))
+            documents.write_atomic(path, documents.render(document_of(latest)))
             return None
         return _record(
             scope, document, latest, author="file", via="file", comment=f"edited {path.name}", write_file=False

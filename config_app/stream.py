@@ -95,7 +95,7 @@ class Hub:
         self.started = asyncio.Event()
 
     def subscribe(self) -> asyncio.Queue:
-        queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue()
         self.queues.add(queue)
         if self.task is None or self.task.done():
             self.started.clear()

@@ -18,7 +18,7 @@ def _scope_context(scope: str, **extra) -> dict:
     return {
         "scope": scope,
         "version": version,
-        "rows": rows_for(documents.schema_for(scope), version.document if version else {}),
+        "rows": rows_for(documents.schema_for(scope), service.document_of(version)),
         "subscribers": rollout.rollout(scope, version.version if version else 0),
         **extra,
     }
@@ -46,7 +46,7 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
     except ValueError:
         return HttpResponse("A base version is required.", status=400)
     base = ConfigVersion.objects.filter(scope=scope, version=base_version).first()
-    known = {row.path: row for row in rows_for(documents.schema_for(scope), base.document if base else {})}
+    known = {row.path: row for row in rows_for(documents.schema_for(scope), service.document_of(base))}
     if path not in known:
         return HttpResponse(f"Unknown setting {path!r}.", status=400)
     row = known[path]
@@ -66,7 +66,7 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
         context["conflict"] = conflict
         return render(request, "config/scope.html#row", context)
     context.update(
-        row=next(r for r in rows_for(documents.schema_for(scope), saved.document) if r.path == path),
+        row=next(r for r in rows_for(documents.schema_for(scope), service.document_of(saved)) if r.path == path),
         saved=saved,
         version=saved,
         oob=True,
@@ -138,7 +138,7 @@ def _version_response(version: ConfigVersion, status: int = 200) -> JsonResponse
 def api_config(request: AuthenticatedHttpRequest, scope: str):
     documents.check_scope(scope)
     if request.method == "GET":
-        return _version_response(service.current(scope))
+        return _version_response(service.require_current(scope))
     if int(request.META.get("CONTENT_LENGTH") or 0) > documents.MAX_DOCUMENT_BYTES:
         return JsonResponse({"error": "The document is larger than 1 MB."}, status=413)
     body = request.body
@@ -211,7 +211,7 @@ def api_ack(request: AuthenticatedHttpRequest, scope: str):
 @role_required(VIEWER)
 def api_subscribers(request: AuthenticatedHttpRequest, scope: str):
     documents.check_scope(scope)
-    latest = service.current(scope)
+    latest = service.require_current(scope)
     return JsonResponse(
         {"scope": scope, "version": latest.version, "subscribers": rollout.rollout(scope, latest.version)}
     )

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from config_app import documents, service
 
@@ -59,7 +60,7 @@ def take_in(scope: str) -> None:
         close_old_connections()
 
 
-def start(delay: float = DEBOUNCE_SECONDS) -> Observer:
+def start(delay: float = DEBOUNCE_SECONDS) -> BaseObserver:
     """Start watching ZEPIX_CONFIG_DIR in a background thread; returns the observer (stop() it)."""
     (settings.CONFIG_DIR / "plugins").mkdir(parents=True, exist_ok=True)
     observer = Observer()

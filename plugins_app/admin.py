@@ -40,7 +40,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         for entry in self.list_filter:
             if isinstance(entry, str):
                 allowed |= {entry, f"{entry}__exact", f"{entry}__isnull", f"{entry}__in"}
-            else:
+            elif isinstance(entry, type) and issubclass(entry, admin.SimpleListFilter) and entry.parameter_name:
                 allowed.add(entry.parameter_name)
         if self.date_hierarchy:
             allowed |= {f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day")}
@@ -128,8 +128,7 @@ class TradeAdmin(ReadOnlyAdmin):
 class ChainLevelInline(admin.TabularInline):
     extra = 0
     can_delete = False
-    fields = ["level", "lot_size", "target_pips", "trade_ticket", "status", "profit"]
-    readonly_fields = fields
+    fields = readonly_fields = ("level", "lot_size", "target_pips", "trade_ticket", "status", "profit")
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -103,7 +103,7 @@ def _seed_chains_and_signals(store: PluginStore, plugin_id, first_ticket, count,
     for _ in range(min(5, max(1, count // 200))):
         symbol = rng.choice(list(SYMBOLS))
         base = rng.choice((0.01, 0.1))
-        levels = [(round(base * (1.5**level), 2), 20 + 10 * level) for level in range(rng.randint(3, 5))]
+        levels = [(round(base * (1.5**level), 2), 20.0 + 10 * level) for level in range(rng.randint(3, 5))]
         chain_id = store.start_chain(
             symbol=symbol,
             direction=rng.choice(("BUY", "SELL")),
@@ -116,6 +116,8 @@ def _seed_chains_and_signals(store: PluginStore, plugin_id, first_ticket, count,
     for _ in range(min(50, count)):
         ticket = rng.randint(first_ticket, first_ticket + count - 1)
         trade = store.trade_by_ticket(ticket)
+        if trade is None:
+            continue
         store.log_signal(
             symbol=trade["symbol"],
             signal_type=f"{trade['direction']}_ENTRY",

@@ -9,6 +9,7 @@ schema, and its migrations are the shared ones in ``plugins_app.plugin_migration
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 from django.apps import AppConfig
 from django.apps import apps as global_apps
@@ -25,6 +26,7 @@ class PluginAppConfig(AppConfig):
 
     def import_models(self):
         super().import_models()
+        assert self.module is not None  # Django imported it before asking for models
         build_models(self.label, self.module)
 
 
@@ -40,7 +42,7 @@ def build_models(app_label: str, module: types.ModuleType) -> None:
         setattr(module, name, type(name, (abstract,), {"__module__": module.__name__, "Meta": meta}))
 
 
-def models_for(plugin_id: str) -> dict[str, type]:
+def models_for(plugin_id: str) -> dict[str, Any]:
     """The concrete models of one plugin, by class name: ``models_for(pid)["Trade"]``."""
     config = global_apps.get_app_config(registry.alias_for(plugin_id))
     return {model.__name__: model for model in config.get_models()}

@@ -8,6 +8,7 @@ plugin model saves and deletes with an explicit ``using``.
 """
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import models
 
@@ -104,10 +105,17 @@ def _next_period(start: datetime, kind: str) -> datetime:
     return start + timedelta(days=1)
 
 
-class PluginModelMixin:
-    def save_base(self, *args, using=None, **kwargs):
-        check_alias(type(self), using)
-        return super().save_base(*args, using=using, **kwargs)
+# The mixin's super() is the model's (it is always mixed into a Model, before it).
+if TYPE_CHECKING:
+    _ModelBase = models.Model
+else:
+    _ModelBase = object
+
+
+class PluginModelMixin(_ModelBase):
+    def save_base(self, *args, **kwargs):
+        check_alias(type(self), kwargs.get("using"))  # Model.save passes it by name
+        return super().save_base(*args, **kwargs)
 
     def delete(self, using=None, keep_parents=False):
         check_alias(type(self), using)

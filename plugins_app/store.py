@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import overload
 
 from plugins_app.sqlite import connect, immediate_transaction
 
@@ -48,6 +49,10 @@ class TradeNotFound(LookupError):
     pass
 
 
+@overload
+def db_datetime(value: datetime | str) -> str: ...
+@overload
+def db_datetime(value: None) -> None: ...
 def db_datetime(value: datetime | str | None) -> str | None:
     """The text Django stores for a DateTimeField with USE_TZ: naive UTC, ISO with a space."""
     if value is None or isinstance(value, str):
@@ -57,6 +62,10 @@ def db_datetime(value: datetime | str | None) -> str | None:
     return str(value)
 
 
+@overload
+def parse_db_datetime(value: str) -> datetime: ...
+@overload
+def parse_db_datetime(value: None) -> None: ...
 def parse_db_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
@@ -292,7 +301,7 @@ class PluginStore:
             return
         start = db_datetime(datetime.combine(date.fromisoformat(days[0]), time.min))
         end = db_datetime(datetime.combine(date.fromisoformat(days[-1]) + timedelta(days=1), time.min))
-        profits_by_day = {day: [] for day in days}
+        profits_by_day: dict[str, list[float]] = {day: [] for day in days}
         # "+status" keeps SQLite on the exit_time index: the status index would scan most of the table.
         rows = cursor.execute(
             "SELECT substr(exit_time, 1, 10), profit_dollars FROM trades"

@@ -45,7 +45,8 @@ def backups_to_keep(backups: list[tuple[int, datetime, bool]], now: datetime, po
         "week": lambda day: day.isocalendar()[:2],
         "month": lambda day: (day.year, day.month),
     }
-    keep, seen = set(), {kind: set() for kind in buckets}
+    keep: set[int] = set()
+    seen: dict[str, set] = {kind: set() for kind in buckets}
     newest_first = sorted(backups, key=lambda backup: backup[1], reverse=True)
     for backup_id, created_at, _ in newest_first:
         day = created_at.date()

@@ -17,7 +17,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from config_app.service import current as current_version
-from config_app.service import global_settings
+from config_app.service import document_of, global_settings
 from plugins_app import plugins
 from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
@@ -101,7 +101,7 @@ def enabled_plugins() -> list[str]:
     enabled = []
     for plugin_id in plugins.plugin_ids():
         version = current_version(plugin_id)  # declared already: no second look at the folder
-        if version is None or version.document.get("enabled", True):
+        if version is None or document_of(version).get("enabled", True):
             enabled.append(plugin_id)
     return enabled
 

@@ -181,3 +181,29 @@ def test_taking_in_an_outside_edit_leaves_the_operators_file_untouched(config, s
     path.write_text(text)
     assert service.ingest_file("combined_v3").version == 2
     assert path.read_text() == text
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_an_edit_based_on_a_version_whose_document_was_pruned_is_a_conflict_and_saves_nothing(operator_client, config):
+    config("combined_v3", "max_lot_size", 0.5)
+    ConfigVersion.objects.filter(scope="combined_v3", version=1).update(document=None)  # pruned by age
+    response = operator_client.post(
+        "/config/combined_v3/row",
+        {"path": "max_lot_size", "value": "0.7", "base_version": "1"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    assert "changed" in response.content.decode().lower()
+    assert service.current("combined_v3").version == 2
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_a_scope_without_a_saved_version_answers_404_not_a_server_error(operator_client, config):
+    document = service.current("combined_v3").document
+    ConfigVersion.objects.filter(scope="combined_v3").delete()
+    response = operator_client.get("/api/config/combined_v3")
+    assert response.status_code == 404 and "no saved version yet" in response.json()["error"]
+    response = operator_client.put(
+        "/api/config/combined_v3", json.dumps(document), content_type="application/json", HTTP_IF_MATCH='"3"'
+    )
+    assert response.status_code == 404, response.content

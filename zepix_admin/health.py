@@ -30,7 +30,7 @@ def database_check(alias: str) -> dict:
     plugin_id = registry.plugin_id_for_alias(alias)
     entry = {"alias": alias, "path": str(path), "ok": False, **({"plugin_id": plugin_id} if plugin_id else {})}
     problem = plugins.database_problem(plugin_id) if plugin_id else None
-    if problem:
+    if plugin_id and problem:
         return {**entry, "problem": f"plugin {plugin_id}: {problem}", "repair": plugins.repair_hint(plugin_id)}
     if not path.exists():
         return {**entry, "problem": "file missing"}

@@ -32,7 +32,7 @@ class DatabaseFeatures(features.DatabaseFeatures):
 
 class DatabaseCreation(creation.DatabaseCreation):
     def _create_test_db(self, verbosity, autoclobber, keepdb=False):
-        name = super()._create_test_db(verbosity, autoclobber, keepdb)
+        name = super()._create_test_db(verbosity, autoclobber, keepdb)  # type: ignore[misc]  # private: not in the stubs
         if not self.is_in_memory_db(name):
             create(name)
         return name
@@ -43,7 +43,8 @@ class PluginErrorWrapper(DatabaseErrorWrapper):
         try:
             super().__exit__(exc_type, exc_value, traceback)
         except DatabaseError as error:
-            error.plugin_id = registry.plugin_id_for_alias(self.wrapper.alias)
+            # What every plugin database error carries (plugins_app.middleware, health, commands read it).
+            error.plugin_id = registry.plugin_id_for_alias(self.wrapper.alias)  # type: ignore[attr-defined]
             raise
 
 

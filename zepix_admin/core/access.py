@@ -31,6 +31,7 @@ def role_of(user) -> str | None:
     if not user or not user.is_authenticated:
         return None
     if not hasattr(user, "_zepix_role"):
+        role: str | None
         if user.is_superuser:
             role = ADMIN
         else:

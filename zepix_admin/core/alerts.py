@@ -88,7 +88,7 @@ def webhook_refusal(url: str) -> str:
     except (OSError, UnicodeError) as error:
         return f"its host does not resolve ({error})"
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
         if (
             ip.is_private
             or ip.is_loopback

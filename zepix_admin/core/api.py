@@ -4,12 +4,15 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from zepix_admin.core.access import SAFE_METHODS
 from zepix_admin.core.errors import ZepixError
+
+# Django's CSRF check, run by hand: only for session (cookie) callers, never for bearer tokens.
+CSRF_CHECK = CsrfViewMiddleware(lambda request: HttpResponse())
 
 
 def api_endpoint(view):
@@ -25,7 +28,7 @@ def api_endpoint(view):
             response["WWW-Authenticate"] = 'Bearer realm="zepix"'
             return response
         needs_csrf = request.method not in SAFE_METHODS and not getattr(request, "_dont_enforce_csrf_checks", False)
-        if needs_csrf and CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+        if needs_csrf and CSRF_CHECK.process_view(request, view, (), {}) is not None:
             return JsonResponse({"error": "CSRF check failed."}, status=403)
         try:
             return view(request, *args, **kwargs)

@@ -1,4 +1,7 @@
+from typing import cast
+
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 MAX_COUNTED_ROWS = 10_000
@@ -9,4 +12,4 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self):
-        return self.object_list[: MAX_COUNTED_ROWS + 1].count()
+        return cast(QuerySet, self.object_list)[: MAX_COUNTED_ROWS + 1].count()

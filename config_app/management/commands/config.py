@@ -48,7 +48,7 @@ class Command(ZepixCommand):
         except documents.InvalidDocument as error:
             message = error.problems[0].message
             raise CommandError(f"The value must be JSON (quote strings: '\"text\"'): {message}") from None
-        latest = service.current(documents.check_scope(scope))
+        latest = service.require_current(documents.check_scope(scope))
         try:
             saved = service.set_value(scope, path, parsed, base_version=latest.version, author="command", via="command")
         except documents.InvalidDocument as error:

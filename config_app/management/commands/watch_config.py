@@ -25,7 +25,9 @@ class Command(ZepixCommand):
             raise CommandError("Give a token with --token or ZEPIX_TOKEN (make one with `manage.py create_token`).")
 
         def show(changes):
-            self.stdout.write(json.dumps({"scope": scope, "version": subscriber.seen_version + 1, "changes": changes}))
+            self.stdout.write(
+                json.dumps({"scope": scope, "version": (subscriber.seen_version or 0) + 1, "changes": changes})
+            )
             self.stdout.flush()
 
         subscriber = ConfigSubscriber(url, token, scope=scope, name=name, on_config_changed=show)
