@@ -1,4 +1,6 @@
 # Zepix Admin: `make run` serves the dashboard, `make test` runs the whole suite.
+# CI (.ci/run) runs `make lint typecheck test`; `make test-fast` is the quick loop (no browser, no
+# server processes).
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
@@ -6,8 +8,10 @@ export PORT
 # `make run` serves this machine in debug mode (and says so); production sets DJANGO_DEBUG=0.
 DJANGO_DEBUG ?= 1
 export DJANGO_DEBUG
+# Every install is held to the versions in requirements.lock (transitive dependencies included).
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock
 
-.PHONY: run test setup chromium clean-venv
+.PHONY: run test test-fast lint typecheck lock setup chromium clean-venv
 
 run: $(VENV)/.installed
 	$(PY) manage.py setup
@@ -16,18 +20,39 @@ run: $(VENV)/.installed
 setup: $(VENV)/.installed
 	$(PY) manage.py setup
 
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-dev chromium
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow and not browser" -q
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy .
+
+# Re-pin every package after changing a requirements file: a fresh venv, then its exact versions.
+lock: | $(VENV)/bin/python
+	rm -rf $(VENV)-lock
+	@PYTHON=$$(scripts/find-python) && "$$PYTHON" -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet -r requirements-dev.txt
+	{ echo "# Every package, pinned: made by \`make lock\` from requirements-dev.txt in a fresh venv."; \
+	  echo "# Installs use it as constraints (pip install -c requirements.lock -r requirements.txt)."; \
+	  $(VENV)-lock/bin/pip freeze --all | grep -v '^pip==\|^setuptools=='; } > requirements.lock
+	rm -rf $(VENV)-lock
 
 $(VENV)/bin/python:
 	@PYTHON=$$(scripts/find-python) && echo "Using $$PYTHON" && "$$PYTHON" -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt | $(VENV)/bin/python
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+$(VENV)/.installed: requirements.txt requirements.lock | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(VENV)/bin/python
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+$(VENV)/.installed-dev: requirements.txt requirements-test.txt requirements-dev.txt requirements.lock | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $(VENV)/.installed $@
 
 # Browser tests drive Debian's Chromium; Playwright cannot download its own browser here.

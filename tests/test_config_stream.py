@@ -13,11 +13,30 @@ from tests.helpers import Server
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module's tests (a uvicorn start costs a second or two): each test counts
+    versions from the one it found, and names its own subscriber."""
+    running = Server(tmp_path_factory.mktemp("stream"))
+    yield running
+    running.stop()
+
+
 @pytest.fixture
-def server(tmp_path):
+def own_server(tmp_path):
+    """A server of the test's own, for a test that stops it."""
     running = Server(tmp_path)
     yield running
     running.stop()
+
+
+def current_version(server, scope="combined_v3"):
+    return api(server, "GET", f"/api/config/{scope}")["version"]
+
+
+def subscriber_named(server, name):
+    subscribers = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"]
+    return next(subscriber for subscriber in subscribers if subscriber["name"] == name)
 
 
 def api(server, method, path, body=None, version=None):
@@ -57,17 +76,19 @@ def next_versions(events, count):
 
 
 def test_a_reconnect_with_last_event_id_replays_exactly_the_missed_versions_then_live_ones(server):
-    for lot in (0.2, 0.3, 0.4, 0.5):  # versions 2..5
+    start = current_version(server)
+    for lot in (0.2, 0.3, 0.4, 0.5):  # versions start + 1 .. start + 4
         save_lot(server, lot)
-    response, events = open_stream(server, last_event_id=2)
+    # The per-scope stream numbers events by version; the all-scopes stream by change (below).
+    response, events = open_stream(server, last_event_id=start + 1)
     replayed = next_versions(events, 3)
-    assert [e["id"] for e in replayed] == ["3", "4", "5"]
+    assert [int(e["id"]) for e in replayed] == [start + 2, start + 3, start + 4]
     data = json.loads(replayed[0]["data"])
-    assert (data["scope"], data["version"], data["author"]) == ("combined_v3", 3, "token:operator-bot")
+    assert (data["scope"], data["version"], data["author"]) == ("combined_v3", start + 2, "token:operator-bot")
     assert data["diff"] == [{"path": "max_lot_size", "old": 0.2, "new": 0.3, "change": "changed"}]
     assert data["data"]["max_lot_size"] == 0.3
     threading.Timer(0.3, save_lot, args=(server, 0.6)).start()
-    assert [e["id"] for e in next_versions(events, 1)] == ["6"]
+    assert [int(e["id"]) for e in next_versions(events, 1)] == [start + 5]
     response.close()
 
 
@@ -117,33 +138,32 @@ def test_the_subscriber_applies_versions_in_order_reports_failures_and_keeps_its
     subscriber = ConfigSubscriber(
         server.url, server.token, scope="combined_v3", name="combined_v3-live", on_config_changed=on_config_changed
     )
-    subscriber.start()
+    start = current_version(server)
+    thread = subscriber.start()
     try:
-        assert wait(lambda: subscriber.applied_version == 1)
+        assert wait(lambda: subscriber.applied_version == start)
         save_lot(server, 0.11)
         save_lot(server, 0.12)
-        assert wait(lambda: subscriber.applied_version == 3)
+        assert wait(lambda: subscriber.applied_version == start + 2)
         assert seen == [0.11, 0.12]
         save_lot(server, 0.13)
-        assert wait(lambda: subscriber.seen_version == 4)
-        assert subscriber.applied_version == 3 and subscriber.document["max_lot_size"] == 0.12
-        rollout = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"]
-        assert wait(
-            lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "failed"
-        )
-        rollout = api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]
-        assert (rollout["name"], rollout["applied_version"], rollout["connected"]) == ("combined_v3-live", 3, True)
+        assert wait(lambda: subscriber.seen_version == start + 3)
+        assert subscriber.applied_version == start + 2 and subscriber.document["max_lot_size"] == 0.12
+        assert wait(lambda: subscriber_named(server, "combined_v3-live")["state"] == "failed")
+        rollout = subscriber_named(server, "combined_v3-live")
+        assert (rollout["applied_version"], rollout["connected"]) == (start + 2, True)
         assert "refusing 0.13" in rollout["error"]
         save_lot(server, 0.14)
-        assert wait(lambda: subscriber.applied_version == 5)
-        assert wait(
-            lambda: api(server, "GET", "/api/config/combined_v3/subscribers")["subscribers"][0]["state"] == "current"
-        )
+        assert wait(lambda: subscriber.applied_version == start + 4)
+        assert wait(lambda: subscriber_named(server, "combined_v3-live")["state"] == "current")
     finally:
         subscriber.stop()
+    thread.join(timeout=5)  # a plugin shutting down is not held up by its config stream
+    assert not thread.is_alive()
 
 
-def test_the_subscriber_resumes_after_the_server_went_away(server):
+def test_the_subscriber_resumes_after_the_server_went_away(own_server):
+    server = own_server
     subscriber = ConfigSubscriber(
         server.url, server.token, scope="combined_v3", name="resumer", reconnect_delays=(0.2,)
     )
@@ -198,9 +218,11 @@ def test_watch_config_prints_each_version_as_it_arrives(server):
     try:
         assert "Following combined_v3" in watcher.stdout.readline()
         time.sleep(1.5)
+        before = api(server, "GET", "/api/config/combined_v3")
         save_lot(server, 0.42)
         printed = json.loads(watcher.stdout.readline())
-        assert printed == {"scope": "combined_v3", "version": 2, "changes": {"max_lot_size": {"old": 1.0, "new": 0.42}}}
+        change = {"max_lot_size": {"old": before["data"]["max_lot_size"], "new": 0.42}}
+        assert printed == {"scope": "combined_v3", "version": before["version"] + 1, "changes": change}
     finally:
         watcher.terminate()
         watcher.wait()
