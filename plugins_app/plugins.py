@@ -85,9 +85,13 @@ def database_problem(plugin_id: str) -> DatabaseProblem | None:
     if not path.exists():
         return DatabaseProblem(MISSING, f"its database file is missing ({path.name})")
     try:
-        with closing(connect(path, read_only=True, timeout=2)) as connection:
+        # A short wait: a database the bot holds locked is busy, not broken (and a page asking
+        # about it must not wait on the bot: this waited 2 s per question before).
+        with closing(connect(path, read_only=True, timeout=0.1)) as connection:
             tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as error:
+        if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return None
         return DatabaseProblem(UNREADABLE, f"its database cannot be read: {error}")
     missing = sorted(expected_tables() - tables)
     if missing:

@@ -90,7 +90,8 @@ def webhook_receiver():
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll: shutdown() waits for the loop's next look (half a second by default).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
     server.server_close()

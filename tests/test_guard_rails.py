@@ -120,3 +120,28 @@ def test_every_management_command_is_in_the_readme():
     table = README.split("## Management commands", 1)[1]
     missing = [name for name in ours if not re.search(rf"^\| `{name}\b", table, re.MULTILINE)]
     assert missing == [], f"not in the README's table of commands: {missing}"
+
+
+def test_only_the_plugin_schemas_own_name_clashes_are_left_out_of_the_system_checks():
+    from django.core import checks
+
+    from django.core.checks import model_checks
+
+    from plugins_app.checks import _about_plugin_models_only, check_all_models
+
+    plugins_only = checks.Warning(
+        "db_table 'trades' is used by multiple models: plugin_combined_v3.Trade, plugin_price_action_v6.Trade.",
+        id="models.W035",
+    )
+    central_too = checks.Error(
+        "index name 'x' is not unique among models: plugin_combined_v3.Trade, sync_app.AggregatedTrade.",
+        id="models.E030",
+    )
+    assert _about_plugin_models_only(plugins_only)
+    assert not _about_plugin_models_only(central_too)
+    assert {message.id for message in model_checks.check_all_models(None)} == {
+        "models.W035",
+        "models.E030",
+        "models.E032",
+    }
+    assert check_all_models() == []

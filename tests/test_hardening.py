@@ -445,6 +445,7 @@ def test_the_webhook_never_posts_to_loopback_or_private_addresses(settings):
         assert "inside the network" in alerts.webhook_refusal(url), url
 
 
+@pytest.mark.slow
 def test_setup_refuses_a_weak_first_admin_password(tmp_path):
     from tests.helpers import fresh_env, manage
 

@@ -3,8 +3,14 @@
 import os
 import tempfile
 
-os.environ.setdefault("ZEPIX_DATA_DIR", tempfile.mkdtemp(prefix="zepix-test-data-"))
-os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-test-config-"))
+# Each pytest-xdist worker (`make test-fast` runs two) gets folders of its own: they inherit
+# the environment of the process that started them, folders included.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+for _name, _prefix in (("ZEPIX_DATA_DIR", "zepix-test-data-"), ("ZEPIX_CONFIG_DIR", "zepix-test-config-")):
+    os.environ.setdefault(_name, tempfile.mkdtemp(prefix=_prefix))
+    if _worker:
+        os.environ[_name] = os.path.join(os.environ[_name], _worker)
+        os.makedirs(os.environ[_name], exist_ok=True)
 os.environ.setdefault("DJANGO_DEBUG", "1")  # the development settings; pytest-django turns DEBUG off in tests
 
 from zepix_admin.settings import *  # noqa: F403
