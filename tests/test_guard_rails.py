@@ -124,7 +124,6 @@ def test_every_management_command_is_in_the_readme():
 
 def test_only_the_plugin_schemas_own_name_clashes_are_left_out_of_the_system_checks():
     from django.core import checks
-
     from django.core.checks import model_checks
 
     from plugins_app.checks import _about_plugin_models_only, check_all_models

@@ -13,8 +13,8 @@ for _name, _prefix in (("ZEPIX_DATA_DIR", "zepix-test-data-"), ("ZEPIX_CONFIG_DI
         os.makedirs(os.environ[_name], exist_ok=True)
 os.environ.setdefault("DJANGO_DEBUG", "1")  # the development settings; pytest-django turns DEBUG off in tests
 
-from zepix_admin.settings import *  # noqa: F403
-from zepix_admin.settings import DATA_DIR, DATABASES, STORAGES
+from zepix_admin.settings import *  # noqa: E402, F403 - once the folders above are chosen
+from zepix_admin.settings import DATA_DIR, DATABASES, STORAGES  # noqa: E402
 
 # Test databases are real SQLite files (WAL, several connections), not in-memory ones.
 for alias, database in DATABASES.items():
