@@ -128,7 +128,7 @@ def main():
                 ticket = store.max_ticket() + 1
                 while not stop.is_set():
                     store.save_trade(
-                        ticket=ticket,
+                        mt5_ticket=ticket,
                         symbol="EURUSD",
                         direction="BUY",
                         lot_size=0.1,

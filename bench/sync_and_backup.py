@@ -176,7 +176,7 @@ def incremental_rounds(args, ids, where: str) -> float:
                 store.save_trades(
                     [
                         {
-                            "ticket": first + i,
+                            "mt5_ticket": first + i,
                             "symbol": "EURUSD",
                             "direction": "BUY",
                             "lot_size": 0.1,

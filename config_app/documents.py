@@ -11,11 +11,12 @@ import os
 import stat
 import tempfile
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from django.conf import settings
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from plugins_app import plugins, registry
 from zepix_admin.core.errors import Invalid, NotFound
@@ -76,12 +77,86 @@ def _schema(kind: str) -> dict:
 
 
 def schema_for(scope: str) -> dict:
-    return _schema("global" if scope == GLOBAL_SCOPE else "plugin")
+    """The global schema, or a plugin's: the built-in plugin schema, combined with the plugin's own
+    settings schema when it ships one (``ZEPIX_CONFIG_DIR/plugins/<id>.schema.json``)."""
+    if scope == GLOBAL_SCOPE:
+        return _schema("global")
+    own, _ = _own_schema(scope)
+    return _combined(own) if own else _schema("plugin")
+
+
+def settings_schema_path(plugin_id: str) -> Path:
+    return registry.settings_schema_path(settings.CONFIG_DIR, plugin_id)
+
+
+def read_settings_schema(path: Path) -> dict:
+    """A plugin's own JSON Schema for its settings, checked: an object schema (a valid JSON Schema)
+    whose properties add settings and redefine none of the built-in ones."""
+    schema = parse(read_file(Path(path)))
+    problem = _settings_schema_problem(schema)
+    if problem:
+        raise InvalidDocument([ValidationProblem("(schema)", f"{Path(path).name}: {problem}")])
+    return schema
+
+
+def own_defaults(plugin_id: str) -> dict:
+    """The defaults the plugin's own settings schema gives (its properties' "default")."""
+    own, _ = _own_schema(plugin_id)
+    properties = own.get("properties", {}) if own else {}
+    return {name: spec["default"] for name, spec in properties.items() if isinstance(spec, dict) and "default" in spec}
+
+
+def _settings_schema_problem(schema) -> str:
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        return "a plugin's settings schema is an object schema"
+    if not isinstance(schema.get("properties", {}), dict):
+        return "its properties must be an object"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        return f"not a valid JSON Schema: {error.message}"
+    clash = sorted(set(schema.get("properties", {})) & set(_schema("plugin")["properties"]))
+    if clash:
+        return f"it redefines built-in settings: {', '.join(clash)}"
+    return ""
+
+
+def _own_schema(plugin_id: str) -> tuple[dict | None, str]:
+    """(the plugin's own settings schema or None, what is wrong with its file or '')."""
+    path = settings_schema_path(plugin_id)
+    try:
+        modified = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None, ""
+    return _read_own_schema(path, modified)
+
+
+@lru_cache(maxsize=64)
+def _read_own_schema(path: Path, modified: int) -> tuple[dict | None, str]:
+    try:
+        return read_settings_schema(path), ""
+    except (InvalidDocument, OSError) as error:
+        return None, f"the plugin's settings schema {path.name} cannot be used ({error}); fix it"
+
+
+def _combined(own: dict) -> dict:
+    """The built-in plugin schema with the plugin's own settings added: still closed to unknown
+    keys, the own schema's other rules (ranges, patterns) applied through allOf."""
+    base = _schema("plugin")
+    rules = {key: value for key, value in own.items() if key not in ("$schema", "$id", "title", "additionalProperties")}
+    return {
+        **base,
+        "properties": {**base["properties"], **own.get("properties", {})},
+        "required": sorted({*base.get("required", []), *own.get("required", [])}),
+        "allOf": [rules],
+    }
 
 
 def validate(scope: str, document) -> list[ValidationProblem]:
     if _depth(document) > MAX_DEPTH:
         return [ValidationProblem("(document)", f"nested deeper than {MAX_DEPTH} levels")]
+    if scope != GLOBAL_SCOPE and (broken := _own_schema(scope)[1]):
+        return [ValidationProblem("(schema)", broken)]
     out_of_range = list(_out_of_range(document))
     if out_of_range:
         return out_of_range

@@ -274,7 +274,8 @@ def declare_plugin(plugin_id: str) -> bool:
     path = registry.config_path(settings.CONFIG_DIR, plugin_id)
     if path.exists():
         return False
-    documents.write_atomic(path, documents.render(defaults.for_scope(plugin_id)))
+    document = {**defaults.for_scope(plugin_id), **documents.own_defaults(plugin_id)}
+    documents.write_atomic(path, documents.render(document))
     return True
 
 

@@ -97,7 +97,7 @@ class SymbolFilter(admin.SimpleListFilter):
 
 class TradeAdmin(ReadOnlyAdmin):
     list_display = [
-        "ticket",
+        "mt5_ticket",
         "symbol",
         "direction",
         "lot_size",
@@ -111,7 +111,7 @@ class TradeAdmin(ReadOnlyAdmin):
         "close_reason",
     ]
     list_filter = ["status", SymbolFilter, "direction", "close_reason"]
-    search_fields = ["=ticket", "symbol"]
+    search_fields = ["=mt5_ticket", "symbol"]
     date_hierarchy = "entry_time"
     ordering = ["-entry_time"]
 
@@ -121,14 +121,21 @@ class TradeAdmin(ReadOnlyAdmin):
         if not term:
             return queryset, False
         if term.isdigit():
-            return queryset.filter(ticket=int(term)), False
+            return queryset.filter(mt5_ticket=int(term)), False
         return queryset.filter(symbol__startswith=term.upper()), False
 
 
 class ChainLevelInline(admin.TabularInline):
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("level", "lot_size", "target_pips", "trade_ticket", "status", "profit")
+    fields = readonly_fields = (
+        "level_number",
+        "target_pips",
+        "volume_to_close",
+        "executed_at",
+        "profit_pips",
+        "profit_dollars",
+    )
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -139,18 +146,17 @@ class ChainLevelInline(admin.TabularInline):
 
 class ProfitChainAdmin(ReadOnlyAdmin):
     list_display = [
-        "id",
-        "symbol",
-        "direction",
+        "chain_id",
+        "base_trade",
         "status",
-        "base_lot",
         "current_level",
-        "max_level",
-        "total_profit",
+        "max_levels",
+        "total_profit_booked",
         "created_at",
     ]
-    list_filter = ["status", "direction"]
-    search_fields = ["symbol"]
+    list_filter = ["status"]
+    search_fields = ["=chain_id"]
+    list_select_related = ["base_trade"]
 
 
 class SignalAdmin(ReadOnlyAdmin):
@@ -164,10 +170,11 @@ class DailyStatsAdmin(ReadOnlyAdmin):
     list_display = [
         "date",
         "total_trades",
-        "wins",
-        "losses",
-        "breakeven",
-        "total_profit",
+        "winning_trades",
+        "losing_trades",
+        "breakeven_trades",
+        "total_profit_pips",
+        "total_profit_dollars",
         "max_drawdown",
         "largest_win",
         "largest_loss",
@@ -176,7 +183,7 @@ class DailyStatsAdmin(ReadOnlyAdmin):
 
 
 class PluginInfoAdmin(ReadOnlyAdmin):
-    list_display = ["plugin_id", "version", "last_started", "runtime_hours"]
+    list_display = ["plugin_id", "version", "last_started", "total_runtime_hours", "last_heartbeat"]
 
 
 def register_plugin(plugin_id: str, site=admin.site) -> None:

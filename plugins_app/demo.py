@@ -37,7 +37,7 @@ def generate_trades(count: int, *, seed: int, plugin_id: str, first_ticket: int,
         sl_pips, tp_pips = rng.choice((15, 20, 30)), rng.choice((20, 30, 45, 60))
         entry_time = now - span + step * index + timedelta(seconds=rng.randint(0, 59))
         trade = {
-            "ticket": first_ticket + index,
+            "mt5_ticket": first_ticket + index,
             "symbol": symbol,
             "direction": direction,
             "lot_size": lot,
@@ -100,19 +100,22 @@ def seed_plugin(
 def _seed_chains_and_signals(store: PluginStore, plugin_id, first_ticket, count, seed, now) -> None:
     rng = random.Random(f"extras:{seed}:{plugin_id}:{first_ticket}")
     store.record_start(plugin_id, "3.0.0" if plugin_id.endswith("v3") else "1.0.0", now - timedelta(hours=6))
+    store.heartbeat(plugin_id, now - timedelta(hours=6) + timedelta(minutes=4))
     for _ in range(min(5, max(1, count // 200))):
-        symbol = rng.choice(list(SYMBOLS))
-        base = rng.choice((0.01, 0.1))
-        levels = [(round(base * (1.5**level), 2), 20.0 + 10 * level) for level in range(rng.randint(3, 5))]
+        base_ticket = rng.randint(first_ticket, first_ticket + count - 1)
+        levels = [(20.0 + 10 * level, round(0.01 * (1.5**level), 2)) for level in range(rng.randint(3, 5))]
         chain_id = store.start_chain(
-            symbol=symbol,
-            direction=rng.choice(("BUY", "SELL")),
-            base_lot=base,
-            levels=levels,
-            created_at=now - timedelta(days=rng.randint(0, 20)),
+            base_ticket=base_ticket, levels=levels, created_at=now - timedelta(days=rng.randint(0, 20))
         )
-        ticket = rng.randint(first_ticket, first_ticket + count - 1)
-        store.update_trade(ticket, chain_id=chain_id)
+        for level_number in range(1, rng.randint(1, len(levels) - 1) + 1):
+            pips = levels[level_number - 1][0]
+            store.execute_level(
+                chain_id,
+                level_number,
+                profit_pips=pips,
+                profit_dollars=round(pips * 10 * levels[level_number - 1][1], 2),
+                executed_at=now - timedelta(hours=rng.randint(1, 48)),
+            )
     for _ in range(min(50, count)):
         ticket = rng.randint(first_ticket, first_ticket + count - 1)
         trade = store.trade_by_ticket(ticket)

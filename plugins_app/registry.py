@@ -76,6 +76,11 @@ def config_path(config_dir: Path, plugin_id: str) -> Path:
     return Path(config_dir) / "plugins" / f"{check_plugin_id(plugin_id)}.json"
 
 
+def settings_schema_path(config_dir: Path, plugin_id: str) -> Path:
+    """Where a plugin's own JSON Schema for its settings lives, beside its config document."""
+    return Path(config_dir) / "plugins" / f"{check_plugin_id(plugin_id)}.schema.json"
+
+
 def still_declared(config_dir: Path, plugin_ids) -> list[str]:
     """Those of plugin_ids whose config document exists (one directory read: pages and the sync
     ask this many times a second). Before the plugins folder exists, the built-in plugins are."""

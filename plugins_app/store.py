@@ -1,14 +1,17 @@
 """The bot's side of a plugin database: a small write API over plain ``sqlite3``.
 
 The bot's processes do not run Django, so this module does not need it: give it the
-path of the plugin's SQLite file. Each write is one IMMEDIATE transaction that also
-recomputes the ``daily_stats`` row of every day it touched, so the stats always equal
-what the trades say. The demo data, the tests and the benchmarks write through it too.
+path of the plugin's SQLite file. The tables are the seed's (``plugins_app.schema``), so
+the bot's own SQL and this API write the same rows. Each write is one IMMEDIATE
+transaction: a trade write also recomputes the ``daily_stats`` row of every day it touched
+(pips beside dollars), a chain level executed moves its chain in the same transaction.
+The demo data, the tests and the benchmarks write through it too.
 """
 
 import json
 import sqlite3
 import threading
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,8 +22,10 @@ from plugins_app.sqlite import connect, immediate_transaction
 # What Django registers too: decimals are bound as text and stored as numbers.
 sqlite3.register_adapter(Decimal, str)
 
+# The trade columns the bot writes (the seed's, less the row id): defined here once; the sync,
+# the CSV export and the legacy import derive theirs.
 TRADE_COLUMNS = (
-    "ticket",
+    "mt5_ticket",
     "symbol",
     "direction",
     "lot_size",
@@ -37,16 +42,28 @@ TRADE_COLUMNS = (
     "status",
     "close_reason",
     "signal_data",
-    "chain_id",
 )
 _TRADE_COLUMN_SET = frozenset(TRADE_COLUMNS)
-UPDATABLE_COLUMNS = _TRADE_COLUMN_SET - {"ticket"}
+UPDATABLE_COLUMNS = _TRADE_COLUMN_SET - {"mt5_ticket"}
 NEXT_CHANGE_SEQ = "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM trades)"
 BREAKEVEN_DOLLARS = 0.5  # a closed trade within half a dollar of zero is breakeven
 
 
+# A heartbeat adds the time since the previous one to the runtime, up to this: a longer
+# silence means the plugin was not running.
+HEARTBEAT_MAX_GAP = timedelta(minutes=5)
+
+
 class TradeNotFound(LookupError):
     pass
+
+
+class ChainNotFound(LookupError):
+    pass
+
+
+class ChainStateError(ValueError):
+    """A chain or level asked to do what its state does not allow (execute twice, cancel a completed chain)."""
 
 
 @overload
@@ -75,14 +92,14 @@ def _trade_row(trade: dict, now: str) -> tuple:
         raise ValueError(f"Unknown trade fields: {', '.join(sorted(trade.keys() - _TRADE_COLUMN_SET))}")
     get = trade.get
     return (
-        get("ticket"),
+        get("mt5_ticket"),
         get("symbol"),
         get("direction"),
         get("lot_size"),
         get("entry_price"),
         get("sl_price"),
         get("tp_price"),
-        db_datetime(get("entry_time")),
+        db_datetime(get("entry_time") or now),
         db_datetime(get("exit_time")),
         get("exit_price"),
         get("profit_pips"),
@@ -92,7 +109,6 @@ def _trade_row(trade: dict, now: str) -> tuple:
         get("status", "OPEN"),
         get("close_reason"),
         json.dumps(get("signal_data") or {}),
-        get("chain_id"),
         now,
     )
 
@@ -151,7 +167,7 @@ class PluginStore:
     # Trades ---------------------------------------------------------------
 
     def save_trade(self, **trade) -> int:
-        """Insert one trade; returns its ticket. Raises sqlite3.IntegrityError on a bad row."""
+        """Insert one trade; returns its mt5_ticket. Raises sqlite3.IntegrityError on a bad row."""
         return self.save_trades([trade])[0]
 
     def save_trades(self, trades: list[dict]) -> list[int]:
@@ -165,7 +181,7 @@ class PluginStore:
                 (row + (next_seq + offset,) for offset, row in enumerate(rows)),
             )
             self._refresh_daily_stats(cursor, {row[TRADE_COLUMNS.index("exit_time")] for row in rows})
-        return [trade["ticket"] for trade in trades]
+        return [trade["mt5_ticket"] for trade in trades]
 
     def update_trade(self, ticket: int, /, **changes) -> None:
         unknown = set(changes) - UPDATABLE_COLUMNS
@@ -176,14 +192,14 @@ class PluginStore:
         assignments = ", ".join(f"{column} = ?" for column in changes)
         values = [_db_value(column, value) for column, value in changes.items()]
         with self._write() as cursor:
-            before = cursor.execute("SELECT exit_time FROM trades WHERE ticket = ?", (ticket,)).fetchone()
+            before = cursor.execute("SELECT exit_time FROM trades WHERE mt5_ticket = ?", (ticket,)).fetchone()
             if before is None:
                 raise TradeNotFound(f"No trade with ticket {ticket}")
             cursor.execute(
-                f"UPDATE trades SET {assignments}, updated_at = ?, change_seq = {NEXT_CHANGE_SEQ} WHERE ticket = ?",
+                f"UPDATE trades SET {assignments}, updated_at = ?, change_seq = {NEXT_CHANGE_SEQ} WHERE mt5_ticket = ?",
                 [*values, db_datetime(datetime.now(UTC)), ticket],
             )
-            after = cursor.execute("SELECT exit_time FROM trades WHERE ticket = ?", (ticket,)).fetchone()
+            after = cursor.execute("SELECT exit_time FROM trades WHERE mt5_ticket = ?", (ticket,)).fetchone()
             self._refresh_daily_stats(cursor, {before["exit_time"], after["exit_time"]})
 
     def close_trade(
@@ -213,7 +229,7 @@ class PluginStore:
         self.update_trade(ticket, **changes)
 
     def trade_by_ticket(self, ticket: int) -> dict | None:
-        row = self.connection.execute("SELECT * FROM trades WHERE ticket = ?", (ticket,)).fetchone()
+        row = self.connection.execute("SELECT * FROM trades WHERE mt5_ticket = ?", (ticket,)).fetchone()
         return _trade_dict(row) if row else None
 
     def open_trades(self, symbol: str | None = None) -> list[dict]:
@@ -223,7 +239,7 @@ class PluginStore:
         return [_trade_dict(row) for row in self.connection.execute(sql + " ORDER BY entry_time", params)]
 
     def max_ticket(self) -> int:
-        return self.connection.execute("SELECT COALESCE(MAX(ticket), 0) FROM trades").fetchone()[0]
+        return self.connection.execute("SELECT COALESCE(MAX(mt5_ticket), 0) FROM trades").fetchone()[0]
 
     # Signals, chains, info --------------------------------------------------
 
@@ -257,36 +273,123 @@ class PluginStore:
     def start_chain(
         self,
         *,
-        symbol: str,
-        direction: str,
-        base_lot,
+        base_ticket: int,
         levels: list[tuple[float, float]],
+        chain_id: str | None = None,
         created_at: datetime | None = None,
-    ) -> int:
-        """A profit chain with its levels, each level given as (lot size, target pips)."""
+    ) -> str:
+        """A profit chain on a base trade, each level given as (target pips, volume to close);
+        returns its chain_id (a new UUID unless given)."""
+        chain_id = chain_id or uuid.uuid4().hex
         stamp = db_datetime(created_at or datetime.now(UTC))
         with self._write() as cursor:
+            base = cursor.execute("SELECT id FROM trades WHERE mt5_ticket = ?", (base_ticket,)).fetchone()
+            if base is None:
+                raise TradeNotFound(f"No trade with ticket {base_ticket}")
             cursor.execute(
-                "INSERT INTO profit_chains (symbol, direction, status, base_lot, current_level, max_level,"
-                " total_profit, created_at, updated_at) VALUES (?, ?, 'ACTIVE', ?, 0, ?, 0, ?, ?)",
-                (symbol, direction, float(base_lot), len(levels), stamp, stamp),
+                "INSERT INTO profit_chains (chain_id, base_trade_id, created_at, status, current_level, max_levels,"
+                " total_profit_booked) VALUES (?, ?, ?, 'ACTIVE', 0, ?, 0)",
+                (chain_id, base["id"], stamp, len(levels)),
             )
-            chain_id = cursor.lastrowid
             cursor.executemany(
-                "INSERT INTO chain_levels (chain_id, level, lot_size, target_pips, status, profit)"
-                " VALUES (?, ?, ?, ?, 'OPEN', 0)",
-                [(chain_id, number, float(lot), float(pips)) for number, (lot, pips) in enumerate(levels, 1)],
+                "INSERT INTO chain_levels (chain_id, level_number, target_pips, volume_to_close) VALUES (?, ?, ?, ?)",
+                [(chain_id, number, pips, volume) for number, (pips, volume) in enumerate(levels, 1)],
             )
-            return chain_id
+        return chain_id
+
+    def execute_level(
+        self, chain_id: str, level_number: int, *, profit_pips, profit_dollars, executed_at: datetime | None = None
+    ) -> dict:
+        """Book one level of an active chain: the level's time, pips and dollars, and the chain's
+        current level and booked profit, in one transaction. The last level completes the chain."""
+        with self._write() as cursor:
+            chain = self._active_chain(cursor, chain_id)
+            level = cursor.execute(
+                "SELECT executed_at FROM chain_levels WHERE chain_id = ? AND level_number = ?", (chain_id, level_number)
+            ).fetchone()
+            if level is None:
+                raise ChainStateError(f"Chain {chain_id} has no level {level_number}")
+            if level["executed_at"] is not None:
+                raise ChainStateError(f"Level {level_number} of chain {chain_id} was executed already")
+            cursor.execute(
+                "UPDATE chain_levels SET executed_at = ?, profit_pips = ?, profit_dollars = ?"
+                " WHERE chain_id = ? AND level_number = ?",
+                (db_datetime(executed_at or datetime.now(UTC)), profit_pips, profit_dollars, chain_id, level_number),
+            )
+            done = level_number >= (chain["max_levels"] or 0)
+            cursor.execute(
+                "UPDATE profit_chains SET current_level = MAX(COALESCE(current_level, 0), ?),"
+                " total_profit_booked = COALESCE(total_profit_booked, 0) + ?, status = ? WHERE chain_id = ?",
+                (level_number, profit_dollars, "COMPLETED" if done else "ACTIVE", chain_id),
+            )
+        return self.chain(chain_id)
+
+    def complete_chain(self, chain_id: str) -> None:
+        self._end_chain(chain_id, "COMPLETED")
+
+    def cancel_chain(self, chain_id: str) -> None:
+        self._end_chain(chain_id, "CANCELLED")
+
+    def _end_chain(self, chain_id: str, status: str) -> None:
+        with self._write() as cursor:
+            self._active_chain(cursor, chain_id)
+            cursor.execute("UPDATE profit_chains SET status = ? WHERE chain_id = ?", (status, chain_id))
+
+    @staticmethod
+    def _active_chain(cursor, chain_id: str):
+        chain = cursor.execute("SELECT * FROM profit_chains WHERE chain_id = ?", (chain_id,)).fetchone()
+        if chain is None:
+            raise ChainNotFound(f"No chain {chain_id}")
+        if chain["status"] != "ACTIVE":
+            raise ChainStateError(f"Chain {chain_id} is {chain['status']}, not ACTIVE")
+        return chain
+
+    def chain(self, chain_id: str) -> dict:
+        row = self.connection.execute("SELECT * FROM profit_chains WHERE chain_id = ?", (chain_id,)).fetchone()
+        if row is None:
+            raise ChainNotFound(f"No chain {chain_id}")
+        chain = dict(row)
+        chain["levels"] = [
+            dict(level)
+            for level in self.connection.execute(
+                "SELECT * FROM chain_levels WHERE chain_id = ? ORDER BY level_number", (chain_id,)
+            )
+        ]
+        return chain
 
     def record_start(self, plugin_id: str, version: str, started_at: datetime | None = None) -> None:
+        """The plugin (re)started: its version and start time; its runtime counts from here."""
+        stamp = db_datetime(started_at or datetime.now(UTC))
         with self._write() as cursor:
             cursor.execute(
-                "INSERT INTO plugin_info (plugin_id, version, last_started, runtime_hours) VALUES (?, ?, ?, 0)"
-                " ON CONFLICT(plugin_id) DO UPDATE SET version = excluded.version,"
-                " last_started = excluded.last_started",
-                (plugin_id, version, db_datetime(started_at or datetime.now(UTC))),
+                "INSERT INTO plugin_info (plugin_id, version, last_started, total_runtime_hours, last_heartbeat)"
+                " VALUES (?, ?, ?, 0, ?) ON CONFLICT(plugin_id) DO UPDATE SET version = excluded.version,"
+                " last_started = excluded.last_started, last_heartbeat = excluded.last_heartbeat",
+                (plugin_id, version, stamp, stamp),
             )
+
+    def heartbeat(self, plugin_id: str, at: datetime | None = None) -> float:
+        """The plugin is running: its runtime grows by the time since its last beat (at most
+        HEARTBEAT_MAX_GAP). Returns the total runtime in hours."""
+        now = at or datetime.now(UTC)
+        with self._write() as cursor:
+            row = cursor.execute(
+                "SELECT last_heartbeat, total_runtime_hours FROM plugin_info WHERE plugin_id = ?", (plugin_id,)
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"No plugin_info for {plugin_id}: call record_start first")
+            last = parse_db_datetime(row["last_heartbeat"]) if row["last_heartbeat"] else now
+            gap = min(max(now - last, timedelta(0)), HEARTBEAT_MAX_GAP)
+            total = (row["total_runtime_hours"] or 0) + gap.total_seconds() / 3600
+            cursor.execute(
+                "UPDATE plugin_info SET total_runtime_hours = ?, last_heartbeat = ? WHERE plugin_id = ?",
+                (total, db_datetime(now), plugin_id),
+            )
+        return total
+
+    def plugin_info(self, plugin_id: str) -> dict | None:
+        row = self.connection.execute("SELECT * FROM plugin_info WHERE plugin_id = ?", (plugin_id,)).fetchone()
+        return dict(row) if row else None
 
     # Daily stats ------------------------------------------------------------
 
@@ -301,28 +404,30 @@ class PluginStore:
             return
         start = db_datetime(datetime.combine(date.fromisoformat(days[0]), time.min))
         end = db_datetime(datetime.combine(date.fromisoformat(days[-1]) + timedelta(days=1), time.min))
-        profits_by_day: dict[str, list[float]] = {day: [] for day in days}
+        closed_by_day: dict[str, list[tuple[float, float]]] = {day: [] for day in days}
         # "+status" keeps SQLite on the exit_time index: the status index would scan most of the table.
         rows = cursor.execute(
-            "SELECT substr(exit_time, 1, 10), profit_dollars FROM trades"
+            "SELECT substr(exit_time, 1, 10), profit_dollars, profit_pips FROM trades"
             " WHERE exit_time >= ? AND exit_time < ? AND +status = 'CLOSED' ORDER BY exit_time, id",
             (start, end),
         )
-        for day, profit in rows:
-            if day in profits_by_day:
-                profits_by_day[day].append(profit or 0.0)
-        for day, profits in profits_by_day.items():
-            if not profits:
+        for day, dollars, pips in rows:
+            if day in closed_by_day:
+                closed_by_day[day].append((dollars or 0.0, pips or 0.0))
+        for day, closed in closed_by_day.items():
+            if not closed:
                 cursor.execute("DELETE FROM daily_stats WHERE date = ?", (day,))
                 continue
             cursor.execute(
-                "INSERT INTO daily_stats (date, total_trades, wins, losses, breakeven, total_profit, max_drawdown,"
-                " largest_win, largest_loss) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(date) DO UPDATE SET total_trades = excluded.total_trades, wins = excluded.wins,"
-                " losses = excluded.losses, breakeven = excluded.breakeven, total_profit = excluded.total_profit,"
+                "INSERT INTO daily_stats (date, total_trades, winning_trades, losing_trades, breakeven_trades,"
+                " total_profit_dollars, max_drawdown, largest_win, largest_loss, total_profit_pips)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(date) DO UPDATE SET total_trades = excluded.total_trades,"
+                " winning_trades = excluded.winning_trades, losing_trades = excluded.losing_trades,"
+                " breakeven_trades = excluded.breakeven_trades, total_profit_dollars = excluded.total_profit_dollars,"
                 " max_drawdown = excluded.max_drawdown, largest_win = excluded.largest_win,"
-                " largest_loss = excluded.largest_loss",
-                (day, *day_summary(profits)),
+                " largest_loss = excluded.largest_loss, total_profit_pips = excluded.total_profit_pips",
+                (day, *day_summary([dollars for dollars, _ in closed]), round(sum(pips for _, pips in closed), 1)),
             )
 
 

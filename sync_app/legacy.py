@@ -1,10 +1,12 @@
 """Importing the bot's old single database (zepix_bot.db) into a plugin's database.
 
-The old ``trades`` table has the plugin trade columns plus ``comment`` and
-``migrated_to_plugin``. Matching rows (``comment LIKE pattern``) not yet migrated are
-copied through the plugin's own write API, then marked migrated in the source; nothing is
-deleted. A ticket already in the plugin is not copied again, so a second run, or a run
-after a crash between the two steps, copies nothing twice.
+The old ``trades`` table has the plugin trade columns (its ticket as ``mt5_ticket``, the
+seed's name, or ``ticket``) plus ``comment`` and, once a migration ran, ``migrated_to_plugin``
+(added when missing, except on a dry run, which changes nothing). Matching rows
+(``comment LIKE pattern``) not yet migrated are copied through the plugin's own write API,
+then marked migrated in the source; nothing is deleted. A ticket already in the plugin is
+not copied again, so a second run, or a run after a crash between the two steps, copies
+nothing twice.
 """
 
 import json
@@ -19,7 +21,8 @@ from plugins_app.sqlite import immediate_transaction
 from plugins_app.store import TRADE_COLUMNS, PluginStore
 from zepix_admin.core.errors import Invalid
 
-LEGACY_COLUMNS = [column for column in TRADE_COLUMNS if column != "chain_id"]
+# The trade columns the old table must have, beside its ticket (either name).
+LEGACY_COLUMNS = [column for column in TRADE_COLUMNS if column != "mt5_ticket"]
 
 
 class LegacyError(Invalid):
@@ -51,21 +54,26 @@ def migrate_legacy(
             columns = {row[1] for row in legacy.execute("PRAGMA table_info(trades)")}
         except sqlite3.DatabaseError as error:
             raise LegacyError(f"{source} is not a readable SQLite database: {error}") from None
-        missing = (set(LEGACY_COLUMNS) | {"comment", "migrated_to_plugin"}) - columns
+        ticket = next((name for name in ("mt5_ticket", "ticket") if name in columns), None)
+        missing = ({*LEGACY_COLUMNS, "comment"} - columns) | (set() if ticket else {"mt5_ticket"})
         if missing:
             raise LegacyError(f"{source}: its trades table lacks {', '.join(sorted(missing))}.")
-        where = "comment LIKE ? AND (migrated_to_plugin IS NULL OR migrated_to_plugin = '')"
+        marked_before = "migrated_to_plugin" in columns
+        if not marked_before and not dry_run:
+            legacy.execute("ALTER TABLE trades ADD COLUMN migrated_to_plugin TEXT")
+        where = "comment LIKE ?"
+        if marked_before:
+            where += " AND (migrated_to_plugin IS NULL OR migrated_to_plugin = '')"
         params = [pattern]
         if since:
             where, params = where + " AND entry_time >= ?", [*params, since]
         legacy.row_factory = sqlite3.Row
-        rows = [
-            dict(row) for row in legacy.execute(f"SELECT {', '.join(LEGACY_COLUMNS)} FROM trades WHERE {where}", params)
-        ]
+        selected = ", ".join([f"{ticket} AS mt5_ticket", *LEGACY_COLUMNS])
+        rows = [dict(row) for row in legacy.execute(f"SELECT {selected} FROM trades WHERE {where}", params)]
         report = LegacyReport(matched=len(rows))
         with PluginStore(plugins.database_path(plugin_id)) as store:
-            present = {ticket for (ticket,) in store.connection.execute("SELECT ticket FROM trades")}
-            new = [row for row in rows if row["ticket"] not in present]
+            present = {number for (number,) in store.connection.execute("SELECT mt5_ticket FROM trades")}
+            new = [row for row in rows if row["mt5_ticket"] not in present]
             report.copied, report.already_in_plugin = len(new), len(rows) - len(new)
             if dry_run:
                 return report
@@ -81,8 +89,8 @@ def migrate_legacy(
                     ) from None
         with immediate_transaction(legacy) as cursor:
             marked = cursor.executemany(
-                "UPDATE trades SET migrated_to_plugin = ? WHERE ticket = ?",
-                [(plugin_id, row["ticket"]) for row in rows],
+                f"UPDATE trades SET migrated_to_plugin = ? WHERE {ticket} = ?",
+                [(plugin_id, row["mt5_ticket"]) for row in rows],
             ).rowcount
         report.marked = marked
     return report

@@ -7,7 +7,8 @@ class AggregatedTrade(models.Model):
     """One row per plugin and ticket: a copy of the plugin's trade, kept up to date by the sync."""
 
     plugin_id = models.CharField(max_length=40)
-    ticket = models.BigIntegerField()
+    mt5_ticket = models.BigIntegerField()
+    trade_id = models.BigIntegerField(null=True, help_text="The trade's id in its plugin's database")
     symbol = models.CharField(max_length=20)
     direction = models.CharField(max_length=4)
     lot_size = models.DecimalField(max_digits=10, decimal_places=2)
@@ -29,7 +30,7 @@ class AggregatedTrade(models.Model):
     class Meta:
         db_table = "aggregated_trades"
         ordering = ["-entry_time"]
-        constraints = [models.UniqueConstraint(fields=["plugin_id", "ticket"], name="aggregated_trades_unique")]
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "mt5_ticket"], name="aggregated_trades_unique")]
         indexes = [
             # metrics: open trades; trade search: each filter with newest first
             models.Index(fields=["status", "entry_time"], name="agg_status_entry_idx"),
@@ -39,13 +40,15 @@ class AggregatedTrade(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.plugin_id} #{self.ticket}"
+        return f"{self.plugin_id} #{self.mt5_ticket}"
 
 
 class CrossPluginStats(models.Model):
+    """The seed's cross_plugin_stats (date, plugin_id, trades_count, profit), with wins and losses."""
+
     date = models.DateField()
     plugin_id = models.CharField(max_length=40)
-    trades = models.PositiveIntegerField(default=0)
+    trades_count = models.PositiveIntegerField(default=0)
     wins = models.PositiveIntegerField(default=0)
     losses = models.PositiveIntegerField(default=0)
     profit = models.DecimalField(max_digits=14, decimal_places=2, default=0)
@@ -57,23 +60,118 @@ class CrossPluginStats(models.Model):
         indexes = [models.Index(fields=["date"], name="cps_date_idx")]
 
     def __str__(self):
-        return f"{self.date} {self.plugin_id}: {self.trades} trades, {self.profit}"
+        return f"{self.date} {self.plugin_id}: {self.trades_count} trades, {self.profit}"
 
 
 class SystemMetrics(models.Model):
-    taken_at = models.DateTimeField(db_index=True)
-    open_trades = models.PositiveIntegerField()
-    today_profit = models.DecimalField(max_digits=14, decimal_places=2)
-    active_plugins = models.PositiveIntegerField()
+    """The seed's system_metrics (timestamp, total_open_trades, total_daily_profit, active_plugins as a
+    comma-separated list of plugin ids), with the total number of trades."""
+
+    timestamp = models.DateTimeField(db_index=True)
+    total_open_trades = models.PositiveIntegerField()
+    total_daily_profit = models.DecimalField(max_digits=14, decimal_places=2)
+    active_plugins = models.TextField(blank=True, default="")
     total_trades = models.PositiveIntegerField()
 
     class Meta:
         db_table = "system_metrics"
-        ordering = ["-taken_at"]
+        ordering = ["-timestamp"]
         verbose_name_plural = "system metrics"
 
     def __str__(self):
-        return f"{self.taken_at:%Y-%m-%d %H:%M}: {self.open_trades} open, {self.today_profit} today"
+        return f"{self.timestamp:%Y-%m-%d %H:%M}: {self.total_open_trades} open, {self.total_daily_profit} today"
+
+    @property
+    def active_plugin_ids(self) -> list[str]:
+        return [plugin_id for plugin_id in self.active_plugins.split(",") if plugin_id]
+
+
+# The rest of each plugin's data, copied like its trades: incremental by the plugin tables'
+# change numbers, keyed by plugin and the row's own key, in the same transaction as the trades.
+
+
+class AggregatedChain(models.Model):
+    plugin_id = models.CharField(max_length=40)
+    chain_id = models.CharField(max_length=64)
+    base_trade_id = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField(null=True)
+    status = models.CharField(max_length=10, null=True)  # noqa: DJ001 - copied as the bot wrote it
+    current_level = models.IntegerField(null=True)
+    max_levels = models.IntegerField(null=True)
+    total_profit_booked = models.FloatField(null=True)
+    updated_at = models.DateTimeField(null=True)
+
+    class Meta:
+        db_table = "aggregated_chains"
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "chain_id"], name="aggregated_chains_unique")]
+        indexes = [
+            models.Index(fields=["status", "plugin_id"], name="agg_chain_status_idx"),
+            models.Index(fields=["plugin_id", "base_trade_id"], name="agg_chain_base_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.plugin_id} chain {self.chain_id}"
+
+
+class AggregatedChainLevel(models.Model):
+    plugin_id = models.CharField(max_length=40)
+    level_id = models.BigIntegerField(help_text="The level's id in its plugin's database")
+    chain_id = models.CharField(max_length=64, null=True)  # noqa: DJ001 - copied as the bot wrote it
+    level_number = models.IntegerField(null=True)
+    target_pips = models.FloatField(null=True)
+    volume_to_close = models.FloatField(null=True)
+    executed_at = models.DateTimeField(null=True)
+    profit_pips = models.FloatField(null=True)
+    profit_dollars = models.FloatField(null=True)
+
+    class Meta:
+        db_table = "aggregated_chain_levels"
+        ordering = ["plugin_id", "chain_id", "level_number"]
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "level_id"], name="aggregated_levels_unique")]
+        indexes = [models.Index(fields=["plugin_id", "chain_id"], name="agg_level_chain_idx")]
+
+    def __str__(self):
+        return f"{self.plugin_id} chain {self.chain_id} level {self.level_number}"
+
+
+class AggregatedDailyStats(models.Model):
+    plugin_id = models.CharField(max_length=40)
+    date = models.DateField()
+    total_trades = models.IntegerField(null=True)
+    winning_trades = models.IntegerField(null=True)
+    losing_trades = models.IntegerField(null=True)
+    breakeven_trades = models.IntegerField(null=True)
+    total_profit_pips = models.FloatField(null=True)
+    total_profit_dollars = models.FloatField(null=True)
+    max_drawdown = models.FloatField(null=True)
+    largest_win = models.FloatField(null=True)
+    largest_loss = models.FloatField(null=True)
+
+    class Meta:
+        db_table = "aggregated_daily_stats"
+        ordering = ["-date", "plugin_id"]
+        verbose_name_plural = "aggregated daily stats"
+        constraints = [models.UniqueConstraint(fields=["plugin_id", "date"], name="aggregated_daily_unique")]
+
+    def __str__(self):
+        return f"{self.plugin_id} {self.date}"
+
+
+class AggregatedPluginInfo(models.Model):
+    plugin_id = models.CharField(max_length=40, unique=True)
+    version = models.CharField(max_length=40, null=True)  # noqa: DJ001 - copied as the bot wrote it
+    last_started = models.DateTimeField(null=True)
+    total_runtime_hours = models.FloatField(null=True)
+    last_heartbeat = models.DateTimeField(null=True)
+
+    class Meta:
+        db_table = "aggregated_plugin_info"
+        verbose_name = "aggregated plugin info"
+        verbose_name_plural = "aggregated plugin info"
+
+    def __str__(self):
+        return f"{self.plugin_id} {self.version or ''}".strip()
 
 
 class PluginSyncState(models.Model):
@@ -82,6 +180,9 @@ class PluginSyncState(models.Model):
     plugin_id = models.CharField(max_length=40, unique=True)
     high_water_mark = models.BigIntegerField(default=0, help_text="Largest change_seq copied")
     last_ticket = models.BigIntegerField(null=True, help_text="The trade that carried the high-water mark")
+    table_marks = models.JSONField(
+        default=dict, help_text="Largest change_seq copied of each other table: {table: change_seq}"
+    )
     incarnation = models.CharField(max_length=64, blank=True, default="", help_text="Identity of the file last synced")
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True)

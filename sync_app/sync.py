@@ -6,6 +6,7 @@ with set-based SQL, in one transaction that also moves the mark. So a run costs 
 changed, and a crash at any point leaves either the whole batch or none of it.
 """
 
+import json
 import logging
 import sqlite3
 import time
@@ -29,9 +30,9 @@ from zepix_admin.core.files import Busy, file_lock
 
 logger = logging.getLogger("zepix.sync")
 
-# Every trade column the bot writes (defined once, in plugins_app.store) but the signal's JSON
-# and the chain link, which stay with the plugin; and the change number, the sync's cursor.
-NOT_COPIED = ("signal_data", "chain_id")
+# Every trade column the bot writes (defined once, in plugins_app.store) but the signal's JSON,
+# which stays with the plugin; and the change number, the sync's cursor.
+NOT_COPIED = ("signal_data",)
 COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPIED), "change_seq")
 
 # The columns the central indexes sort by (what a trade was opened with, and its status)
@@ -40,28 +41,107 @@ COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPI
 # trades where they differ (a trade closing, an edited opening).
 INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status")
 UPSERT_SQL = (
-    f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, synced_at) "
-    f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, :now FROM src.trades "
+    f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, trade_id, synced_at) "
+    f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, id, :now FROM src.trades "
     "WHERE change_seq > :since AND change_seq <= :until "
-    "ON CONFLICT (plugin_id, ticket) DO UPDATE SET "
+    "ON CONFLICT (plugin_id, mt5_ticket) DO UPDATE SET "
     + ", ".join(
         f"{column} = excluded.{column}"
-        for column in (*COPIED_COLUMNS[1:], "synced_at")
+        for column in (*COPIED_COLUMNS[1:], "trade_id", "synced_at")
         if column not in INDEXED_COLUMNS
     )
 )
 FIX_INDEXED_SQL = (
     "UPDATE aggregated_trades SET "
     + ", ".join(
-        f"{column} = (SELECT s.{column} FROM src.trades s WHERE s.ticket = aggregated_trades.ticket)"
+        f"{column} = (SELECT s.{column} FROM src.trades s WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
         for column in INDEXED_COLUMNS
     )
-    + " WHERE plugin_id = :plugin_id AND ticket IN (SELECT s.ticket FROM src.trades s CROSS JOIN aggregated_trades t "
-    "WHERE s.change_seq > :since AND s.change_seq <= :until AND t.plugin_id = :plugin_id AND t.ticket = s.ticket AND ("
+    + " WHERE plugin_id = :plugin_id AND mt5_ticket IN "
+    "(SELECT s.mt5_ticket FROM src.trades s CROSS JOIN aggregated_trades t "
+    "WHERE s.change_seq > :since AND s.change_seq <= :until AND t.plugin_id = :plugin_id "
+    "AND t.mt5_ticket = s.mt5_ticket AND ("
     + " OR ".join(f"t.{column} IS NOT s.{column}" for column in INDEXED_COLUMNS)
     + "))"
 )
 CHANGED = "FROM src.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
+
+
+@dataclass(frozen=True)
+class CopiedTable:
+    """One of the plugin's other tables and its central copy: ``columns`` are (central, source)
+    pairs, the first ``key`` of them the row's key beside plugin_id."""
+
+    central: str
+    key: int
+    columns: tuple[tuple[str, str], ...]
+
+    def upsert_sql(self, table: str) -> str:
+        targets = ", ".join(target for target, _ in self.columns)
+        sources = ", ".join(source for _, source in self.columns)
+        keys = ", ".join(["plugin_id", *(target for target, _ in self.columns[: self.key])])
+        updates = ", ".join(f"{target} = excluded.{target}" for target, _ in self.columns[self.key :])
+        return (
+            f"INSERT INTO {self.central} (plugin_id, {targets}) SELECT :plugin_id, {sources} FROM src.{table} "
+            f"WHERE change_seq > :since AND change_seq <= :until ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        )
+
+
+def _same(*names: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, name) for name in names)
+
+
+# Everything else the sync copies: chains and their levels, daily stats, plugin info.
+OTHER_TABLES = {
+    "profit_chains": CopiedTable(
+        "aggregated_chains",
+        1,
+        _same(
+            "chain_id",
+            "base_trade_id",
+            "created_at",
+            "status",
+            "current_level",
+            "max_levels",
+            "total_profit_booked",
+            "updated_at",
+        ),
+    ),
+    "chain_levels": CopiedTable(
+        "aggregated_chain_levels",
+        1,
+        (("level_id", "id"),)
+        + _same(
+            "chain_id",
+            "level_number",
+            "target_pips",
+            "volume_to_close",
+            "executed_at",
+            "profit_pips",
+            "profit_dollars",
+        ),
+    ),
+    "daily_stats": CopiedTable(
+        "aggregated_daily_stats",
+        1,
+        _same(
+            "date",
+            "total_trades",
+            "winning_trades",
+            "losing_trades",
+            "breakeven_trades",
+            "total_profit_pips",
+            "total_profit_dollars",
+            "max_drawdown",
+            "largest_win",
+            "largest_loss",
+        ),
+    ),
+    # One row per plugin, whatever id the bot wrote in it: the central row is the declared plugin's.
+    "plugin_info": CopiedTable(
+        "aggregated_plugin_info", 0, _same("version", "last_started", "total_runtime_hours", "last_heartbeat")
+    ),
+}
 
 
 class SyncAlreadyRunning(Conflict):
@@ -193,7 +273,7 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
 
 
 def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
-    """Copy one plugin's changed trades into the central database."""
+    """Copy one plugin's changed rows (trades, chains, levels, daily stats, info) into the central database."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     path = plugins.database_path(plugin_id)  # a missing file fails the ATTACH; describe_failure names it
     central = connect(database_file("default"), timeout=lock_wait_seconds)
@@ -226,7 +306,7 @@ def _replaced(central, state: PluginSyncState, identity: str, until: int) -> str
     if until < state.high_water_mark:
         return "its change numbers went backwards"
     if state.last_ticket is not None:
-        row = central.execute("SELECT change_seq FROM src.trades WHERE ticket = ?", (state.last_ticket,)).fetchone()
+        row = central.execute("SELECT change_seq FROM src.trades WHERE mt5_ticket = ?", (state.last_ticket,)).fetchone()
         if row is None or row[0] < state.high_water_mark:
             return "its change numbers went backwards"
     return ""
@@ -237,16 +317,28 @@ def _copy_changes(central, plugin_id: str, state: PluginSyncState) -> Copied:
     sync, which runs alone, moves it)."""
     since, identity = state.high_water_mark, _identity(central)
     until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
-    replaced = _replaced(central, state, identity, until)
-    if not replaced and until == since and identity == state.incarnation:
+    # One indexed lookup per table: where each of the other tables stands.
+    marks = {
+        table: central.execute(f"SELECT COALESCE(MAX(change_seq), 0) FROM src.{table}").fetchone()[0]
+        for table in OTHER_TABLES
+    }
+    old_marks = {table: state.table_marks.get(table, 0) for table in OTHER_TABLES}
+    replaced = _replaced(central, state, identity, until) or (
+        "its change numbers went backwards" if any(marks[t] < old_marks[t] for t in marks) else ""
+    )
+    if not replaced and until == since and identity == state.incarnation and marks == old_marks:
         return Copied()  # nothing to write, not even the mark
     removed = 0
     if replaced:
         logger.warning("%s: %s; reconciling its central rows with the file", plugin_id, replaced)
         removed = _start_over(central, plugin_id)
-        since = 0
+        since, old_marks = 0, dict.fromkeys(OTHER_TABLES, 0)
     copied = _copy_range(central, plugin_id, since, until, stats_reset=bool(replaced)) if until != since else Copied()
-    _remember(central, plugin_id, until, identity)
+    for table, spec in OTHER_TABLES.items():
+        if marks[table] != old_marks[table]:
+            params = {"plugin_id": plugin_id, "since": old_marks[table], "until": marks[table]}
+            central.execute(spec.upsert_sql(table), params)
+    _remember(central, plugin_id, until, identity, marks)
     return Copied(copied.inserted, copied.updated, removed, bool(replaced))
 
 
@@ -254,19 +346,23 @@ def _start_over(central, plugin_id: str) -> int:
     """A replaced file: the central rows the file no longer has leave, the plugin's stats are
     rebuilt from what the file has. Returns how many trades left."""
     removed = central.execute(
-        "DELETE FROM aggregated_trades WHERE plugin_id = ? AND ticket NOT IN (SELECT ticket FROM src.trades)",
+        "DELETE FROM aggregated_trades WHERE plugin_id = ? AND mt5_ticket NOT IN (SELECT mt5_ticket FROM src.trades)",
         (plugin_id,),
     ).rowcount
     central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = ?", (plugin_id,))
+    for spec in OTHER_TABLES.values():  # small tables: copied again whole
+        central.execute(f"DELETE FROM {spec.central} WHERE plugin_id = ?", (plugin_id,))
     return removed
 
 
-def _remember(central, plugin_id: str, until: int, identity: str) -> None:
-    """The new high-water mark, the trade that carries it and the file's identity, in the same transaction."""
+def _remember(central, plugin_id: str, until: int, identity: str, marks: dict) -> None:
+    """The new high-water marks, the trade that carries the trades' mark and the file's identity,
+    in the same transaction."""
     central.execute(
         "UPDATE sync_app_pluginsyncstate SET high_water_mark = :until, incarnation = :identity, "
-        "last_ticket = (SELECT ticket FROM src.trades WHERE change_seq = :until) WHERE plugin_id = :plugin_id",
-        {"until": until, "identity": identity, "plugin_id": plugin_id},
+        "table_marks = :marks, "
+        "last_ticket = (SELECT mt5_ticket FROM src.trades WHERE change_seq = :until) WHERE plugin_id = :plugin_id",
+        {"until": until, "identity": identity, "plugin_id": plugin_id, "marks": json.dumps(marks)},
     )
 
 
@@ -281,7 +377,7 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
     changed = central.execute(f"SELECT COUNT(*) {CHANGED}", params).fetchone()[0]
     updated = central.execute(
         f"SELECT COUNT(*) {CHANGED} AND EXISTS (SELECT 1 FROM aggregated_trades a "
-        "WHERE a.plugin_id = :plugin_id AND a.ticket = s.ticket)",
+        "WHERE a.plugin_id = :plugin_id AND a.mt5_ticket = s.mt5_ticket)",
         params,
     ).fetchone()[0]
     # cross_plugin_stats moves by deltas: take out what the changed trades counted before,
@@ -295,21 +391,21 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
                 params,
                 source=(
                     "FROM src.trades s CROSS JOIN aggregated_trades t "
-                    "WHERE t.plugin_id = :plugin_id AND t.ticket = s.ticket "
+                    "WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
                     "AND s.change_seq > :since AND s.change_seq <= :until"
                 ),
             )
         central.execute(FIX_INDEXED_SQL, params)
     central.execute(UPSERT_SQL, params)
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
-    central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades = 0", params)
+    central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades_count = 0", params)
     return Copied(changed - updated, updated)
 
 
 def _day_totals(source: str) -> str:
     """Closed trades of `source` (aliased t) per exit day."""
     return (
-        "SELECT substr(t.exit_time, 1, 10) AS day, COUNT(*) AS trades, SUM(t.profit_dollars > :even) AS wins, "
+        "SELECT substr(t.exit_time, 1, 10) AS day, COUNT(*) AS trades_count, SUM(t.profit_dollars > :even) AS wins, "
         "SUM(t.profit_dollars < -:even) AS losses, COALESCE(SUM(t.profit_dollars), 0) AS profit "
         # "+t.status": the status index would scan every closed trade; the change_seq range is the narrow one
         f"{source} AND +t.status = 'CLOSED' GROUP BY 1"
@@ -318,9 +414,9 @@ def _day_totals(source: str) -> str:
 
 def _add_to_stats(central, params: dict, *, source: str) -> None:
     central.execute(
-        "INSERT INTO cross_plugin_stats (date, plugin_id, trades, wins, losses, profit) "
-        f"SELECT day, :plugin_id, trades, wins, losses, ROUND(profit, 2) FROM ({_day_totals(source)}) WHERE true "
-        "ON CONFLICT (plugin_id, date) DO UPDATE SET trades = trades + excluded.trades, "
+        "INSERT INTO cross_plugin_stats (date, plugin_id, trades_count, wins, losses, profit) "
+        f"SELECT day, :plugin_id, trades_count, wins, losses, ROUND(profit, 2) FROM ({_day_totals(source)}) WHERE true "
+        "ON CONFLICT (plugin_id, date) DO UPDATE SET trades_count = trades_count + excluded.trades_count, "
         "wins = wins + excluded.wins, losses = losses + excluded.losses, profit = ROUND(profit + excluded.profit, 2)",
         params,
     )
@@ -331,7 +427,7 @@ def _take_from_stats(central, params: dict, *, source: str) -> None:
     # plugin's whole stats table for every day.
     totals = central.execute(_day_totals(source), params).fetchall()
     central.executemany(
-        "UPDATE cross_plugin_stats SET trades = trades - ?, wins = wins - ?, losses = losses - ?, "
+        "UPDATE cross_plugin_stats SET trades_count = trades_count - ?, wins = wins - ?, losses = losses - ?, "
         "profit = ROUND(profit - ?, 2) WHERE plugin_id = ? AND date = ?",
         [(trades, wins, losses, profit, params["plugin_id"], day) for day, trades, wins, losses, profit in totals],
     )
@@ -341,12 +437,12 @@ def take_metrics_snapshot() -> SystemMetrics:
     today = timezone.now().date()
     open_trades = AggregatedTrade.objects.filter(status__in=["OPEN", "PARTIAL"]).count()
     return SystemMetrics.objects.create(
-        taken_at=timezone.now(),
-        open_trades=open_trades,
-        today_profit=CrossPluginStats.objects.filter(date=today).aggregate(total=Sum("profit"))["total"] or 0,
-        active_plugins=len(enabled_plugins()),
+        timestamp=timezone.now(),
+        total_open_trades=open_trades,
+        total_daily_profit=CrossPluginStats.objects.filter(date=today).aggregate(total=Sum("profit"))["total"] or 0,
+        active_plugins=",".join(enabled_plugins()),
         # closed trades are counted in the stats already: no full count of aggregated_trades
-        total_trades=open_trades + (CrossPluginStats.objects.aggregate(closed=Sum("trades"))["closed"] or 0),
+        total_trades=open_trades + (CrossPluginStats.objects.aggregate(closed=Sum("trades_count"))["closed"] or 0),
     )
 
 

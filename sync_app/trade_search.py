@@ -2,19 +2,35 @@
 
 from datetime import date, datetime, time
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from sync_app.models import AggregatedTrade
+from sync_app.models import AggregatedChain, AggregatedTrade
 
 SORTS = {
     "newest": ["-entry_time", "-id"],
     "oldest": ["entry_time", "id"],
     "profit": ["-profit_dollars", "-id"],
     "loss": ["profit_dollars", "id"],
-    "ticket": ["ticket", "plugin_id"],
+    "ticket": ["mt5_ticket", "plugin_id"],
 }
 FILTERS = ("plugin", "symbol", "status", "direction", "date_from", "date_to")
+
+
+def chains_of(trades) -> dict[tuple[str, int | None], str]:
+    """{(plugin_id, trade_id): chain_id} of the chains based on these trades (one indexed query)."""
+    pairs = {(trade.plugin_id, trade.trade_id) for trade in trades if trade.trade_id is not None}
+    if not pairs:
+        return {}
+    condition = Q()
+    for plugin_id, trade_id in pairs:
+        condition |= Q(plugin_id=plugin_id, base_trade_id=trade_id)
+    return {
+        (plugin_id, trade_id): chain_id
+        for plugin_id, trade_id, chain_id in AggregatedChain.objects.filter(condition).values_list(
+            "plugin_id", "base_trade_id", "chain_id"
+        )
+    }
 
 
 def _day(value: str) -> date | None:

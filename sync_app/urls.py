@@ -11,4 +11,5 @@ urlpatterns = [
     path("backups/<int:backup_id>/restore", views.restore, name="backup-restore"),
     path("trades/", views.trades, name="trades"),
     path("trades/<str:plugin_id>/<int:ticket>/", views.trade_in_admin, name="trade-admin"),
+    path("chains/<str:plugin_id>/<str:chain_id>/", views.chain_in_admin, name="chain-admin"),
 ]

@@ -99,6 +99,9 @@ def trades(request: AuthenticatedHttpRequest):
     if request.GET.get("format") == "csv":
         return _csv(results)
     page = CappedCountPaginator(results, 50).get_page(request.GET.get("page"))
+    chains = trade_search.chains_of(page.object_list)
+    for trade in page.object_list:
+        trade.chain_id = chains.get((trade.plugin_id, trade.trade_id))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -140,10 +143,19 @@ def _csv_lines(writer, rows):
 
 
 @require_GET
+def chain_in_admin(request: AuthenticatedHttpRequest, plugin_id: str, chain_id: str):
+    """Redirect to a profit chain (with its levels) in its own plugin's admin."""
+    plugins.check_declared(plugin_id)
+    if not models_for(plugin_id)["ProfitChain"].objects.filter(chain_id=chain_id).exists():
+        raise Http404(f"{plugin_id} has no chain {chain_id}.")
+    return redirect(reverse(f"admin:{registry.alias_for(plugin_id)}_profitchain_change", args=[chain_id]))
+
+
+@require_GET
 def trade_in_admin(request: AuthenticatedHttpRequest, plugin_id: str, ticket: int):
     """Redirect to the trade's record in its own plugin's admin."""
     plugins.check_declared(plugin_id)
-    trade = models_for(plugin_id)["Trade"].objects.filter(ticket=ticket).values_list("pk", flat=True).first()
+    trade = models_for(plugin_id)["Trade"].objects.filter(mt5_ticket=ticket).values_list("pk", flat=True).first()
     if trade is None:
         raise Http404(f"{plugin_id} has no trade {ticket}.")
     return redirect(reverse(f"admin:{registry.alias_for(plugin_id)}_trade_change", args=[trade]))

@@ -10,6 +10,33 @@ import pytest
 from zepix_admin.core import access
 
 
+@pytest.fixture(autouse=True)
+def _empty_plugin_tables(request):
+    """The plugin tables are the bot's (unmanaged): Django's flush between tests leaves them, and
+    the bot's API writes past Django's transactions. Emptied before every transactional database
+    test (in the others, Django's own transaction holds the file and rolls its writes back)."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        yield
+        return
+    from contextlib import closing
+
+    from django.conf import settings
+
+    from plugins_app import registry, schema
+    from plugins_app.sqlite import connect
+
+    for plugin_id in settings.PLUGIN_IDS:
+        path = settings.DATABASES[registry.alias_for(plugin_id)]["NAME"]
+        if not os.path.exists(path):
+            continue
+        with closing(connect(path)) as connection:
+            for table in (*reversed(schema.SEED_TABLES), "signals"):
+                connection.execute(f"DELETE FROM {table}")
+            connection.execute("DELETE FROM sqlite_sequence")
+    yield
+
+
 @pytest.fixture
 def make_user(django_user_model):
     def make(username: str, role: str | None, *, staff: bool = False, password: str = "pw-for-tests-123"):

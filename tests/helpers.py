@@ -10,7 +10,7 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 def trade(ticket: int, **overrides) -> dict:
     """An open trade as the bot would save it."""
     values = {
-        "ticket": ticket,
+        "mt5_ticket": ticket,
         "symbol": "EURUSD",
         "direction": "BUY",
         "lot_size": 0.1,

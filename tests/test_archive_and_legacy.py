@@ -115,7 +115,7 @@ def test_migrate_legacy_copies_matching_trades_marks_them_and_copies_nothing_twi
     call_command("migrate_legacy", "--source", str(source), "--plugin", "combined_v3", "--match", "combined_v3%")
     assert "Copied 3 of 3 matching trades" in capsys.readouterr().out
     with PluginStore(plugins.database_path("combined_v3")) as store:
-        assert [t["ticket"] for t in store.open_trades()] == [5004]
+        assert [t["mt5_ticket"] for t in store.open_trades()] == [5004]
         assert store.trade_by_ticket(5001)["signal_data"] == {"old": True}
         assert store.daily_stats(__import__("datetime").date(2026, 1, 10))["total_trades"] == 1
     assert legacy_marks(source) == {5001: "combined_v3", 5002: "combined_v3", 5003: None, 5004: "combined_v3"}

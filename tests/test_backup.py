@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 def trades_in(plugin_id):
     with closing(sqlite3.connect(plugins.database_path(plugin_id))) as connection:
         return connection.execute(
-            "SELECT ticket, status, profit_dollars, change_seq FROM trades ORDER BY ticket"
+            "SELECT mt5_ticket, status, profit_dollars, change_seq FROM trades ORDER BY mt5_ticket"
         ).fetchall()
 
 

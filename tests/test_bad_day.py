@@ -112,14 +112,16 @@ def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_
     assert "combined_v3: 7 inserted, 3 updated, 100 removed" in synced.stdout
 
     with closing(sqlite3.connect(plugin)) as connection:
-        in_plugin = set(connection.execute("SELECT ticket, status, profit_dollars FROM trades"))
+        in_plugin = set(connection.execute("SELECT mt5_ticket, status, profit_dollars FROM trades"))
     in_central = set(
-        central(data, "SELECT ticket, status, profit_dollars FROM aggregated_trades WHERE plugin_id = 'combined_v3'")
+        central(
+            data, "SELECT mt5_ticket, status, profit_dollars FROM aggregated_trades WHERE plugin_id = 'combined_v3'"
+        )
     )
     assert in_central == in_plugin and len(in_plugin) == 10
     # the statistics follow: the 100 closed trades the restore took away count nowhere
     assert central(
-        data, "SELECT SUM(trades), ROUND(SUM(profit), 2) FROM cross_plugin_stats WHERE plugin_id = 'combined_v3'"
+        data, "SELECT SUM(trades_count), ROUND(SUM(profit), 2) FROM cross_plugin_stats WHERE plugin_id = 'combined_v3'"
     ) == [(2, 8.5)]
     assert "0 inserted, 0 updated, 0 removed" in run(env, "sync_plugins", "--plugin", "combined_v3").stdout
 
@@ -141,7 +143,8 @@ def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
         store.save_trades([trade(3000 + i) for i in range(60)])  # past the old high-water mark
     run(env, "sync_plugins")
     tickets = {
-        ticket for (ticket,) in central(data, "SELECT ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3'")
+        ticket
+        for (ticket,) in central(data, "SELECT mt5_ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3'")
     }
     assert tickets == {1, 2, 3, *range(3000, 3060)}
 

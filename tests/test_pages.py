@@ -86,7 +86,7 @@ def test_the_trade_search_filters_sorts_and_links_to_each_plugins_admin(viewer_c
 def test_the_trade_search_exports_csv(viewer_client, trading):
     response = viewer_client.get("/trades/", {"status": "CLOSED", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert sorted((r["plugin_id"], r["ticket"]) for r in rows) == [
+    assert sorted((r["plugin_id"], r["mt5_ticket"]) for r in rows) == [
         ("combined_v3", "13"),
         ("combined_v3", "14"),
         ("combined_v3", "15"),

@@ -28,12 +28,12 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 )
 def test_the_database_refuses_a_bad_trade_whoever_writes_it(bad):
     with PluginStore(plugins.database_path("combined_v3")) as store:
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed|trade refused"):
             store.save_trade(**trade(1, **bad))
         assert store.trade_by_ticket(1) is None
     Trade = models_for("combined_v3")["Trade"]
     fields = {
-        "ticket": 2,
+        "mt5_ticket": 2,
         "symbol": "EURUSD",
         "direction": "BUY",
         "lot_size": "0.1",
@@ -61,7 +61,7 @@ def test_every_insert_and_update_takes_a_new_change_number_whoever_writes_it():
         first = {t: store.trade_by_ticket(t)["change_seq"] for t in (1, 2)}
         assert sorted(first.values()) == [1, 2]
         orm_trade = Trade.objects.create(
-            ticket=3, symbol="EURUSD", direction="SELL", lot_size="0.2", entry_price="1.1", entry_time=NOW
+            mt5_ticket=3, symbol="EURUSD", direction="SELL", lot_size="0.2", entry_price="1.1", entry_time=NOW
         )
         assert store.trade_by_ticket(3)["change_seq"] == 3
         store.update_trade(1, sl_price=1.084)
@@ -70,7 +70,7 @@ def test_every_insert_and_update_takes_a_new_change_number_whoever_writes_it():
         orm_trade.save()
         assert store.trade_by_ticket(3)["change_seq"] == 5
         with closing(sqlite3.connect(plugins.database_path("combined_v3"), isolation_level=None)) as raw:
-            raw.execute("UPDATE trades SET swap = -1 WHERE ticket = 2")
+            raw.execute("UPDATE trades SET swap = -1 WHERE mt5_ticket = 2")
         assert store.trade_by_ticket(2)["change_seq"] == 6
 
 
@@ -81,4 +81,4 @@ def test_trades_are_indexed_on_status_symbol_and_entry_time():
             for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='trades'")
             for row in raw.execute(f"PRAGMA index_info('{name}')")
         }
-    assert {"status", "symbol", "entry_time", "ticket", "change_seq"} <= indexed
+    assert {"status", "symbol", "entry_time", "mt5_ticket", "change_seq"} <= indexed

@@ -1,5 +1,6 @@
 """The bot's write API keeps daily_stats equal to what the trades say."""
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -22,7 +23,8 @@ def test_closing_a_trade_counts_it_in_the_day_it_closed(store):
     assert store.daily_stats(NOW.date()) is None
     store.close_trade(1, exit_price=1.088, profit_pips=30, profit_dollars=30.0, close_reason="TP", exit_time=NOW)
     stats = store.daily_stats(NOW.date())
-    assert (stats["total_trades"], stats["wins"], stats["losses"], stats["total_profit"]) == (1, 1, 0, 30.0)
+    assert (stats["total_trades"], stats["winning_trades"], stats["losing_trades"]) == (1, 1, 0)
+    assert (stats["total_profit_dollars"], stats["total_profit_pips"]) == (30.0, 30.0)
     closed = store.trade_by_ticket(1)
     assert closed["status"] == "CLOSED" and closed["close_reason"] == "TP" and closed["exit_time"] == NOW
 
@@ -40,8 +42,8 @@ def test_daily_stats_sum_wins_losses_breakeven_drawdown_and_extremes(store):
     )
     stats = store.daily_stats(NOW.date())
     assert stats["total_trades"] == 5
-    assert (stats["wins"], stats["losses"], stats["breakeven"]) == (2, 2, 1)
-    assert stats["total_profit"] == pytest.approx(-4.8)
+    assert (stats["winning_trades"], stats["losing_trades"], stats["breakeven_trades"]) == (2, 2, 1)
+    assert stats["total_profit_dollars"] == pytest.approx(-4.8)
     assert stats["max_drawdown"] == pytest.approx(55.0)  # from +40 down to -15
     assert (stats["largest_win"], stats["largest_loss"]) == (40.0, -30.0)
 
@@ -58,8 +60,8 @@ def test_moving_a_close_to_another_day_fixes_both_days(store):
 
 def test_open_trades_and_lookup_by_ticket(store):
     store.save_trades([trade(1, symbol="EURUSD"), trade(2, symbol="XAUUSD", status="PARTIAL"), closed_trade(3, 1.0)])
-    assert [t["ticket"] for t in store.open_trades()] == [1, 2]
-    assert [t["ticket"] for t in store.open_trades("XAUUSD")] == [2]
+    assert [t["mt5_ticket"] for t in store.open_trades()] == [1, 2]
+    assert [t["mt5_ticket"] for t in store.open_trades("XAUUSD")] == [2]
     assert store.trade_by_ticket(2)["signal_data"] == {"timeframe": "15m"}
     assert store.trade_by_ticket(99) is None
 
@@ -68,28 +70,31 @@ def test_bad_calls_are_refused_with_a_clear_error_and_change_nothing(store):
     store.save_trade(**trade(1))
     with pytest.raises(TradeNotFound, match="ticket 99"):
         store.update_trade(99, swap=1)
-    with pytest.raises(ValueError, match="Cannot update trade fields: ticket"):
-        store.update_trade(1, ticket=2)
+    with pytest.raises(ValueError, match="Cannot update trade fields: mt5_ticket"):
+        store.update_trade(1, mt5_ticket=2)
     with pytest.raises(ValueError, match="Unknown trade fields: colour"):
         store.save_trade(**trade(2, colour="red"))
-    with pytest.raises(Exception, match="CHECK"):
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK|refused"):
         store.close_trade(1, exit_price=1.0, profit_pips=1, profit_dollars=1, close_reason="BORED")
     assert store.trade_by_ticket(1)["status"] == "OPEN"
     assert store.trade_by_ticket(2) is None
 
 
 def test_a_batch_with_one_bad_trade_saves_none_of_it(store):
-    with pytest.raises(Exception, match="CHECK"):
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK|refused"):
         store.save_trades([closed_trade(1, 5.0), trade(2, direction="UP")])
     assert store.trade_by_ticket(1) is None
     assert store.daily_stats(NOW.date()) is None
 
 
 def test_signals_and_chains_are_logged(store):
-    chain_id = store.start_chain(symbol="EURUSD", direction="BUY", base_lot=0.1, levels=[(0.1, 20), (0.15, 30)])
+    store.save_trade(**trade(1))
+    chain_id = store.start_chain(base_ticket=1, levels=[(20, 0.1), (30, 0.15)])
     signal_id = store.log_signal(symbol="EURUSD", signal_type="BUY_ENTRY", payload={"rsi": 28})
-    levels = store.connection.execute("SELECT level, lot_size FROM chain_levels WHERE chain_id = ?", (chain_id,))
-    assert [tuple(row) for row in levels] == [(1, 0.1), (2, 0.15)]
+    levels = store.connection.execute(
+        "SELECT level_number, target_pips, volume_to_close FROM chain_levels WHERE chain_id = ?", (chain_id,)
+    )
+    assert [tuple(row) for row in levels] == [(1, 20.0, 0.1), (2, 30.0, 0.15)]
     assert (
         store.connection.execute("SELECT payload FROM signals WHERE id = ?", (signal_id,)).fetchone()[0]
         == '{"rsi": 28}'

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 def rows(plugin_id):
     with closing(sqlite3.connect(plugins.database_path(plugin_id), isolation_level=None)) as connection:
-        return connection.execute("SELECT ticket, status, profit_dollars FROM trades ORDER BY ticket").fetchall()
+        return connection.execute(
+            "SELECT mt5_ticket, status, profit_dollars FROM trades ORDER BY mt5_ticket"
+        ).fetchall()
 
 
 def test_the_same_seed_gives_the_same_trades():

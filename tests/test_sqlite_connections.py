@@ -68,9 +68,9 @@ def test_a_reader_is_not_blocked_by_an_open_write_transaction():
         store.save_trade(**trade(21))
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
-    writer.execute("UPDATE trades SET swap = -2 WHERE ticket = 21")
+    writer.execute("UPDATE trades SET swap = -2 WHERE mt5_ticket = 21")
     reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
-    assert reader.execute("SELECT swap FROM trades WHERE ticket = 21").fetchone()[0] == 0
+    assert reader.execute("SELECT swap FROM trades WHERE mt5_ticket = 21").fetchone()[0] == 0
     writer.execute("COMMIT")
     writer.close()
     reader.close()

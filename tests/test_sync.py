@@ -40,13 +40,13 @@ def trades(config):
 
 
 def central_rows():
-    return sorted(AggregatedTrade.objects.values_list("plugin_id", "ticket", "status", "profit_dollars"))
+    return sorted(AggregatedTrade.objects.values_list("plugin_id", "mt5_ticket", "status", "profit_dollars"))
 
 
 def plugin_rows(plugin_id):
     with closing(sqlite3.connect(plugins.database_path(plugin_id))) as connection:
         return sorted(
-            (plugin_id, *row) for row in connection.execute("SELECT ticket, status, profit_dollars FROM trades")
+            (plugin_id, *row) for row in connection.execute("SELECT mt5_ticket, status, profit_dollars FROM trades")
         )
 
 
@@ -69,20 +69,24 @@ def test_a_sync_copies_every_plugins_trades_with_the_plugin_id(trades):
         ("price_action_v6", 1, "OPEN"),
         ("price_action_v6", 9, "CLOSED"),
     ]
-    stats = {(s.plugin_id, s.trades, s.wins, s.losses, float(s.profit)) for s in CrossPluginStats.objects.all()}
+    stats = {(s.plugin_id, s.trades_count, s.wins, s.losses, float(s.profit)) for s in CrossPluginStats.objects.all()}
     assert stats == {("combined_v3", 2, 1, 1, 15.0), ("price_action_v6", 1, 1, 0, 7.5)}
     metrics = SystemMetrics.objects.first()
-    assert (metrics.open_trades, metrics.active_plugins, metrics.total_trades) == (2, 2, 5)
+    assert (metrics.total_open_trades, metrics.active_plugin_ids, metrics.total_trades) == (
+        2,
+        ["combined_v3", "price_action_v6"],
+        5,
+    )
 
 
 def test_running_twice_changes_nothing(trades):
     sync.run_sync(trigger="command")
-    before = central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit"))
+    before = central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades_count", "profit"))
     run = sync.run_sync(trigger="command")
     assert all(result["inserted"] == result["updated"] == 0 for result in run.plugins.values())
     assert (
         central_rows(),
-        sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades", "profit")),
+        sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades_count", "profit")),
     ) == before
 
 
@@ -101,10 +105,10 @@ def test_a_trade_closed_after_it_was_synced_is_updated_centrally(trades):
         "reconciled": False,
     }
     assert run.plugins["price_action_v6"]["inserted"] == 0
-    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1)
+    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=1)
     assert (synced.status, synced.close_reason, float(synced.profit_dollars)) == ("CLOSED", "TP", 50.0)
     day = CrossPluginStats.objects.get(plugin_id="combined_v3", date=NOW.date())
-    assert (day.trades, day.wins, float(day.profit)) == (3, 2, 65.0)
+    assert (day.trades_count, day.wins, float(day.profit)) == (3, 2, 65.0)
     assert central_rows() == sorted(plugin_rows("combined_v3") + plugin_rows("price_action_v6"))
 
 
@@ -113,7 +117,7 @@ def test_a_trade_moved_to_another_day_leaves_both_days_right(trades):
     with store("combined_v3") as combined:
         combined.update_trade(2, exit_time=NOW - timedelta(days=3))
     sync.run_sync(trigger="command")
-    days = dict(CrossPluginStats.objects.filter(plugin_id="combined_v3").values_list("date", "trades"))
+    days = dict(CrossPluginStats.objects.filter(plugin_id="combined_v3").values_list("date", "trades_count"))
     assert days == {NOW.date(): 1, (NOW - timedelta(days=3)).date(): 1}
 
 
@@ -255,7 +259,7 @@ def test_a_plugin_database_restored_to_an_older_state_is_synced_again_from_the_s
         combined.update_trade(1, swap=-3)
     run = sync.run_sync(trigger="command")
     assert run.plugins["combined_v3"]["updated"] == 3
-    assert float(AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=1).swap) == -3.0
+    assert float(AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=1).swap) == -3.0
 
 
 def test_a_correction_of_how_a_trade_was_opened_reaches_the_central_copy(trades):
@@ -264,6 +268,6 @@ def test_a_correction_of_how_a_trade_was_opened_reaches_the_central_copy(trades)
         combined.update_trade(2, symbol="GBPUSD", entry_price=1.27, entry_time=NOW - timedelta(hours=5))
     run = sync.run_sync(trigger="command")
     assert run.plugins["combined_v3"]["updated"] == 1
-    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=2)
+    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=2)
     assert (synced.symbol, float(synced.entry_price), synced.entry_time) == ("GBPUSD", 1.27, NOW - timedelta(hours=5))
-    assert AggregatedTrade.objects.get(plugin_id="combined_v3", ticket=3).symbol == "EURUSD"
+    assert AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=3).symbol == "EURUSD"

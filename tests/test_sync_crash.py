@@ -25,7 +25,7 @@ def plugin_rows(data):
             rows |= {
                 (plugin_id, *row)
                 for row in connection.execute(
-                    "SELECT ticket, status, exit_time, profit_dollars, swap, change_seq FROM trades"
+                    "SELECT mt5_ticket, status, exit_time, profit_dollars, swap, change_seq FROM trades"
                 )
             }
     return rows
@@ -46,7 +46,7 @@ def dirty_some_trades(data, rng):
             store.save_trades(
                 [
                     {
-                        "ticket": next_ticket + i,
+                        "mt5_ticket": next_ticket + i,
                         "symbol": "EURUSD",
                         "direction": "BUY",
                         "lot_size": 0.1,
@@ -58,7 +58,7 @@ def dirty_some_trades(data, rng):
             )
             for trade in store.open_trades()[:20]:
                 store.close_trade(
-                    trade["ticket"], exit_price=1.2, profit_pips=10, profit_dollars=10.0, close_reason="TP"
+                    trade["mt5_ticket"], exit_price=1.2, profit_pips=10, profit_dollars=10.0, close_reason="TP"
                 )
 
 
@@ -98,7 +98,8 @@ def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
 
     synced = set(
         central(
-            data, "SELECT plugin_id, ticket, status, exit_time, profit_dollars, swap, change_seq FROM aggregated_trades"
+            data,
+            "SELECT plugin_id, mt5_ticket, status, exit_time, profit_dollars, swap, change_seq FROM aggregated_trades",
         )
     )
     expected = plugin_rows(data)
@@ -107,7 +108,7 @@ def test_killed_syncs_leave_central_rows_equal_to_the_plugin_rows(tmp_path):
     assert central(data, "SELECT COUNT(*) FROM aggregated_trades")[0][0] == len(expected)
     killed_inside = central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE status = 'ABORTED'")[0][0]
     assert killed_inside >= 1, f"seed {seed}: no kill landed inside a sync; the test proved nothing"
-    stats = set(central(data, "SELECT plugin_id, date, trades, profit FROM cross_plugin_stats"))
+    stats = set(central(data, "SELECT plugin_id, date, trades_count, profit FROM cross_plugin_stats"))
     recomputed = set(
         central(
             data,

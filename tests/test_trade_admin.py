@@ -27,7 +27,7 @@ def trades():
                 closed_trade(504, -12.0, symbol="EURUSD"),
             ]
         )
-        chain_id = store.start_chain(symbol="EURUSD", direction="BUY", base_lot=0.1, levels=[(0.1, 20), (0.2, 40)])
+        chain_id = store.start_chain(base_ticket=501, levels=[(20, 0.1), (40, 0.2)])
     with PluginStore(plugins.database_path("price_action_v6")) as store:
         store.save_trade(**trade(901, symbol="USDJPY"))
     return chain_id
@@ -36,7 +36,7 @@ def trades():
 def listed(client, **params) -> set[int]:
     """The tickets in the changelist's result rows."""
     page = client.get(TRADES, params).content.decode()
-    return {int(ticket) for ticket in re.findall(r'class="field-ticket"><a [^>]*>(\d+)</a>', page)}
+    return {int(ticket) for ticket in re.findall(r'class="field-mt5_ticket"><a [^>]*>(\d+)</a>', page)}
 
 
 def test_the_trade_changelist_shows_the_columns_an_operator_needs(admin_client, trades):
@@ -81,14 +81,14 @@ def test_the_date_hierarchy_drills_into_entry_time(admin_client, trades):
 
 
 def test_a_trade_page_answers_read_only(admin_client, trades):
-    pk = models_for("combined_v3")["Trade"].objects.get(ticket=503).pk
+    pk = models_for("combined_v3")["Trade"].objects.get(mt5_ticket=503).pk
     response = admin_client.get(f"{TRADES}{pk}/change/")
     assert response.status_code == 200
-    assert b"42.50" in response.content
+    assert b"42.5" in response.content
     assert b'name="_save"' not in response.content
     assert admin_client.post(f"{TRADES}{pk}/change/", {"symbol": "HACKED"}).status_code == 403
     assert admin_client.get(f"{TRADES}add/").status_code == 403
-    assert models_for("combined_v3")["Trade"].objects.get(ticket=503).symbol == "GBPUSD"
+    assert models_for("combined_v3")["Trade"].objects.get(mt5_ticket=503).symbol == "GBPUSD"
 
 
 def test_a_chain_page_shows_its_levels_inline(admin_client, trades):
@@ -104,7 +104,7 @@ def test_every_plugin_changelist_answers_a_viewer(viewer_client, trades, model):
 
 
 def test_anonymous_users_are_sent_to_log_in(client, trades):
-    pk = models_for("combined_v3")["Trade"].objects.get(ticket=501).pk
+    pk = models_for("combined_v3")["Trade"].objects.get(mt5_ticket=501).pk
     for url in (TRADES, f"{TRADES}{pk}/change/", "/admin/plugin_price_action_v6/dailystats/"):
         response = client.get(url)
         assert response.status_code == 302 and "login" in response["Location"]
@@ -112,13 +112,13 @@ def test_anonymous_users_are_sent_to_log_in(client, trades):
 
 def test_csv_export_holds_exactly_the_selected_trades(admin_client, trades):
     Trade = models_for("combined_v3")["Trade"]
-    selected = [Trade.objects.get(ticket=503).pk, Trade.objects.get(ticket=501).pk]
+    selected = [Trade.objects.get(mt5_ticket=503).pk, Trade.objects.get(mt5_ticket=501).pk]
     response = admin_client.post(TRADES, {"action": "export_csv", "_selected_action": selected})
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert sorted(row["ticket"] for row in rows) == ["501", "503"]
-    closed = next(row for row in rows if row["ticket"] == "503")
+    assert sorted(row["mt5_ticket"] for row in rows) == ["501", "503"]
+    closed = next(row for row in rows if row["mt5_ticket"] == "503")
     assert (closed["symbol"], closed["status"], closed["close_reason"]) == ("GBPUSD", "CLOSED", "TP")
     assert float(closed["profit_dollars"]) == 42.5
     assert closed["signal_data"] == '{"timeframe": "15m"}'
@@ -156,6 +156,6 @@ def test_min_and_max_asked_together_give_the_same_answer_as_django(trades):
     from django.db.models import Max, Min, QuerySet
 
     queryset = models_for("combined_v3")["Trade"].objects.filter(status="CLOSED")
-    wanted = {"first": Min("entry_time"), "last": Max("ticket")}
+    wanted = {"first": Min("entry_time"), "last": Max("mt5_ticket")}
     assert queryset.aggregate(**wanted) == QuerySet.aggregate(queryset, **wanted)
     assert queryset.aggregate(**wanted)["last"] == 504

@@ -1,7 +1,6 @@
 """What the overview shows for each plugin, read from its own database and the central one."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 from django.db import DatabaseError
 from django.db.models import Sum
@@ -34,7 +33,9 @@ def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
         "last_backup": last_backup,
         "open_trades": 0,
         "today_trades": 0,
-        "today_profit": Decimal(0),
+        "today_profit": 0.0,
+        "today_pips": 0.0,
+        "active_chains": [],
     }
 
 
@@ -43,14 +44,16 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
     today = timezone.now().date()
     stats = models["DailyStats"].objects
     today_stats = stats.filter(date=today).first()
-    totals = stats.aggregate(trades=Sum("total_trades"), wins=Sum("wins"))
+    totals = stats.aggregate(trades=Sum("total_trades"), wins=Sum("winning_trades"))
     recent = list(
-        stats.filter(date__gt=today - timedelta(days=CHART_DAYS)).order_by("date").values_list("date", "total_profit")
+        stats.filter(date__gt=today - timedelta(days=CHART_DAYS))
+        .order_by("date")
+        .values_list("date", "total_profit_dollars")
     )
-    equity, running = [], Decimal(0)
-    for profit in stats.order_by("date").values_list("total_profit", flat=True):
-        running += profit
-        equity.append(float(running))
+    equity, running = [], 0.0
+    for profit in stats.order_by("date").values_list("total_profit_dollars", flat=True):
+        running += profit or 0.0
+        equity.append(running)
     info = models["PluginInfo"].objects.first()
     return {
         "plugin_id": plugin_id,
@@ -58,14 +61,40 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
         "version": info.version if info else "",
         "open_trades": models["Trade"].objects.filter(status__in=["OPEN", "PARTIAL"]).count(),
         "today_trades": today_stats.total_trades if today_stats else 0,
-        "today_profit": today_stats.total_profit if today_stats else Decimal(0),
+        "today_profit": (today_stats.total_profit_dollars or 0.0) if today_stats else 0.0,
+        "today_pips": (today_stats.total_profit_pips or 0.0) if today_stats else 0.0,
+        "active_chains": active_chains(models),
         "win_rate": (totals["wins"] or 0) / totals["trades"] * 100 if totals["trades"] else None,
         "database_bytes": database_bytes(plugins.database_path(plugin_id)),
         "sync": sync_state,
         "last_backup": last_backup,
-        "daily_chart": charts.bars([(day.isoformat(), float(profit)) for day, profit in recent]),
+        "daily_chart": charts.bars([(day.isoformat(), float(profit or 0)) for day, profit in recent]),
         "equity_points": charts.line(equity),
     }
+
+
+ACTIVE_CHAINS_SHOWN = 5
+
+
+def active_chains(models) -> list[dict]:
+    """The newest active chains with their level progress (indexed on status: a few rows)."""
+    chains = (
+        models["ProfitChain"]
+        .objects.filter(status="ACTIVE")
+        .select_related("base_trade")
+        .order_by("-created_at")[:ACTIVE_CHAINS_SHOWN]
+    )
+    return [
+        {
+            "chain_id": chain.chain_id,
+            "ticket": chain.base_trade.mt5_ticket if chain.base_trade else None,
+            "symbol": chain.base_trade.symbol if chain.base_trade else "",
+            "level": chain.current_level or 0,
+            "levels": chain.max_levels or 0,
+            "booked": chain.total_profit_booked or 0.0,
+        }
+        for chain in chains
+    ]
 
 
 def latest_backup(alias: str):
@@ -84,7 +113,8 @@ def overview() -> dict:
         "totals": {
             "open_trades": sum(card["open_trades"] for card in cards),
             "today_trades": sum(card["today_trades"] for card in cards),
-            "today_profit": sum((card["today_profit"] for card in cards), Decimal(0)),
+            "today_profit": round(sum(card["today_profit"] for card in cards), 2),
+            "today_pips": round(sum(card["today_pips"] for card in cards), 1),
             "enabled": sum(1 for card in cards if card["enabled"]),
         },
         "generated_at": timezone.now(),

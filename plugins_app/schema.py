@@ -1,0 +1,295 @@
+"""A plugin database's schema: the bot's own DDL (the seed's, verbatim) and what the console adds.
+
+The bot writes its plugin databases with plain SQL against the seed's tables, so those tables
+are exactly the seed's: every column, type, default, key and CHECK as written there. What the
+console adds (change numbers for the sync, ``updated_at``, the signals table, more indexes,
+stricter checks) is added beside them and kept up by triggers, so a writer who knows only the
+seed's columns leaves everything consistent. ``upgrade`` brings a database in the seed's shape
+up to ours in place (adopting a bot's existing file); ``convert_first_shape`` rebuilds the
+console's first, Django-made shape into this one (plugin migration 0003).
+
+Standard library only: the bot may import it.
+"""
+
+import sqlite3
+
+# The seed's plugin DDL (shared/seeds/003), as written: the contract with the bot.
+SEED_DDL = """
+CREATE TABLE plugin_info (
+    plugin_id TEXT PRIMARY KEY,
+    version TEXT,
+    last_started TIMESTAMP,
+    total_runtime_hours REAL
+);
+
+CREATE TABLE trades (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mt5_ticket INTEGER UNIQUE,
+    symbol TEXT NOT NULL,
+    direction TEXT CHECK(direction IN ('BUY', 'SELL')),
+    lot_size REAL NOT NULL,
+    entry_price REAL NOT NULL,
+    sl_price REAL,
+    tp_price REAL,
+    entry_time TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    exit_time TIMESTAMP,
+    exit_price REAL,
+    profit_pips REAL,
+    profit_dollars REAL,
+    commission REAL DEFAULT 0,
+    swap REAL DEFAULT 0,
+    status TEXT CHECK(status IN ('OPEN', 'CLOSED', 'PARTIAL')),
+    close_reason TEXT,  -- 'TP', 'SL', 'MANUAL', 'REVERSAL'
+    signal_data TEXT  -- JSON with original alert data
+);
+
+CREATE TABLE profit_chains (
+    chain_id TEXT PRIMARY KEY,
+    base_trade_id INTEGER REFERENCES trades(id),
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    status TEXT CHECK(status IN ('ACTIVE', 'COMPLETED', 'CANCELLED')),
+    current_level INTEGER DEFAULT 0,
+    max_levels INTEGER,
+    total_profit_booked REAL DEFAULT 0
+);
+
+CREATE TABLE chain_levels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id TEXT REFERENCES profit_chains(chain_id),
+    level_number INTEGER,
+    target_pips REAL,
+    volume_to_close REAL,
+    executed_at TIMESTAMP,
+    profit_pips REAL,
+    profit_dollars REAL
+);
+
+CREATE TABLE daily_stats (
+    date TEXT PRIMARY KEY,
+    total_trades INTEGER DEFAULT 0,
+    winning_trades INTEGER DEFAULT 0,
+    losing_trades INTEGER DEFAULT 0,
+    breakeven_trades INTEGER DEFAULT 0,
+    total_profit_pips REAL DEFAULT 0,
+    total_profit_dollars REAL DEFAULT 0,
+    max_drawdown REAL DEFAULT 0,
+    largest_win REAL DEFAULT 0,
+    largest_loss REAL DEFAULT 0
+);
+
+CREATE INDEX idx_trades_status ON trades(status);
+CREATE INDEX idx_trades_symbol ON trades(symbol);
+CREATE INDEX idx_trades_entry_time ON trades(entry_time);
+"""
+
+SEED_TABLES = ("plugin_info", "trades", "profit_chains", "chain_levels", "daily_stats")
+
+# Every column of the seed's tables, as the bot writes them (what adoption requires).
+SEED_COLUMNS = {
+    "plugin_info": ("plugin_id", "version", "last_started", "total_runtime_hours"),
+    "trades": (
+        "id", "mt5_ticket", "symbol", "direction", "lot_size", "entry_price", "sl_price", "tp_price",
+        "entry_time", "exit_time", "exit_price", "profit_pips", "profit_dollars", "commission", "swap",
+        "status", "close_reason", "signal_data",
+    ),
+    "profit_chains": (
+        "chain_id", "base_trade_id", "created_at", "status", "current_level", "max_levels", "total_profit_booked",
+    ),
+    "chain_levels": (
+        "id", "chain_id", "level_number", "target_pips", "volume_to_close", "executed_at", "profit_pips",
+        "profit_dollars",
+    ),
+    "daily_stats": (
+        "date", "total_trades", "winning_trades", "losing_trades", "breakeven_trades", "total_profit_pips",
+        "total_profit_dollars", "max_drawdown", "largest_win", "largest_loss",
+    ),
+}  # fmt: skip
+
+# The tables the sync copies incrementally: each gets a change number, bumped by triggers on
+# every insert and update whoever writes (SQLite serialises writers, so numbers follow commit
+# order and the sync's high-water mark has no gaps). PluginStore numbers its own trades in the
+# statement (cheaper than the trigger's second write per row).
+NUMBERED_TABLES = ("trades", "profit_chains", "chain_levels", "daily_stats", "plugin_info")
+NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+
+def _numbering_sql(table: str) -> list[str]:
+    next_seq = f"(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM {table})"
+    stamped = table in ("trades", "profit_chains")  # the tables with an updated_at
+    on_insert = f", updated_at = COALESCE(NEW.updated_at, {NOW})" if stamped else ""
+    on_update = f", updated_at = {NOW}" if stamped else ""
+    return [
+        f"CREATE INDEX IF NOT EXISTS {table}_change_seq_idx ON {table}(change_seq)",
+        f"CREATE TRIGGER IF NOT EXISTS {table}_change_seq_on_insert AFTER INSERT ON {table} "
+        f"WHEN NEW.change_seq = 0 BEGIN "
+        f"UPDATE {table} SET change_seq = {next_seq}{on_insert} WHERE rowid = NEW.rowid; END",
+        f"CREATE TRIGGER IF NOT EXISTS {table}_change_seq_on_update AFTER UPDATE ON {table} "
+        f"WHEN NEW.change_seq <= OLD.change_seq BEGIN "
+        f"UPDATE {table} SET change_seq = {next_seq}{on_update} WHERE rowid = NEW.rowid; END",
+    ]
+
+
+# What the console adds to the seed's tables: columns (filled by defaults and the triggers
+# above), indexes for its pages and the sync, and checks the seed's own values pass.
+ADDED_COLUMNS = {
+    "trades": ("updated_at TIMESTAMP", "change_seq INTEGER NOT NULL DEFAULT 0"),
+    "profit_chains": ("updated_at TIMESTAMP", "change_seq INTEGER NOT NULL DEFAULT 0"),
+    "chain_levels": ("change_seq INTEGER NOT NULL DEFAULT 0",),
+    "daily_stats": ("change_seq INTEGER NOT NULL DEFAULT 0",),
+    "plugin_info": ("last_heartbeat TIMESTAMP", "change_seq INTEGER NOT NULL DEFAULT 0"),
+}
+
+
+def _refuse(table: str, name: str, events: str, condition: str, message: str) -> str:
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {events} ON {table} WHEN {condition} "
+        f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+    )
+
+
+ADDITIONS = [
+    # The admin filters on status or symbol and lists newest first: each index serves the
+    # filter and the order together (a symbol-only index sorts a fifth of the table).
+    "CREATE INDEX IF NOT EXISTS trades_status_entry_idx ON trades(status, entry_time)",
+    "CREATE INDEX IF NOT EXISTS trades_symbol_entry_idx ON trades(symbol, entry_time)",
+    "CREATE INDEX IF NOT EXISTS trades_exit_time_idx ON trades(exit_time)",
+    "CREATE INDEX IF NOT EXISTS profit_chains_status_idx ON profit_chains(status)",
+    "CREATE INDEX IF NOT EXISTS profit_chains_base_trade_idx ON profit_chains(base_trade_id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS chain_levels_chain_level_idx ON chain_levels(chain_id, level_number)",
+    # A trade the console cannot key (it syncs by plugin and ticket), or one it could not
+    # have made: refused, whoever writes it.
+    _refuse("trades", "trades_ticket_required", "INSERT", "NEW.mt5_ticket IS NULL", "mt5_ticket is required"),
+    _refuse(
+        "trades",
+        "trades_values_checked_on_insert",
+        "INSERT",
+        "NEW.lot_size <= 0 OR NEW.entry_price <= 0 OR NEW.direction IS NULL "
+        "OR (NEW.close_reason IS NOT NULL AND NEW.close_reason NOT IN ('TP', 'SL', 'MANUAL', 'REVERSAL')) "
+        "OR (NEW.status = 'CLOSED' AND (NEW.exit_time IS NULL OR NEW.exit_price IS NULL))",
+        "trade refused: lot_size and entry_price must be positive, direction given, close_reason one of "
+        "TP SL MANUAL REVERSAL, a CLOSED trade needs exit_time and exit_price",
+    ),
+    _refuse(
+        "trades",
+        "trades_values_checked_on_update",
+        "UPDATE",
+        "NEW.lot_size <= 0 OR NEW.entry_price <= 0 OR NEW.mt5_ticket IS NULL "
+        "OR (NEW.close_reason IS NOT NULL AND NEW.close_reason NOT IN ('TP', 'SL', 'MANUAL', 'REVERSAL')) "
+        "OR (NEW.status = 'CLOSED' AND (NEW.exit_time IS NULL OR NEW.exit_price IS NULL))",
+        "trade refused: lot_size and entry_price must be positive, mt5_ticket kept, close_reason one of "
+        "TP SL MANUAL REVERSAL, a CLOSED trade needs exit_time and exit_price",
+    ),
+    # The seed leaves status without a default: a trade written without one is open.
+    "CREATE TRIGGER IF NOT EXISTS trades_status_default AFTER INSERT ON trades WHEN NEW.status IS NULL "
+    "BEGIN UPDATE trades SET status = 'OPEN' WHERE rowid = NEW.rowid; END",
+    "CREATE TRIGGER IF NOT EXISTS profit_chains_status_default AFTER INSERT ON profit_chains "
+    "WHEN NEW.status IS NULL BEGIN UPDATE profit_chains SET status = 'ACTIVE' WHERE rowid = NEW.rowid; END",
+    # Signals: what the plugin received and what it did with it (the console's own table).
+    "CREATE TABLE IF NOT EXISTS signals (id INTEGER PRIMARY KEY AUTOINCREMENT, received_at TIMESTAMP NOT NULL, "
+    "symbol TEXT NOT NULL, signal_type TEXT NOT NULL, timeframe TEXT NOT NULL DEFAULT '', "
+    "payload TEXT NOT NULL DEFAULT '{}', action TEXT NOT NULL DEFAULT '', trade_ticket INTEGER)",
+    "CREATE INDEX IF NOT EXISTS signals_received_at_idx ON signals(received_at)",
+    *(statement for table in NUMBERED_TABLES for statement in _numbering_sql(table)),
+]
+
+
+def columns(connection: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+
+
+def seed_problems(connection: sqlite3.Connection) -> list[str]:
+    """What keeps a database from being the seed's shape (empty when it is)."""
+    problems = []
+    for table, wanted in SEED_COLUMNS.items():
+        present = set(columns(connection, table))
+        if not present:
+            problems.append(f"no table {table}")
+        elif missing := [column for column in wanted if column not in present]:
+            problems.append(f"table {table} has no column {', '.join(missing)}")
+    if not problems:
+        untickted = connection.execute("SELECT COUNT(*) FROM trades WHERE mt5_ticket IS NULL").fetchone()[0]
+        if untickted:
+            problems.append(f"{untickted} trade(s) have no mt5_ticket (the console keys trades by ticket)")
+    return problems
+
+
+def create(connection: sqlite3.Connection) -> None:
+    """A new plugin database: the seed's tables, then ours. Runs inside the caller's transaction."""
+    for statement in SEED_DDL.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+    upgrade(connection)
+
+
+def upgrade(connection: sqlite3.Connection) -> None:
+    """The seed's shape brought up to ours, in place and idempotently: columns added (existing
+    rows numbered in table order), indexes, triggers, the signals table. Every row is kept."""
+    for table, added in ADDED_COLUMNS.items():
+        present = set(columns(connection, table))
+        for definition in added:
+            if definition.split()[0] not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+    for table in NUMBERED_TABLES:
+        # Rows there before the triggers: numbered in table order (a rowid is unique and rises).
+        connection.execute(f"UPDATE {table} SET change_seq = rowid WHERE change_seq = 0")
+    for statement in ADDITIONS:
+        connection.execute(statement)
+
+
+# The console's first shape (plugin migration 0001, made by Django) → this one. Column by column:
+# what each new column is filled from in the old table ("old" is the renamed old table).
+FIRST_SHAPE_COPIES = {
+    "trades": (
+        "id, mt5_ticket, symbol, direction, lot_size, entry_price, sl_price, tp_price, entry_time, exit_time, "
+        "exit_price, profit_pips, profit_dollars, commission, swap, status, close_reason, signal_data, "
+        "updated_at, change_seq",
+        "id, ticket, symbol, direction, lot_size, entry_price, sl_price, tp_price, entry_time, exit_time, "
+        "exit_price, profit_pips, profit_dollars, commission, swap, status, close_reason, signal_data, "
+        "updated_at, change_seq",
+    ),
+    "profit_chains": (
+        "chain_id, base_trade_id, created_at, status, current_level, max_levels, total_profit_booked, updated_at",
+        "CAST(id AS TEXT), (SELECT MIN(t.id) FROM old_trades t WHERE t.chain_id = old.id), created_at, "
+        "CASE status WHEN 'STOPPED' THEN 'CANCELLED' ELSE status END, current_level, max_level, total_profit, "
+        "updated_at",
+    ),
+    "chain_levels": (
+        "id, chain_id, level_number, target_pips, volume_to_close, executed_at, profit_dollars",
+        "id, CAST(chain_id AS TEXT), level, target_pips, lot_size, "
+        "CASE status WHEN 'CLOSED' THEN (SELECT c.updated_at FROM old_profit_chains c WHERE c.id = old.chain_id) END, "
+        "CASE status WHEN 'CLOSED' THEN profit END",
+    ),
+    "daily_stats": (
+        "date, total_trades, winning_trades, losing_trades, breakeven_trades, total_profit_pips, "
+        "total_profit_dollars, max_drawdown, largest_win, largest_loss",
+        "date, total_trades, wins, losses, breakeven, "
+        "(SELECT COALESCE(SUM(t.profit_pips), 0) FROM old_trades t WHERE t.status = 'CLOSED' "
+        "AND t.exit_time >= old.date AND t.exit_time < date(old.date, '+1 day')), "
+        "total_profit, max_drawdown, largest_win, largest_loss",
+    ),
+    "plugin_info": (
+        "plugin_id, version, last_started, total_runtime_hours",
+        "plugin_id, version, last_started, runtime_hours",
+    ),
+}
+
+
+def convert_first_shape(connection: sqlite3.Connection) -> None:
+    """Rebuild the tables of the console's first shape into the seed's plus ours, rows kept
+    (trades keep their change numbers: the sync's high-water mark stays valid)."""
+    for table in SEED_TABLES:
+        connection.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    for name in [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]:
+        connection.execute(f"DROP TRIGGER {name}")
+    for statement in SEED_DDL.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+    for table in ADDED_COLUMNS:
+        for definition in ADDED_COLUMNS[table]:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+    for table in ("trades", "profit_chains", "chain_levels", "daily_stats", "plugin_info"):
+        target, source = FIRST_SHAPE_COPIES[table]
+        connection.execute(f"INSERT INTO {table} ({target}) SELECT {source} FROM old_{table} AS old")
+    for table in reversed(SEED_TABLES):
+        connection.execute(f"DROP TABLE old_{table}")
+    upgrade(connection)
