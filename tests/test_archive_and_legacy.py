@@ -168,3 +168,39 @@ def test_migrate_legacy_refuses_bad_sources_clearly(tmp_path, config):
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(CommandError, match="not a readable SQLite"):
         call_command("migrate_legacy", "--source", str(tmp_path / "junk.db"), "--plugin", "combined_v3", "--match", "%")
+
+
+def make_seed_shaped_legacy_db(path: Path) -> Path:
+    """The seed's legacy shape: the ticket as mt5_ticket, no migrated_to_plugin column yet."""
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute(
+            "CREATE TABLE trades (id INTEGER PRIMARY KEY AUTOINCREMENT, mt5_ticket INTEGER UNIQUE, symbol TEXT, "
+            "direction TEXT, lot_size REAL, entry_price REAL, sl_price REAL, tp_price REAL, entry_time TEXT, "
+            "exit_time TEXT, exit_price REAL, profit_pips REAL, profit_dollars REAL, commission REAL, swap REAL, "
+            "status TEXT, close_reason TEXT, signal_data TEXT, comment TEXT)"
+        )
+        connection.executemany(
+            "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time, status, comment) "
+            "VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, '2026-05-01 10:00:00', 'OPEN', ?)",
+            [(6001, "combined_v3 entry"), (6002, "price_action_v6 entry"), (6003, "combined_v3 entry")],
+        )
+        connection.commit()
+    return path
+
+
+def test_migrate_legacy_takes_the_seeds_shape_and_a_dry_run_changes_nothing(tmp_path, config, capsys):
+    source = make_seed_shaped_legacy_db(tmp_path / "zepix_bot.db")
+    before = source.read_bytes()
+    args = ["migrate_legacy", "--source", str(source), "--plugin", "combined_v3", "--match", "combined_v3%"]
+    call_command(*args, "--dry-run")
+    assert "Dry run: would copy 2 of 2" in capsys.readouterr().out
+    assert source.read_bytes() == before  # not even the migrated_to_plugin column
+    call_command(*args)
+    assert "Copied 2 of 2" in capsys.readouterr().out
+    with closing(sqlite3.connect(source)) as connection:
+        marks = dict(connection.execute("SELECT mt5_ticket, migrated_to_plugin FROM trades"))
+    assert marks == {6001: "combined_v3", 6002: None, 6003: "combined_v3"}
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        assert {t["mt5_ticket"] for t in store.open_trades()} == {6001, 6003}
+    call_command(*args)
+    assert "Copied 0 of 0" in capsys.readouterr().out

@@ -66,6 +66,22 @@ def test_startplugin_creates_and_migrates_the_new_plugin_database(tmp_path):
     seeded = manage("seed_demo", "--trades", "10", "--plugin", "breakout_v1", env=env)
     assert seeded.returncode == 0, seeded.stderr
 
+    # A plugin with its own settings schema: declared with its defaults, refused when it redefines ours.
+    own = tmp_path / "grid.schema.json"
+    own.write_text(
+        '{"type": "object", "required": ["grid_pips"], "properties": {"grid_pips": {"type": "integer", '
+        '"minimum": 1, "default": 15}}}'
+    )
+    declared = manage("startplugin", "grid_v1", "--schema", str(own), env=env)
+    assert declared.returncode == 0, declared.stderr
+    assert manage("config", "get", "grid_v1", "grid_pips", env=env).stdout.strip() == "15"
+    refused = manage("config", "set", "grid_v1", "grid_pips", "0", env=env)
+    assert refused.returncode == 1 and "grid_pips" in refused.stderr
+    own.write_text('{"type": "object", "properties": {"mode": {"type": "string"}}}')
+    clash = manage("startplugin", "grid_v2", "--schema", str(own), env=env)
+    assert clash.returncode == 1 and "redefines built-in settings: mode" in clash.stderr
+    assert not (tmp_path / "config" / "plugins" / "grid_v2.json").exists()
+
 
 def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path):
     result = manage("check", env=fresh_env(tmp_path, DJANGO_DEBUG="0"))
