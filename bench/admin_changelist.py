@@ -75,7 +75,7 @@ def main():
             {"symbol": "XAUUSD"},
             "SELECT * FROM trades WHERE symbol='XAUUSD' ORDER BY entry_time DESC LIMIT 100",
         ),
-        "search ticket": ({"q": str(ticket)}, f"SELECT * FROM trades WHERE ticket={ticket}"),
+        "search ticket": ({"q": str(ticket)}, f"SELECT * FROM trades WHERE mt5_ticket={ticket}"),
         "date hierarchy, one month": (
             {"entry_time__year": now.year, "entry_time__month": now.month},
             "SELECT * FROM trades WHERE entry_time >= '2026-11-01' ORDER BY entry_time DESC LIMIT 100",

@@ -49,9 +49,10 @@ def main():
 
     if args.only_backup:
         return backup_bench(settings, args.backup_mb)
-    print(f"Seeding {args.plugins} plugins x {args.trades:,} trades...")
+    print(f"Seeding {args.plugins} plugins x {args.trades:,} trades, a chain of 3 levels on one trade in ten...")
     for plugin_id in ids:
         seed_plugin(plugins.database_path(plugin_id), plugin_id, args.trades, with_extras=False)
+        add_chains(plugins.database_path(plugin_id))
     total = args.plugins * args.trades
 
     started = time.perf_counter()
@@ -68,9 +69,21 @@ def main():
                 "SELECT sql FROM sqlite_master WHERE tbl_name = 'aggregated_trades' AND sql IS NOT NULL"
             )
         ]
-    from sync_app.sync import COPIED_COLUMNS
+    from sync_app.sync import COPIED_COLUMNS, OTHER_TABLES
 
-    columns = ", ".join(COPIED_COLUMNS)
+    copies = [("trades", "aggregated_trades", ", ".join(COPIED_COLUMNS), ", ".join(COPIED_COLUMNS))] + [
+        (table, spec.central, ", ".join(t for t, _ in spec.columns), ", ".join(s for _, s in spec.columns))
+        for table, spec in OTHER_TABLES.items()
+    ]
+    with closing(sqlite3.connect(settings.DATABASES["default"]["NAME"])) as central:
+        schema = [
+            sql
+            for (sql,) in central.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name IN ({}) AND sql IS NOT NULL ORDER BY type DESC".format(
+                    ", ".join(f"'{central_table}'" for _, central_table, _, _ in copies)
+                )
+            )
+        ]
     with closing(sqlite3.connect(plain_target, isolation_level=None)) as plain:
         plain.execute("PRAGMA journal_mode=WAL")
         plain.execute("PRAGMA synchronous=NORMAL")
@@ -80,16 +93,19 @@ def main():
         for plugin_id in ids:
             plain.execute("ATTACH DATABASE ? AS src", (str(plugins.database_path(plugin_id)),))
             plain.execute("BEGIN")
-            plain.execute(
-                f"INSERT INTO aggregated_trades (plugin_id, {columns}, synced_at) "
-                f"SELECT ?, {columns}, 'now' FROM src.trades",
-                (plugin_id,),
-            )
+            for table, central_table, targets, sources in copies:
+                extra = ", synced_at" if table == "trades" else ""
+                plain.execute(
+                    f"INSERT INTO {central_table} (plugin_id, {targets}{extra}) "
+                    f"SELECT ?, {sources}{", 'now'" if extra else ''} FROM src.{table}",
+                    (plugin_id,),
+                )
             plain.execute("COMMIT")
             plain.execute("DETACH DATABASE src")
         baseline = time.perf_counter() - started
     print(
-        f"\n(1) Full sync of {total:,} trades: ours {ours:.2f} s ({total / ours:,.0f} trades/s); "
+        f"\n(1) Full sync of {total:,} trades (and their chains, levels, daily stats): "
+        f"ours {ours:.2f} s ({total / ours:,.0f} trades/s); "
         f"plain ATTACH + INSERT...SELECT {baseline:.2f} s ({total / baseline:,.0f} trades/s); "
         f"ours runs at {baseline / ours:.2f}x the plain rate"
     )
@@ -193,6 +209,23 @@ def incremental_rounds(args, ids, where: str) -> float:
     return statistics.median(incremental)
 
 
+def add_chains(path: Path) -> None:
+    """A profit chain of 3 levels on one trade in ten, the first level executed, as the bot writes them."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as bot:
+        bot.execute("BEGIN IMMEDIATE")
+        bot.execute(
+            "INSERT INTO profit_chains (chain_id, base_trade_id, created_at, status, current_level, max_levels, "
+            "total_profit_booked) SELECT 'c' || id, id, entry_time, 'ACTIVE', 1, 3, 2.0 FROM trades WHERE id % 10 = 0"
+        )
+        bot.execute(
+            "INSERT INTO chain_levels (chain_id, level_number, target_pips, volume_to_close, executed_at, "
+            "profit_pips, profit_dollars) SELECT 'c' || t.id, n.n, 20 * n.n, 0.01, "
+            "CASE n.n WHEN 1 THEN t.entry_time END, CASE n.n WHEN 1 THEN 20 END, CASE n.n WHEN 1 THEN 2.0 END "
+            "FROM trades t CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3) n WHERE t.id % 10 = 0"
+        )
+        bot.execute("COMMIT")
+
+
 _next_ticket = [10**12]
 
 
@@ -204,7 +237,7 @@ def writer_latencies(path: Path, stop: threading.Event, out: list[float]):
             ticket = _next_ticket[0] = _next_ticket[0] + 1
             bot.execute("BEGIN IMMEDIATE")
             bot.execute(
-                "INSERT INTO trades (ticket, symbol, direction, lot_size, entry_price, entry_time, commission,"
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time, commission,"
                 " swap, status, signal_data, updated_at, change_seq) VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1,"
                 " '2026-11-25 10:00:00', 0, 0, 'OPEN', '{}', '2026-11-25 10:00:00', ?)",
                 (ticket, ticket),

@@ -374,7 +374,6 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
         "now": db_datetime(timezone.now()),
         "even": BREAKEVEN_DOLLARS,
     }
-    changed = central.execute(f"SELECT COUNT(*) {CHANGED}", params).fetchone()[0]
     updated = central.execute(
         f"SELECT COUNT(*) {CHANGED} AND EXISTS (SELECT 1 FROM aggregated_trades a "
         "WHERE a.plugin_id = :plugin_id AND a.mt5_ticket = s.mt5_ticket)",
@@ -396,7 +395,7 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
                 ),
             )
         central.execute(FIX_INDEXED_SQL, params)
-    central.execute(UPSERT_SQL, params)
+    changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
     _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
     central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades_count = 0", params)
     return Copied(changed - updated, updated)
