@@ -1,5 +1,9 @@
-"""One broken plugin database never makes a page answer 500: the page says which plugin is
-broken, why, and what to do, with status 503 (the plugin's database, not the request, failed)."""
+"""The plugins as requests meet them: those declared or archived while the process runs join or
+leave it (PluginsJoinMiddleware), and one broken plugin database never makes a page answer 500:
+the page says which plugin is broken, why, and what to do, with status 503 (the plugin's
+database, not the request, failed)."""
+
+import time
 
 from django.db import DatabaseError
 from django.http import JsonResponse
@@ -8,6 +12,20 @@ from django.utils.deprecation import MiddlewareMixin
 
 from plugins_app import plugins
 from zepix_admin.core.limits import timed_out
+
+
+class PluginsJoinMiddleware(MiddlewareMixin):
+    """Plugins declared or archived while this process runs join or leave it before a request
+    is routed (their admin pages included): one look at the config folder a second at most."""
+
+    LOOK_EVERY_SECONDS = 1.0
+    _last_look = 0.0
+
+    def process_request(self, request):
+        now = time.monotonic()
+        if now - PluginsJoinMiddleware._last_look >= self.LOOK_EVERY_SECONDS:
+            PluginsJoinMiddleware._last_look = now
+            plugins.plugin_ids()
 
 
 class PluginDatabaseErrorMiddleware(MiddlewareMixin):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from plugins_app import registry
+from plugins_app import plugin_apps, registry
 from plugins_app.sqlite import connect
 from zepix_admin.core.databases import database_file
 from zepix_admin.core.errors import Invalid, NotFound
@@ -29,9 +29,27 @@ def check_new_plugin_id(plugin_id) -> str:
 
 
 def plugin_ids() -> list[str]:
-    """The plugins this process was started with, less those archived since (their config
-    document, which is what declares a plugin, is gone)."""
-    return registry.still_declared(settings.CONFIG_DIR, settings.PLUGIN_IDS)
+    """The declared plugins (their config documents: one directory read, for pages and the sync
+    ask many times a second). One declared since this process started joins it here once its
+    database is ready (plugin_apps.add_plugin_app), and one archived since (its document gone)
+    leaves the admin: no restart either way."""
+    declared = registry.declared_plugins(settings.CONFIG_DIR)
+    for plugin_id in declared:
+        if (
+            plugin_id not in settings.PLUGIN_IDS
+            and _file_problem(registry.database_path(settings.DATA_DIR, plugin_id)) is None
+        ):
+            plugin_apps.add_plugin_app(plugin_id)
+    for plugin_id in set(settings.PLUGIN_IDS) - set(declared) - _left:
+        plugin_apps.show_in_admin(plugin_id, False)
+        _left.add(plugin_id)
+    for plugin_id in _left & set(declared):
+        plugin_apps.show_in_admin(plugin_id, True)
+        _left.discard(plugin_id)
+    return [plugin_id for plugin_id in declared if plugin_id in settings.PLUGIN_IDS]
+
+
+_left: set[str] = set()  # plugins of this process archived since: out of the admin
 
 
 def check_declared(plugin_id) -> str:
@@ -81,7 +99,10 @@ def database_problem(plugin_id: str) -> DatabaseProblem | None:
     """None when the plugin's database can be read and has every table, else what is wrong in
     an operator's words. Cheap (a read-only open and one look at the schema: about 0.2 ms),
     so pages ask it on every refresh rather than trip over a broken file."""
-    path = database_path(plugin_id)
+    return _file_problem(database_path(plugin_id))
+
+
+def _file_problem(path: Path) -> DatabaseProblem | None:
     if not path.exists():
         return DatabaseProblem(MISSING, f"its database file is missing ({path.name})")
     try:

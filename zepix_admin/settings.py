@@ -92,6 +92,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "zepix_admin.core.limits.StatementTimeLimitMiddleware",
+    "plugins_app.middleware.PluginsJoinMiddleware",
     "zepix_admin.core.errors.ErrorMiddleware",
     "plugins_app.middleware.PluginDatabaseErrorMiddleware",
     "axes.middleware.AxesMiddleware",

@@ -1,0 +1,62 @@
+"""Plugins come and go while the console runs: one declared by `startplugin` appears in the
+served app (overview, config page, API, stream, admin) and in its consumer's sync within
+seconds, and an archived one leaves them, all without a restart."""
+
+import json
+import urllib.request
+
+import pytest
+
+from tests.helpers import installed
+from tests.test_bad_day import Served, central, run, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def bearer(server, token, path, data=None):
+    request = urllib.request.Request(server.url + path, data=data, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_plugin_declared_while_the_console_runs_joins_it_and_an_archived_one_leaves(tmp_path):
+    env, operator_token, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    server = Served(env)
+    try:
+        server.log_in()
+        assert "breakout_v1" not in server.get("/")[1]
+        run(env, "startplugin", "breakout_v1")
+        run(env, "seed_demo", "--trades", "7", "--plugin", "breakout_v1")
+
+        wait_for(lambda: bearer(server, operator_token, "/api/config/breakout_v1")[0] == 200, "the API to know it")
+        status, page = server.get("/")
+        assert status == 200 and 'id="card-breakout_v1"' in page
+        assert server.status("/config/breakout_v1/") == 200
+        assert server.status("/admin/plugin_breakout_v1/trade/") == 200
+        stream = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{server.url}/config/stream?scope=breakout_v1", headers={"Authorization": f"Bearer {operator_token}"}
+            ),
+            timeout=5,
+        )
+        assert stream.status == 200
+        stream.close()
+
+        # The consumer, started before the plugin existed, syncs it.
+        assert bearer(server, operator_token, "/sync/run", data=b"")[0] in (200, 302)
+        wait_for(
+            lambda: central(data, "SELECT COUNT(*) FROM aggregated_trades WHERE plugin_id = 'breakout_v1'") == [(7,)],
+            "the consumer to sync the new plugin",
+        )
+
+        run(env, "archive_plugin", "breakout_v1")
+        wait_for(lambda: bearer(server, operator_token, "/api/config/breakout_v1")[0] == 404, "the API to forget it")
+        assert 'id="card-breakout_v1"' not in server.get("/")[1]
+        assert server.status("/admin/plugin_breakout_v1/trade/") == 404
+        assert json.loads(bearer(server, operator_token, "/api/config/combined_v3")[1])["scope"] == "combined_v3"
+    finally:
+        server.stop()
