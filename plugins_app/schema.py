@@ -153,7 +153,9 @@ ADDITIONS = [
     "CREATE INDEX IF NOT EXISTS trades_status_entry_idx ON trades(status, entry_time)",
     "CREATE INDEX IF NOT EXISTS trades_symbol_entry_idx ON trades(symbol, entry_time)",
     "CREATE INDEX IF NOT EXISTS trades_exit_time_idx ON trades(exit_time)",
-    "CREATE INDEX IF NOT EXISTS profit_chains_status_idx ON profit_chains(status)",
+    # The overview's newest active chains: one index range, not a sort of every active chain
+    # (355 ms for 5 plugins of 20,000 active chains without it).
+    "CREATE INDEX IF NOT EXISTS profit_chains_status_created_idx ON profit_chains(status, created_at)",
     "CREATE INDEX IF NOT EXISTS profit_chains_base_trade_idx ON profit_chains(base_trade_id)",
     "CREATE UNIQUE INDEX IF NOT EXISTS chain_levels_chain_level_idx ON chain_levels(chain_id, level_number)",
     # A trade the console cannot key (it syncs by plugin and ticket), or one it could not

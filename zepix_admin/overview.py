@@ -81,19 +81,26 @@ def active_chains(models) -> list[dict]:
     chains = (
         models["ProfitChain"]
         .objects.filter(status="ACTIVE")
-        .select_related("base_trade")
-        .order_by("-created_at")[:ACTIVE_CHAINS_SHOWN]
+        .order_by("-created_at")
+        .values_list(
+            "chain_id",
+            "base_trade__mt5_ticket",
+            "base_trade__symbol",
+            "current_level",
+            "max_levels",
+            "total_profit_booked",
+        )[:ACTIVE_CHAINS_SHOWN]
     )
     return [
         {
-            "chain_id": chain.chain_id,
-            "ticket": chain.base_trade.mt5_ticket if chain.base_trade else None,
-            "symbol": chain.base_trade.symbol if chain.base_trade else "",
-            "level": chain.current_level or 0,
-            "levels": chain.max_levels or 0,
-            "booked": chain.total_profit_booked or 0.0,
+            "chain_id": chain_id,
+            "ticket": ticket,
+            "symbol": symbol or "",
+            "level": level or 0,
+            "levels": levels or 0,
+            "booked": booked or 0.0,
         }
-        for chain in chains
+        for chain_id, ticket, symbol, level, levels, booked in chains
     ]
 
 
