@@ -86,9 +86,15 @@ def main():
     from sync_app.sync import run_sync
 
     started = time.perf_counter()
+    from sync_and_backup import add_chains
+
     for plugin_id in ids:
         seed_plugin(plugins.database_path(plugin_id), plugin_id, args.trades)
-    print(f"Seeded {args.plugins} x {args.trades:,} trades in {time.perf_counter() - started:.0f} s")
+        add_chains(plugins.database_path(plugin_id))
+    print(
+        f"Seeded {args.plugins} x {args.trades:,} trades, a chain of 3 levels on one trade in ten, "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
     run_sync(trigger="command")
     browser = Client()
     browser.force_login(get_user_model().objects.get(is_superuser=True))
