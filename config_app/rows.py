@@ -18,6 +18,20 @@ class Row:
     maximum: float | None = None
     step: str = "any"
     choices: tuple = ()
+    # High-risk settings (marked in the schemas): always ("x-risk": "high"), or when set above
+    # a threshold ("x-risk-above"). The page asks before saving such a change.
+    always_risky: bool = False
+    risky_above: float | None = None
+
+    def is_risky(self, new_value) -> bool:
+        if self.always_risky:
+            return True
+        return (
+            self.risky_above is not None
+            and isinstance(new_value, int | float)
+            and not isinstance(new_value, bool)
+            and new_value > self.risky_above
+        )
 
     @property
     def input_value(self) -> str:
@@ -48,7 +62,14 @@ def rows_for(schema: dict, document: dict, prefix: str = "") -> list[Row]:
 
 def row_for(path: str, value, schema: dict) -> Row:
     kind = schema.get("type", "json")
-    row = Row(path=path, value=value, kind=kind, description=schema.get("description", ""))
+    row = Row(
+        path=path,
+        value=value,
+        kind=kind,
+        description=schema.get("description", ""),
+        always_risky=schema.get("x-risk") == "high",
+        risky_above=schema.get("x-risk-above"),
+    )
     if "enum" in schema:
         row.kind, row.choices = "enum", tuple(schema["enum"])
     elif kind in ("number", "integer"):

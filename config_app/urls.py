@@ -9,6 +9,7 @@ urlpatterns = [
     path("config/<str:scope>/row", views.save_row, name="config-row"),
     path("config/<str:scope>/history/", views.history, name="config-history"),
     path("config/<str:scope>/rollback/<int:version>/", views.rollback, name="config-rollback"),
+    path("config/<str:scope>/undo/<int:version>/", views.undo, name="config-undo"),
     path("api/config/<str:scope>", views.api_config, name="api-config"),
     path("api/config/<str:scope>/ack", views.api_ack, name="api-config-ack"),
     path("api/config/<str:scope>/subscribers", views.api_subscribers, name="api-config-subscribers"),

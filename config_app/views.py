@@ -1,15 +1,21 @@
+import json
+
+from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from config_app import documents, rollout, service, stream
+from config_app.diff import set_path
 from config_app.models import ConfigVersion
 from config_app.rows import parse_input, rows_for
 from zepix_admin.core.access import OPERATOR, VIEWER, actor_name, role_required
 from zepix_admin.core.api import api_endpoint
+from zepix_admin.core.errors import Invalid
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 
 
@@ -54,6 +60,12 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
     context = {"scope": scope, "row": row}
     try:
         value = parse_input(row.kind, raw)
+        if _needs_confirmation(scope, row, value, base, request):
+            # A high-risk change (the schemas mark them), valid and based on the newest version,
+            # is shown old and new and saved only once the operator confirms it.
+            context["confirm"] = {"old": json.dumps(row.value), "new": json.dumps(value), "raw": raw}
+            context["base_version"] = base_version
+            return render(request, "config/scope.html#row", context)
         saved = service.set_value(
             scope, path, value, base_version=base_version, author=actor_name(request.user), via="web"
         )
@@ -72,6 +84,37 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
         oob=True,
     )
     return render(request, "config/scope.html#row", context)
+
+
+def _needs_confirmation(scope: str, row, value, base, request) -> bool:
+    if not row.is_risky(value) or value == row.value or request.POST.get("confirmed") == "yes":
+        return False
+    latest = service.current(scope)
+    if base is None or latest is None or base.version != latest.version:
+        return False  # the save answers the conflict
+    documents.check_document(scope, set_path(service.document_of(base), row.path, value))  # refused first
+    return True
+
+
+UNDO_SECONDS = 300
+
+
+@require_POST
+@role_required(OPERATOR)
+def undo(request: AuthenticatedHttpRequest, scope: str, version: int):
+    """Undo a save just made: the version before it becomes the newest again, as long as nobody
+    has saved since and within UNDO_SECONDS (later, History offers every rollback)."""
+    scope = documents.check_scope(scope)
+    current = service.require_current(scope)
+    if current.version != version:
+        raise service.ConfigConflict(scope, version, current, [])
+    if (timezone.now() - current.created_at).total_seconds() > UNDO_SECONDS:
+        raise Invalid(
+            f"Version {version} was saved more than {UNDO_SECONDS // 60} minutes ago: roll back from History."
+        )
+    service.rollback(scope, version - 1, author=actor_name(request.user), via="web")
+    messages.info(request, f"Version {version} undone: {scope} is back to the content of version {version - 1}.")
+    return HttpResponseClientRedirect(f"/config/{scope}/") if request.htmx else redirect("config-scope", scope)
 
 
 HISTORY_PAGE_SIZE = 50

@@ -83,13 +83,20 @@ def start_backup(request: AuthenticatedHttpRequest):
 @role_required(ADMIN)
 def restore(request: AuthenticatedHttpRequest, backup_id: int):
     backup = get_object_or_404(Backup, pk=backup_id)
+    if request.POST.get("confirm", "").strip() != backup.database:
+        messages.error(
+            request, f"Type {backup.database} to confirm the restore of backup {backup.pk}; nothing was restored."
+        )
+        return redirect("backups")
     try:
         alias, aside = restore_backup(str(backup.pk))
     except BackupError as error:
         messages.error(request, f"Nothing was restored: {error}")
         return redirect("backups")
     audit.record_request(request, "backup.restore", alias, backup=backup.pk, kept_aside=str(aside))
-    messages.success(request, f"Restored {alias} from backup {backup.pk}; the previous file is kept at {aside}.")
+    messages.success(
+        request, f"Restored {alias} from backup {backup.pk}; the previous file is kept aside in the data folder."
+    )
     return redirect("backups")
 
 

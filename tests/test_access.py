@@ -137,7 +137,12 @@ def test_an_operator_may_sync_back_up_edit_and_acknowledge_but_not_restore(opera
 def test_an_admin_may_restore(admin_client, world):
     with PluginStore(plugins.database_path("combined_v3")) as store:
         store.save_trade(**trade(2))
-    assert admin_client.post(f"/backups/{world['backup'].pk}/restore").status_code == 302
+    refused = admin_client.post(f"/backups/{world['backup'].pk}/restore", {"confirm": "plugin_price_action_v6"})
+    assert refused.status_code == 302 and not AuditEntry.objects.filter(action="backup.restore").exists()
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        assert store.trade_by_ticket(2) is not None  # nothing restored without the right name typed
+    confirmed = {"confirm": world["backup"].database}
+    assert admin_client.post(f"/backups/{world['backup'].pk}/restore", confirmed).status_code == 302
     with PluginStore(plugins.database_path("combined_v3")) as store:
         assert store.trade_by_ticket(2) is None
     assert AuditEntry.objects.filter(action="backup.restore", actor="ada_admin").exists()

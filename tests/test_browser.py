@@ -102,7 +102,10 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     expect(page.locator("#row-max-lot-size")).to_contain_text("Not saved: -4 is less than or equal to the minimum of 0")
     assert service.current("combined_v3").version == 2
 
-    page.get_by_label("enabled", exact=True).uncheck()
+    page.get_by_label("enabled", exact=True).click()  # high-risk: asked first, nothing saved yet
+    expect(page.get_by_role("alertdialog")).to_contain_text("true → false")
+    assert service.current("combined_v3").version == 2
+    page.get_by_role("button", name="Confirm and save").click()
     expect(page.locator("#row-enabled")).to_contain_text("Saved as version 3")
     assert service.active_document("combined_v3")["enabled"] is False
     assert page.evaluate("window.stillTheSamePage") is True
@@ -112,6 +115,10 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     expect(watcher.get_by_label("max_lot_size", exact=True)).to_have_value("0.35")
     assert watcher.evaluate("window.stillTheSamePage") is True
     watcher_context.close()
+
+    page.locator("#row-enabled").get_by_role("button", name="Undo").click()
+    expect(page.locator("#live-notice")).to_contain_text("Version 3 undone")
+    assert service.active_document("combined_v3")["enabled"] is True and service.current("combined_v3").version == 4
 
 
 def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_updating(

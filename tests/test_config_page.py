@@ -9,8 +9,9 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-def save_row(client, path, value, base_version=1, scope="combined_v3"):
-    return client.post(f"/config/{scope}/row", {"path": path, "value": value, "base_version": base_version}, **HTMX)
+def save_row(client, path, value, base_version=1, scope="combined_v3", confirmed="yes"):
+    form = {"path": path, "value": value, "base_version": base_version, "confirmed": confirmed}
+    return client.post(f"/config/{scope}/row", form, **HTMX)
 
 
 def test_the_scope_list_shows_every_scope(viewer_client, config):
@@ -44,7 +45,9 @@ def test_saving_a_row_answers_the_row_and_moves_the_base_version(operator_client
 def test_a_checked_toggle_sends_true(operator_client, config):
     config("combined_v3", "enabled", False)
     operator_client.post(
-        "/config/combined_v3/row", {"path": "enabled", "value": ["false", "true"], "base_version": 2}, **HTMX
+        "/config/combined_v3/row",
+        {"path": "enabled", "value": ["false", "true"], "base_version": 2, "confirmed": "yes"},
+        **HTMX,
     )
     assert service.active_document("combined_v3")["enabled"] is True
 
@@ -94,3 +97,37 @@ def test_the_settings_fragment_is_served_for_live_updates(viewer_client, config)
     body = viewer_client.get("/config/combined_v3/?fragment=settings", **HTMX).content.decode()
     assert body.startswith('\n<div id="settings" data-version="2">') or 'id="settings" data-version="2"' in body
     assert "<html" not in body
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "shown"),
+    [
+        ("mode", "live", "&quot;paper&quot;</code> → <code>&quot;live&quot;"),
+        ("enabled", "false", "true</code> → <code>false"),
+        ("max_lot_size", "5", "1.0</code> → <code>5"),
+    ],
+)
+def test_a_high_risk_change_is_shown_and_saved_only_once_confirmed(operator_client, config, path, value, shown):
+    asked = save_row(operator_client, path, value, confirmed="").content.decode()
+    assert "High-risk setting" in asked and shown in asked
+    assert service.current("combined_v3").version == 1  # nothing saved yet
+    saved = save_row(operator_client, path, value, confirmed="yes").content.decode()
+    assert "Saved as version 2" in saved and "Undo" in saved
+    assert service.current("combined_v3").version == 2
+
+
+def test_a_low_risk_change_saves_at_once_and_an_invalid_risky_one_is_refused_first(operator_client, config):
+    assert "Saved as version 2" in save_row(operator_client, "max_lot_size", "0.5", confirmed="").content.decode()
+    refused = save_row(operator_client, "mode", "yolo", base_version=2, confirmed="").content.decode()
+    assert "Not saved:" in refused and "High-risk" not in refused
+
+
+def test_undo_brings_back_the_version_before_while_nobody_saved_since(operator_client, config):
+    save_row(operator_client, "mode", "live", confirmed="yes")
+    response = operator_client.post("/config/combined_v3/undo/2/", **HTMX)
+    assert response.status_code == 200 and response["HX-Redirect"] == "/config/combined_v3/"
+    assert service.current("combined_v3").version == 3
+    assert service.active_document("combined_v3")["mode"] == "paper"
+    assert "Version 2 undone" in operator_client.get("/config/combined_v3/").content.decode()
+    stale = operator_client.post("/config/combined_v3/undo/2/", **HTMX)
+    assert stale.status_code == 409 and service.current("combined_v3").version == 3
