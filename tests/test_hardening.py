@@ -511,3 +511,25 @@ def test_the_server_error_page_needs_no_database(rf):
     assert page.status_code == 500 and b"The error was logged" in page.content
     api = server_error(rf.get("/api/config/global"))
     assert api.status_code == 500 and json.loads(api.content) == {"error": "Server error; it was logged."}
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_every_change_url_answers_the_same_with_or_without_its_trailing_slash(operator_client, config):
+    for url in ("/sync/run", "/backups/start", "/alerts/999/acknowledge", "/config/combined_v3/rollback/9"):
+        with_slash = operator_client.post(url.rstrip("/") + "/").status_code
+        without = operator_client.post(url.rstrip("/")).status_code
+        assert with_slash == without and with_slash != 500, url
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_an_htmx_request_after_the_session_ended_is_sent_to_log_in_and_back(operator_client, config):
+    from django.test import Client
+
+    client = Client()  # no session (operator_client is the shared client, logged in)
+    response = client.get(
+        "/?fragment=cards", HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="http://evil.example/config/global/?x=1"
+    )
+    assert response.status_code == 200 and response["HX-Redirect"] == "/login/?next=%2Fconfig%2Fglobal%2F%3Fx%3D1"
+    assert client.get("/").status_code == 302  # an ordinary page still redirects
+    operator_client.post("/logout/")
+    assert "You are logged out." in operator_client.get("/login/?logged_out=1").content.decode()

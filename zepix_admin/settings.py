@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "zepix_admin.core.access.BearerTokenMiddleware",
     "zepix_admin.core.access.IdleSessionMiddleware",
+    "zepix_admin.core.access.HtmxLoginRedirectMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -166,7 +167,7 @@ SESSION_IDLE_SECONDS = envint("ZEPIX_SESSION_IDLE_MINUTES", 480) * 60
 SESSION_COOKIE_AGE = 12 * 3600
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "/login/?logged_out=1"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

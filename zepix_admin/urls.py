@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from zepix_admin import views
+from zepix_admin.core.http import either_slash
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -10,7 +11,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("alerts/", views.alert_list, name="alerts"),
-    path("alerts/<int:alert_id>/acknowledge", views.acknowledge_alert, name="alert-acknowledge"),
+    *either_slash("alerts/<int:alert_id>/acknowledge", views.acknowledge_alert, "alert-acknowledge"),
     path("audit/", views.audit_log, name="audit"),
     path("", include("config_app.urls")),
     path("", include("sync_app.urls")),

@@ -12,10 +12,14 @@ Machine clients send ``Authorization: Bearer <token>``; each token acts as its o
 
 import secrets
 from functools import wraps
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.http import HttpResponse
+from django.shortcuts import resolve_url
 from django.utils import timezone
 
 from zepix_admin.core.errors import Invalid
@@ -184,3 +188,25 @@ class IdleSessionMiddleware:
             elif not request.GET.get("fragment") and (last is None or now - last >= self.WRITE_EVERY_SECONDS):
                 request.session["zepix_last_activity"] = now
         return self.get_response(request)
+
+
+class HtmxLoginRedirectMiddleware:
+    """An HTMX request whose session has ended (logged out in another tab, expired) would get the
+    login page swapped into a fragment of the page: it gets ``HX-Redirect`` to the login page
+    instead, with ``next`` the page it came from (its path only: never another host)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.headers.get("HX-Request") != "true" or response.status_code != 302:
+            return response
+        login = resolve_url(settings.LOGIN_URL)
+        if not response["Location"].startswith(login):
+            return response
+        came_from = urlsplit(request.headers.get("HX-Current-URL", ""))
+        page = came_from.path + (f"?{came_from.query}" if came_from.query else "") if came_from.path else "/"
+        redirect = HttpResponse(status=200)
+        redirect["HX-Redirect"] = f"{login}?{urlencode({'next': page})}"
+        return redirect

@@ -1,6 +1,7 @@
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.shortcuts import render
+from django.urls import path
 from django_htmx.middleware import HtmxDetails
 
 
@@ -17,3 +18,11 @@ def render_page(request, template: str, context: dict, fragment: str | None = No
     if fragment and request.htmx and request.GET.get("fragment") == fragment:
         return render(request, f"{template}#{fragment}", context)
     return render(request, template, context)
+
+
+def either_slash(route: str, view, name: str) -> list:
+    """A URL answered with and without its trailing slash: a POST cannot be redirected to the
+    other form (APPEND_SLASH would lose its body), so both are the view. The name reverses to
+    the form given."""
+    other = route[:-1] if route.endswith("/") else route + "/"
+    return [path(route, view, name=name), path(other, view)]
