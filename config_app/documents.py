@@ -162,10 +162,51 @@ def validate(scope: str, document) -> list[ValidationProblem]:
         return out_of_range
     validator = Draft202012Validator(schema_for(scope))
     problems = [
-        ValidationProblem(".".join(str(part) for part in error.absolute_path) or "(document)", error.message)
+        ValidationProblem(".".join(str(part) for part in error.absolute_path) or "(document)", in_words(error))
         for error in validator.iter_errors(document)
     ]
     return sorted(problems, key=lambda problem: (problem.path, problem.message))
+
+
+TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "text",
+    "array": "a list",
+    "object": "a group of settings",
+    "null": "empty",
+}
+BOUND_WORDS = {
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMinimum": "more than",
+    "exclusiveMaximum": "less than",
+}
+
+
+def in_words(error) -> str:
+    """A schema error in an operator's words, values as JSON ("must be one of "live", "paper""),
+    never a Python repr (['live', 'paper'], True)."""
+    kind, expected = error.validator, error.validator_value
+    if kind == "enum":
+        return "must be one of " + ", ".join(json.dumps(value) for value in expected)
+    if kind == "type":
+        wanted = [expected] if isinstance(expected, str) else expected
+        return "must be " + " or ".join(TYPE_WORDS.get(name, name) for name in wanted)
+    if kind in BOUND_WORDS:
+        return f"must be {BOUND_WORDS[kind]} {json.dumps(expected)}"
+    if kind == "required":
+        missing = [name for name in expected if isinstance(error.instance, dict) and name not in error.instance]
+        return "missing: " + ", ".join(missing)
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        return "unknown setting: " + ", ".join(sorted(name for name in error.instance if name not in known))
+    if kind in ("minItems", "maxItems"):
+        return f"must have {'at least' if kind == 'minItems' else 'at most'} {expected} item(s)"
+    if kind == "pattern":
+        return f"must match the pattern {expected}"
+    return error.message
 
 
 def check_document(scope: str, document) -> None:

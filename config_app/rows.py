@@ -93,9 +93,9 @@ def parse_input(row_kind: str, raw: str):
         try:
             number = float(raw)
         except ValueError:
-            raise ValueError(f"{raw!r} is not a number") from None
+            raise ValueError(f"{json.dumps(raw)} is not a number") from None
         if not math.isfinite(number) or abs(number) > documents.MAX_INTEGER:
-            raise ValueError(f"{raw[:20]!r} is not a number in range")
+            raise ValueError(f"{json.dumps(raw[:20])} is not a number in range")
         return int(number) if number.is_integer() else number
     try:
         return documents.parse(raw)

@@ -99,7 +99,7 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     lot = page.get_by_label("max_lot_size", exact=True)
     lot.fill("-4")
     lot.press("Tab")
-    expect(page.locator("#row-max-lot-size")).to_contain_text("Not saved: -4 is less than or equal to the minimum of 0")
+    expect(page.locator("#row-max-lot-size")).to_contain_text("Not saved: must be more than 0")
     assert service.current("combined_v3").version == 2
 
     page.get_by_label("enabled", exact=True).click()  # high-risk: asked first, nothing saved yet

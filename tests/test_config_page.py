@@ -55,11 +55,11 @@ def test_a_checked_toggle_sends_true(operator_client, config):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        ("max_lot_size", "-2", "-2 is less than or equal to the minimum of 0"),
-        ("max_lot_size", "lots", "'lots' is not a number"),
-        ("max_open_trades", "2.5", "2.5 is not of type 'integer'"),
-        ("mode", "yolo", "'yolo' is not one of ['live', 'paper']"),
-        ("symbols", '["eur"]', "does not match"),
+        ("max_lot_size", "-2", "must be more than 0"),
+        ("max_lot_size", "lots", "&quot;lots&quot; is not a number"),
+        ("max_open_trades", "2.5", "must be a whole number"),
+        ("mode", "yolo", "must be one of &quot;live&quot;, &quot;paper&quot;"),
+        ("symbols", '["eur"]', "must match the pattern"),
     ],
 )
 def test_an_invalid_value_is_refused_inline_and_nothing_is_saved(operator_client, config, path, value, message):

@@ -34,7 +34,7 @@ def test_an_invalid_document_is_refused_naming_the_dot_path_and_nothing_changes(
     with pytest.raises(documents.InvalidDocument) as refused:
         save("global", document, 1)
     assert [(p.path, p.message) for p in refused.value.problems] == [
-        ("risk_tiers.5000.per_trade_cap", "-5 is less than or equal to the minimum of 0")
+        ("risk_tiers.5000.per_trade_cap", "must be more than 0")
     ]
     assert (settings.CONFIG_DIR / "config.json").read_text() == before
     assert current("global").version == 1

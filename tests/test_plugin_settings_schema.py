@@ -43,9 +43,9 @@ def test_a_plugins_own_settings_are_validated_everywhere(own_schema, operator_cl
         via="test",
     )
     assert saved.document["grid_spacing_pips"] == 12
-    with pytest.raises(documents.InvalidDocument, match="maximum of 100"):
+    with pytest.raises(documents.InvalidDocument, match="must be at most 100"):
         service.set_value("combined_v3", "grid_spacing_pips", 500, base_version=saved.version, author="t", via="t")
-    with pytest.raises(documents.InvalidDocument, match="Additional properties"):
+    with pytest.raises(documents.InvalidDocument, match="unknown setting"):
         service.set_value("combined_v3", "no_such_setting", 1, base_version=saved.version, author="t", via="t")
     with pytest.raises(documents.InvalidDocument, match="max_lot_size"):  # the built-in rules still hold
         service.set_value("combined_v3", "max_lot_size", -1, base_version=saved.version, author="t", via="t")
@@ -77,5 +77,5 @@ def test_a_broken_own_schema_refuses_saves_with_the_reason_and_the_page_still_sh
 
 
 def test_without_its_own_schema_a_plugins_settings_stay_closed(config):
-    with pytest.raises(documents.InvalidDocument, match="Additional properties"):
+    with pytest.raises(documents.InvalidDocument, match="unknown setting"):
         service.set_value("combined_v3", "grid_spacing_pips", 12, base_version=1, author="t", via="t")
