@@ -193,3 +193,28 @@ def test_one_plugin_store_shared_by_eight_threads_writes_every_trade(config):
         )
     sync.run_sync(trigger="command")
     assert AggregatedTrade.objects.filter(plugin_id="combined_v3", status="CLOSED").count() == 200
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_an_alert_shows_its_count_and_link_and_a_snooze_takes_it_out_of_the_open_list_for_a_while(
+    operator_client, config
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from zepix_admin.core.alerts import open_alerts, raise_alert
+    from zepix_admin.core.models import AuditEntry
+
+    raise_alert("sync", "combined_v3", "Sync failed")
+    alert = raise_alert("sync", "combined_v3", "Sync failed again")
+    page = operator_client.get("/alerts/").content.decode()
+    assert '<td class="num">2</td>' in page and '<a href="/sync/">combined_v3</a>' in page
+    assert 'class="badge WARNING"' in page
+    assert operator_client.post(f"/alerts/{alert.pk}/snooze", {"for": "forever"}).status_code == 400
+    assert operator_client.post(f"/alerts/{alert.pk}/snooze", {"for": "4h"}).status_code == 302
+    assert not open_alerts().exists()
+    assert 'id="snoozed-alerts"' in operator_client.get("/alerts/").content.decode()
+    assert AuditEntry.objects.filter(action="alert.snooze").exists()
+    type(alert).objects.filter(pk=alert.pk).update(snoozed_until=timezone.now() - timedelta(minutes=1))
+    assert list(open_alerts()) == [alert]  # back once the snooze is over

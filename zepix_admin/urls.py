@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("alerts/", views.alert_list, name="alerts"),
     *either_slash("alerts/<int:alert_id>/acknowledge", views.acknowledge_alert, "alert-acknowledge"),
+    *either_slash("alerts/<int:alert_id>/snooze", views.snooze_alert, "alert-snooze"),
     path("audit/", views.audit_log, name="audit"),
     path("", include("config_app.urls")),
     path("", include("sync_app.urls")),

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from zepix_admin.core import alerts, audit
 from zepix_admin.core.access import OPERATOR, actor_name, role_required
-from zepix_admin.core.errors import error_response
+from zepix_admin.core.errors import Invalid, error_response
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 from zepix_admin.core.models import Alert, AuditEntry
 from zepix_admin.health import collect, failing_components
@@ -38,9 +38,23 @@ def alert_list(request: AuthenticatedHttpRequest):
         "alerts.html",
         {
             "open": alerts.open_alerts(),
+            "snoozed": alerts.snoozed_alerts(),
+            "snooze_choices": list(alerts.SNOOZE_CHOICES),
             "acknowledged": Alert.objects.filter(acknowledged_at__isnull=False)[:50],
         },
     )
+
+
+@require_POST
+@role_required(OPERATOR)
+def snooze_alert(request: AuthenticatedHttpRequest, alert_id: int):
+    alert = get_object_or_404(Alert, pk=alert_id)
+    hours = alerts.SNOOZE_CHOICES.get(request.POST.get("for", ""))
+    if hours is None:
+        raise Invalid(f"Snooze for one of {', '.join(alerts.SNOOZE_CHOICES)}.")
+    alerts.snooze(alert, hours)
+    audit.record_request(request, "alert.snooze", f"{alert.source}/{alert.subject}", alert=alert.pk, hours=hours)
+    return redirect("alerts")
 
 
 @require_POST

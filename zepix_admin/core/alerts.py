@@ -14,6 +14,7 @@ import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -136,5 +137,17 @@ def unresolved():
 
 
 def open_alerts():
-    """What needs someone: unresolved and not yet acknowledged."""
-    return unresolved().filter(acknowledged_at__isnull=True)
+    """What needs someone: unresolved, not yet acknowledged, not snoozed."""
+    return unresolved().filter(acknowledged_at__isnull=True).exclude(snoozed_until__gt=timezone.now())
+
+
+def snoozed_alerts():
+    return unresolved().filter(acknowledged_at__isnull=True, snoozed_until__gt=timezone.now())
+
+
+SNOOZE_CHOICES = {"1h": 1, "4h": 4, "24h": 24}  # hours
+
+
+def snooze(alert: Alert, hours: int) -> None:
+    alert.snoozed_until = timezone.now() + timedelta(hours=hours)
+    alert.save(update_fields=["snoozed_until"])

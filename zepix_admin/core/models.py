@@ -38,6 +38,7 @@ class Alert(models.Model):
     message = models.TextField()
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.CharField(max_length=150, blank=True, default="")
+    snoozed_until = models.DateTimeField(null=True, blank=True, help_text="Out of the open list until then")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -46,6 +47,15 @@ class Alert(models.Model):
 
     def __str__(self):
         return f"[{self.level}] {self.source}/{self.subject}: {self.message[:60]}"
+
+    @property
+    def page(self) -> str:
+        """The page of what failed."""
+        if self.source == "config":
+            return f"/config/{self.subject}/" if self.subject else "/config/"
+        return {"sync": "/sync/", "worker": "/sync/", "backup": "/backups/", "restore": "/backups/"}.get(
+            self.source, "/healthz"
+        )
 
 
 class ApiToken(models.Model):
