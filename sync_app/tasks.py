@@ -136,17 +136,31 @@ def prune_config_history_task():
     config_service.prune_history()
 
 
-MANUAL_BACKUP = "manual_backup"
+MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
+
+
+def manual_pending(name: str) -> bool:
+    """Whether a job asked for by hand is queued or running (a marker older than
+    MANUAL_BACKUP_STALE was left by a worker that died, and counts for nothing)."""
+    return JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_BACKUP_STALE).exists()
+
+
+def _request_manual(name: str, task, *args) -> bool:
+    """Queue a job asked for by hand unless one is still queued or running (ten clicks once
+    made thirty backups, three clicks three syncs). Returns whether one was queued."""
+    if manual_pending(name):
+        return False
+    JobState.objects.update_or_create(name=name, defaults={"last_started_at": timezone.now()})
+    task(*args)
+    return True
 
 
 def request_manual_backup() -> bool:
-    """Queue a backup of every database unless one asked for by hand is still queued or
-    running (ten clicks once made thirty backups). Returns whether one was queued."""
-    if JobState.objects.filter(name=MANUAL_BACKUP, last_started_at__gt=timezone.now() - MANUAL_BACKUP_STALE).exists():
-        return False
-    JobState.objects.update_or_create(name=MANUAL_BACKUP, defaults={"last_started_at": timezone.now()})
-    manual_backup_task()
-    return True
+    return _request_manual(MANUAL_BACKUP, manual_backup_task)
+
+
+def request_manual_sync(actor: str, plugin_id: str | None) -> bool:
+    return _request_manual(MANUAL_SYNC, manual_sync_task, actor, plugin_id)
 
 
 @db_task()
@@ -155,6 +169,14 @@ def manual_backup_task():
         backup_task.call_local()
     finally:
         JobState.objects.filter(name=MANUAL_BACKUP).delete()
+
+
+@db_task()
+def manual_sync_task(actor: str, plugin_id: str | None):
+    try:
+        sync_task.call_local("manual", actor, plugin_id)
+    finally:
+        JobState.objects.filter(name=MANUAL_SYNC).delete()
 
 
 JOB_TASKS = {  # job name: () -> (task, its arguments)

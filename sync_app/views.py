@@ -28,7 +28,15 @@ def sync_health_with_databases() -> dict:
 
 
 def sync_state_context(notice: str = "") -> dict:
-    return {"health": sync_health_with_databases(), "runs": SyncRun.objects.all()[:20], "notice": notice}
+    runs = list(SyncRun.objects.all()[:20])
+    running = any(run.status == SyncRun.Status.RUNNING for run in runs[:3])
+    queued = tasks.manual_pending(tasks.MANUAL_SYNC)
+    return {
+        "health": sync_health_with_databases(),
+        "runs": runs,
+        "notice": notice,
+        "sync_busy": "Sync running…" if running else "Sync queued…" if queued else "",
+    }
 
 
 @require_GET
@@ -43,8 +51,10 @@ def run_sync_now(request: AuthenticatedHttpRequest):
     if plugin_id:
         plugins.check_declared(plugin_id)
     audit.record_request(request, "sync.run", plugin_id or "all plugins")
-    tasks.sync_task("manual", actor_name(request.user), plugin_id)
-    notice = worker.queued_message("Sync")
+    if tasks.request_manual_sync(actor_name(request.user), plugin_id):
+        notice = worker.queued_message("Sync")
+    else:
+        notice = "A sync asked for by hand is already queued or running; this request joins it."
     if request.htmx:
         return sync_page_state(request, notice)
     messages.info(request, notice)

@@ -142,3 +142,21 @@ def test_static_files_are_served_with_hashed_compressed_names_in_production(sett
     names = {p.name for p in tmp_path.rglob("*")}
     assert any(re.fullmatch(r"zepix\.[0-9a-f]{12}\.css\.gz", n) for n in names)
     assert any(re.fullmatch(r"htmx-2\.min\.[0-9a-f]{12}\.js", n) for n in names)
+
+
+def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(operator_client, config):
+    from django.utils import timezone
+
+    from sync_app.models import JobState, SyncRun
+    from sync_app.tasks import MANUAL_SYNC
+
+    JobState.objects.create(name=MANUAL_SYNC, last_started_at=timezone.now())  # one queued, not yet run
+    page = operator_client.get("/sync/").content.decode()
+    assert 'id="run-sync" disabled>Sync queued…' in page
+    joined = operator_client.post("/sync/run", HTTP_HX_REQUEST="true").content.decode()
+    assert "already queued or running; this request joins it" in joined
+    assert not SyncRun.objects.exists()
+    JobState.objects.all().delete()
+    operator_client.post("/sync/run", HTTP_HX_REQUEST="true")  # the test settings run tasks at once
+    assert SyncRun.objects.count() == 1 and not JobState.objects.filter(name=MANUAL_SYNC).exists()
+    assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
