@@ -142,3 +142,28 @@ def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_
         with closing(sqlite3.connect(path)) as connection:
             connection.execute("ALTER TABLE trades_gone RENAME TO trades")
     expect(page.locator("#card-price_action_v6 [data-testid=state]")).to_have_text("enabled", timeout=10_000)
+
+
+SMALL_SCREEN_PAGES = ["/", "/trades/", "/sync/", "/backups/", "/config/", "/config/combined_v3/", "/alerts/", "/audit/"]
+
+
+def test_at_390_pixels_every_page_fits_and_the_whole_navigation_is_reachable(page, live_server, operator, trading):
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server, operator.username)
+    for path in SMALL_SCREEN_PAGES:
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        for name in ("Config", "Alerts", "Audit", "Admin"):
+            box = page.locator("nav.top").get_by_role("link", name=name, exact=True).bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, (path, name)
+        logout = page.locator("nav.top").get_by_role("button", name="Log out").bounding_box()
+        assert logout is not None and logout["x"] + logout["width"] <= 390, path
+
+
+def test_the_dashboard_follows_a_dark_system_theme(page, live_server, operator, trading):
+    page.emulate_media(color_scheme="dark")
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
+    page.emulate_media(color_scheme="light")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
