@@ -160,3 +160,25 @@ def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(op
     operator_client.post("/sync/run", HTTP_HX_REQUEST="true")  # the test settings run tasks at once
     assert SyncRun.objects.count() == 1 and not JobState.objects.filter(name=MANUAL_SYNC).exists()
     assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
+
+
+def test_numbers_read_as_an_operator_expects_money_with_its_currency_and_prices_to_their_digits(
+    operator_client, config
+):
+    from plugins_app import plugins
+    from plugins_app.store import PluginStore
+    from sync_app.sync import run_sync
+    from tests.helpers import closed_trade
+    from zepix_admin.core.templatetags.zepix_format import count, money, price
+
+    assert (money(1234.5), money(-12), money(None), count(12345)) == ("$1,234.50", "−$12.00", "", "12,345")
+    assert (price(1.0853, "EURUSD"), price(151.2, "USDJPY"), price(2350.1, "XAUUSD")) == (
+        "1.08530",
+        "151.200",
+        "2,350.10",
+    )
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trade(**closed_trade(77, 1234.5, symbol="USDJPY", entry_price=151.2))
+    run_sync(trigger="command")
+    page = operator_client.get("/trades/").content.decode()
+    assert "$1,234.50" in page and "151.200" in page
