@@ -167,3 +167,14 @@ def test_the_dashboard_follows_a_dark_system_theme(page, live_server, operator, 
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
     page.emulate_media(color_scheme="light")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+
+
+def test_a_live_fragment_that_cannot_refresh_says_it_is_stale_and_recovers(page, live_server, operator, trading):
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/")
+    expect(page.locator("#overview")).to_be_visible()
+    page.route("**/?fragment=cards", lambda route: route.fulfill(status=500, body="down"))
+    expect(page.locator("#overview .stale-marker")).to_contain_text("Not updated since", timeout=10_000)
+    expect(page.locator("#total-open")).to_be_visible()  # the last numbers stay
+    page.unroute("**/?fragment=cards")
+    expect(page.locator("#overview .stale-marker")).to_have_count(0, timeout=10_000)
