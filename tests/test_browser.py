@@ -95,6 +95,8 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     lot.press("Tab")
     expect(page.locator("#row-max-lot-size")).to_contain_text("Saved as version 2")
     assert service.active_document("combined_v3")["max_lot_size"] == 0.35
+    expect(page.locator("#version-header")).to_contain_text("Version 2 by otto_operator")  # the header follows
+    expect(page.locator("#version-header")).to_contain_text("max_lot_size 1.0 → 0.35")
 
     lot = page.get_by_label("max_lot_size", exact=True)
     lot.fill("-4")
@@ -116,9 +118,22 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     assert watcher.evaluate("window.stillTheSamePage") is True
     watcher_context.close()
 
+    lot = page.get_by_label("max_lot_size", exact=True)  # Enter saves through HTMX, once
+    lot.fill("0.4")
+    lot.press("Enter")
+    expect(page.locator("#row-max-lot-size")).to_contain_text("Saved as version 4")
+    assert "?" not in page.url and page.evaluate("window.stillTheSamePage") is True
+    assert service.current("combined_v3").version == 4
+    page.wait_for_timeout(500)
+    assert service.current("combined_v3").version == 4  # no second save racing the first
+
+    page.reload()
+    page.get_by_label("enabled", exact=True).click()
+    page.get_by_role("button", name="Confirm and save").click()
+    expect(page.locator("#row-enabled")).to_contain_text("Saved as version 5")
     page.locator("#row-enabled").get_by_role("button", name="Undo").click()
-    expect(page.locator("#live-notice")).to_contain_text("Version 3 undone")
-    assert service.active_document("combined_v3")["enabled"] is True and service.current("combined_v3").version == 4
+    expect(page.locator("#live-notice")).to_contain_text("Version 5 undone")
+    assert service.active_document("combined_v3")["enabled"] is False and service.current("combined_v3").version == 6
 
 
 def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_updating(
