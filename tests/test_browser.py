@@ -193,3 +193,32 @@ def test_a_live_fragment_that_cannot_refresh_says_it_is_stale_and_recovers(page,
     expect(page.locator("#total-open")).to_be_visible()  # the last numbers stay
     page.unroute("**/?fragment=cards")
     expect(page.locator("#overview .stale-marker")).to_have_count(0, timeout=10_000)
+
+
+def test_a_save_by_someone_else_never_wipes_the_field_being_edited(
+    page, browser, live_server, operator, make_user, trading
+):
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/config/combined_v3/")
+    other_context = browser.new_context()
+    other = other_context.new_page()
+    log_in(other, live_server, make_user("olga_operator", "operator").username)
+    other.goto(f"{live_server.url}/config/combined_v3/")
+
+    risk = page.get_by_label("risk_per_trade_pct", exact=True)
+    risk.fill("1.5")  # typed, not saved yet: the field keeps focus
+    lot = other.get_by_label("max_lot_size", exact=True)
+    lot.fill("0.35")
+    lot.press("Tab")
+    expect(page.get_by_label("max_lot_size", exact=True)).to_have_value("0.35")  # the other rows update
+    assert risk.input_value() == "1.5"
+
+    other_risk = other.get_by_label("risk_per_trade_pct", exact=True)
+    other_risk.fill("0.8")
+    other_risk.press("Tab")
+    expect(page.locator("#row-risk-per-trade-pct")).to_contain_text("Changed by olga_operator to 0.8 meanwhile")
+    assert page.get_by_label("risk_per_trade_pct", exact=True).input_value() == "1.5"
+    page.get_by_label("risk_per_trade_pct", exact=True).press("Enter")
+    expect(page.locator("#row-risk-per-trade-pct")).to_contain_text("Saved as version 4")
+    assert service.active_document("combined_v3")["risk_per_trade_pct"] == 1.5
+    other_context.close()
