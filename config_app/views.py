@@ -75,7 +75,13 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
         context["attempted"] = raw
         return render(request, "config/scope.html#row", context)
     except service.ConfigConflict as conflict:
-        context["conflict"] = conflict
+        # The operator's value stays in the field; the current one is shown, with a way to
+        # apply theirs on top of it.
+        current = next(
+            (r for r in rows_for(documents.schema_for(scope), service.document_of(conflict.current)) if r.path == path),
+            None,
+        )
+        context.update(conflict=conflict, attempted=raw, current_value=json.dumps(current.value if current else None))
         return render(request, "config/scope.html#row", context)
     context.update(
         row=next(r for r in rows_for(documents.schema_for(scope), service.document_of(saved)) if r.path == path),

@@ -73,6 +73,12 @@ def test_a_stale_edit_shows_the_conflict_inline(operator_client, config):
     body = save_row(operator_client, "enabled", "false", base_version=1).content.decode()
     assert "Not saved:" in body and "it is now version 2 by test" in body and "max_lot_size" in body
     assert service.active_document("combined_v3")["enabled"] is True
+    stale = save_row(operator_client, "max_lot_size", "0.45", base_version=1).content.decode()
+    assert 'name="value" value="0.45"' in stale  # the operator's value stays in the field
+    assert "Current value: <code>0.7</code>" in stale and "Apply mine on top" in stale
+    assert '<input type="hidden" name="base_version" value="2">' in stale
+    assert "Saved as version 3" in save_row(operator_client, "max_lot_size", "0.45", base_version=2).content.decode()
+    assert service.active_document("combined_v3")["max_lot_size"] == 0.45
 
 
 def test_a_setting_that_does_not_exist_is_refused(operator_client, config):
