@@ -38,3 +38,29 @@ def due_jobs(now: datetime | None = None) -> list[str]:
     for job in due:
         JobState.objects.update_or_create(name=job, defaults={"last_started_at": now})
     return due
+
+
+# A tick runs every minute and staggers a tick's jobs 20 s apart: a job is late once it has
+# been due this long without starting (as healthchecks.io marks a check late after its grace).
+LATE_AFTER = timedelta(minutes=3)
+
+
+def schedule_status(now: datetime | None = None) -> list[dict]:
+    """Each scheduled job: its interval, when it last started, when it is next due, and whether
+    it is late (the worker down, or a job that keeps failing to start)."""
+    now = now or timezone.now()
+    last = dict(JobState.objects.filter(name__in=JOBS).values_list("name", "last_started_at"))
+    status = []
+    for job, every in intervals().items():
+        started = last.get(job)
+        due = started + every if started else None
+        status.append(
+            {
+                "job": job,
+                "every_minutes": int(every.total_seconds() // 60),
+                "last_started_at": started,
+                "next_due_at": due,
+                "late": due is not None and now - due > LATE_AFTER,
+            }
+        )
+    return status

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from plugins_app import plugins, registry
 from plugins_app.plugin_apps import models_for
-from sync_app import sync, tasks, trade_search
+from sync_app import scheduler, sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
 from sync_app.models import Backup, SyncRun
 from zepix_admin.core import audit, worker
@@ -36,6 +36,7 @@ def sync_state_context(notice: str = "") -> dict:
         "runs": runs,
         "notice": notice,
         "sync_busy": "Sync running…" if running else "Sync queued…" if queued else "",
+        "schedules": scheduler.schedule_status(),
     }
 
 

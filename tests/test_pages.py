@@ -182,3 +182,20 @@ def test_numbers_read_as_an_operator_expects_money_with_its_currency_and_prices_
     run_sync(trigger="command")
     page = operator_client.get("/trades/").content.decode()
     assert "$1,234.50" in page and "151.200" in page
+
+
+def test_the_sync_page_shows_each_schedule_with_its_last_and_next_run_and_marks_a_late_one(operator_client, config):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sync_app.models import JobState
+
+    now = timezone.now()
+    JobState.objects.create(name="sync", last_started_at=now - timedelta(minutes=10))  # every 5 min: late
+    JobState.objects.create(name="trading_backup", last_started_at=now - timedelta(minutes=5))  # hourly
+    page = operator_client.get("/sync/?fragment=state", HTTP_HX_REQUEST="true").content.decode()
+    rows = {row.split("</td>")[0]: row for row in page.split("<tr><td>")[1:] if "schedules" in page}
+    assert 'badge bad">late' in rows["sync"]
+    assert 'badge ok">on time' in rows["trading_backup"]
+    assert "at the next tick" in rows["central_backup"]
