@@ -128,7 +128,8 @@ def test_with_the_worker_down_pages_say_so_and_actions_say_they_wait_for_it(oper
     assert "Worker down (since" in operator_client.get("/sync/").content.decode()
     assert "Worker down (since" in operator_client.get("/backups/").content.decode()
     answer = operator_client.post("/sync/run", headers={"HX-Request": "true"}).content.decode()
-    assert "Sync queued, but the worker is down (since" in answer and "started" not in answer
+    notice = answer.split('id="sync-notice">', 1)[1].split("</p>", 1)[0]
+    assert "Sync queued, but the worker is down (since" in notice and "started" not in notice
     answer = operator_client.post("/backups/start", follow=True).content.decode()
     assert "Backup of every database queued, but the worker is down (since" in answer
     worker.beat()
