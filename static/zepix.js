@@ -15,6 +15,9 @@ function markStale(event) {
   if (!element || !element.id || !(element.getAttribute("hx-trigger") || "").startsWith("every")) {
     return;
   }
+  if (element.closest("nav")) {
+    return;  // the navigation's badge stays as it is
+  }
   if (event.type === "htmx:afterRequest" && event.detail.successful) {
     lastGood[element.id] = new Date();
     return;

@@ -222,3 +222,13 @@ def test_a_save_by_someone_else_never_wipes_the_field_being_edited(
     expect(page.locator("#row-risk-per-trade-pct")).to_contain_text("Saved as version 4")
     assert service.active_document("combined_v3")["risk_per_trade_pct"] == 1.5
     other_context.close()
+
+
+def test_the_alert_badge_in_the_navigation_is_live(page, live_server, operator, trading):
+    from zepix_admin.core.alerts import raise_alert
+
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/config/")
+    expect(page.locator("#alert-badge")).to_have_text("")
+    raise_alert("sync", "combined_v3", "Sync failed", level="CRITICAL")
+    expect(page.locator("#alert-badge")).to_have_text("1", timeout=15_000)

@@ -33,6 +33,8 @@ def healthz(request):
 
 @require_GET
 def alert_list(request: AuthenticatedHttpRequest):
+    if request.htmx and request.GET.get("fragment") == "badge":  # the navigation's live badge
+        return render(request, "partials/alert_badge.html")
     return render(
         request,
         "alerts.html",
