@@ -217,20 +217,29 @@ def seed_problems(connection: sqlite3.Connection) -> list[str]:
 
 def create(connection: sqlite3.Connection) -> None:
     """A new plugin database: the seed's tables, then ours. Runs inside the caller's transaction."""
-    for statement in SEED_DDL.split(";"):
-        if statement.strip():
-            connection.execute(statement)
+    _create_seed_tables(connection)
     upgrade(connection)
 
 
-def upgrade(connection: sqlite3.Connection) -> None:
-    """The seed's shape brought up to ours, in place and idempotently: columns added (existing
-    rows numbered in table order), indexes, triggers, the signals table. Every row is kept."""
+def _create_seed_tables(connection: sqlite3.Connection) -> None:
+    for statement in SEED_DDL.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+def _add_columns(connection: sqlite3.Connection) -> None:
+    """The console's columns on the seed's tables, those not there yet."""
     for table, added in ADDED_COLUMNS.items():
         present = set(columns(connection, table))
         for definition in added:
             if definition.split()[0] not in present:
                 connection.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+
+
+def upgrade(connection: sqlite3.Connection) -> None:
+    """The seed's shape brought up to ours, in place and idempotently: columns added (existing
+    rows numbered in table order), indexes, triggers, the signals table. Every row is kept."""
+    _add_columns(connection)
     for table in NUMBERED_TABLES:
         # Rows there before the triggers: numbered in table order (a rowid is unique and rises).
         connection.execute(f"UPDATE {table} SET change_seq = rowid WHERE change_seq = 0")
@@ -283,14 +292,9 @@ def convert_first_shape(connection: sqlite3.Connection) -> None:
         connection.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
     for name in [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]:
         connection.execute(f"DROP TRIGGER {name}")
-    for statement in SEED_DDL.split(";"):
-        if statement.strip():
-            connection.execute(statement)
-    for table in ADDED_COLUMNS:
-        for definition in ADDED_COLUMNS[table]:
-            connection.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
-    for table in ("trades", "profit_chains", "chain_levels", "daily_stats", "plugin_info"):
-        target, source = FIRST_SHAPE_COPIES[table]
+    _create_seed_tables(connection)
+    _add_columns(connection)  # before the copy: the trades' change numbers and times come along
+    for table, (target, source) in FIRST_SHAPE_COPIES.items():
         connection.execute(f"INSERT INTO {table} ({target}) SELECT {source} FROM old_{table} AS old")
     for table in reversed(SEED_TABLES):
         connection.execute(f"DROP TABLE old_{table}")

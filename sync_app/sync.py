@@ -20,6 +20,7 @@ from django.utils import timezone
 from config_app.service import current as current_version
 from config_app.service import document_of, global_settings
 from plugins_app import plugins
+from plugins_app.schema import SEED_COLUMNS
 from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
 from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
@@ -91,56 +92,17 @@ def _same(*names: str) -> tuple[tuple[str, str], ...]:
     return tuple((name, name) for name in names)
 
 
-# Everything else the sync copies: chains and their levels, daily stats, plugin info.
+# Everything else the sync copies: chains and their levels, daily stats, plugin info. Their
+# columns are the bot's (plugins_app.schema.SEED_COLUMNS, defined once), plus what we add.
 OTHER_TABLES = {
-    "profit_chains": CopiedTable(
-        "aggregated_chains",
-        1,
-        _same(
-            "chain_id",
-            "base_trade_id",
-            "created_at",
-            "status",
-            "current_level",
-            "max_levels",
-            "total_profit_booked",
-            "updated_at",
-        ),
-    ),
+    "profit_chains": CopiedTable("aggregated_chains", 1, _same(*SEED_COLUMNS["profit_chains"], "updated_at")),
+    # The level's own id is its key beside the plugin's: it is level_id centrally.
     "chain_levels": CopiedTable(
-        "aggregated_chain_levels",
-        1,
-        (("level_id", "id"),)
-        + _same(
-            "chain_id",
-            "level_number",
-            "target_pips",
-            "volume_to_close",
-            "executed_at",
-            "profit_pips",
-            "profit_dollars",
-        ),
+        "aggregated_chain_levels", 1, (("level_id", "id"), *_same(*SEED_COLUMNS["chain_levels"][1:]))
     ),
-    "daily_stats": CopiedTable(
-        "aggregated_daily_stats",
-        1,
-        _same(
-            "date",
-            "total_trades",
-            "winning_trades",
-            "losing_trades",
-            "breakeven_trades",
-            "total_profit_pips",
-            "total_profit_dollars",
-            "max_drawdown",
-            "largest_win",
-            "largest_loss",
-        ),
-    ),
+    "daily_stats": CopiedTable("aggregated_daily_stats", 1, _same(*SEED_COLUMNS["daily_stats"])),
     # One row per plugin, whatever id the bot wrote in it: the central row is the declared plugin's.
-    "plugin_info": CopiedTable(
-        "aggregated_plugin_info", 0, _same("version", "last_started", "total_runtime_hours", "last_heartbeat")
-    ),
+    "plugin_info": CopiedTable("aggregated_plugin_info", 0, _same(*SEED_COLUMNS["plugin_info"][1:], "last_heartbeat")),
 }
 
 

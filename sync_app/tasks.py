@@ -33,7 +33,7 @@ from zepix_admin.core.files import file_lock
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20
-MANUAL_BACKUP_STALE = timedelta(hours=2)  # a request older than this was lost with its worker
+MANUAL_JOB_STALE = timedelta(hours=2)  # a request older than this was lost with its worker
 CONSUMER_NICENESS = 10
 
 
@@ -141,8 +141,8 @@ MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
 
 def manual_pending(name: str) -> bool:
     """Whether a job asked for by hand is queued or running (a marker older than
-    MANUAL_BACKUP_STALE was left by a worker that died, and counts for nothing)."""
-    return JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_BACKUP_STALE).exists()
+    MANUAL_JOB_STALE was left by a worker that died, and counts for nothing)."""
+    return JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_JOB_STALE).exists()
 
 
 def _request_manual(name: str, task, *args) -> bool:

@@ -176,7 +176,6 @@ class IdleSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        from django.conf import settings
         from django.contrib.auth import logout
 
         if request.user.is_authenticated and not getattr(request, "authenticated_by_token", False):
