@@ -62,6 +62,24 @@ def load(port, path, cookie, clients, seconds):
     return results
 
 
+def trade_pages(total: int) -> list[tuple[str, str]]:
+    """/trades/ at its first, a middle and its last page (keyset links), and two filtered sorts."""
+    from urllib.parse import urlencode
+
+    from sync_app import trade_search
+    from sync_app.models import AggregatedTrade
+
+    newest = trade_search.SORTS["newest"]
+    middle = trade_search._ordered(AggregatedTrade.objects.all(), newest)[total // 2]
+    return [
+        ("first page", "/trades/"),
+        ("a middle page", "/trades/?" + urlencode({"after": trade_search._cursor(middle, newest)})),
+        ("last page", "/trades/?page=last"),
+        ("one plugin by profit", "/trades/?plugin=load_p1&sort=profit"),
+        ("closed EUR* by ticket", "/trades/?status=CLOSED&symbol=EUR&sort=ticket_desc"),
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--plugins", type=int, default=5)
@@ -126,6 +144,8 @@ def main():
         login = sequential(port, "/login/", "", 60)
         print(f"\nOverview ({args.plugins} plugins x {args.trades:,} trades), one client:  {_django.summary(overview)}")
         print(f"Baseline, /login/ (a page without data), one client: {_django.summary(login)}")
+        for label, path in trade_pages(args.plugins * args.trades):
+            print(f"Trades page, {label}: {_django.summary(sequential(port, path, cookie, 40))}")
 
         stop = threading.Event()
 

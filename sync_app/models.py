@@ -1,6 +1,7 @@
 """What the sync and backup jobs keep in the central database."""
 
 from django.db import models
+from django.db.models.functions import Coalesce
 
 
 class AggregatedTrade(models.Model):
@@ -37,6 +38,9 @@ class AggregatedTrade(models.Model):
             models.Index(fields=["entry_time"], name="agg_entry_idx"),
             models.Index(fields=["symbol", "entry_time"], name="agg_symbol_entry_idx"),
             models.Index(fields=["plugin_id", "entry_time"], name="agg_plugin_entry_idx"),
+            # the trade search's other sorts, keyset-paged (the id is the tie-breaker)
+            models.Index(fields=["mt5_ticket", "id"], name="agg_ticket_idx"),
+            models.Index(Coalesce("profit_dollars", 0), "id", name="agg_profit_idx"),
         ]
 
     def __str__(self):
@@ -61,6 +65,32 @@ class CrossPluginStats(models.Model):
 
     def __str__(self):
         return f"{self.date} {self.plugin_id}: {self.trades_count} trades, {self.profit}"
+
+
+class TradeTotals(models.Model):
+    """How many trades and how much profit, per plugin, entry day (UTC), symbol, direction and status:
+    kept by the sync with the same deltas as cross_plugin_stats, so the trade search's totals of any
+    filtered set are an exact sum over a few thousand rows instead of a scan of every trade."""
+
+    plugin_id = models.CharField(max_length=40)
+    day = models.DateField(help_text="Entry day (UTC)")
+    symbol = models.CharField(max_length=20)
+    direction = models.CharField(max_length=4)
+    status = models.CharField(max_length=8)
+    trades_count = models.PositiveIntegerField(default=0)
+    profit = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+
+    class Meta:
+        db_table = "trade_totals"
+        verbose_name_plural = "trade totals"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plugin_id", "day", "symbol", "direction", "status"], name="trade_totals_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.plugin_id} {self.symbol} {self.direction} {self.status}: {self.trades_count}"
 
 
 class SystemMetrics(models.Model):

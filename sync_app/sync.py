@@ -23,7 +23,7 @@ from plugins_app import plugins
 from plugins_app.schema import SEED_COLUMNS
 from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
-from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
+from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics, TradeTotals
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file
 from zepix_admin.core.errors import Conflict
@@ -311,7 +311,8 @@ def _start_over(central, plugin_id: str) -> int:
         "DELETE FROM aggregated_trades WHERE plugin_id = ? AND mt5_ticket NOT IN (SELECT mt5_ticket FROM src.trades)",
         (plugin_id,),
     ).rowcount
-    central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = ?", (plugin_id,))
+    for rollup in ROLLUPS:
+        central.execute(f"DELETE FROM {rollup.table} WHERE plugin_id = ?", (plugin_id,))
     for spec in OTHER_TABLES.values():  # small tables: copied again whole
         central.execute(f"DELETE FROM {spec.central} WHERE plugin_id = ?", (plugin_id,))
     return removed
@@ -341,57 +342,102 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
         "WHERE a.plugin_id = :plugin_id AND a.mt5_ticket = s.mt5_ticket)",
         params,
     ).fetchone()[0]
-    # cross_plugin_stats moves by deltas: take out what the changed trades counted before,
-    # put in what they count now. The cost follows the changed rows, not the days they touch.
+    # The rollups move by deltas: take out what the changed trades counted before, put in
+    # what they count now. The cost follows the changed rows, not the groups they touch.
     if updated:
-        if not stats_reset:  # after a replaced file the plugin's stats are rebuilt whole instead
-            # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
-            # never the other way round over the plugin's whole history.
-            _take_from_stats(
-                central,
-                params,
-                source=(
-                    "FROM src.trades s CROSS JOIN aggregated_trades t "
-                    "WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
-                    "AND s.change_seq > :since AND s.change_seq <= :until"
-                ),
-            )
+        if not stats_reset:  # after a replaced file the plugin's rollups are rebuilt whole instead
+            for rollup in ROLLUPS:
+                # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
+                # never the other way round over the plugin's whole history.
+                rollup.take(
+                    central,
+                    params,
+                    source=(
+                        "FROM src.trades s CROSS JOIN aggregated_trades t "
+                        "WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
+                        "AND s.change_seq > :since AND s.change_seq <= :until"
+                    ),
+                )
         central.execute(FIX_INDEXED_SQL, params)
     changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
-    _add_to_stats(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
-    central.execute("DELETE FROM cross_plugin_stats WHERE plugin_id = :plugin_id AND trades_count = 0", params)
+    for rollup in ROLLUPS:
+        rollup.add(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
+        rollup.drop_empty(central, params)
     return Copied(changed - updated, updated)
 
 
-def _day_totals(source: str) -> str:
-    """Closed trades of `source` (aliased t) per exit day."""
-    return (
-        "SELECT substr(t.exit_time, 1, 10) AS day, COUNT(*) AS trades_count, SUM(t.profit_dollars > :even) AS wins, "
-        "SUM(t.profit_dollars < -:even) AS losses, COALESCE(SUM(t.profit_dollars), 0) AS profit "
+@dataclass(frozen=True)
+class Rollup:
+    """A central table of per-group totals of each plugin's trades (aliased t), moved by deltas."""
+
+    table: str
+    keys: tuple[tuple[str, str], ...]  # (column, expression over t)
+    sums: tuple[tuple[str, str], ...]  # (column, aggregate over the group)
+    only: str = ""  # which trades count
+    money: tuple[str, ...] = ("profit",)  # summed columns kept to the cent
+
+    def totals_sql(self, source: str) -> str:
+        columns = ", ".join(f"{expression} AS {column}" for column, expression in (*self.keys, *self.sums))
+        only = f" AND {self.only}" if self.only else ""
+        return f"SELECT {columns} {source}{only} GROUP BY {', '.join(str(n + 1) for n in range(len(self.keys)))}"
+
+    def add(self, central, params: dict, *, source: str) -> None:
+        keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
+        selected = ", ".join([*keys, *(f"ROUND({c}, 2)" if c in self.money else c for c in sums)])
+        updates = ", ".join(
+            f"{c} = ROUND({c} + excluded.{c}, 2)" if c in self.money else f"{c} = {c} + excluded.{c}" for c in sums
+        )
+        central.execute(
+            f"INSERT INTO {self.table} (plugin_id, {', '.join([*keys, *sums])}) "
+            f"SELECT :plugin_id, {selected} FROM ({self.totals_sql(source)}) WHERE true "
+            f"ON CONFLICT (plugin_id, {', '.join(keys)}) DO UPDATE SET {updates}",
+            params,
+        )
+
+    def take(self, central, params: dict, *, source: str) -> None:
+        # One indexed UPDATE per affected group: cheaper than UPDATE ... FROM, which scans the
+        # plugin's whole table for every group.
+        keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
+        updates = ", ".join(f"{c} = ROUND({c} - ?, 2)" if c in self.money else f"{c} = {c} - ?" for c in sums)
+        matching = " AND ".join(f"{column} = ?" for column in ["plugin_id", *keys])
+        central.executemany(
+            f"UPDATE {self.table} SET {updates} WHERE {matching}",
+            [
+                (*row[len(keys) :], params["plugin_id"], *row[: len(keys)])
+                for row in central.execute(self.totals_sql(source), params).fetchall()
+            ],
+        )
+
+    def drop_empty(self, central, params: dict) -> None:
+        central.execute(f"DELETE FROM {self.table} WHERE plugin_id = :plugin_id AND trades_count = 0", params)
+
+
+# What the closed trades made per exit day (the seed's cross_plugin_stats), and every trade
+# counted per entry day, symbol, direction and status (the trade search's exact totals).
+ROLLUPS = (
+    Rollup(
+        "cross_plugin_stats",
+        keys=(("date", "substr(t.exit_time, 1, 10)"),),
+        sums=(
+            ("trades_count", "COUNT(*)"),
+            ("wins", "SUM(t.profit_dollars > :even)"),
+            ("losses", "SUM(t.profit_dollars < -:even)"),
+            ("profit", "COALESCE(SUM(t.profit_dollars), 0)"),
+        ),
         # "+t.status": the status index would scan every closed trade; the change_seq range is the narrow one
-        f"{source} AND +t.status = 'CLOSED' GROUP BY 1"
-    )
-
-
-def _add_to_stats(central, params: dict, *, source: str) -> None:
-    central.execute(
-        "INSERT INTO cross_plugin_stats (date, plugin_id, trades_count, wins, losses, profit) "
-        f"SELECT day, :plugin_id, trades_count, wins, losses, ROUND(profit, 2) FROM ({_day_totals(source)}) WHERE true "
-        "ON CONFLICT (plugin_id, date) DO UPDATE SET trades_count = trades_count + excluded.trades_count, "
-        "wins = wins + excluded.wins, losses = losses + excluded.losses, profit = ROUND(profit + excluded.profit, 2)",
-        params,
-    )
-
-
-def _take_from_stats(central, params: dict, *, source: str) -> None:
-    # One indexed UPDATE per affected day: cheaper than UPDATE ... FROM, which scans the
-    # plugin's whole stats table for every day.
-    totals = central.execute(_day_totals(source), params).fetchall()
-    central.executemany(
-        "UPDATE cross_plugin_stats SET trades_count = trades_count - ?, wins = wins - ?, losses = losses - ?, "
-        "profit = ROUND(profit - ?, 2) WHERE plugin_id = ? AND date = ?",
-        [(trades, wins, losses, profit, params["plugin_id"], day) for day, trades, wins, losses, profit in totals],
-    )
+        only="+t.status = 'CLOSED'",
+    ),
+    Rollup(
+        "trade_totals",
+        keys=(
+            ("day", "substr(t.entry_time, 1, 10)"),
+            ("symbol", "t.symbol"),
+            ("direction", "t.direction"),
+            ("status", "t.status"),
+        ),
+        sums=(("trades_count", "COUNT(*)"), ("profit", "COALESCE(SUM(t.profit_dollars), 0)")),
+    ),
+)
 
 
 def take_metrics_snapshot() -> SystemMetrics:
@@ -402,8 +448,7 @@ def take_metrics_snapshot() -> SystemMetrics:
         total_open_trades=open_trades,
         total_daily_profit=CrossPluginStats.objects.filter(date=today).aggregate(total=Sum("profit"))["total"] or 0,
         active_plugins=",".join(enabled_plugins()),
-        # closed trades are counted in the stats already: no full count of aggregated_trades
-        total_trades=open_trades + (CrossPluginStats.objects.aggregate(closed=Sum("trades_count"))["closed"] or 0),
+        total_trades=TradeTotals.objects.aggregate(total=Sum("trades_count", default=0))["total"],
     )
 
 

@@ -1,20 +1,89 @@
-"""The trade search across all plugins, over the central aggregated_trades."""
+"""The trade search across all plugins, over the central aggregated_trades.
 
+Pages are keyset pages: each link carries the sort key of the row it continues from, so the
+page of the oldest trades costs what the page of the newest does (an index range, not an
+OFFSET over millions of rows). The totals of the filtered set come from trade_totals, which
+the sync keeps exact per plugin, entry day, symbol, direction and status.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.core import signing
+from django.db import connection
+from django.db.models import BooleanField, FloatField, Func, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from sync_app.models import AggregatedChain, AggregatedTrade
+from sync_app.models import AggregatedChain, AggregatedTrade, TradeTotals
+from zepix_admin.core.errors import Invalid
+
+PAGE_SIZE = 50
+FILTERS = ("plugin", "symbol", "status", "direction", "date_from", "date_to")
+
+# Written as the agg_profit_idx expression is, so that SQLite and PostgreSQL sort by that
+# index (a bound parameter in place of the 0 would not match it). Open trades sort as 0.
+PROFIT = RawSQL("COALESCE(aggregated_trades.profit_dollars, 0)", (), output_field=FloatField())
+
+
+@dataclass(frozen=True)
+class Sort:
+    label: str
+    keys: tuple[str, ...]  # the last is always the id, so that every row has its own place
+    descending: bool
+
 
 SORTS = {
-    "newest": ["-entry_time", "-id"],
-    "oldest": ["entry_time", "id"],
-    "profit": ["-profit_dollars", "-id"],
-    "loss": ["profit_dollars", "id"],
-    "ticket": ["mt5_ticket", "plugin_id"],
+    "newest": Sort("Newest first", ("entry_time", "id"), True),
+    "oldest": Sort("Oldest first", ("entry_time", "id"), False),
+    "profit": Sort("Biggest profit first", ("sort_profit", "id"), True),
+    "loss": Sort("Biggest loss first", ("sort_profit", "id"), False),
+    "ticket": Sort("Ticket, lowest first", ("mt5_ticket", "id"), False),
+    "ticket_desc": Sort("Ticket, highest first", ("mt5_ticket", "id"), True),
+    "symbol": Sort("Symbol A to Z", ("symbol", "entry_time", "id"), False),
+    "symbol_desc": Sort("Symbol Z to A", ("symbol", "entry_time", "id"), True),
 }
-FILTERS = ("plugin", "symbol", "status", "direction", "date_from", "date_to")
+# A column header's link: the first sort it offers, the second when that one is already chosen.
+COLUMN_SORTS = {
+    "ticket": ("ticket", "ticket_desc"),
+    "symbol": ("symbol", "symbol_desc"),
+    "entry": ("newest", "oldest"),
+    "profit": ("profit", "loss"),
+}
+
+
+def column_headers(sort_name: str) -> dict[str, dict]:
+    """Each sortable column: the sort its header links to, and how the page is sorted by it now
+    ("ascending", "descending" or "" for aria-sort)."""
+    headers = {}
+    for column, offered in COLUMN_SORTS.items():
+        state = ""
+        if sort_name in offered:
+            state = "descending" if SORTS[sort_name].descending else "ascending"
+        headers[column] = {"sort": offered[1] if sort_name == offered[0] else offered[0], "state": state}
+    return headers
+
+
+# How each sort key is read back from a page link.
+KEY_TYPES: dict[str, Callable[[str], object]] = {
+    "entry_time": datetime.fromisoformat,
+    "sort_profit": float,
+    "mt5_ticket": int,
+    "symbol": str,
+    "id": int,
+}
+CURSOR_SALT = "zepix.trade-search.page"
+
+
+@dataclass
+class Page:
+    trades: list
+    has_previous: bool
+    has_next: bool
+    first_cursor: str = ""
+    last_cursor: str = ""
 
 
 def chains_of(trades) -> dict[tuple[str, int | None], str]:
@@ -40,26 +109,130 @@ def _day(value: str) -> date | None:
         return None
 
 
-def search(params) -> tuple[QuerySet, dict, list[str]]:
-    """(queryset, the filters applied, problems with the request) from GET parameters.
-    Values are only ever compared, never trusted as SQL or paths."""
+def choices(params) -> tuple[dict, list[str]]:
+    """(the filters and sort asked for, problems with them) from GET parameters. Values are only
+    ever compared, never trusted as SQL or paths."""
     chosen = {name: params.get(name, "").strip() for name in FILTERS}
-    chosen["sort"] = params.get("sort", "newest") if params.get("sort") in SORTS else "newest"
+    chosen["symbol"] = chosen["symbol"].upper()
+    chosen["sort"] = params.get("sort") if params.get("sort") in SORTS else "newest"
     problems = []
+    for name in ("date_from", "date_to"):
+        if chosen[name] and _day(chosen[name]) is None:
+            problems.append(f"{name.replace('_', ' ')} must be a date like 2026-11-24")
+            chosen[name] = ""
+    return chosen, problems
+
+
+def search(params) -> tuple[QuerySet, dict, list[str]]:
+    """(the matching trades in the chosen order, the filters applied, problems with the request)."""
+    chosen, problems = choices(params)
     trades = AggregatedTrade.objects.all()
     if chosen["plugin"]:
-        trades = trades.filter(plugin_id=chosen["plugin"])
+        trades = trades.filter(_common(plugin_id=chosen["plugin"]))
     if chosen["symbol"]:
-        trades = trades.filter(symbol=chosen["symbol"].upper())
+        trades = trades.filter(symbol__startswith=chosen["symbol"])
     if chosen["status"]:
-        trades = trades.filter(status=chosen["status"].upper())
+        status = chosen["status"].upper()
+        trades = trades.filter(_common(status=status) if status == "CLOSED" else Q(status=status))
     if chosen["direction"]:
-        trades = trades.filter(direction=chosen["direction"].upper())
-    for name, lookup, at in (("date_from", "entry_time__gte", time.min), ("date_to", "entry_time__lte", time.max)):
-        if chosen[name]:
-            day = _day(chosen[name])
-            if day is None:
-                problems.append(f"{name.replace('_', ' ')} must be a date like 2026-11-24")
-            else:
-                trades = trades.filter(**{lookup: timezone.make_aware(datetime.combine(day, at))})
-    return trades.order_by(*SORTS[chosen["sort"]]), chosen, problems
+        trades = trades.filter(_common(direction=chosen["direction"].upper()))
+    if chosen["date_from"]:
+        trades = trades.filter(entry_time__gte=_day_start(chosen["date_from"], time.min))
+    if chosen["date_to"]:
+        trades = trades.filter(entry_time__lte=_day_start(chosen["date_to"], time.max))
+    return _ordered(trades, SORTS[chosen["sort"]]), chosen, problems
+
+
+class Likelihood(Func):
+    template = "likelihood(%(expressions)s, 0.5)"  # a literal: SQLite takes no parameter here
+    conditional = True  # a condition itself: filter() takes it without "= true"
+    output_field = BooleanField()
+
+
+def _common(**condition) -> Q | Likelihood:
+    """A condition most trades meet (one plugin of a handful, a direction, closed). Without
+    statistics SQLite takes any indexed equality for a selective one: a page sorted by profit
+    for one plugin read that plugin's index and sorted a fifth of the table (370 ms at 2,000,000
+    trades, 0.3 ms scanning the profit index). likelihood() tells it the truth; PostgreSQL has
+    its statistics."""
+    if connection.vendor != "sqlite":
+        return Q(**condition)
+    return Likelihood(Q(**condition))
+
+
+def _day_start(value: str, at: time) -> datetime:
+    return timezone.make_aware(datetime.combine(date.fromisoformat(value), at))
+
+
+def _ordered(trades: QuerySet, sort: Sort, *, reverse: bool = False) -> QuerySet:
+    descending = sort.descending != reverse
+    return trades.annotate(sort_profit=PROFIT).order_by(*(f"-{key}" if descending else key for key in sort.keys))
+
+
+def totals(chosen: dict) -> dict:
+    """{"trades": n, "profit": Decimal} of every trade the filters match, exact."""
+    rows = TradeTotals.objects.all()
+    if chosen["plugin"]:
+        rows = rows.filter(plugin_id=chosen["plugin"])
+    if chosen["symbol"]:
+        rows = rows.filter(symbol__startswith=chosen["symbol"])
+    if chosen["status"]:
+        rows = rows.filter(status=chosen["status"].upper())
+    if chosen["direction"]:
+        rows = rows.filter(direction=chosen["direction"].upper())
+    if chosen["date_from"]:
+        rows = rows.filter(day__gte=chosen["date_from"])
+    if chosen["date_to"]:
+        rows = rows.filter(day__lte=chosen["date_to"])
+    return rows.aggregate(trades=Sum("trades_count", default=0), profit=Sum("profit", default=Decimal(0)))
+
+
+def _beyond(keys: tuple[str, ...], values: list, comparison: str) -> Q:
+    """Rows past (key1, key2, …) = (values) in the sort's direction: k1 > v1 OR (k1 = v1 AND (…)).
+    The leading bound (k1 >= v1) is said once more on its own so that the database starts its
+    index range there instead of filtering from the first row."""
+
+    def past(position: int) -> Q:
+        strictly = Q(**{f"{keys[position]}__{comparison}": values[position]})
+        if position == len(keys) - 1:
+            return strictly
+        return strictly | (Q(**{keys[position]: values[position]}) & past(position + 1))
+
+    return Q(**{f"{keys[0]}__{comparison}e": values[0]}) & past(0)
+
+
+def _cursor(trade, sort: Sort) -> str:
+    return signing.dumps([str(getattr(trade, key)) for key in sort.keys], salt=CURSOR_SALT, compress=True)
+
+
+def _cursor_values(cursor: str, sort: Sort) -> list:
+    try:
+        values = signing.loads(cursor, salt=CURSOR_SALT)
+        return [KEY_TYPES[key](value) for key, value in zip(sort.keys, values, strict=True)]
+    except (signing.BadSignature, ValueError, TypeError, ArithmeticError):
+        raise Invalid(
+            "This page link is not valid (or is from another sort); start again from the first page."
+        ) from None
+
+
+def page_of(trades: QuerySet, sort_name: str, params) -> Page:
+    """The page the request asks for: the first (no cursor), the one after ``after``, the one
+    before ``before``, or the last (``page=last``)."""
+    sort = SORTS[sort_name]
+    backwards = "before" in params or params.get("page") == "last"
+    rows = _ordered(trades, sort, reverse=backwards)
+    cursor = params.get("before") or params.get("after")
+    if cursor and params.get("page") != "last":
+        comparison = "lt" if sort.descending != backwards else "gt"
+        rows = rows.filter(_beyond(sort.keys, _cursor_values(cursor, sort), comparison))
+    found = list(rows[: PAGE_SIZE + 1])
+    more = len(found) > PAGE_SIZE
+    found = found[:PAGE_SIZE]
+    if backwards:
+        found.reverse()
+        page = Page(found, has_previous=more, has_next=params.get("page") != "last")
+    else:
+        page = Page(found, has_previous=bool(cursor), has_next=more)
+    if found:
+        page.first_cursor, page.last_cursor = _cursor(found[0], sort), _cursor(found[-1], sort)
+    return page

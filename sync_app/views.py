@@ -15,7 +15,6 @@ from zepix_admin.core import audit, worker
 from zepix_admin.core.access import ADMIN, OPERATOR, actor_name, role_required
 from zepix_admin.core.exports import csv_cell
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
-from zepix_admin.core.pagination import MAX_COUNTED_ROWS, CappedCountPaginator
 
 
 def sync_health_with_databases() -> dict:
@@ -116,12 +115,14 @@ def trades(request: AuthenticatedHttpRequest):
     results, chosen, problems = trade_search.search(request.GET)
     if request.GET.get("format") == "csv":
         return _csv(results)
-    page = CappedCountPaginator(results, 50).get_page(request.GET.get("page"))
-    chains = trade_search.chains_of(page.object_list)
-    for trade in page.object_list:
+    page = trade_search.page_of(results, chosen["sort"], request.GET)
+    chains = trade_search.chains_of(page.trades)
+    for trade in page.trades:
         trade.chain_id = chains.get((trade.plugin_id, trade.trade_id))
     query = request.GET.copy()
-    query.pop("page", None)
+    for paging in ("page", "after", "before", "sort"):
+        query.pop(paging, None)
+    filters = query.urlencode()
     return render(
         request,
         "sync/trades.html",
@@ -130,9 +131,12 @@ def trades(request: AuthenticatedHttpRequest):
             "chosen": chosen,
             "problems": problems,
             "plugin_ids": plugins.plugin_ids(),
-            "query": query.urlencode(),
-            "sorts": list(trade_search.SORTS),
-            "count_cap": MAX_COUNTED_ROWS,
+            "filters": filters,
+            "query": f"{filters}&sort={chosen['sort']}" if filters else f"sort={chosen['sort']}",
+            "sorts": trade_search.SORTS,
+            "headers": trade_search.column_headers(chosen["sort"]),
+            "sort_label": trade_search.SORTS[chosen["sort"]].label,
+            "totals": trade_search.totals(chosen),
         },
     )
 

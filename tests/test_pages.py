@@ -8,6 +8,7 @@ import pytest
 
 from plugins_app import plugins
 from plugins_app.store import PluginStore
+from sync_app import trade_search
 from sync_app.sync import run_sync
 from tests.helpers import NOW, closed_trade, trade
 from zepix_admin.core.alerts import raise_alert
@@ -81,6 +82,78 @@ def test_the_trade_search_filters_sorts_and_links_to_each_plugins_admin(viewer_c
     )
     assert viewer_client.get("/trades/combined_v3/999/").status_code == 404
     assert viewer_client.get("/trades/..%2Fx/13/").status_code == 404
+
+
+def test_every_trade_is_reachable_page_by_page_forwards_and_backwards_in_each_sort(viewer_client, trading, monkeypatch):
+    monkeypatch.setattr(trade_search, "PAGE_SIZE", 2)  # 7 trades: four pages, the last one short
+    everything = {"newest", "oldest", "profit", "loss", "ticket", "ticket_desc", "symbol", "symbol_desc"}
+    assert set(trade_search.SORTS) == everything
+    for sort in everything:
+        first = viewer_client.get("/trades/", {"sort": sort}).content.decode()
+        assert 'rel="prev"' not in first
+        forwards, page = [], first
+        while True:
+            forwards += tickets_on(page)
+            following = re.search(r'href="\?([^"]*after=[^"]*)" rel="next"', page)
+            if not following:
+                break
+            page = viewer_client.get("/trades/?" + following.group(1).replace("&amp;", "&")).content.decode()
+        assert sorted(forwards) == [11, 12, 13, 14, 15, 21, 22], sort  # each trade once, none missed
+        backwards, page = [], viewer_client.get("/trades/", {"sort": sort, "page": "last"}).content.decode()
+        assert 'rel="next"' not in page
+        while True:
+            backwards = tickets_on(page) + backwards
+            preceding = re.search(r'href="\?([^"]*before=[^"]*)" rel="prev"', page)
+            if not preceding:
+                break
+            page = viewer_client.get("/trades/?" + preceding.group(1).replace("&amp;", "&")).content.decode()
+        assert backwards == forwards, sort
+    assert forwards_of(viewer_client, "profit")[:2] == [13, 15]
+
+
+def tickets_on(page):
+    return [int(t) for t in re.findall(r'/trades/\w+/(\d+)/"', page)]
+
+
+def forwards_of(client, sort):
+    return tickets_on(client.get("/trades/", {"sort": sort}).content.decode())
+
+
+def test_the_trade_search_totals_are_exact_for_the_filtered_set_and_symbols_match_by_prefix(viewer_client, trading):
+    def totals(**params):
+        page = viewer_client.get("/trades/", params).content.decode()
+        return re.search(r'id="trade-totals"><strong>([^<]*)</strong>.*?P&amp;L <strong[^>]*>([^<]*)<', page).groups()
+
+    assert totals() == ("7", "$42.00")
+    assert totals(status="CLOSED", plugin="combined_v3") == ("3", "$37.00")
+    assert totals(symbol="xau") == ("1", "$0.00")
+    assert tickets_on(viewer_client.get("/trades/", {"symbol": "eur", "sort": "ticket"}).content.decode()) == [
+        11,
+        13,
+        14,
+        15,
+        21,
+    ]
+    assert totals(date_from="2030-01-01") == ("0", "$0.00")
+
+
+def test_a_clicked_column_header_sorts_by_it_and_a_second_click_reverses(viewer_client, trading):
+    page = viewer_client.get("/trades/", {"status": "CLOSED"}).content.decode()
+    header = re.search(r'<th class="num"><a href="\?([^"]*)">Profit</a>', page).group(1).replace("&amp;", "&")
+    assert header == "status=CLOSED&sort=profit"
+    page = viewer_client.get("/trades/?" + header).content.decode()
+    assert tickets_on(page) == [13, 15, 21, 14]
+    assert 'aria-sort="descending"><a href="?status=CLOSED&amp;sort=loss">Profit ↓' in page
+
+
+def test_a_tampered_page_link_is_a_clear_400(viewer_client, trading):
+    response = viewer_client.get("/trades/", {"after": "not-a-cursor"})
+    assert response.status_code == 400 and "start again from the first page" in response.content.decode()
+    page = viewer_client.get("/trades/", {"sort": "ticket"}).content.decode()
+    cursor = re.search(r"after=([^\"&]*)", page)
+    assert cursor is None  # seven trades fit on one page: no next link
+    forged = viewer_client.get("/trades/", {"sort": "newest", "after": trade_search.signing.dumps(["x", "y"])})
+    assert forged.status_code == 400
 
 
 def test_the_trade_search_exports_csv(viewer_client, trading):
@@ -165,9 +238,6 @@ def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(op
 def test_numbers_read_as_an_operator_expects_money_with_its_currency_and_prices_to_their_digits(
     operator_client, config
 ):
-    from plugins_app import plugins
-    from plugins_app.store import PluginStore
-    from sync_app.sync import run_sync
     from tests.helpers import closed_trade
     from zepix_admin.core.templatetags.zepix_format import count, money, price
 

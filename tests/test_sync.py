@@ -14,7 +14,7 @@ from django.db import connections
 from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app import sync
-from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics
+from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics, TradeTotals
 from tests.helpers import NOW, closed_trade, trade
 from zepix_admin.core.models import Alert
 
@@ -271,3 +271,46 @@ def test_a_correction_of_how_a_trade_was_opened_reaches_the_central_copy(trades)
     synced = AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=2)
     assert (synced.symbol, float(synced.entry_price), synced.entry_time) == ("GBPUSD", 1.27, NOW - timedelta(hours=5))
     assert AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=3).symbol == "EURUSD"
+
+
+def recounted_totals():
+    """The trade totals counted afresh from the central trades, the way the rollup must agree."""
+    counted: dict = {}
+    for trade_row in AggregatedTrade.objects.all():
+        key = (
+            trade_row.plugin_id,
+            trade_row.entry_time.date(),
+            trade_row.symbol,
+            trade_row.direction,
+            trade_row.status,
+        )
+        count, profit = counted.get(key, (0, 0.0))
+        counted[key] = (count + 1, round(profit + float(trade_row.profit_dollars or 0), 2))
+    return counted
+
+
+def kept_totals():
+    return {
+        (t.plugin_id, t.day, t.symbol, t.direction, t.status): (t.trades_count, float(t.profit))
+        for t in TradeTotals.objects.all()
+    }
+
+
+def test_the_trade_totals_stay_exact_through_closes_corrections_and_a_replaced_file(trades):
+    sync.run_sync(trigger="command")
+    assert kept_totals() == recounted_totals() and sum(c for c, _ in kept_totals().values()) == 5
+    with store("combined_v3") as combined:
+        combined.close_trade(1, exit_price=1.09, profit_pips=50, profit_dollars=50.0, close_reason="TP", exit_time=NOW)
+        combined.update_trade(2, symbol="GBPUSD", entry_time=NOW - timedelta(days=2))
+        combined.save_trade(**trade(4, direction="SELL"))
+    sync.run_sync(trigger="command")
+    assert kept_totals() == recounted_totals()
+    assert kept_totals()[("combined_v3", NOW.date(), "EURUSD", "BUY", "CLOSED")] == (2, 40.0)
+    PluginSyncState.objects.filter(plugin_id="combined_v3").update(high_water_mark=10_000)  # as after a restore
+    with store("combined_v3") as combined:
+        combined.update_trade(3, profit_dollars=-12.5)
+    run = sync.run_sync(trigger="command")
+    assert run.plugins["combined_v3"]["reconciled"]
+    assert kept_totals() == recounted_totals()
+    assert sync.run_sync(trigger="command").plugins["combined_v3"]["updated"] == 0
+    assert kept_totals() == recounted_totals()

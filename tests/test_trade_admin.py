@@ -159,3 +159,12 @@ def test_min_and_max_asked_together_give_the_same_answer_as_django(trades):
     wanted = {"first": Min("entry_time"), "last": Max("mt5_ticket")}
     assert queryset.aggregate(**wanted) == QuerySet.aggregate(queryset, **wanted)
     assert queryset.aggregate(**wanted)["last"] == 504
+
+
+def test_a_count_the_admin_stops_at_is_labelled_as_capped_and_an_exact_one_is_not(admin_client, trades):
+    assert re.search(r"\b4 trades\b", admin_client.get(TRADES).content.decode())
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trades([trade(10_000 + n) for n in range(10_001)])
+    page = admin_client.get(TRADES).content.decode()
+    assert "More than 10,000 trades (counting stops there)" in page
+    assert "10001 trades" not in page
