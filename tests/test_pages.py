@@ -51,7 +51,7 @@ def test_the_overview_shows_a_card_per_plugin_with_its_numbers(viewer_client, tr
     assert re.search(r"<dt>Open trades</dt><dd>2</dd>", combined)
     assert re.search(r"<dt>Today's trades</dt><dd>2</dd>", combined)
     assert "30.00" in combined and "66.7 %" in combined
-    assert combined.count("<rect") == 2 and "<polyline" in combined
+    assert combined.count("<rect") == 2 and "<polyline" in combined and "<figcaption>Equity" in combined
     assert re.search(r'id="total-open">3<', page)
 
 
@@ -269,3 +269,35 @@ def test_the_sync_page_shows_each_schedule_with_its_last_and_next_run_and_marks_
     assert 'badge bad">late' in rows["sync"]
     assert 'badge ok">on time' in rows["trading_backup"]
     assert "at the next tick" in rows["central_backup"]
+
+
+def test_the_charts_page_draws_each_chart_with_axes_values_and_a_table_for_each_range(viewer_client, trading):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with PluginStore(plugins.database_path("combined_v3")) as store:  # a closed trade twenty days ago
+        store.save_trade(**closed_trade(31, 100.0, exit_time=timezone.now() - timedelta(days=20)))
+    run_sync(trigger="command")
+    page = viewer_client.get("/charts/").content.decode()
+    for title in (
+        "P&amp;L by day",
+        "Equity (running closed P&amp;L)",
+        "Sync duration per run",
+        "Rows copied per sync run",
+        "Backup size",
+        "Open exposure by symbol",
+    ):
+        assert f"<figcaption>{title}" in page
+    assert 'aria-current="page">30 days' in page
+    assert re.search(r'<text class="tick"[^>]*>\$[\d,.]+</text>', page)  # a money axis
+    assert re.search(r"<title>[^<]*: \$137\.00</title>", page)  # equity today: 40 - 10 + 7 + 100 = 137
+    figures = page.split("<figcaption>P&amp;L by day")[1].split("</figure>")[0]
+    assert "$100.00" in figures  # twenty days ago is inside 30 days
+    exposure = page.split("<figcaption>Open exposure")[1].split("</figure>")[0]
+    assert "XAUUSD" in exposure and "−0.10 lots" in exposure  # the open sell
+    week = viewer_client.get("/charts/", {"range": "7"}).content.decode()
+    assert "$100.00" not in week.split("<figcaption>P&amp;L by day")[1].split("</figure>")[0]
+    assert viewer_client.get("/charts/", {"range": "all"}).status_code == 200
+    refused = viewer_client.get("/charts/", {"range": "1000"})
+    assert refused.status_code == 400 and "The range must be one of 7, 30, 90, all" in refused.content.decode()

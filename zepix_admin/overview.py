@@ -15,6 +15,7 @@ from sync_app.sync import health as sync_health
 from zepix_admin import charts
 
 CHART_DAYS = 30
+CARD_WIDTH, CARD_HEIGHT = 360, 150
 
 
 def plugin_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
@@ -50,10 +51,10 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
         .order_by("date")
         .values_list("date", "total_profit_dollars")
     )
-    equity, running = [], 0.0
-    for profit in stats.order_by("date").values_list("total_profit_dollars", flat=True):
+    equity, running = charts.Series("Equity"), 0.0
+    for day, profit in stats.order_by("date").values_list("date", "total_profit_dollars"):
         running += profit or 0.0
-        equity.append(running)
+        equity.points.append((day, round(running, 2)))
     info = models["PluginInfo"].objects.first()
     return {
         "plugin_id": plugin_id,
@@ -68,8 +69,15 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
         "database_bytes": database_bytes(plugins.database_path(plugin_id)),
         "sync": sync_state,
         "last_backup": last_backup,
-        "daily_chart": charts.bars([(day.isoformat(), float(profit or 0)) for day, profit in recent]),
-        "equity_points": charts.line(equity),
+        "daily_chart": charts.time_chart(
+            f"Daily P&L, last {CHART_DAYS} days",
+            [charts.Series("P&L", [(day, float(profit or 0)) for day, profit in recent])],
+            unit="money",
+            kind="bars",
+            width=CARD_WIDTH,
+            height=CARD_HEIGHT,
+        ),
+        "equity_chart": charts.time_chart("Equity", [equity], unit="money", width=CARD_WIDTH, height=CARD_HEIGHT),
     }
 
 

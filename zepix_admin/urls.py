@@ -14,6 +14,7 @@ urlpatterns = [
     *either_slash("alerts/<int:alert_id>/acknowledge", views.acknowledge_alert, "alert-acknowledge"),
     *either_slash("alerts/<int:alert_id>/snooze", views.snooze_alert, "alert-snooze"),
     path("audit/", views.audit_log, name="audit"),
+    path("charts/", views.charts_page, name="charts"),
     path("", include("config_app.urls")),
     path("", include("sync_app.urls")),
     path("admin/", admin.site.urls),

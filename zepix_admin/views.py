@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.views.decorators.http import require_GET, require_POST
 
+from zepix_admin import trends
 from zepix_admin.core import alerts, audit
 from zepix_admin.core.access import OPERATOR, actor_name, role_required
 from zepix_admin.core.errors import Invalid, error_response
@@ -66,6 +67,14 @@ def acknowledge_alert(request: AuthenticatedHttpRequest, alert_id: int):
     alerts.acknowledge(alert, actor_name(request.user))
     audit.record_request(request, "alert.acknowledge", f"{alert.source}/{alert.subject}", alert=alert.pk)
     return redirect("alerts")
+
+
+@require_GET
+def charts_page(request: AuthenticatedHttpRequest):
+    chosen = request.GET.get("range", trends.DEFAULT_RANGE)
+    return render(
+        request, "charts.html", {"charts": trends.charts(chosen), "ranges": list(trends.RANGES), "chosen": chosen}
+    )
 
 
 @require_GET
