@@ -297,3 +297,31 @@ class JobState(models.Model):
 
     def __str__(self):
         return f"{self.name} last started {self.last_started_at:%Y-%m-%d %H:%M}"
+
+
+class BackupRun(models.Model):
+    """One backup job over several databases, saved as it goes so that the backups page shows it
+    live: each database waiting, backing up, done (seconds, size) or failed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "RUNNING"
+        OK = "OK"
+        PARTIAL = "PARTIAL", "Some databases failed"
+        FAILED = "FAILED"
+        ABORTED = "ABORTED", "Stopped before it finished"
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True)
+    trigger = models.CharField(max_length=20, help_text="schedule or manual")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    databases = models.JSONField(default=dict, help_text="{alias: {state, seconds, size_bytes, error}}")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self):
+        return f"Backup run {self.pk} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None

@@ -157,6 +157,27 @@ def only_one_sync():
         raise SyncAlreadyRunning("Another sync is running; try again when it has finished.") from None
 
 
+class Progress:
+    """Where a running sync stands for each plugin, saved on its SyncRun as it goes so that the
+    sync page shows it live: waiting, syncing (retry n of m), waiting to retry, done or failed,
+    with the seconds each attempt took. One small UPDATE per step."""
+
+    def __init__(self, run: SyncRun, plugin_ids: list[str], *, retries: int):
+        self.run, self.retries = run, retries
+        self.states: dict[str, dict] = {
+            plugin_id: {"state": "waiting", "retries_allowed": retries} for plugin_id in plugin_ids
+        }
+        self._save()
+
+    def step(self, plugin_id: str, state: str, **details) -> None:
+        self.states[plugin_id] = {**self.states[plugin_id], "state": state, **details}
+        self._save()
+
+    def _save(self) -> None:
+        self.run.plugins = self.states
+        self.run.save(update_fields=["plugins"])
+
+
 def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = "system", sleep=time.sleep) -> SyncRun:
     """Sync the given (default: every enabled) plugins; one failing plugin never stops the others.
 
@@ -171,15 +192,29 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
         run = SyncRun.objects.create(started_at=timezone.now(), trigger=trigger, actor=actor)
         results = {plugin_id: PluginResult() for plugin_id in targets}
         pending, delays = list(targets), list(options["retry_delays_seconds"])
+        progress = Progress(run, targets, retries=len(delays))
         while pending:
             failed = []
             for plugin_id in pending:
+                progress.step(plugin_id, "syncing", retry=results[plugin_id].retries)
+                started = time.perf_counter()
                 try:
                     results[plugin_id].add(sync_plugin(plugin_id, lock_wait_seconds=options["lock_wait_seconds"]))
                 except Exception as error:  # noqa: BLE001 - any failure of one plugin is recorded, not raised
                     results[plugin_id].error = describe_failure(plugin_id, error)
                     failed.append(plugin_id)
                     logger.warning("Sync of %s failed: %s", plugin_id, results[plugin_id].error)
+                    progress.step(
+                        plugin_id,
+                        "waiting to retry" if delays else "failed",
+                        retry=results[plugin_id].retries + 1 if delays else results[plugin_id].retries,
+                        error=results[plugin_id].error,
+                        seconds=time.perf_counter() - started,
+                    )
+                else:
+                    progress.step(
+                        plugin_id, "done", seconds=time.perf_counter() - started, **asdict(results[plugin_id])
+                    )
             if not failed or not delays:
                 break
             sleep(delays.pop(0))
@@ -197,7 +232,9 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
             if len(failures) == len(results)
             else SyncRun.Status.PARTIAL
         )
-        run.plugins = {plugin_id: asdict(result) for plugin_id, result in results.items()}
+        run.plugins = {
+            plugin_id: {**progress.states[plugin_id], **asdict(result)} for plugin_id, result in results.items()
+        }
         run.error = "; ".join(f"{plugin_id}: {results[plugin_id].error}" for plugin_id in failures)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "plugins", "error", "finished_at"])

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 
@@ -24,7 +25,7 @@ from config_app.service import global_settings
 from sync_app import scheduler
 from sync_app.archive import purge_expired_archives
 from sync_app.backup import BackupError, UnknownDatabase, backup_database, database_aliases, verify_backups
-from sync_app.models import JobState
+from sync_app.models import BackupRun, JobState
 from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
 from zepix_admin.core import worker
@@ -110,14 +111,39 @@ def sync_task(trigger: str = "schedule", actor: str = "system", plugin_id: str |
 
 
 @db_task()
-def backup_task(aliases: list[str] | None = None):
+def backup_task(aliases: list[str] | None = None, trigger: str = "schedule"):
     with heavy_job():
-        for alias in aliases or database_aliases():
+        aliases = aliases or database_aliases()
+        BackupRun.objects.filter(status=BackupRun.Status.RUNNING).update(  # left by a worker that died
+            status=BackupRun.Status.ABORTED, finished_at=timezone.now()
+        )
+        run = BackupRun.objects.create(
+            started_at=timezone.now(), trigger=trigger, databases={alias: {"state": "waiting"} for alias in aliases}
+        )
+        for alias in aliases:
+            run.databases[alias] = {"state": "backing up"}
+            run.save(update_fields=["databases"])
+            started = time.perf_counter()
             try:
-                backup_database(alias)
+                backup = backup_database(alias)
             except (BackupError, UnknownDatabase) as error:
                 logger.error("Backup of %s failed: %s", alias, error)
+                run.databases[alias] = {"state": "failed", "error": str(error)}
+            else:
+                run.databases[alias] = {"state": "done", "size_bytes": backup.size_bytes}
+            run.databases[alias]["seconds"] = round(time.perf_counter() - started, 2)
+            run.save(update_fields=["databases"])
         apply_retention()
+        failed = sum(1 for entry in run.databases.values() if entry["state"] == "failed")
+        run.status = (
+            BackupRun.Status.OK
+            if not failed
+            else BackupRun.Status.FAILED
+            if failed == len(aliases)
+            else BackupRun.Status.PARTIAL
+        )
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
 
 
 @db_task()
@@ -166,7 +192,7 @@ def request_manual_sync(actor: str, plugin_id: str | None) -> bool:
 @db_task()
 def manual_backup_task():
     try:
-        backup_task.call_local()
+        backup_task.call_local(None, "manual")
     finally:
         JobState.objects.filter(name=MANUAL_BACKUP).delete()
 

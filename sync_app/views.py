@@ -10,7 +10,7 @@ from plugins_app import plugins, registry
 from plugins_app.plugin_apps import models_for
 from sync_app import scheduler, sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
-from sync_app.models import Backup, SyncRun
+from sync_app.models import Backup, BackupRun, SyncRun
 from zepix_admin.core import audit, worker
 from zepix_admin.core.access import ADMIN, OPERATOR, actor_name, role_required
 from zepix_admin.core.exports import csv_cell
@@ -73,9 +73,21 @@ def reset_failures(request: AuthenticatedHttpRequest, plugin_id: str):
     return sync_page_state(request) if request.htmx else redirect("sync")
 
 
+def backups_context(notice: str = "") -> dict:
+    runs = list(BackupRun.objects.all()[:10])
+    running = any(run.status == BackupRun.Status.RUNNING for run in runs[:2])
+    queued = tasks.manual_pending(tasks.MANUAL_BACKUP)
+    return {
+        "backups": Backup.objects.all()[:200],
+        "runs": runs,
+        "notice": notice,
+        "backup_busy": "Backing up…" if running else "Backup queued…" if queued else "",
+    }
+
+
 @require_GET
 def backups_page(request: AuthenticatedHttpRequest):
-    return render_page(request, "sync/backups.html", {"backups": Backup.objects.all()[:200]}, fragment="list")
+    return render_page(request, "sync/backups.html", backups_context(), fragment="state")
 
 
 @require_POST
@@ -83,9 +95,12 @@ def backups_page(request: AuthenticatedHttpRequest):
 def start_backup(request: AuthenticatedHttpRequest):
     audit.record_request(request, "backup.create", "all databases")
     if tasks.request_manual_backup():
-        messages.info(request, worker.queued_message("Backup of every database") + " It appears below when it is done.")
+        notice = worker.queued_message("Backup of every database") + " Its progress shows below."
     else:
-        messages.info(request, "A backup asked for by hand is already queued or running; this request joins it.")
+        notice = "A backup asked for by hand is already queued or running; this request joins it."
+    if request.htmx:
+        return render(request, "sync/backups.html#state", backups_context(notice))
+    messages.info(request, notice)
     return redirect("backups")
 
 

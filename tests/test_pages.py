@@ -170,9 +170,31 @@ def test_the_trade_search_exports_csv(viewer_client, trading):
 def test_the_sync_page_shows_health_and_runs_and_refreshes_itself(operator_client, trading):
     page = operator_client.get("/sync/").content.decode()
     assert "Run sync now" in page and 'hx-trigger="every 2s"' in page
-    assert "combined_v3: +5 ~0" in page
+    assert re.search(r"combined_v3:\s+\+5 ~0 in [\d.]+ s", page)
     state = operator_client.post("/sync/run", **HTMX).content.decode()
     assert "<html" not in state and state.count('<tr><td class="num">') >= 2
+
+
+def test_a_running_sync_shows_each_plugin_live_with_its_retries_and_the_button_waits(
+    operator_client, trading, config, settings
+):
+    config("global", "sync.retry_delays_seconds", [0.01, 0.01, 0.01])
+    config("global", "sync.lock_wait_seconds", 0.2)
+    plugins.database_path("price_action_v6").rename(settings.DATA_DIR / "moved-away.sqlite3")
+    seen = []  # the sync page as an operator sees it while the sync waits between attempts
+    try:
+        run_sync(trigger="manual", sleep=lambda _: seen.append(operator_client.get("/sync/?fragment=state")))
+    finally:
+        (settings.DATA_DIR / "moved-away.sqlite3").rename(plugins.database_path("price_action_v6"))
+    pages = [response.content.decode() for response in seen]
+    assert len(pages) == 3
+    for retry, page in enumerate(pages, start=1):
+        running = page.split('id="sync-runs"')[1].split("</tr>", 2)[1]
+        assert "RUNNING" in running and "Sync running…" in page and 'id="run-sync" disabled' in page
+        assert re.search(r"combined_v3:\s+\+0 ~0 in [\d.]+ s", running)  # done at the first attempt
+        assert f"waiting to retry: retry {retry} of 3" in running and "its database file is missing" in running
+    finished = operator_client.get("/sync/?fragment=state").content.decode()
+    assert "PARTIAL" in finished and "3 retries" in finished and "Run sync now" in finished
 
 
 def test_the_backups_page_lists_backups_with_their_verification(operator_client, trading):
@@ -180,6 +202,28 @@ def test_the_backups_page_lists_backups_with_their_verification(operator_client,
     page = operator_client.get("/backups/").content.decode()
     assert page.count('<span class="ok">yes</span>') == 3
     assert "plugin_combined_v3" in page
+
+
+def test_a_backup_run_shows_each_database_live_and_the_button_waits(operator_client, trading, monkeypatch):
+    from sync_app import tasks
+
+    seen = []  # the backups page each time the job starts on a database
+    real_backup = tasks.backup_database
+
+    def watched(alias):
+        seen.append(operator_client.get("/backups/?fragment=state").content.decode())
+        return real_backup(alias)
+
+    monkeypatch.setattr(tasks, "backup_database", watched)
+    response = operator_client.post("/backups/start", HTTP_HX_REQUEST="true")  # huey runs it inline in tests
+    assert len(seen) == 3
+    middle = seen[1].split('id="backup-runs"')[1]
+    assert 'id="start-backup" disabled' in seen[1] and "Backing up…" in seen[1]
+    assert re.search(r'data-database="default">default: [\d.]+\s[KMG]?B in [\d.]+ s', middle)
+    assert 'data-database="plugin_combined_v3">plugin_combined_v3: <span class="badge warn">backing up' in middle
+    assert 'data-database="plugin_price_action_v6">plugin_price_action_v6: <span class="badge warn">waiting' in middle
+    done = response.content.decode()
+    assert "<html" not in done and '<span class="badge ok">OK</span>' in done and "Back up every database now" in done
 
 
 def test_alerts_are_listed_and_acknowledged(operator_client, config):
