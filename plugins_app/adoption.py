@@ -46,7 +46,8 @@ class Adopted:
     rows: dict[str, int]
 
 
-def adopt(source: Path, plugin_id: str, data_dir: Path) -> Adopted:
+def adopt(source: Path, plugin_id: str, data_dir: Path, on_bytes=None) -> Adopted:
+    """``on_bytes(n)`` hears of the bytes copied: the original kept aside, then the working copy."""
     source = Path(source)
     if not source.is_file():
         raise NotAdoptable(f"No database file at {source}.")
@@ -63,11 +64,13 @@ def adopt(source: Path, plugin_id: str, data_dir: Path) -> Adopted:
     aside.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal"):  # the original as it lies: the file, and its write-ahead log if any
         if Path(f"{source}{suffix}").exists():
-            shutil.copy2(f"{source}{suffix}", f"{aside}{suffix}")
+            _copy_reporting(Path(f"{source}{suffix}"), Path(f"{aside}{suffix}"), on_bytes)
     fsync_folder(aside.parent)
     working = target.with_name(f".{target.name}.adopting")
     target.parent.mkdir(parents=True, exist_ok=True)
-    _consistent_copy(source, working)
+    _consistent_copy(source, working)  # one step: a copy in steps restarts while the bot writes
+    if on_bytes:
+        on_bytes(working.stat().st_size)
     with closing(connect(working)) as connection:
         with immediate_transaction(connection):
             schema.upgrade(connection)
@@ -81,6 +84,18 @@ def adopt(source: Path, plugin_id: str, data_dir: Path) -> Adopted:
     os.replace(working, target)
     fsync_folder(target.parent)
     return Adopted(target, aside, rows)
+
+
+def _copy_reporting(source: Path, destination: Path, on_bytes) -> None:
+    with open(source, "rb") as fin, open(destination, "wb") as fout:
+        for block in iter(lambda: fin.read(COPY_BLOCK_BYTES), b""):
+            fout.write(block)
+            if on_bytes:
+                on_bytes(len(block))
+    shutil.copystat(source, destination)
+
+
+COPY_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 def _problems(source: Path) -> list[str]:

@@ -78,7 +78,14 @@ def generate_trades(count: int, *, seed: int, plugin_id: str, first_ticket: int,
 
 
 def seed_plugin(
-    database_path, plugin_id: str, count: int, *, seed: int = 1, now: datetime | None = None, with_extras: bool = True
+    database_path,
+    plugin_id: str,
+    count: int,
+    *,
+    seed: int = 1,
+    now: datetime | None = None,
+    with_extras: bool = True,
+    on_rows=None,
 ) -> tuple[int, int]:
     """Add `count` demo trades (plus a few chains and signals); returns (first, last) ticket."""
     now = now or datetime.now(UTC)
@@ -88,10 +95,10 @@ def seed_plugin(
         for trade in generate_trades(count, seed=seed, plugin_id=plugin_id, first_ticket=first_ticket, now=now):
             batch.append(trade)
             if len(batch) == CHUNK:
-                store.save_trades(batch)
+                store.save_trades(batch, on_rows)
                 batch = []
         if batch:
-            store.save_trades(batch)
+            store.save_trades(batch, on_rows)
         if with_extras:
             _seed_chains_and_signals(store, plugin_id, first_ticket, count, seed, now)
     return first_ticket, first_ticket + count - 1

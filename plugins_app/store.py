@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +48,7 @@ _TRADE_COLUMN_SET = frozenset(TRADE_COLUMNS)
 UPDATABLE_COLUMNS = _TRADE_COLUMN_SET - {"mt5_ticket"}
 NEXT_CHANGE_SEQ = "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM trades)"
 BREAKEVEN_DOLLARS = 0.5  # a closed trade within half a dollar of zero is breakeven
+PROGRESS_ROWS = 1000  # how often a long save_trades reports progress
 
 
 # A heartbeat adds the time since the previous one to the runtime, up to this: a longer
@@ -170,15 +172,25 @@ class PluginStore:
         """Insert one trade; returns its mt5_ticket. Raises sqlite3.IntegrityError on a bad row."""
         return self.save_trades([trade])[0]
 
-    def save_trades(self, trades: list[dict]) -> list[int]:
+    def save_trades(self, trades: list[dict], on_rows: Callable[[int], object] | None = None) -> list[int]:
+        """Insert the trades in one transaction; ``on_rows(n)`` hears of every PROGRESS_ROWS saved."""
         now = db_datetime(datetime.now(UTC))
         rows = [_trade_row(trade, now) for trade in trades]
         placeholders = ", ".join("?" * (len(TRADE_COLUMNS) + 2))
+
+        def numbered(next_seq: int):
+            for offset, row in enumerate(rows):
+                if on_rows and offset and offset % PROGRESS_ROWS == 0:
+                    on_rows(PROGRESS_ROWS)
+                yield row + (next_seq + offset,)
+            if on_rows and rows:
+                on_rows(len(rows) % PROGRESS_ROWS or PROGRESS_ROWS)
+
         with self._write() as cursor:
             next_seq = cursor.execute(f"SELECT {NEXT_CHANGE_SEQ}").fetchone()[0]
             cursor.executemany(
                 f"INSERT INTO trades ({', '.join(TRADE_COLUMNS)}, updated_at, change_seq) VALUES ({placeholders})",
-                (row + (next_seq + offset,) for offset, row in enumerate(rows)),
+                numbered(next_seq),
             )
             self._refresh_daily_stats(cursor, {row[TRADE_COLUMNS.index("exit_time")] for row in rows})
         return [trade["mt5_ticket"] for trade in trades]

@@ -101,8 +101,9 @@ def row_counts(path: Path) -> dict[str, int]:
         return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
 
 
-def compress(source: Path, target: Path) -> str:
-    """zstd-compress a file, fsync it, and return the SHA-256 of the compressed bytes."""
+def compress(source: Path, target: Path, on_bytes=None) -> str:
+    """zstd-compress a file, fsync it, and return the SHA-256 of the compressed bytes;
+    ``on_bytes(n)`` hears of each block of the source read."""
     digest = hashlib.sha256()
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
     with open(source, "rb") as fin, open(target, "wb") as fout:
@@ -111,6 +112,8 @@ def compress(source: Path, target: Path) -> str:
             for chunk in chunker.compress(block):
                 digest.update(chunk)
                 fout.write(chunk)
+            if on_bytes:
+                on_bytes(len(block))
         for chunk in chunker.finish():
             digest.update(chunk)
             fout.write(chunk)
@@ -137,10 +140,11 @@ def decompress(source: Path, target: Path) -> str:
 # Backing up ----------------------------------------------------------------
 
 
-def backup_database(alias: str, *, now: datetime | None = None) -> Backup:
-    """Back one database up; any failure raises BackupError and an alert, a success resolves it."""
+def backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -> Backup:
+    """Back one database up; any failure raises BackupError and an alert, a success resolves it.
+    ``on_bytes(n)`` hears of the bytes compressed."""
     try:
-        backup = _backup_database(alias, now=now)
+        backup = _backup_database(alias, now=now, on_bytes=on_bytes)
     except BackupError as error:
         raise_alert("backup", alias, f"Backup of {alias} failed: {error}", level="CRITICAL")
         raise
@@ -148,7 +152,7 @@ def backup_database(alias: str, *, now: datetime | None = None) -> Backup:
     return backup
 
 
-def _backup_database(alias: str, *, now: datetime | None = None) -> Backup:
+def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -> Backup:
     source = declared_database_file(alias)
     if not source.exists():
         raise BackupError(f"{alias}: its database file is missing ({source.name}).")
@@ -160,7 +164,7 @@ def _backup_database(alias: str, *, now: datetime | None = None) -> Backup:
         consistent_copy(source, copy, new_identity=alias != "default")
         with ThreadPoolExecutor(max_workers=2) as pool:
             checking = pool.submit(lambda: (integrity_problems(copy), row_counts(copy)))
-            packing = pool.submit(compress, copy, packed)
+            packing = pool.submit(compress, copy, packed, on_bytes)
             problems, counts = checking.result()
             sha256 = packing.result()
         if problems:
@@ -242,11 +246,16 @@ def verify_backup(backup: Backup) -> str:
     return problem
 
 
-def verify_backups(alias: str | None = None) -> dict[Backup, str]:
+def verify_backups(alias: str | None = None, on_bytes=None) -> dict[Backup, str]:
     """The restore drill of every backup (or one database's); {backup: problem or ''}. The drill
-    alert of a database resolves itself when all of its backups pass."""
+    alert of a database resolves itself when all of its backups pass. ``on_bytes(n)`` hears of
+    the compressed bytes of each backup checked."""
     backups = Backup.objects.all() if alias is None else Backup.objects.filter(database=alias)
-    results = {backup: verify_backup(backup) for backup in backups}
+    results = {}
+    for backup in backups:
+        results[backup] = verify_backup(backup)
+        if on_bytes:
+            on_bytes(backup.size_bytes)
     for database in {backup.database for backup in results}:
         if not any(problem for backup, problem in results.items() if backup.database == database):
             resolve_alert("restore_drill", database)

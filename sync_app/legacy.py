@@ -38,8 +38,9 @@ class LegacyReport:
 
 
 def migrate_legacy(
-    source: Path, plugin_id: str, pattern: str, *, since: str | None = None, dry_run: bool = False
+    source: Path, plugin_id: str, pattern: str, *, since: str | None = None, dry_run: bool = False, on_rows=None
 ) -> LegacyReport:
+    """``on_rows(n)`` hears of the trades copied as they are saved."""
     plugins.check_declared(plugin_id)
     if not Path(source).is_file():
         raise LegacyError(f"No legacy database at {source}.")
@@ -81,7 +82,7 @@ def migrate_legacy(
                 row["signal_data"] = _json_or_empty(row["signal_data"])
             if new:
                 try:
-                    store.save_trades(new)
+                    store.save_trades(new, on_rows)
                 except sqlite3.IntegrityError as error:
                     raise LegacyError(
                         f"Nothing was copied: the plugin's database refuses one of the trades ({error}). "

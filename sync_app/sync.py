@@ -10,7 +10,7 @@ import json
 import logging
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
@@ -178,12 +178,41 @@ class Progress:
         self.run.save(update_fields=["plugins"])
 
 
-def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = "system", sleep=time.sleep) -> SyncRun:
+def sync_targets(plugin_ids: list[str] | None = None) -> list[str]:
+    """The plugins a sync of these (default: every enabled one) covers."""
+    return [plugins.check_declared(plugin_id) for plugin_id in plugin_ids] if plugin_ids else enabled_plugins()
+
+
+def changes_waiting(plugin_ids: list[str]) -> int:
+    """How many trades the plugins changed past their marks: what a sync will copy (an unreadable
+    plugin counts 0; its sync says what is wrong)."""
+    marks = dict(PluginSyncState.objects.filter(plugin_id__in=plugin_ids).values_list("plugin_id", "high_water_mark"))
+    waiting = 0
+    for plugin_id in plugin_ids:
+        try:
+            with closing(connect(plugins.database_path(plugin_id), read_only=True, timeout=1)) as source:
+                waiting += source.execute(
+                    "SELECT COUNT(*) FROM trades WHERE change_seq > ?", (marks.get(plugin_id, 0),)
+                ).fetchone()[0]
+        except sqlite3.Error:
+            continue
+    return waiting
+
+
+def run_sync(
+    *,
+    plugin_ids: list[str] | None = None,
+    trigger: str,
+    actor: str = "system",
+    sleep=time.sleep,
+    on_rows=None,
+) -> SyncRun:
     """Sync the given (default: every enabled) plugins; one failing plugin never stops the others.
 
     Failing plugins are retried after each of the configured delays; a plugin that still fails
-    counts one more consecutive failure, and at the threshold an alert is raised."""
-    targets = [plugins.check_declared(plugin_id) for plugin_id in plugin_ids] if plugin_ids else enabled_plugins()
+    counts one more consecutive failure, and at the threshold an alert is raised. ``on_rows(n)``
+    hears of the trades each plugin's sync copied."""
+    targets = sync_targets(plugin_ids)
     options = sync_settings()
     with only_one_sync():
         SyncRun.objects.filter(status=SyncRun.Status.RUNNING).update(
@@ -212,6 +241,8 @@ def run_sync(*, plugin_ids: list[str] | None = None, trigger: str, actor: str = 
                         seconds=time.perf_counter() - started,
                     )
                 else:
+                    if on_rows:
+                        on_rows(results[plugin_id].inserted + results[plugin_id].updated)
                     progress.step(
                         plugin_id, "done", seconds=time.perf_counter() - started, **asdict(results[plugin_id])
                     )

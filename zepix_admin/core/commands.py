@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from zepix_admin.core import audit
 from zepix_admin.core.errors import ZepixError
+from zepix_admin.core.progress import progress_bar
 
 
 class ZepixCommand(BaseCommand):
@@ -18,6 +19,11 @@ class ZepixCommand(BaseCommand):
             return super().execute(*args, **options)
         except ZepixError as error:
             raise CommandError(f"{self.refusal_prefix}{error}") from None
+
+    def progress(self, total: int | None, *, unit: str, description: str):
+        """A progress bar on the terminal's standard error (see core.progress): ``with
+        self.progress(total, unit="rows", description=...) as advance: ... advance(n)``."""
+        return progress_bar(total, unit=unit, description=description, stream=self.stderr._out)
 
     def audit(self, action: str, target: str = "", **details):
         """Every change a command makes is audited as the command line's."""

@@ -24,7 +24,10 @@ class Command(ZepixCommand):
         chosen = [plugins.check_declared(plugin)] if plugin else plugins.plugin_ids()
         for plugin_id in chosen:
             started = time.perf_counter()
-            first, last = seed_plugin(plugins.database_path(plugin_id), plugin_id, trades, seed=seed)
+            with self.progress(trades, unit="trades", description=plugin_id) as advance:
+                first, last = seed_plugin(
+                    plugins.database_path(plugin_id), plugin_id, trades, seed=seed, on_rows=advance
+                )
             elapsed = time.perf_counter() - started
             self.stdout.write(
                 f"{plugin_id}: added {trades} trades, tickets {first}..{last} "

@@ -5,6 +5,7 @@ from sync_app.backup import (
     UnknownDatabase,
     backup_database,
     database_aliases,
+    declared_database_file,
 )
 from sync_app.retention import apply_retention
 from zepix_admin.core.commands import ZepixCommand
@@ -22,18 +23,20 @@ class Command(ZepixCommand):
 
     def handle(self, *args, alias, no_retention, **options):
         failures = []
-        for name in [alias] if alias else database_aliases():
-            try:
-                backup = backup_database(name)
-            except (BackupError, UnknownDatabase) as error:
-                failures.append(str(error))
-                self.stderr.write(f"{name}: FAILED: {error}")
-                continue
-            self.audit("backup.create", name, backup=backup.pk)
-            self.stdout.write(
-                f"{name}: backup {backup.pk} {backup.size_bytes:,} bytes "
-                f"({backup.database_bytes:,} uncompressed), sha256 {backup.sha256[:16]}…"
-            )
+        chosen = [alias] if alias else database_aliases()
+        with self.progress(_bytes_of(chosen), unit="B", description="backup") as advance:
+            for name in chosen:
+                try:
+                    backup = backup_database(name, on_bytes=advance)
+                except (BackupError, UnknownDatabase) as error:
+                    failures.append(str(error))
+                    self.stderr.write(f"{name}: FAILED: {error}")
+                    continue
+                self.audit("backup.create", name, backup=backup.pk)
+                self.stdout.write(
+                    f"{name}: backup {backup.pk} {backup.size_bytes:,} bytes "
+                    f"({backup.database_bytes:,} uncompressed), sha256 {backup.sha256[:16]}…"
+                )
         if not no_retention:
             for old in apply_retention():
                 self.stdout.write(
@@ -41,3 +44,14 @@ class Command(ZepixCommand):
                 )
         if failures:
             raise CommandError("; ".join(failures))
+
+
+def _bytes_of(aliases: list[str]) -> int:
+    """What the backups will read, for the progress bar (an unknown or missing one counts 0)."""
+    total = 0
+    for alias in aliases:
+        try:
+            total += declared_database_file(alias).stat().st_size
+        except (UnknownDatabase, OSError):
+            continue
+    return total

@@ -18,7 +18,8 @@ class Command(ZepixCommand):
         parser.add_argument("--dry-run", action="store_true", help="Report what would be copied; change nothing")
 
     def handle(self, *args, source, plugin, match, since, dry_run, **options):
-        report = migrate_legacy(source, plugin, match, since=since, dry_run=dry_run)
+        with self.progress(None, unit="trades", description=f"copy into {plugin}") as advance:
+            report = migrate_legacy(source, plugin, match, since=since, dry_run=dry_run, on_rows=advance)
         prefix = "Dry run: would copy" if dry_run else "Copied"
         self.stdout.write(
             f"{prefix} {report.copied} of {report.matched} matching trades into {plugin} "

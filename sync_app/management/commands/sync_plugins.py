@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from sync_app.sync import run_sync
+from sync_app.sync import changes_waiting, run_sync, sync_targets
 from zepix_admin.core.commands import ZepixCommand
 
 
@@ -14,7 +14,10 @@ class Command(ZepixCommand):
         parser.add_argument("--plugin", help="Only this plugin.")
 
     def handle(self, *args, plugin, **options):
-        run = run_sync(plugin_ids=[plugin] if plugin else None, trigger="command", actor="command")
+        chosen = [plugin] if plugin else None
+        waiting = changes_waiting(sync_targets(chosen)) if self.stderr.isatty() else None
+        with self.progress(waiting, unit="trades", description="sync") as advance:
+            run = run_sync(plugin_ids=chosen, trigger="command", actor="command", on_rows=advance)
         self.audit("sync.run", plugin or "all plugins", run=run.pk, status=run.status)
         for plugin_id, result in run.plugins.items():
             line = (

@@ -1,6 +1,8 @@
 from django.core.management.base import CommandError
+from django.db.models import Sum
 
 from sync_app.backup import verify_backups
+from sync_app.models import Backup
 from zepix_admin.core.commands import ZepixCommand
 
 
@@ -14,7 +16,10 @@ class Command(ZepixCommand):
         parser.add_argument("--db", dest="alias", help="Only the backups of this database alias.")
 
     def handle(self, *args, alias, **options):
-        results = verify_backups(alias)
+        backups = Backup.objects.all() if alias is None else Backup.objects.filter(database=alias)
+        total = backups.aggregate(total=Sum("size_bytes", default=0))["total"]
+        with self.progress(total, unit="B", description="verify") as advance:
+            results = verify_backups(alias, on_bytes=advance)
         failed = 0
         for backup, problem in results.items():
             if problem:

@@ -33,7 +33,9 @@ class Command(ZepixCommand):
             raise CommandError(f"Plugin {plugin_id!r} is already declared.")
         own_schema = documents.read_settings_schema(schema) if schema else None
         if adopt:
-            adopted = adoption.adopt(adopt, plugin_id, settings.DATA_DIR)
+            size = adopt.stat().st_size if adopt.is_file() else 0  # copied twice: kept aside, then adopted
+            with self.progress(2 * size or None, unit="B", description=f"adopt {plugin_id}") as advance:
+                adopted = adoption.adopt(adopt, plugin_id, settings.DATA_DIR, on_bytes=advance)
             counts = ", ".join(f"{count} {table}" for table, count in adopted.rows.items())
             self.stdout.write(
                 f"Adopted {adopt} as plugin {plugin_id} ({counts}); the original is kept at {adopted.original_kept_at}."
