@@ -11,7 +11,7 @@ export DJANGO_DEBUG
 # Every install is held to the versions in requirements.lock (transitive dependencies included).
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock
 
-.PHONY: run test test-fast lint typecheck lock setup chromium clean-venv
+.PHONY: run test test-fast lint typecheck lock setup chromium axe-core clean-venv
 
 run: $(VENV)/.installed
 	$(PY) manage.py setup
@@ -24,7 +24,7 @@ setup: $(VENV)/.installed
 # the whole suite in about two minutes on this 2-core machine, against four serially.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-test: $(VENV)/.installed-dev chromium
+test: $(VENV)/.installed-dev chromium axe-core
 	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: $(VENV)/.installed-dev
@@ -65,6 +65,15 @@ chromium:
 		echo "Installing Debian's chromium for the browser tests..."; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The accessibility checks inject axe-core (the npm package) into the pages under test.
+AXE_CORE_VERSION := 4.14.1
+axe-core:
+	@test -f .cache/npm/node_modules/axe-core/axe.min.js || { \
+		command -v npm >/dev/null 2>&1 || { \
+			if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+			$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm >/dev/null; }; \
+		npm install --silent --no-audit --no-fund --prefix .cache/npm axe-core@$(AXE_CORE_VERSION); }
 
 clean-venv:
 	rm -rf $(VENV)

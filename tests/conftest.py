@@ -1,6 +1,7 @@
 """Shared personas (viewer, operator, admin) and helpers for the whole suite."""
 
 import os
+from pathlib import Path
 
 # pytest-playwright keeps an asyncio loop in the main thread; the ORM must still run there.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -122,6 +123,39 @@ def webhook_receiver():
     yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def three_open_trades(config):
+    """Two open trades in combined_v3, one in price_action_v6 (not synced)."""
+    from plugins_app import plugins
+    from plugins_app.store import PluginStore
+    from tests.helpers import trade
+
+    with PluginStore(plugins.database_path("combined_v3")) as store:
+        store.save_trades([trade(1), trade(2, symbol="XAUUSD")])
+    with PluginStore(plugins.database_path("price_action_v6")) as store:
+        store.save_trade(**trade(3))
+
+
+# Every browser test runs on a desktop and on a phone-sized screen.
+VIEWPORTS = {"1440x900": {"width": 1440, "height": 900}, "390x844": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(scope="session", params=list(VIEWPORTS))
+def browser_context_args(browser_context_args, request):
+    return {**browser_context_args, "viewport": VIEWPORTS[request.param]}
+
+
+AXE_SCRIPT = Path(__file__).resolve().parent.parent / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="session")
+def axe_source():
+    """axe-core (the npm package, fetched by `make axe-core`) to inject into pages."""
+    if not AXE_SCRIPT.exists():
+        pytest.fail(f"axe-core is missing ({AXE_SCRIPT}): run `make axe-core` (make test does).")
+    return AXE_SCRIPT.read_text()
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(databases="__all__", tr
 PASSWORD = "pw-for-tests-123"
 
 
-@pytest.fixture
-def trading(config):
-    with PluginStore(plugins.database_path("combined_v3")) as store:
-        store.save_trades([trade(1), trade(2, symbol="XAUUSD")])
-    with PluginStore(plugins.database_path("price_action_v6")) as store:
-        store.save_trade(**trade(3))
-
-
 def log_in(page, live_server, username):
     page.goto(f"{live_server.url}/login/")
     page.fill("input[name=username]", username)
@@ -33,7 +25,7 @@ def log_in(page, live_server, username):
     expect(page.locator("nav.top")).to_contain_text(username)
 
 
-def test_log_in_see_both_plugins_and_log_out(page, live_server, operator, trading):
+def test_log_in_see_both_plugins_and_log_out(page, live_server, operator, three_open_trades):
     page.goto(f"{live_server.url}/")
     expect(page).to_have_url(re.compile(r"/login/\?next=/"))
     log_in(page, live_server, operator.username)
@@ -46,7 +38,7 @@ def test_log_in_see_both_plugins_and_log_out(page, live_server, operator, tradin
     expect(page).to_have_url(re.compile(r"/login/"))
 
 
-def test_a_viewer_finds_no_edit_controls_and_a_crafted_post_is_refused(page, live_server, viewer, trading):
+def test_a_viewer_finds_no_edit_controls_and_a_crafted_post_is_refused(page, live_server, viewer, three_open_trades):
     log_in(page, live_server, viewer.username)
     page.goto(f"{live_server.url}/config/combined_v3/")
     expect(page.locator("#settings")).to_be_visible()
@@ -66,7 +58,9 @@ def test_a_viewer_finds_no_edit_controls_and_a_crafted_post_is_refused(page, liv
     assert service.current("combined_v3").version == 1 and not SyncRun.objects.exists()
 
 
-def test_an_operator_triggers_a_sync_and_sees_the_result_without_a_reload(page, live_server, operator, trading):
+def test_an_operator_triggers_a_sync_and_sees_the_result_without_a_reload(
+    page, live_server, operator, three_open_trades
+):
     log_in(page, live_server, operator.username)
     page.goto(f"{live_server.url}/sync/")
     expect(page.locator("#sync-runs")).to_contain_text("No sync has run yet")
@@ -78,7 +72,7 @@ def test_an_operator_triggers_a_sync_and_sees_the_result_without_a_reload(page, 
 
 
 def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update_live(
-    page, browser, live_server, operator, make_user, trading
+    page, browser, live_server, operator, make_user, three_open_trades
 ):
     log_in(page, live_server, operator.username)
     page.goto(f"{live_server.url}/config/combined_v3/")
@@ -137,7 +131,7 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
 
 
 def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_updating(
-    page, live_server, operator, trading
+    page, live_server, operator, three_open_trades
 ):
     log_in(page, live_server, operator.username)
     expect(page.locator("#card-price_action_v6 [data-testid=state]")).to_have_text("enabled")
@@ -159,23 +153,36 @@ def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_
     expect(page.locator("#card-price_action_v6 [data-testid=state]")).to_have_text("enabled", timeout=10_000)
 
 
-SMALL_SCREEN_PAGES = ["/", "/trades/", "/sync/", "/backups/", "/config/", "/config/combined_v3/", "/alerts/", "/audit/"]
+SMALL_SCREEN_PAGES = [
+    "/",
+    "/trades/",
+    "/charts/",
+    "/sync/",
+    "/backups/",
+    "/config/",
+    "/config/combined_v3/",
+    "/config/combined_v3/history/",
+    "/alerts/",
+    "/audit/",
+]
 
 
-def test_at_390_pixels_every_page_fits_and_the_whole_navigation_is_reachable(page, live_server, operator, trading):
-    page.set_viewport_size({"width": 390, "height": 844})
+def test_every_page_fits_the_screen_and_the_whole_navigation_is_reachable(
+    page, live_server, operator, three_open_trades
+):
+    width = page.viewport_size["width"]  # 1440 and 390 (conftest.VIEWPORTS)
     log_in(page, live_server, operator.username)
     for path in SMALL_SCREEN_PAGES:
         page.goto(f"{live_server.url}{path}")
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
-        for name in ("Config", "Alerts", "Audit", "Admin"):
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+        for name in ("Charts", "Config", "Alerts", "Audit", "Admin"):
             box = page.locator("nav.top").get_by_role("link", name=name, exact=True).bounding_box()
-            assert box is not None and box["x"] + box["width"] <= 390, (path, name)
+            assert box is not None and box["x"] + box["width"] <= width, (path, name)
         logout = page.locator("nav.top").get_by_role("button", name="Log out").bounding_box()
-        assert logout is not None and logout["x"] + logout["width"] <= 390, path
+        assert logout is not None and logout["x"] + logout["width"] <= width, path
 
 
-def test_the_dashboard_follows_a_dark_system_theme(page, live_server, operator, trading):
+def test_the_dashboard_follows_a_dark_system_theme(page, live_server, operator, three_open_trades):
     page.emulate_media(color_scheme="dark")
     log_in(page, live_server, operator.username)
     page.goto(f"{live_server.url}/")
@@ -184,7 +191,9 @@ def test_the_dashboard_follows_a_dark_system_theme(page, live_server, operator, 
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
 
 
-def test_a_live_fragment_that_cannot_refresh_says_it_is_stale_and_recovers(page, live_server, operator, trading):
+def test_a_live_fragment_that_cannot_refresh_says_it_is_stale_and_recovers(
+    page, live_server, operator, three_open_trades
+):
     log_in(page, live_server, operator.username)
     page.goto(f"{live_server.url}/")
     expect(page.locator("#overview")).to_be_visible()
@@ -196,7 +205,7 @@ def test_a_live_fragment_that_cannot_refresh_says_it_is_stale_and_recovers(page,
 
 
 def test_a_save_by_someone_else_never_wipes_the_field_being_edited(
-    page, browser, live_server, operator, make_user, trading
+    page, browser, live_server, operator, make_user, three_open_trades
 ):
     log_in(page, live_server, operator.username)
     page.goto(f"{live_server.url}/config/combined_v3/")
@@ -224,7 +233,7 @@ def test_a_save_by_someone_else_never_wipes_the_field_being_edited(
     other_context.close()
 
 
-def test_the_alert_badge_in_the_navigation_is_live(page, live_server, operator, trading):
+def test_the_alert_badge_in_the_navigation_is_live(page, live_server, operator, three_open_trades):
     from zepix_admin.core.alerts import raise_alert
 
     log_in(page, live_server, operator.username)

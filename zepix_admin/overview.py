@@ -51,10 +51,14 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
         .order_by("date")
         .values_list("date", "total_profit_dollars")
     )
+    # The running total from the plugin's first day, drawn over the chart's days: drawing years
+    # of days (points, hover titles, the figures table) took the overview from 114 to 950 ms.
     equity, running = charts.Series("Equity"), 0.0
+    first_shown = today - timedelta(days=CHART_DAYS)
     for day, profit in stats.order_by("date").values_list("date", "total_profit_dollars"):
         running += profit or 0.0
-        equity.points.append((day, round(running, 2)))
+        if day > first_shown:
+            equity.points.append((day, round(running, 2)))
     info = models["PluginInfo"].objects.first()
     return {
         "plugin_id": plugin_id,
@@ -77,7 +81,9 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup) -> dict:
             width=CARD_WIDTH,
             height=CARD_HEIGHT,
         ),
-        "equity_chart": charts.time_chart("Equity", [equity], unit="money", width=CARD_WIDTH, height=CARD_HEIGHT),
+        "equity_chart": charts.time_chart(
+            f"Equity, last {CHART_DAYS} days", [equity], unit="money", width=CARD_WIDTH, height=CARD_HEIGHT
+        ),
     }
 
 
