@@ -1,22 +1,25 @@
 """Server-rendered SVG charts with axes (no JavaScript, nothing from a CDN).
 
-Each chart is a dict the partial templates/partials/chart.html draws: axis ticks with labels,
-lines or bars whose <title> gives the value on hover, and the same figures as a table for
-screen readers. Rendering one costs well under a millisecond: the overview keeps its speed.
+Each chart is a <figure>: axis ticks with labels, lines or bars whose <title> gives the value
+on hover, and the same figures as a table for screen readers. Built here with format_html
+rather than in a template: the overview's ten charts took 130 ms through template partials
+at 5 x 1,000,000 trades, against 74 ms for the whole page before them.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from typing import Any
+from datetime import UTC, date, datetime
 
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from zepix_admin.core.templatetags.zepix_format import count, money
 
 LEFT, RIGHT, TOP, BOTTOM = 70, 10, 10, 24  # room for the axes' labels
 TICKS = 4
+EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 def seconds(value: float) -> str:
@@ -41,101 +44,187 @@ class Series:
 
 
 def _moment(when: date | datetime) -> float:
-    if not isinstance(when, datetime):
-        when = timezone.make_aware(datetime.combine(when, time.min))
-    return when.timestamp()
+    """Seconds since the epoch; a day is its start in UTC."""
+    if isinstance(when, datetime):
+        return when.timestamp()
+    return (when.toordinal() - EPOCH_DAY) * 86400.0
 
 
 def _when_label(when: date | datetime, span_seconds: float) -> str:
-    if isinstance(when, datetime) and span_seconds < 2 * 86400:
-        return timezone.localtime(when).strftime("%d %b %H:%M")
+    if isinstance(when, datetime):
+        when = when.astimezone(UTC) if timezone.is_aware(when) else when
+        if span_seconds < 2 * 86400:
+            return when.strftime("%d %b %H:%M")
     return when.strftime("%d %b %Y") if span_seconds > 200 * 86400 else when.strftime("%d %b")
+
+
+NOTHING = mark_safe("")
+
+
+def _figure(title: str, svg: SafeString, table: SafeString, legend: SafeString = NOTHING) -> SafeString:
+    return format_html(
+        '<figure class="chart-figure"><figcaption>{}</figcaption>{}{}'
+        '<details class="chart-data"><summary>Figures</summary>{}</details></figure>',
+        title,
+        svg,
+        legend,
+        table,
+    )
+
+
+def _empty(title: str) -> SafeString:
+    return format_html(
+        '<figure class="chart-figure"><figcaption>{}</figcaption>'
+        '<p class="muted">Nothing in this range yet.</p></figure>',
+        title,
+    )
+
+
+def _svg(title: str, width: int, height: int, body: SafeString) -> SafeString:
+    return format_html(
+        '<svg class="chart-axes" viewBox="0 0 {} {}" role="img" aria-label="{} (the figures are in the table '
+        'below)">{}</svg>',
+        width,
+        height,
+        title,
+        body,
+    )
+
+
+def _table(heading: str, columns: list[str], rows: list[tuple[str, list[str]]]) -> SafeString:
+    return format_html(
+        '<table><thead><tr><th scope="col">{}</th>{}</tr></thead><tbody>{}</tbody></table>',
+        heading,
+        format_html_join("", '<th scope="col" class="num">{}</th>', ((column,) for column in columns)),
+        format_html_join(
+            "",
+            '<tr><th scope="row">{}</th>{}</tr>',
+            (
+                (label, format_html_join("", '<td class="num">{}</td>', ((cell,) for cell in cells)))
+                for label, cells in rows
+            ),
+        ),
+    )
 
 
 def time_chart(
     title: str, series: list[Series], *, unit: str, kind: str = "line", width: int = 640, height: int = 220
-) -> dict:
+) -> SafeString:
     """A chart of values over time: one or more lines, or the bars of a single series."""
-    chart: dict[str, Any] = {"title": title, "width": width, "height": height, "kind": kind, "series": [], "bars": []}
     points = [point for one in series for point in one.points]
     if not points:
-        return {**chart, "empty": True}
+        return _empty(title)
     shown = FORMATS[unit]
-    moments = [_moment(when) for when, _ in points]
-    first, last = min(moments), max(moments)
+    moments = {when: _moment(when) for when, _ in points}
+    first, last = min(moments.values()), max(moments.values())
     if kind == "bars":  # a bar is centred on its time: room for half a bar at each end
         half = (last - first) / max(len(points) - 1, 1) / 2 or 43200
         first, last = first - half, last + half
     span = (last - first) or 1.0
-    low, high = min(0.0, *(value for _, value in points)), max(0.0, *(value for _, value in points))
+    values = [value for _, value in points]
+    low, high = min(0.0, *values), max(0.0, *values)
     if high == low:
         high = low + 1
     plot_width, plot_height = width - LEFT - RIGHT, height - TOP - BOTTOM
 
     def x(when) -> float:
-        return round(LEFT + (_moment(when) - first) / span * plot_width, 1)
+        return round(LEFT + (moments[when] - first) / span * plot_width, 1)
 
     def y(value: float) -> float:
         return round(TOP + (high - value) / (high - low) * plot_height, 1)
 
-    chart["zero"] = y(0.0)
-    chart["y_ticks"] = [
-        {"y": y(low + (high - low) * n / TICKS), "label": shown(low + (high - low) * n / TICKS)}
-        for n in range(TICKS + 1)
-    ]
-    ordered = sorted({when for when, _ in points}, key=_moment)
+    zero = y(0.0)
+    parts = []
+    for n in range(TICKS + 1):
+        value = low + (high - low) * n / TICKS
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="tick" x="{}" y="{}" dy="0.35em" text-anchor="end">{}</text>',
+                LEFT,
+                width - RIGHT,
+                y(value),
+                y(value),
+                LEFT - 6,
+                y(value),
+                shown(value),
+            )
+        )
+    parts.append(format_html('<line class="zero" x1="{}" x2="{}" y1="{}" y2="{}"/>', LEFT, width - RIGHT, zero, zero))
+    ordered = sorted(moments, key=moments.__getitem__)
     step = max(1, (len(ordered) - 1) // TICKS) if len(ordered) > 1 else 1
-    chart["x_ticks"] = [{"x": x(when), "label": _when_label(when, span)} for when in ordered[::step]]
+    for when in ordered[::step]:
+        parts.append(
+            format_html(
+                '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+                x(when),
+                height - 6,
+                _when_label(when, span),
+            )
+        )
+    legend = NOTHING
     if kind == "bars":
         slot = plot_width / max(len(points), 1)
         for when, value in series[0].points:
-            chart["bars"].append(
-                {
-                    "x": round(x(when) - slot * 0.4, 1),
-                    "y": min(y(value), chart["zero"]),
-                    "width": round(max(slot * 0.8, 1), 1),
-                    "height": round(max(abs(y(value) - chart["zero"]), 0.5), 1),
-                    "negative": value < 0,
-                    "title": f"{_when_label(when, 0)}: {shown(value)}",
-                }
+            parts.append(
+                format_html(
+                    '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
+                    "bar-negative" if value < 0 else "bar-positive",
+                    round(x(when) - slot * 0.4, 1),
+                    min(y(value), zero),
+                    round(max(slot * 0.8, 1), 1),
+                    round(max(abs(y(value) - zero), 0.5), 1),
+                    _when_label(when, 0),
+                    shown(value),
+                )
             )
     else:
         for index, one in enumerate(series):
-            chart["series"].append(
-                {
-                    "name": one.name,
-                    "index": index % 6,
-                    "points": " ".join(f"{x(when)},{y(value)}" for when, value in one.points),
-                    "dots": [
-                        {"x": x(when), "y": y(value), "title": f"{one.name}, {_when_label(when, 0)}: {shown(value)}"}
-                        for when, value in one.points[-200:]  # hover on the newest; the table has them all
-                    ],
-                }
+            parts.append(
+                format_html(
+                    '<polyline class="series-{}" points="{}" fill="none"/>',
+                    index % 6,
+                    " ".join(f"{x(when)},{y(value)}" for when, value in one.points),
+                )
             )
-    chart["table"] = _table(series, shown)
-    return chart
-
-
-def _table(series: list[Series], shown: Callable) -> dict:
-    moments = sorted({when for one in series for when, _ in one.points}, key=_moment)
-    values = [dict(one.points) for one in series]
-    return {
-        "columns": [one.name for one in series],
-        "rows": [
-            (_when_label(when, 0), [shown(column[when]) if when in column else "" for column in values])
-            for when in moments
+            for when, value in one.points[-200:]:  # hover on the newest; the table has them all
+                parts.append(
+                    format_html(
+                        '<circle class="series-{}" cx="{}" cy="{}" r="3"><title>{}, {}: {}</title></circle>',
+                        index % 6,
+                        x(when),
+                        y(value),
+                        one.name,
+                        _when_label(when, 0),
+                        shown(value),
+                    )
+                )
+        if len(series) > 1:
+            legend = format_html(
+                '<p class="legend">{}</p>',
+                format_html_join(
+                    " ", '<span class="key series-{}">{}</span>', ((n % 6, one.name) for n, one in enumerate(series))
+                ),
+            )
+    columns = [dict(one.points) for one in series]
+    table = _table(
+        "When",
+        [one.name for one in series],
+        [
+            (_when_label(when, 0), [shown(column[when]) if when in column else "" for column in columns])
+            for when in ordered
         ],
-    }
+    )
+    return _figure(title, _svg(title, width, height, mark_safe("".join(parts))), table, legend)
 
 
-def category_chart(title: str, values: list[tuple[str, float]], *, unit: str, width: int = 640) -> dict:
+def category_chart(title: str, values: list[tuple[str, float]], *, unit: str, width: int = 640) -> SafeString:
     """Horizontal bars, one per category (a symbol), around a zero line."""
+    if not values:
+        return _empty(title)
     shown = FORMATS[unit]
     row = 26
-    height = TOP + BOTTOM + row * max(len(values), 1)
-    chart: dict[str, Any] = {"title": title, "width": width, "height": height, "kind": "categories", "bars": []}
-    if not values:
-        return {**chart, "empty": True}
+    height = TOP + BOTTOM + row * len(values)
     low, high = min(0.0, *(v for _, v in values)), max(0.0, *(v for _, v in values))
     if high == low:
         high = low + 1
@@ -144,23 +233,40 @@ def category_chart(title: str, values: list[tuple[str, float]], *, unit: str, wi
     def x(value: float) -> float:
         return round(LEFT + (value - low) / (high - low) * plot_width, 1)
 
-    chart["zero"] = x(0.0)
-    chart["x_ticks"] = [
-        {"x": x(low + (high - low) * n / TICKS), "label": shown(low + (high - low) * n / TICKS)}
-        for n in range(TICKS + 1)
-    ]
-    for index, (label, value) in enumerate(values):
-        chart["bars"].append(
-            {
-                "label": label,
-                "label_y": TOP + index * row + row * 0.65,
-                "x": min(x(value), chart["zero"]),
-                "y": TOP + index * row + 4,
-                "width": round(max(abs(x(value) - chart["zero"]), 0.5), 1),
-                "height": row - 8,
-                "negative": value < 0,
-                "title": f"{label}: {shown(value)}",
-            }
+    zero = x(0.0)
+    parts = []
+    for n in range(TICKS + 1):
+        value = low + (high - low) * n / TICKS
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+                x(value),
+                x(value),
+                TOP,
+                height - BOTTOM,
+                x(value),
+                height - 8,
+                shown(value),
+            )
         )
-    chart["table"] = {"columns": [title], "rows": [(label, [shown(value)]) for label, value in values]}
-    return chart
+    parts.append(format_html('<line class="zero" x1="{}" x2="{}" y1="{}" y2="{}"/>', zero, zero, TOP, height - BOTTOM))
+    for index, (label, value) in enumerate(values):
+        parts.append(
+            format_html(
+                '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>'
+                '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
+                LEFT - 6,
+                TOP + index * row + row * 0.65,
+                label,
+                "bar-negative" if value < 0 else "bar-positive",
+                min(x(value), zero),
+                TOP + index * row + 4,
+                round(max(abs(x(value) - zero), 0.5), 1),
+                row - 8,
+                label,
+                shown(value),
+            )
+        )
+    table = _table("Symbol", [title], [(label, [shown(value)]) for label, value in values])
+    return _figure(title, _svg(title, width, height, mark_safe("".join(parts))), table)

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from sync_app.models import AggregatedTrade, Backup, CrossPluginStats, SyncRun
 from zepix_admin.charts import Series, category_chart, time_chart
@@ -25,7 +26,7 @@ def range_start(choice: str) -> date | None:
     return timezone.now().date() - timedelta(days=days - 1) if days else None
 
 
-def charts(choice: str) -> list[dict]:
+def charts(choice: str) -> list[SafeString]:
     since = range_start(choice)
     return [
         daily_profit(since),
@@ -37,7 +38,7 @@ def charts(choice: str) -> list[dict]:
     ]
 
 
-def daily_profit(since: date | None) -> dict:
+def daily_profit(since: date | None) -> SafeString:
     days = CrossPluginStats.objects.all()
     if since:
         days = days.filter(date__gte=since)
@@ -46,7 +47,7 @@ def daily_profit(since: date | None) -> dict:
     return time_chart("P&L by day (closed trades, by exit day)", [together], unit="money", kind="bars")
 
 
-def equity(since: date | None) -> dict:
+def equity(since: date | None) -> SafeString:
     """Each plugin's running total of closed P&L, and all of them together, from its first day."""
     per_plugin: dict[str, Series] = {}
     running: dict[str, float] = defaultdict(float)
@@ -74,12 +75,12 @@ def _runs(since: date | None):
     return list(reversed(runs.order_by("-started_at")[:RUNS_SHOWN]))
 
 
-def sync_durations(since: date | None) -> dict:
+def sync_durations(since: date | None) -> SafeString:
     points = [(run.started_at, run.duration_seconds or 0.0) for run in _runs(since)]
     return time_chart(f"Sync duration per run (newest {RUNS_SHOWN})", [Series("Duration", points)], unit="seconds")
 
 
-def sync_rows(since: date | None) -> dict:
+def sync_rows(since: date | None) -> SafeString:
     points = [
         (run.started_at, float(sum(r.get("inserted", 0) + r.get("updated", 0) for r in run.plugins.values())))
         for run in _runs(since)
@@ -87,7 +88,7 @@ def sync_rows(since: date | None) -> dict:
     return time_chart("Rows copied per sync run", [Series("Rows", points)], unit="count", kind="bars")
 
 
-def backup_sizes(since: date | None) -> dict:
+def backup_sizes(since: date | None) -> SafeString:
     backups = Backup.objects.all()
     if since:
         backups = backups.filter(created_at__date__gte=since)
@@ -99,7 +100,7 @@ def backup_sizes(since: date | None) -> dict:
     return time_chart("Backup size (compressed)", list(per_database.values()), unit="bytes")
 
 
-def open_exposure() -> dict:
+def open_exposure() -> SafeString:
     """Net lots of the open trades per symbol (buys positive, sells negative)."""
     lots: dict[str, float] = defaultdict(float)
     for symbol, direction, total in (
