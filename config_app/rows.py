@@ -12,7 +12,8 @@ from config_app import documents
 class Row:
     path: str
     value: object
-    kind: str  # boolean, number, integer, enum, string, json
+    kind: str  # boolean, number, integer, enum, string, list (of strings or numbers), json
+    item_kind: str = ""  # a list's items: string, number or integer
     description: str = ""
     minimum: float | None = None
     maximum: float | None = None
@@ -37,6 +38,8 @@ class Row:
     def input_value(self) -> str:
         if self.kind == "json":
             return json.dumps(self.value)
+        if self.kind == "list":
+            return ", ".join(str(item) for item in self.value or [])
         return "" if self.value is None else str(self.value)
 
     @property
@@ -76,19 +79,24 @@ def row_for(path: str, value, schema: dict) -> Row:
         row.minimum = schema.get("minimum", schema.get("exclusiveMinimum"))
         row.maximum = schema.get("maximum", schema.get("exclusiveMaximum"))
         row.step = "1" if kind == "integer" else "any"
+    elif kind == "array" and schema.get("items", {}).get("type") in ("string", "number", "integer"):
+        row.kind, row.item_kind = "list", schema["items"]["type"]
     elif kind not in ("boolean", "string"):
         row.kind = "json"
     return row
 
 
-def parse_input(row_kind: str, raw: str):
-    """The value a form field sent, as JSON: '3' -> 3, 'true' -> True, a JSON list -> list.
-    Raises ValueError with a message for the operator."""
+def parse_input(row_kind: str, raw: str, item_kind: str = ""):
+    """The value a form field sent, as JSON: '3' -> 3, 'true' -> True, 'EURUSD, XAUUSD' (or
+    a JSON list) -> a list. Raises ValueError with a message for the operator."""
     raw = raw.strip()
     if row_kind == "boolean":
         return raw.lower() in ("true", "on", "1")
     if row_kind in ("string", "enum"):
         return raw
+    if row_kind == "list" and not raw.startswith("["):
+        items = [item.strip() for item in raw.replace("\n", ",").split(",") if item.strip()]
+        return items if item_kind == "string" else [parse_input(item_kind, item) for item in items]
     if row_kind in ("number", "integer"):
         try:
             number = float(raw)

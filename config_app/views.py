@@ -59,7 +59,7 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
     raw = (request.POST.getlist("value") or [""])[-1]
     context = {"scope": scope, "row": row}
     try:
-        value = parse_input(row.kind, raw)
+        value = parse_input(row.kind, raw, row.item_kind)
         if _needs_confirmation(scope, row, value, base, request):
             # A high-risk change (the schemas mark them), valid and based on the newest version,
             # is shown old and new and saved only once the operator confirms it.

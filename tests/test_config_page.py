@@ -1,6 +1,8 @@
 """Editing configuration in the browser: rows fit the schema, a row saves without a reload,
 invalid values and stale edits are answered inline and save nothing."""
 
+import re
+
 import pytest
 
 from config_app import service
@@ -60,12 +62,31 @@ def test_a_checked_toggle_sends_true(operator_client, config):
         ("max_open_trades", "2.5", "must be a whole number"),
         ("mode", "yolo", "must be one of &quot;live&quot;, &quot;paper&quot;"),
         ("symbols", '["eur"]', "must match the pattern"),
+        ("symbols", "EURUSD, eur", "must match the pattern"),
     ],
 )
 def test_an_invalid_value_is_refused_inline_and_nothing_is_saved(operator_client, config, path, value, message):
     body = save_row(operator_client, path, value).content.decode()
     assert "Not saved:" in body and message.replace("'", "&#x27;") in body
     assert service.current("combined_v3").version == 1
+
+
+def test_a_list_is_edited_as_a_list_of_items_separated_by_commas(operator_client, config):
+    page = operator_client.get("/config/combined_v3/").content.decode()
+    shown = re.search(r'name="value" value="([^"]*)"[^>]*aria-label="symbols"', page).group(1)
+    assert "[" not in shown and "&quot;" not in shown  # items, not JSON
+    save_row(operator_client, "symbols", " EURUSD, XAUUSD ,GBPJPY ")
+    assert service.active_document("combined_v3")["symbols"] == ["EURUSD", "XAUUSD", "GBPJPY"]
+    page = operator_client.get("/config/combined_v3/").content.decode()
+    assert 'value="EURUSD, XAUUSD, GBPJPY"' in page
+    operator_client.post(
+        "/config/global/row", {"path": "sync.retry_delays_seconds", "value": "1, 2.5, 30", "base_version": 1}, **HTMX
+    )
+    assert service.active_document("global")["sync"]["retry_delays_seconds"] == [1, 2.5, 30]
+    refused = operator_client.post(
+        "/config/global/row", {"path": "sync.retry_delays_seconds", "value": "1, soon", "base_version": 2}, **HTMX
+    )
+    assert "&quot;soon&quot; is not a number" in refused.content.decode()
 
 
 def test_a_stale_edit_shows_the_conflict_inline(operator_client, config):
