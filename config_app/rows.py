@@ -38,8 +38,8 @@ class Row:
     def input_value(self) -> str:
         if self.kind == "json":
             return json.dumps(self.value)
-        if self.kind == "list":
-            return ", ".join(str(item) for item in self.value or [])
+        if self.kind == "list" and isinstance(self.value, list):
+            return ", ".join(str(item) for item in self.value)
         return "" if self.value is None else str(self.value)
 
     @property
