@@ -173,3 +173,14 @@ def test_a_forged_plugin_id_is_refused_and_nothing_runs(operator_client, config)
         assert operator_client.post("/sync/run", {"plugin": forged}).status_code == 404
         assert operator_client.post(f"/sync/{forged}/reset").status_code == 404
     assert not SyncRun.objects.exists()
+
+
+def test_a_logged_in_user_without_a_role_sees_no_page_but_can_log_out(client, make_user, config):
+    client.force_login(make_user("nobody", None))
+    for path in VIEWER_PAGES[:-1]:
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert "no role yet" in response.content.decode()
+    assert client.get("/admin/").status_code == 302  # the admin's own login page: no access either
+    assert client.get("/healthz").status_code in (200, 503)
+    assert client.post("/logout/").status_code == 302

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "zepix_admin.core.access.IdleSessionMiddleware",
     "zepix_admin.core.access.HtmxLoginRedirectMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "zepix_admin.core.access.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

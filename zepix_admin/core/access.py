@@ -49,7 +49,7 @@ def role_of(user) -> str | None:
 
 def has_role(user, role: str) -> bool:
     current = role_of(user)
-    return current is not None and ROLES.index(current) >= ROLES.index(role)
+    return current in ROLES and ROLES.index(current) >= ROLES.index(role)
 
 
 def require_role(request, role: str) -> None:
@@ -187,6 +187,28 @@ class IdleSessionMiddleware:
             elif not request.GET.get("fragment") and (last is None or now - last >= self.WRITE_EVERY_SECONDS):
                 request.session["zepix_last_activity"] = now
         return self.get_response(request)
+
+
+class RoleRequiredMiddleware:
+    """A logged-in user without a role (a new account no admin has given one, a plugin-host
+    token) sees no page: 403 saying so. Views open to anyone (login, /healthz) and the API
+    endpoints, which check roles themselves, are left to themselves; logging out stays possible."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        user = request.user
+        if not user.is_authenticated or has_role(user, VIEWER) or not getattr(view_func, "login_required", True):
+            return None
+        if request.resolver_match and request.resolver_match.url_name == "logout":
+            return None
+        if request.path.startswith(settings.STATIC_URL) or request.path.startswith("/admin/"):
+            return None  # the admin site asks for a role itself (ZepixAdminSite.has_permission)
+        raise PermissionDenied("Your account has no role yet: an admin gives it one (viewer, operator or admin).")
 
 
 class HtmxLoginRedirectMiddleware:
