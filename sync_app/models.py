@@ -325,3 +325,17 @@ class BackupRun(models.Model):
     @property
     def duration_seconds(self) -> float | None:
         return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+
+class ShippingState(models.Model):
+    """A plugin whose bot runs on another host: when its changes last arrived (ship_changes)."""
+
+    plugin_id = models.CharField(max_length=40, unique=True)
+    host = models.CharField(max_length=60, blank=True, default="", help_text="The shipping token's name")
+    every_seconds = models.FloatField(default=60, help_text="How often the host says it ships")
+    last_batch_at = models.DateTimeField()
+    batches = models.PositiveBigIntegerField(default=0)
+    rows = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.plugin_id} shipped by {self.host or '?'} at {self.last_batch_at:%Y-%m-%d %H:%M:%S}"

@@ -23,7 +23,15 @@ from plugins_app import plugins
 from plugins_app.schema import SEED_COLUMNS
 from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
-from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics, TradeTotals
+from sync_app.models import (
+    AggregatedTrade,
+    CrossPluginStats,
+    PluginSyncState,
+    ShippingState,
+    SyncRun,
+    SystemMetrics,
+    TradeTotals,
+)
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file
 from zepix_admin.core.errors import Conflict
@@ -536,15 +544,38 @@ def plugin_health(state: PluginSyncState | None, threshold: int) -> str:
     return FAILING if state.consecutive_failures >= threshold else DEGRADED
 
 
+STALE_INTERVALS = 3  # a bot host that has not shipped for this many of its intervals is DEGRADED
+
+
+def stale_hosts(states=None) -> dict[str, str]:
+    """{plugin_id: why} of the plugins whose bot host (ship_changes) has stopped shipping."""
+    now = timezone.now()
+    stale = {}
+    for state in ShippingState.objects.all() if states is None else states:
+        age = (now - state.last_batch_at).total_seconds()
+        if age > STALE_INTERVALS * state.every_seconds:
+            stale[state.plugin_id] = (
+                f"its host {state.host or '?'} has not shipped for {age:.0f} s "
+                f"(it ships every {state.every_seconds:g} s)"
+            )
+    return stale
+
+
 def health() -> dict:
     """{"overall": OK|DEGRADED|FAILING, "plugins": {plugin_id: {...}}} for pages, commands and /healthz."""
     threshold = sync_settings()["alert_after_failures"]
     states = {state.plugin_id: state for state in PluginSyncState.objects.all()}
+    shipped = {state.plugin_id: state for state in ShippingState.objects.all()}
+    stale = stale_hosts(shipped.values())
     per_plugin = {}
     for plugin_id in plugins.plugin_ids():
         state = states.get(plugin_id)
+        level = plugin_health(state, threshold)
         per_plugin[plugin_id] = {
-            "health": plugin_health(state, threshold),
+            "health": DEGRADED if level == OK and plugin_id in stale else level,
+            "host_silent": stale.get(plugin_id, ""),
+            "shipped_by": shipped[plugin_id].host if plugin_id in shipped else "",
+            "last_batch_at": shipped[plugin_id].last_batch_at if plugin_id in shipped else None,
             "consecutive_failures": state.consecutive_failures if state else 0,
             "last_success_at": state.last_success_at if state else None,
             "last_error": state.last_error if state else "",

@@ -1,18 +1,21 @@
 import csv
+import sqlite3
 
 from django.contrib import messages
-from django.http import Http404, StreamingHttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from plugins_app import plugins, registry
 from plugins_app.plugin_apps import models_for
-from sync_app import scheduler, sync, tasks, trade_search
+from sync_app import scheduler, shipping, sync, tasks, trade_search
 from sync_app.backup import BackupError, restore_backup
 from sync_app.models import Backup, BackupRun, SyncRun
 from zepix_admin.core import audit, worker
-from zepix_admin.core.access import ADMIN, OPERATOR, actor_name, role_required
+from zepix_admin.core.access import ADMIN, OPERATOR, PLUGIN_HOST, actor_name, may_ship, role_required
+from zepix_admin.core.api import api_endpoint
 from zepix_admin.core.exports import csv_cell
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 
@@ -177,6 +180,36 @@ def _csv_lines(writer, rows):
     yield writer.writerow(CSV_COLUMNS)
     for row in rows:
         yield writer.writerow([csv_cell(value) for value in row])
+
+
+@api_endpoint
+@require_http_methods(["GET", "POST"])
+def api_sync_batches(request: AuthenticatedHttpRequest, plugin_id: str):
+    """A bot host's shipping (sync_app.shipping): GET what the central holds of the plugin, POST
+    the next batch. Only a plugin-host token written for this plugin may call it."""
+    if not may_ship(request.user, plugin_id):
+        raise PermissionDenied(f"Only a plugin-host token made for {plugin_id} may ship its changes.")
+    if request.method == "GET":
+        return JsonResponse(shipping.acknowledged(plugin_id))
+    batch = shipping.decode(request.body, request.headers.get("Content-Encoding", ""))
+    every = request.headers.get("X-Ship-Every", "")
+    every_seconds = float(every) if every.replace(".", "", 1).isdigit() and 0 < float(every) < 86400 else None
+    host = request.user.api_token.name
+    try:
+        marks = shipping.apply_batch(plugin_id, batch, host=host, every_seconds=every_seconds)
+    except shipping.NeedsRestart as refusal:
+        return JsonResponse({"error": str(refusal), "restart": True, **shipping.acknowledged(plugin_id)}, status=409)
+    except shipping.OtherMarks as refusal:
+        return JsonResponse({"error": str(refusal), **shipping.acknowledged(plugin_id)}, status=409)
+    except sqlite3.DatabaseError as refusal:  # the schema's CHECKs and triggers refused a row
+        return JsonResponse({"error": f"The batch was refused, nothing applied: {refusal}"}, status=400)
+    rows = sum(len(table["rows"]) for table in batch["tables"].values())
+    if rows:  # an empty batch is the host saying it is alive, every interval: not a change
+        audit.record(host, "api", "sync.batch", plugin_id, rows=rows, marks=marks)
+    return JsonResponse({"marks": marks})
+
+
+api_sync_batches.required_role = PLUGIN_HOST  # checked by may_ship above
 
 
 @require_GET

@@ -322,3 +322,22 @@ def test_the_trade_totals_stay_exact_through_closes_corrections_and_a_replaced_f
     assert kept_totals() == recounted_totals()
     assert sync.run_sync(trigger="command").plugins["combined_v3"]["updated"] == 0
     assert kept_totals() == recounted_totals()
+
+
+def test_a_bot_host_silent_for_three_intervals_makes_its_plugin_degraded(trades):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sync_app.models import ShippingState
+
+    ShippingState.objects.create(
+        plugin_id="combined_v3", host="host-a", every_seconds=10, last_batch_at=timezone.now() - timedelta(seconds=25)
+    )
+    assert sync.health()["plugins"]["combined_v3"]["health"] == sync.OK  # 2.5 intervals: not yet
+    ShippingState.objects.update(last_batch_at=timezone.now() - timedelta(seconds=31))
+    report = sync.health()
+    assert report["overall"] == sync.DEGRADED
+    assert report["plugins"]["combined_v3"]["health"] == sync.DEGRADED
+    assert "host-a has not shipped for 31 s (it ships every 10 s)" in report["plugins"]["combined_v3"]["host_silent"]
+    assert report["plugins"]["price_action_v6"]["health"] == sync.OK

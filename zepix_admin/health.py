@@ -86,7 +86,14 @@ def sync_check() -> dict:
         for plugin_id, entry in report["plugins"].items()
         if entry["health"] == FAILING and plugin_id in enabled
     ]
-    entry = {"ok": not failing, "overall": report["overall"], "failing_plugins": failing}
+    entry = {
+        "ok": not failing,
+        "overall": report["overall"],
+        "failing_plugins": failing,
+        "silent_hosts": {
+            plugin_id: entry["host_silent"] for plugin_id, entry in report["plugins"].items() if entry["host_silent"]
+        },
+    }
     if failing:
         entry["problem"] = f"sync FAILING for {', '.join(failing)}"
     return entry

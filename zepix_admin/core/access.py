@@ -25,9 +25,12 @@ from django.utils import timezone
 from zepix_admin.core.errors import Invalid
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+# A bot host's token: it may ship the changes of the plugins written on it, and nothing else
+# (no page, no API): outside the three roles' ladder.
+PLUGIN_HOST = "plugin-host"
 TOKEN_USER_PREFIX = "token:"
 ROLES = (VIEWER, OPERATOR, ADMIN)
-TOKEN_ROLES = (VIEWER, OPERATOR)
+TOKEN_ROLES = (VIEWER, OPERATOR, PLUGIN_HOST)
 
 
 def role_of(user) -> str | None:
@@ -41,6 +44,8 @@ def role_of(user) -> str | None:
         else:
             names = set(user.groups.values_list("name", flat=True))
             role = next((role for role in reversed(ROLES) if role in names), None)
+            if role is None and PLUGIN_HOST in names:
+                role = PLUGIN_HOST
         if role == ADMIN and user.get_username().startswith(TOKEN_USER_PREFIX):
             role = OPERATOR
         user._zepix_role = role
@@ -102,19 +107,22 @@ def ensure_groups() -> list[str]:
 def set_role(user, role: str) -> None:
     from django.contrib.auth.models import Group
 
-    if role not in ROLES:
+    if role not in (*ROLES, PLUGIN_HOST):
         raise Invalid(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
     user.groups.set([Group.objects.get_or_create(name=role)[0]])
     user.__dict__.pop("_zepix_role", None)
 
 
 @transaction.atomic
-def create_token(name: str, role: str) -> str:
-    """Make a token for a machine client; return the raw token (only its hash is kept)."""
+def create_token(name: str, role: str, plugin_ids: list[str] | tuple[str, ...] = ()) -> str:
+    """Make a token for a machine client; return the raw token (only its hash is kept). A
+    plugin-host token names the plugins whose changes it may ship (checked by the caller)."""
     from zepix_admin.core.models import ApiToken
 
     if role not in TOKEN_ROLES:
         raise Invalid(f"A token's role is one of {', '.join(TOKEN_ROLES)}, not {role!r}.")
+    if (role == PLUGIN_HOST) != bool(plugin_ids):
+        raise Invalid("A plugin-host token names its plugins (--plugin ID, once or more); no other token does.")
     if not name or len(name) > 60:
         raise Invalid("A token needs a name of 1 to 60 characters.")
     if ApiToken.objects.filter(name=name).exists():
@@ -128,8 +136,16 @@ def create_token(name: str, role: str) -> str:
     user.save()
     set_role(user, role)
     raw = "zpx_" + secrets.token_urlsafe(32)
-    ApiToken.objects.create(name=name, user=user, token_hash=ApiToken.hash(raw))
+    ApiToken.objects.create(name=name, user=user, token_hash=ApiToken.hash(raw), plugin_ids=sorted(set(plugin_ids)))
     return raw
+
+
+def may_ship(user, plugin_id: str) -> bool:
+    """Whether this user (a plugin-host token's) may ship the changes of this plugin."""
+    if role_of(user) != PLUGIN_HOST:
+        return False
+    token = getattr(user, "api_token", None)
+    return token is not None and plugin_id in token.plugin_ids
 
 
 def user_for_token(raw_token: str):

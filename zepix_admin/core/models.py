@@ -62,6 +62,7 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=60, unique=True)
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
     token_hash = models.CharField(max_length=64, unique=True)
+    plugin_ids = models.JSONField(default=list, blank=True, help_text="A plugin-host token's plugins")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,0 +1,115 @@
+import argparse
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import quote, urlsplit
+
+from django.core.management.base import CommandError
+
+from plugins_app import plugins
+from sync_app import shipping
+from zepix_admin.core.commands import ZepixCommand
+
+TIMEOUT_SECONDS = 60
+
+
+class ShipFailed(Exception):
+    pass
+
+
+class Command(ZepixCommand):
+    help = (
+        "On a bot host: send this host's plugins' changes (trades, chains, levels, daily stats, plugin info) "
+        "to the central console, from the marks it acknowledged, in compressed batches. Once, or every "
+        "SECONDS with --every (an empty batch then tells the central the host is alive)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--central", required=True, help="The central console's address, e.g. https://console:8000")
+        parser.add_argument("--token", required=True, help="A plugin-host token made on the central (create_token)")
+        parser.add_argument("--plugin", action="append", default=[], help="Only this plugin (once or more)")
+        parser.add_argument("--every", type=float, help="Keep shipping, every SECONDS")
+        parser.add_argument("--batch-rows", type=int, default=shipping.BATCH_ROWS, help=argparse.SUPPRESS)
+
+    def handle(self, *args, central, token, plugin, every, batch_rows, **options):
+        address = urlsplit(central)
+        if address.scheme not in ("http", "https") or not address.netloc:
+            raise CommandError(f"--central must be an http(s) address, not {central!r}.")
+        if every is not None and not 0.05 <= every <= 86400:
+            raise CommandError("--every must be between 0.05 and 86400 seconds.")
+        chosen = [plugins.check_declared(plugin_id) for plugin_id in plugin] or plugins.plugin_ids()
+        self.central, self.token, self.every, self.batch_rows = central.rstrip("/"), token, every, batch_rows
+        while True:
+            failed = []
+            for plugin_id in chosen:
+                try:
+                    self.ship(plugin_id)
+                except ShipFailed as error:
+                    failed.append(plugin_id)
+                    self.stderr.write(f"{plugin_id}: not shipped: {error}")
+            if every is None:
+                if failed:
+                    raise CommandError(f"Not shipped: {', '.join(failed)}.")
+                return
+            time.sleep(every)
+
+    def ship(self, plugin_id: str) -> None:
+        """Batches until the central holds everything this host has; at least one (an empty one
+        says the host is alive)."""
+        held = self.call("GET", plugin_id)
+        shipped = batches = 0
+        while True:
+            batch = shipping.next_batch(
+                plugins.database_path(plugin_id),
+                held["marks"],
+                held["incarnation"],
+                rows_per_table=self.batch_rows,
+            )
+            rows = sum(len(table["rows"]) for table in batch["tables"].values())
+            answer = self.call("POST", plugin_id, shipping.encode(batch))
+            if "error" in answer:  # 409: the central holds something else; ship from its marks
+                if answer["marks"] == held["marks"] and answer["incarnation"] == held["incarnation"]:
+                    raise ShipFailed(f"the central refuses the batch: {answer['error']}")
+                held = answer
+                continue
+            held = {"marks": answer["marks"], "incarnation": batch["incarnation"]}
+            shipped, batches = shipped + rows, batches + 1
+            if not rows:
+                break
+        if shipped or self.every is None:
+            self.stdout.write(
+                f"{plugin_id}: shipped {shipped} rows in {batches} batch(es); the central holds trades up to "
+                f"change {held['marks']['trades']}"
+            )
+
+    def call(self, method: str, plugin_id: str, body: bytes | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.central}/api/sync/{quote(plugin_id)}/batches",
+            data=body,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                **({"Content-Encoding": "zstd"} if body is not None else {}),
+                **({"X-Ship-Every": str(self.every)} if self.every else {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            answer = _json(error.read())
+            if error.code == 409 and "marks" in answer:
+                return answer
+            raise ShipFailed(f"the central answered {error.code}: {answer.get('error', error.reason)}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise ShipFailed(f"the central cannot be reached ({error})") from None
+
+
+def _json(body: bytes) -> dict:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}

@@ -1,0 +1,207 @@
+"""A bot host ships its plugin's changes to the central console: real processes, two data
+folders (the host's and the central's), the central served by `manage.py serve`, the host
+running `manage.py ship_changes`; cut in the middle, replaced, and refused when not allowed."""
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from plugins_app.store import PluginStore
+from tests.helpers import NOW, ROOT, installed, trade
+from tests.test_bad_day import Served, central, run
+
+pytestmark = pytest.mark.slow
+PLUGIN = "combined_v3"
+
+
+def host_rows(data: Path):
+    with closing(sqlite3.connect(data / "plugins" / f"{PLUGIN}.sqlite3")) as connection:
+        return sorted(connection.execute("SELECT mt5_ticket, status, profit_dollars, symbol FROM trades").fetchall())
+
+
+def central_rows(data: Path):
+    return sorted(
+        tuple(row)
+        for row in central(
+            data,
+            "SELECT mt5_ticket, status, CAST(profit_dollars AS REAL), symbol FROM aggregated_trades "
+            "WHERE plugin_id = ?",
+            PLUGIN,
+        )
+    )
+
+
+def assert_same(host: Path, hub: Path):
+    """The central copy is the host's trades, each once, and its totals agree with them."""
+    expected = [(t, s, None if p is None else round(p, 2), sym) for t, s, p, sym in host_rows(host)]
+    got = [(t, s, None if p is None else round(p, 2), sym) for t, s, p, sym in central_rows(hub)]
+    assert got == expected
+    counted = central(hub, "SELECT COALESCE(SUM(trades_count), 0) FROM trade_totals WHERE plugin_id = ?", PLUGIN)
+    assert counted[0][0] == len(expected)
+
+
+def post(server, token, body, path=f"/api/sync/{PLUGIN}/batches", encoding="zstd"):
+    request = urllib.request.Request(
+        server.url + path,
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Encoding": encoding},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture
+def two_hosts(tmp_path):
+    """(central env, its data, a plugin-host token for combined_v3, the bot host's env and data)."""
+    hub_env = installed(tmp_path / "central")[0]
+    bot_env = installed(tmp_path / "host")[0]
+    token = run(hub_env, "create_token", "host-a", "--role", "plugin-host", "--plugin", PLUGIN).stdout.split()[-1]
+    run(bot_env, "seed_demo", "--trades", "2500", "--plugin", PLUGIN)
+    return hub_env, tmp_path / "central" / "data", token, bot_env, tmp_path / "host" / "data"
+
+
+def ship(bot_env, server, token, *extra, ok=True):
+    return run(bot_env, "ship_changes", "--central", server.url, "--token", token, "--plugin", PLUGIN, *extra, ok=ok)
+
+
+def test_a_host_ships_everything_then_only_changes_and_a_kill_mid_batch_loses_and_doubles_nothing(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    server = Served(hub_env)
+    try:
+        shipped = ship(bot_env, server, token, "--batch-rows", "400")
+        assert "shipped" in shipped.stdout and "2500" not in shipped.stderr
+        assert_same(host, hub)
+        assert central(hub, "SELECT COUNT(*) FROM aggregated_chains WHERE plugin_id = ?", PLUGIN)[0][0] > 0
+
+        with PluginStore(host / "plugins" / f"{PLUGIN}.sqlite3") as store:  # the bot goes on trading
+            open_ticket = store.connection.execute(
+                "SELECT MAX(mt5_ticket) FROM trades WHERE status = 'OPEN'"
+            ).fetchone()[0]
+            store.close_trade(
+                open_ticket, exit_price=1.1, profit_pips=3, profit_dollars=12.5, close_reason="TP", exit_time=NOW
+            )
+            store.save_trades([trade(900_000 + n) for n in range(3000)])
+        # Shipping every 0.1 s in batches of 100, killed (no goodbye) in the middle of it...
+        shipper = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "ship_changes", "--central", server.url, "--token", token]
+            + ["--plugin", PLUGIN, "--every", "0.1", "--batch-rows", "100"],
+            env=bot_env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while central(hub, "SELECT COUNT(*) FROM aggregated_trades WHERE plugin_id = ?", PLUGIN)[0][0] < 2600:
+            assert time.monotonic() < deadline, "the first batches never arrived"
+            time.sleep(0.05)
+        shipper.send_signal(signal.SIGKILL)
+        shipper.wait()
+        assert len(central_rows(hub)) < 5500  # it was cut before the end
+        # ...then started again: it ships from what the central acknowledged.
+        ship(bot_env, server, token)
+        assert_same(host, hub)
+        state = central(
+            hub, "SELECT host, batches, every_seconds FROM sync_app_shippingstate WHERE plugin_id = ?", PLUGIN
+        )
+        assert state[0][0] == "host-a" and state[0][1] >= 3 and state[0][2] == 0.1
+    finally:
+        server.stop()
+
+
+def test_a_replaced_host_database_starts_over_and_the_central_copy_follows_it(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    path = host / "plugins" / f"{PLUGIN}.sqlite3"
+    server = Served(hub_env)
+    try:
+        ship(bot_env, server, token)
+        older = host / "older.sqlite3"
+        with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(older)) as copy:
+            source.backup(copy)
+        with PluginStore(path) as store:
+            store.save_trades([trade(800_000 + n, symbol="XAUUSD") for n in range(50)])
+        ship(bot_env, server, token)
+        assert len(central_rows(hub)) == 2550
+        # The host's file is restored from the older copy (made fresh: a new identity, as a restore does).
+        shutil.copy(older, path)
+        for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+        with closing(sqlite3.connect(path)) as restored:
+            restored.execute("UPDATE zepix_identity SET incarnation = 'restored-on-the-host'")
+            restored.commit()
+        ship(bot_env, server, token)
+        assert_same(host, hub)  # the 50 trades the restored file no longer has left the central copy too
+        assert len(central_rows(hub)) == 2500
+    finally:
+        server.stop()
+
+
+def test_only_a_plugin_host_token_for_that_plugin_may_ship_and_a_bad_batch_changes_nothing(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    other = run(hub_env, "create_token", "host-b", "--role", "plugin-host", "--plugin", "price_action_v6").stdout
+    other_token = other.split()[-1]
+    operator = run(hub_env, "create_token", "ops-bot", "--role", "operator").stdout.split()[-1]
+    refused = run(hub_env, "create_token", "host-c", "--role", "plugin-host", ok=False)
+    assert "names its plugins" in refused.stderr
+    server = Served(hub_env)
+    try:
+        empty = zstandard.ZstdCompressor().compress(b"{}")
+        assert post(server, other_token, empty)[0] == 403  # another plugin's host
+        assert post(server, operator, empty)[0] == 403  # an operator is not a bot host
+        assert post(server, "zpx_not-a-token", empty)[0] == 401
+        assert post(server, token, b"\x28\xb5\x2f\xfd garbage")[0] == 400
+        status, answer = post(server, token, empty)
+        assert status == 400 and "'since' gives a change number" in answer["error"]
+        for page in ("/", "/trades/", "/api/config/global"):  # a bot host's token reads nothing else
+            request = urllib.request.Request(server.url + page, headers={"Authorization": f"Bearer {token}"})
+            with pytest.raises(urllib.error.HTTPError) as refusal:
+                urllib.request.urlopen(request, timeout=5)
+            assert refusal.value.code == 403, page
+        # A batch with one row its schema refuses (a direction the bot never writes): nothing applied.
+        marks = dict.fromkeys(("trades", "profit_chains", "chain_levels", "daily_stats", "plugin_info"), 0)
+        with closing(sqlite3.connect(host / "plugins" / f"{PLUGIN}.sqlite3")) as source:
+            columns = [row[1] for row in source.execute("PRAGMA table_info(trades)")]
+            rows = [list(row) for row in source.execute("SELECT * FROM trades ORDER BY change_seq LIMIT 3")]
+        rows[2][columns.index("direction")] = "SIDEWAYS"
+        batch = {
+            "incarnation": "some-host-file",
+            "since": marks,
+            "until": {**marks, "trades": rows[2][columns.index("change_seq")]},
+            "tables": {"trades": {"columns": columns, "rows": rows}},
+        }
+        status, answer = post(server, token, zstandard.ZstdCompressor().compress(json.dumps(batch).encode()))
+        assert status == 400 and "nothing applied" in answer["error"]
+        assert central(hub, "SELECT COUNT(*) FROM aggregated_trades")[0][0] == 0
+        rows[2][columns.index("direction")] = "SELL"
+        rows[1][columns.index("lot_size")] = "a lot"
+        status, answer = post(server, token, zstandard.ZstdCompressor().compress(json.dumps(batch).encode()))
+        assert status == 400 and "trades.lot_size" in answer["error"]
+    finally:
+        server.stop()
+
+
+def test_a_plugin_written_on_the_central_itself_takes_no_shipped_changes(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    run(hub_env, "seed_demo", "--trades", "20", "--plugin", PLUGIN)  # a bot on the central's machine
+    server = Served(hub_env)
+    try:
+        refused = ship(bot_env, server, token, ok=False)
+        assert "written by a bot on the central's machine" in refused.stderr
+        with closing(sqlite3.connect(hub / "plugins" / f"{PLUGIN}.sqlite3")) as mirror:
+            assert mirror.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 20  # nothing emptied
+    finally:
+        server.stop()
