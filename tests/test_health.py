@@ -51,3 +51,32 @@ def test_never_synced_nor_backed_up_needs_attention(config, capsys):
     worker.beat()
     code, out = health(capsys)
     assert code == 1 and "FAIL last sync: never ran" in out and "FAIL last backup: never ran" in out
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_metrics_speak_prometheus_to_a_token_or_an_allowed_address_only(viewer_client, config, settings):
+    from django.test import Client
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sync_app.sync import run_sync
+    from zepix_admin.core.alerts import raise_alert
+
+    run_sync(trigger="command")
+    raise_alert("sync", "combined_v3", "Sync failed", level="CRITICAL")
+    anonymous = Client()
+    assert anonymous.get("/metrics").status_code == 401
+    settings.METRICS_ALLOWED_ADDRESSES = ["127.0.0.1"]  # the test client's address
+    allowed = anonymous.get("/metrics")
+    assert allowed.status_code == 200 and allowed["Content-Type"].startswith("text/plain; version=")
+    settings.METRICS_ALLOWED_ADDRESSES = []
+    scraped = viewer_client.get("/metrics").content.decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+    }
+    assert samples[("zepix_sync_runs_total", (("status", "OK"),))] == 1
+    assert samples[("zepix_sync_health", (("plugin", "combined_v3"),))] == 0
+    assert samples[("zepix_config_version", (("scope", "global"),))] >= 1
+    assert samples[("zepix_open_alerts", (("severity", "CRITICAL"),))] == 1
+    assert ("zepix_sync_last_run_seconds", ()) in samples

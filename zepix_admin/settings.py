@@ -101,6 +101,9 @@ MIDDLEWARE = [
 ]
 # Alerts are never posted to loopback or private addresses unless this allows it (an internal relay).
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = envbool("ZEPIX_WEBHOOK_ALLOW_PRIVATE", "0")
+# Addresses that may read /metrics without a token (a Prometheus server). None by default: behind
+# a reverse proxy on the same machine every request comes from loopback.
+METRICS_ALLOWED_ADDRESSES = envlist("ZEPIX_METRICS_ALLOWED", "")
 # Every query of one request shares this deadline (zepix_admin.core.limits): no request can stall the server.
 STATEMENT_TIME_LIMIT_SECONDS = 5
 

@@ -1,17 +1,20 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import HttpResponseServerError, JsonResponse
+from django.http import HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from zepix_admin import trends
 from zepix_admin.core import alerts, audit
-from zepix_admin.core.access import OPERATOR, actor_name, role_required
+from zepix_admin.core.access import OPERATOR, VIEWER, actor_name, has_role, role_required
 from zepix_admin.core.errors import Invalid, error_response
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 from zepix_admin.core.models import Alert, AuditEntry
 from zepix_admin.health import collect, failing_components
+from zepix_admin.metrics import ConsoleCollector
 from zepix_admin.overview import overview as overview_data
 
 
@@ -67,6 +70,21 @@ def acknowledge_alert(request: AuthenticatedHttpRequest, alert_id: int):
     alerts.acknowledge(alert, actor_name(request.user))
     audit.record_request(request, "alert.acknowledge", f"{alert.source}/{alert.subject}", alert=alert.pk)
     return redirect("alerts")
+
+
+@login_not_required
+@require_GET
+def metrics(request):
+    """Prometheus' text format, for a token (a viewer's or more) or an allowed address only."""
+    allowed = request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_ADDRESSES
+    if not allowed and not has_role(request.user, VIEWER):
+        response = HttpResponse("Metrics need a viewer's token (Authorization: Bearer) or an allowed address.\n")
+        response.status_code = 403 if request.user.is_authenticated else 401
+        response["Content-Type"] = "text/plain"
+        return response
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ConsoleCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @require_GET
