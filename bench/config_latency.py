@@ -102,15 +102,11 @@ async def main(args):
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "zepix_admin.asgi:application",
+                "zepix_admin.web",  # what `manage.py serve` runs
                 "--port",
                 str(port),
                 "--log-level",
                 "warning",
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "1",
             ],
             env=env,
             cwd=ROOT,

@@ -124,15 +124,13 @@ def main():
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "zepix_admin.asgi:application",
+            "zepix_admin.web",  # what `manage.py serve` runs
             "--port",
             str(port),
             "--workers",
             str(args.workers),
             "--log-level",
             "warning",
-            "--no-access-log",
         ],
         env=env,
         cwd=_django.ROOT,

@@ -120,17 +120,13 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "zepix_admin.asgi:application",
+                "zepix_admin.web",  # what `manage.py serve` runs
                 "--port",
                 str(self.port),
                 "--workers",
                 str(self.workers),
-                "--no-access-log",
                 "--log-level",
                 "warning",
-                "--timeout-graceful-shutdown",
-                "2",
             ],
             env=self.env,
             cwd=ROOT,

@@ -34,18 +34,13 @@ class Command(ZepixCommand):
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "zepix_admin.asgi:application",
+                "zepix_admin.web",  # uvicorn, with TCP_NODELAY on its socket
                 "--host",
                 host,
                 "--port",
                 str(port),
                 "--workers",
                 str(workers),
-                "--no-access-log",
-                # open event streams would otherwise hold a shutdown forever
-                "--timeout-graceful-shutdown",
-                "3",
             ],
             cwd=settings.BASE_DIR,
         )
