@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from config_app import defaults, documents
+from config_app import defaults, documents, stream
 from config_app.diff import diff_documents
 from config_app.models import ConfigVersion
 from config_app.signals import config_changed
@@ -165,6 +165,7 @@ def _record(
             diff=changes,
             retired=retired,
         )
+        transaction.on_commit(stream.announce)  # every process's streams, once it is committed
         action = "config.retire" if retired else "config.save"
         # The values are in the version's diff: the audit entry names the paths only (a 1 MB
         # document once stored its values three times over).

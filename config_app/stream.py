@@ -1,21 +1,30 @@
 """Server-Sent Events for configuration versions, across every worker process.
 
-Each process runs one ``Hub`` per event loop: a poller that notices new ``ConfigVersion``
-rows in the central database (whichever process saved them) every few milliseconds, reads
-them once, and wakes every stream of that process. Under ASGI a stream is an async
-generator (no thread per subscriber); under WSGI (runserver, the browser tests' live
-server) a sync one that polls.
+Each process runs one ``Hub`` per event loop. A save, in whichever process it is made (a web
+worker, ``config set``, the file watcher), wakes the hubs once it is committed: its own
+process's at once, the others' through a datagram to each hub's socket. A woken hub reads the
+new ``ConfigVersion`` rows once and wakes every stream of its process. No poll loop: a hub
+looks by itself only once a second, in case a wake-up was lost (a process killed between its
+commit and its datagram). Under ASGI a stream is an async generator (no thread per
+subscriber); under WSGI (runserver, the browser tests' live server) a sync one that polls.
 """
 
 import asyncio
 import collections
 import contextlib
+import hashlib
+import itertools
 import json
+import os
+import socket
 import sqlite3
+import tempfile
 import time
 from contextlib import closing
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from config_app.models import ConfigVersion, Subscriber
@@ -23,7 +32,7 @@ from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
 from zepix_admin.core.databases import database_file
 
-POLL_SECONDS = 0.005
+SAFETY_LOOK_SECONDS = 1.0  # a hub looks by itself this often, in case a wake-up was lost
 KEEPALIVE_SECONDS = 15
 WSGI_POLL_SECONDS = 0.25
 CACHE_SIZE = 500
@@ -85,6 +94,38 @@ def mark_subscriber(name: str, scope: str | None, connected: bool) -> None:
         )
 
 
+def wake_folder(data_dir: Path | None = None) -> Path:
+    """Where every hub of this install has its socket. Short, under the system's temporary
+    folder (a socket's path is limited to 108 bytes), named after the data folder."""
+    install = hashlib.sha256(str(Path(data_dir or settings.DATA_DIR).resolve()).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"zepix-wake-{install}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+_local_hubs: set["Hub"] = set()
+_hub_numbers = itertools.count()
+
+
+def announce() -> None:
+    """A version was committed: wake this process's hubs now, and every other process's with a
+    datagram to its socket (a socket whose process is gone is removed)."""
+    for local in list(_local_hubs):
+        local.wake_soon()
+    mine = f"{os.getpid()}-"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        for path in wake_folder().glob("*.sock"):
+            if path.name.startswith(mine):
+                continue
+            try:
+                sender.sendto(b"v", str(path))
+            except ConnectionRefusedError:
+                path.unlink(missing_ok=True)
+            except (BlockingIOError, FileNotFoundError):
+                pass  # a full queue: that hub is being woken already; a gone file: nothing to wake
+
+
 class Hub:
     def __init__(self):
         self.queues: set[asyncio.Queue] = set()
@@ -93,14 +134,21 @@ class Hub:
         self.task: asyncio.Task | None = None
         self.seen_pk = 0
         self.started = asyncio.Event()
+        self.woken = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def subscribe(self) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue()
         self.queues.add(queue)
         if self.task is None or self.task.done():
             self.started.clear()
-            self.task = asyncio.get_running_loop().create_task(self.poll())
+            self.task = asyncio.get_running_loop().create_task(self.follow())
         return queue
+
+    def wake_soon(self) -> None:
+        """From any thread of the process."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.woken.set)
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.queues.discard(queue)
@@ -120,13 +168,40 @@ class Hub:
         while self.recent and (len(self.recent) > CACHE_SIZE or self.recent_bytes > CACHE_BYTES):
             self.recent_bytes -= self.recent.popleft()[1]
 
-    async def poll(self) -> None:
+    async def follow(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        address = wake_folder() / f"{os.getpid()}-{next(_hub_numbers)}.sock"
+        address.unlink(missing_ok=True)
+        listener.bind(str(address))
+        listener.setblocking(False)
+        self.loop.add_reader(listener.fileno(), self._datagrams, listener)
+        _local_hubs.add(self)
+        try:
+            await self._read_new_versions()
+        finally:
+            _local_hubs.discard(self)
+            self.loop.remove_reader(listener.fileno())
+            listener.close()
+            address.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the last hub of the install: no folder left behind
+                address.parent.rmdir()
+
+    def _datagrams(self, listener: socket.socket) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while listener.recv(64):
+                pass
+        self.woken.set()
+
+    async def _read_new_versions(self) -> None:
         path = database_file("default")
         with closing(sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)) as connection:
             self.seen_pk = connection.execute("SELECT COALESCE(MAX(id), 0) FROM config_app_configversion").fetchone()[0]
             self.started.set()
             while self.queues:
-                await asyncio.sleep(POLL_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), timeout=SAFETY_LOOK_SECONDS)
+                self.woken.clear()
                 try:  # microseconds on a WAL database: cheaper than a hop to a thread
                     rows = connection.execute(
                         f"SELECT {VERSION_COLUMNS} FROM config_app_configversion WHERE id > ? ORDER BY id",

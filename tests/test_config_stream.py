@@ -4,10 +4,12 @@ import json
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from config_app.client import ConfigSubscriber, parse_events
+from config_app.stream import wake_folder
 from tests.helpers import Server
 
 pytestmark = pytest.mark.slow
@@ -116,7 +118,11 @@ def test_a_save_in_another_process_reaches_subscribers_on_every_worker(tmp_path)
     try:
         streams = [open_stream(server) for _ in range(8)]
         time.sleep(0.3)
-        result = server.manage("config", "set", "combined_v3", "max_lot_size", "0.75")  # a third process saves
+        # Each worker's hub waits on a socket of its own to be woken (no poll loop)...
+        sockets = list(wake_folder(Path(server.env["ZEPIX_DATA_DIR"])).glob("*.sock"))
+        assert 1 <= len(sockets) <= 2
+        # ...and a third process's save wakes them through it.
+        result = server.manage("config", "set", "combined_v3", "max_lot_size", "0.75")
         assert result.returncode == 0, result.stderr
         for response, events in streams:
             got = next_versions(events, 1)
@@ -124,6 +130,9 @@ def test_a_save_in_another_process_reaches_subscribers_on_every_worker(tmp_path)
             response.close()
     finally:
         server.stop()
+    # A socket left by a process that is gone is removed by the next save's wake-up.
+    assert server.manage("config", "set", "combined_v3", "max_lot_size", "0.8").returncode == 0
+    assert not any(sock.exists() for sock in sockets)
 
 
 def test_the_subscriber_applies_versions_in_order_reports_failures_and_keeps_its_last_good_version(server):
