@@ -11,7 +11,7 @@ export DJANGO_DEBUG
 # Every install is held to the versions in requirements.lock (transitive dependencies included).
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock
 
-.PHONY: run test test-fast lint typecheck lock setup chromium axe-core clean-venv
+.PHONY: run test test-fast lint typecheck lock setup chromium axe-core redis-server clean-venv
 
 run: $(VENV)/.installed
 	$(PY) manage.py setup
@@ -24,7 +24,7 @@ setup: $(VENV)/.installed
 # the whole suite in about two minutes on this 2-core machine, against four serially.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-test: $(VENV)/.installed-dev chromium axe-core
+test: $(VENV)/.installed-dev chromium axe-core redis-server
 	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: $(VENV)/.installed-dev
@@ -65,6 +65,13 @@ chromium:
 		echo "Installing Debian's chromium for the browser tests..."; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The several-machines tests start a private redis-server (a free port, no persistence).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "Installing Debian's redis-server for the tests..."; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 # The accessibility checks inject axe-core (the npm package) into the pages under test.
 AXE_CORE_VERSION := 4.14.1

@@ -7,6 +7,7 @@ so an operator changes a schedule in the config and the next tick follows it, no
 import logging
 from datetime import datetime, timedelta
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config_app.service import global_settings
@@ -28,6 +29,23 @@ JOBS = {
 def intervals() -> dict[str, timedelta]:
     schedules = global_settings("schedules")
     return {job: timedelta(minutes=schedules[key]) for job, key in JOBS.items()}
+
+
+TICK = "scheduler-tick"
+
+
+def claim_tick(now: datetime | None = None) -> bool:
+    """Whether this consumer runs this minute's tick: every consumer's scheduler starts one each
+    minute (several consumers share a Redis queue), the first to claim the minute runs it."""
+    minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    if JobState.objects.filter(name=TICK, last_started_at__lt=minute).update(last_started_at=minute):
+        return True
+    try:
+        with transaction.atomic():
+            JobState.objects.create(name=TICK, last_started_at=minute)
+    except IntegrityError:
+        return False  # claimed already, by this minute's first tick
+    return True
 
 
 def due_jobs(now: datetime | None = None) -> list[str]:

@@ -75,6 +75,8 @@ def heavy_job():
 @lock_task("scheduler-tick")
 def scheduler_tick():
     worker.beat()
+    if not scheduler.claim_tick():
+        return  # another consumer runs this minute's tick
     check_disk_space()
     # Immediate mode (the tests) runs tasks inline and never runs one scheduled for later.
     stagger = 0 if HUEY.immediate else STAGGER_SECONDS

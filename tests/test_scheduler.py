@@ -36,6 +36,13 @@ def test_an_operator_changes_a_schedule_in_the_config_and_the_next_tick_follows_
     assert scheduler.due_jobs(now + timedelta(minutes=1)) == ["sync"]
 
 
+def test_each_minute_is_claimed_by_one_tick_only(config):
+    now = timezone.now().replace(second=5)
+    assert scheduler.claim_tick(now)
+    assert not scheduler.claim_tick(now + timedelta(seconds=30))  # another consumer, the same minute
+    assert scheduler.claim_tick(now + timedelta(minutes=1))
+
+
 def test_a_tick_runs_the_due_jobs_and_beats(config):
     with PluginStore(plugins.database_path("combined_v3")) as store:
         store.save_trade(**trade(1))

@@ -220,10 +220,13 @@ SECURE_CSP = {
 }
 
 # Huey: its own SQLite file, never the central database
+# The task queue: a SQLite file under the data folder, or Redis (REDIS_URL=redis://...), which
+# several consumers on several machines share (the scheduler tick still runs once a minute).
+REDIS_URL = os.environ.get("REDIS_URL", "")
 HUEY = {
-    "huey_class": "huey.SqliteHuey",
+    "huey_class": "huey.RedisHuey" if REDIS_URL else "huey.SqliteHuey",
     "name": "zepix",
-    "filename": str(DATA_DIR / "huey.sqlite3"),
+    **({"url": REDIS_URL} if REDIS_URL else {"filename": str(DATA_DIR / "huey.sqlite3")}),
     "immediate": envbool("ZEPIX_HUEY_IMMEDIATE", "0"),
     "consumer": {"workers": 2, "worker_type": "thread"},
 }

@@ -1,0 +1,61 @@
+"""Huey on Redis (REDIS_URL): three consumers share one queue, and the scheduler tick that every
+consumer starts each minute runs once for all of them. Real redis-server, real consumers."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ROOT, installed, manage
+from tests.test_bad_day import central, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_three_consumers_share_the_queue_and_a_minute_is_ticked_once(tmp_path, redis_url):
+    env = installed(tmp_path, REDIS_URL=redis_url)[0]
+    data = tmp_path / "data"
+    # Every tick that runs checks the disk; with this threshold each one counts the disk alert once more.
+    assert manage("config", "set", "global", "alerts.min_free_disk_gb", "100000", env=env).returncode == 0
+    consumers = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(3)
+    ]
+    try:
+        # As each consumer's scheduler does at the top of a minute: three ticks, at once.
+        enqueued = manage(
+            "shell", "-c", "from sync_app import tasks\nfor _ in range(3): tasks.scheduler_tick()", env=env
+        )
+        assert enqueued.returncode == 0, enqueued.stderr
+        wait_for(
+            lambda: central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE status != 'RUNNING'")[0][0] >= 1,
+            "the tick's sync to run",
+        )
+        time.sleep(2)  # time enough for a second tick to have started a second sync, had it run
+        assert central(data, "SELECT COUNT(*) FROM sync_app_syncrun")[0][0] == 1
+        assert central(data, "SELECT count FROM zepix_admin_alert WHERE source = 'disk'") == [(1,)]  # one tick ran
+        # Work asked for by hand goes to whichever consumer is free, once.
+        asked = manage("sync_plugins", env=env)  # a direct run, for comparison: it needs no queue
+        assert asked.returncode == 0
+        manage("shell", "-c", "from sync_app import tasks\ntasks.sync_task('manual', 'tester')", env=env)
+        wait_for(
+            lambda: central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'")[0][0] == 1,
+            "the queued sync to run",
+        )
+        assert all(consumer.poll() is None for consumer in consumers)
+    finally:
+        for consumer in consumers:
+            consumer.send_signal(signal.SIGINT)
+        for consumer in consumers:
+            try:
+                consumer.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                consumer.kill()
