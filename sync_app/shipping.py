@@ -16,7 +16,6 @@ there. A host whose file was replaced (restored, copied in) starts over from not
 import json
 import sqlite3
 from contextlib import closing
-from datetime import datetime
 from functools import cache
 
 import zstandard
@@ -118,8 +117,8 @@ def decode(body: bytes, encoding: str) -> dict:
 
 
 def _checked(batch: dict) -> dict[str, list[list]]:
-    """The batch's rows per table, each value of the type its column declares: never a value
-    from a request trusted as it came (the schema's CHECKs and triggers see them next)."""
+    """The batch's rows per table, in the shape the schema has (its values are checked by
+    ``_type_problems`` once they are in the staging table)."""
     tables = batch.get("tables", {})
     if not isinstance(tables, dict) or not set(tables) <= set(SHIPPED_TABLES):
         raise Invalid(f"A batch's tables are some of {', '.join(SHIPPED_TABLES)}.")
@@ -131,7 +130,7 @@ def _checked(batch: dict) -> dict[str, list[list]]:
             raise Invalid(f"A batch's {name!r} change numbers are whole numbers from 0.")
     shapes, checked, total = table_columns(), {}, 0
     for table, content in tables.items():
-        columns, _, types = shapes[table]
+        columns = shapes[table][0]
         if not isinstance(content, dict) or content.get("columns") != columns:
             raise Invalid(f"{table}: the columns must be exactly {', '.join(columns)}.")
         rows = content.get("rows")
@@ -140,37 +139,39 @@ def _checked(batch: dict) -> dict[str, list[list]]:
         total += len(rows)
         if total > MAX_BATCH_ROWS:
             raise Invalid(f"A batch holds at most {MAX_BATCH_ROWS} rows.")
-        seq = columns.index("change_seq")
-        for row in rows:
-            for column, value in zip(columns, row, strict=True):
-                _check_value(table, column, types[column], value)
-            if not batch["since"][table] < row[seq] <= batch["until"][table]:
-                raise Invalid(f"{table}: a row's change number {row[seq]} is outside the batch's range.")
         checked[table] = rows
     return checked
 
 
-def _check_value(table: str, column: str, declared: str, value) -> None:
-    if value is None:
-        return
+def _wrong_value_sql(column: str, declared: str) -> str:
+    """SQL that is true where a staged value is not of its column's declared type (the staging
+    table has the column's affinity, as SQLite would store the bot's own write)."""
     if "INT" in declared:
-        ok = type(value) is int
-    elif declared in ("REAL", "FLOAT", "DOUBLE") or declared.startswith("DECIMAL"):
-        ok = type(value) in (int, float)
-    elif declared in ("TIMESTAMP", "DATETIME", "DATE"):
-        ok = isinstance(value, str) and _is_time(value)
-    else:
-        ok = isinstance(value, str) and len(value) <= 100_000
-    if not ok:
-        raise Invalid(f"{table}.{column}: {json.dumps(value)[:40]} is not a valid {declared.lower() or 'value'}.")
+        return f"typeof({column}) NOT IN ('integer', 'null')"
+    if declared in ("REAL", "FLOAT", "DOUBLE") or declared.startswith("DECIMAL"):
+        return f"typeof({column}) NOT IN ('integer', 'real', 'null')"
+    if declared in ("TIMESTAMP", "DATETIME", "DATE"):
+        return f"({column} IS NOT NULL AND (typeof({column}) != 'text' OR datetime({column}) IS NULL))"
+    return f"(typeof({column}) NOT IN ('text', 'null') OR length({column}) > 100000)"
 
 
-def _is_time(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+def _type_problems(mirror, table: str, since: int, until: int) -> str:
+    """What is wrong with the staged rows of a table ('' when nothing): one pass in SQLite
+    instead of a Python check of every value (3x the time of the whole apply)."""
+    columns, _, types = table_columns()[table]
+    counts = mirror.execute(
+        "SELECT "
+        + ", ".join(f"COALESCE(SUM({_wrong_value_sql(column, types[column])}), 0)" for column in columns)
+        + ", COALESCE(SUM(change_seq <= ? OR change_seq > ?), 0)"
+        + f" FROM incoming_{table}",
+        (since, until),
+    ).fetchone()
+    for column, wrong in zip(columns, counts, strict=False):
+        if wrong:
+            return f"{table}.{column}: {wrong} value(s) are not a valid {types[column].lower() or 'value'}"
+    if counts[-1]:
+        return f"{table}: {counts[-1]} row(s) have a change number outside the batch's range"
+    return ""
 
 
 def acknowledged(plugin_id: str) -> dict:
@@ -212,7 +213,13 @@ def apply_batch(plugin_id: str, batch: dict, *, host: str, every_seconds: float 
             if held != identity:
                 mirror.execute("UPDATE zepix_identity SET incarnation = ?, stamped_at = datetime('now')", (identity,))
             for table, table_rows in rows.items():
-                mirror.executemany(_upsert_sql(table), table_rows)
+                _stage(mirror, table, table_rows)
+                problem = _type_problems(mirror, table, batch["since"][table], batch["until"][table])
+                if problem:
+                    raise Invalid(f"The batch was refused, nothing applied: {problem}.")
+                # Staged first, then one INSERT ... SELECT: 61 ms for 5,000 trades against 214 ms
+                # for the same upsert row by row (executemany).
+                mirror.execute(_upsert_sql(table))
             marks = marks_of(mirror)
     shipped = sum(len(table_rows) for table_rows in rows.values())
     _record(plugin_id, host, every_seconds, shipped)
@@ -221,11 +228,20 @@ def apply_batch(plugin_id: str, batch: dict, *, host: str, every_seconds: float 
     return marks
 
 
+def _stage(mirror, table: str, rows: list[list]) -> None:
+    """The batch's rows of a table in a temporary table of the same columns and affinities."""
+    columns = table_columns()[table][0]
+    mirror.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming_{table} AS SELECT * FROM main.{table} WHERE 0")
+    mirror.execute(f"DELETE FROM incoming_{table}")
+    mirror.executemany(f"INSERT INTO incoming_{table} VALUES ({', '.join('?' * len(columns))})", rows)
+
+
 def _upsert_sql(table: str) -> str:
     columns, key, _ = table_columns()[table]
+    listed = ", ".join(columns)
     updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != key)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"INSERT INTO main.{table} ({listed}) SELECT {listed} FROM incoming_{table} WHERE true "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE excluded.change_seq > {table}.change_seq"
     )
 

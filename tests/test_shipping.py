@@ -62,7 +62,8 @@ def post(server, token, body, path=f"/api/sync/{PLUGIN}/batches", encoding="zstd
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        with error:
+            return error.code, json.loads(error.read() or b"{}")
 
 
 @pytest.fixture
@@ -170,6 +171,7 @@ def test_only_a_plugin_host_token_for_that_plugin_may_ship_and_a_bad_batch_chang
             request = urllib.request.Request(server.url + page, headers={"Authorization": f"Bearer {token}"})
             with pytest.raises(urllib.error.HTTPError) as refusal:
                 urllib.request.urlopen(request, timeout=5)
+            refusal.value.close()
             assert refusal.value.code == 403, page
         # A batch with one row its schema refuses (a direction the bot never writes): nothing applied.
         marks = dict.fromkeys(("trades", "profit_chains", "chain_levels", "daily_stats", "plugin_info"), 0)
