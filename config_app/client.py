@@ -6,6 +6,8 @@ Standard library only, so a plugin process imports it without Django::
                                   name="combined_v3-live", on_config_changed=plugin.on_config_changed)
     subscriber.run_forever()        # or start() for a background thread
 
+With several web nodes, ``other_urls`` names the others: when the stream drops, the client
+reconnects to the next node, resuming with ``Last-Event-ID`` like any reconnection.
 Versions are applied strictly in order: a gap (a version missed while the stream was
 down) makes it reconnect with ``Last-Event-ID`` so the server replays what is missing.
 After each version the client reports to ``/api/config/<scope>/ack`` whether the hook
@@ -33,12 +35,14 @@ class ConfigSubscriber:
     scope: str
     name: str
     on_config_changed: Callable[[dict], None] | None = None
+    other_urls: tuple[str, ...] = ()  # the other web nodes, tried in turn when one drops
     reconnect_delays: tuple = (0.5, 1, 2, 5, 10)
     seen_version: int | None = None  # the newest version handled, applied or not: the stream resumes after it
     applied_version: int | None = None  # the version the plugin runs: the last one its hook accepted
     document: dict = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _stream: http.client.HTTPConnection | None = None
+    _node: int = 0  # which of base_url and other_urls the client talks to
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -68,14 +72,27 @@ class ConfigSubscriber:
                 if not isinstance(error, (OSError, http.client.HTTPException, ValueError)):
                     raise
                 delay = self.reconnect_delays[min(failures, len(self.reconnect_delays) - 1)]
-                logger.warning("Config stream for %s dropped (%s); reconnecting in %s s", self.scope, error, delay)
+                dropped = self.url
+                self._node = (self._node + 1) % (1 + len(self.other_urls))
+                logger.warning(
+                    "Config stream for %s from %s dropped (%s); reconnecting to %s in %s s",
+                    self.scope,
+                    dropped,
+                    error,
+                    self.url,
+                    delay,
+                )
                 failures += 1
                 self._stop.wait(delay)
+
+    @property
+    def url(self) -> str:
+        return (self.base_url, *self.other_urls)[self._node]
 
     # The stream --------------------------------------------------------------
 
     def _request(self, path: str, *, data: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.base_url.rstrip("/") + path, data=data, method="POST" if data else "GET")
+        request = urllib.request.Request(self.url.rstrip("/") + path, data=data, method="POST" if data else "GET")
         for key, value in {**self._auth(), **(headers or {})}.items():
             request.add_header(key, value)
         return urllib.request.urlopen(request, timeout=60)
@@ -88,7 +105,7 @@ class ConfigSubscriber:
             self.load_current()
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.seen_version)}
         query = f"?scope={urllib.parse.quote(self.scope)}&subscriber={urllib.parse.quote(self.name)}"
-        parts = urllib.parse.urlsplit(self.base_url)
+        parts = urllib.parse.urlsplit(self.url)
         connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         stream = self._stream = connection_class(parts.netloc, timeout=60)
         try:

@@ -1,0 +1,102 @@
+"""Two web nodes in front of one console: 50 subscribers spread over them, one node killed in
+the middle of the saves; every subscriber goes on from the other and applies every version
+once, in order. Real processes (`python -m zepix_admin.web`, what `serve` runs)."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from config_app.client import ConfigSubscriber
+from tests.helpers import ROOT, free_port, installed
+from tests.test_bad_day import wait_for
+
+pytestmark = pytest.mark.slow
+SCOPE = "combined_v3"
+
+
+def web_node(env, port):
+    return subprocess.Popen(
+        [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def answers(url):
+    try:
+        with urllib.request.urlopen(f"{url}/login/", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def save_lot(url, token, lot):
+    def call(method, body=None, version=None):
+        request = urllib.request.Request(f"{url}/api/config/{SCOPE}", method=method, data=body)
+        request.add_header("Authorization", f"Bearer {token}")
+        if version is not None:
+            request.add_header("If-Match", f'"{version}"')
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    current = call("GET")
+    document = {**current["data"], "max_lot_size": lot}
+    return call("PUT", json.dumps(document).encode(), current["version"])["version"]
+
+
+def test_a_web_node_killed_under_50_subscribers_loses_none_of_their_versions(tmp_path):
+    env, operator_token, viewer_token = installed(tmp_path)
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    nodes = [web_node(env, port) for port in ports]
+    subscribers = []
+    try:
+        for url in urls:
+            wait_for(lambda url=url: answers(url), f"{url} to answer")
+        applied: dict[str, list[int]] = {}
+        lock = threading.Lock()
+        for n in range(50):
+            home, other = (urls[0], urls[1]) if n % 2 == 0 else (urls[1], urls[0])
+            name = f"bot-{n}"
+            applied[name] = []
+
+            def hook(changes, name=name):
+                with lock:
+                    applied[name].append(changes["max_lot_size"]["new"])
+
+            subscriber = ConfigSubscriber(
+                home, viewer_token, scope=SCOPE, name=name, on_config_changed=hook, other_urls=(other,)
+            )
+            subscriber.reconnect_delays = (0.2, 0.5, 1)
+            subscriber.start()
+            subscribers.append(subscriber)
+        wait_for(lambda: all(s.seen_version == 1 for s in subscribers), "every subscriber to load version 1")
+        time.sleep(0.5)  # their streams open
+
+        assert save_lot(urls[1], operator_token, 0.2) == 2
+        nodes[0].send_signal(signal.SIGKILL)  # node A goes away without a word, its 25 streams with it
+        nodes[0].wait()
+        for lot in (0.3, 0.4, 0.5):  # saved on node B while A's subscribers find their way to it
+            save_lot(urls[1], operator_token, lot)
+
+        wait_for(lambda: all(s.seen_version == 5 for s in subscribers), "every subscriber to reach version 5")
+        assert all(lots == [0.2, 0.3, 0.4, 0.5] for lots in applied.values()), applied
+        assert {s.url for s in subscribers} == {urls[1]}  # all on the node that is left
+    finally:
+        for subscriber in subscribers:
+            subscriber.stop()
+        for node in nodes:
+            if node.poll() is None:
+                node.send_signal(signal.SIGINT)
+                try:
+                    node.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    node.kill()
