@@ -30,6 +30,7 @@ from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
 from zepix_admin.core import worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.errors import Unavailable
 from zepix_admin.core.files import file_lock
 
 logger = logging.getLogger("zepix.tasks")
@@ -179,7 +180,13 @@ def _request_manual(name: str, task, *args) -> bool:
     if manual_pending(name):
         return False
     JobState.objects.update_or_create(name=name, defaults={"last_started_at": timezone.now()})
-    task(*args)
+    try:
+        task(*args)
+    except Exception as error:  # the queue's server (Redis) is down: say so, keep nothing half-done
+        JobState.objects.filter(name=name).delete()
+        raise Unavailable(
+            f"The task queue does not answer ({type(error).__name__}): nothing was queued; ask again once it is back."
+        ) from error
     return True
 
 

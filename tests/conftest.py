@@ -143,32 +143,13 @@ def redis_url(tmp_path_factory):
     """A private redis-server (a free port, no persistence) for this test run; `make test`
     installs Debian's redis-server when it is missing (`make redis-server`)."""
     import shutil
-    import subprocess
-    import time
 
-    from tests.helpers import free_port
+    from tests.helpers import free_port, start_redis
 
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is missing: run `make redis-server` (make test does).")
     port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    server = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait()

@@ -94,6 +94,30 @@ def installed(tmp_path: Path, **extra) -> tuple[dict, str, str]:
     return fresh_env(tmp_path, **extra), operator_token, viewer_token
 
 
+def start_redis(port: int, folder: Path) -> subprocess.Popen:
+    """A private redis-server on this port (no persistence), once it answers."""
+    import time
+
+    import redis
+
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+    )
+    client, deadline = redis.Redis(port=port), time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return server
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            client.close()
+
+
 def free_port() -> int:
     import socket
 

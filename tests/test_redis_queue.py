@@ -1,6 +1,7 @@
 """Huey on Redis (REDIS_URL): three consumers share one queue, and the scheduler tick that every
 consumer starts each minute runs once for all of them. Real redis-server, real consumers."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -8,8 +9,9 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT, installed, manage
-from tests.test_bad_day import central, wait_for
+from tests.helpers import ROOT, free_port, installed, manage, start_redis
+from tests.test_bad_day import Served, central, wait_for
+from tests.test_hot_plugins import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +61,38 @@ def test_three_consumers_share_the_queue_and_a_minute_is_ticked_once(tmp_path, r
                 consumer.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 consumer.kill()
+
+
+def test_redis_stopped_for_a_while_is_said_refused_clearly_and_recovered_from_by_itself(tmp_path):
+    port = free_port()
+    redis_server = start_redis(port, tmp_path)
+    env, operator_token, _ = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    served = Served(env)
+    try:
+        served.log_in()
+        wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to be up")
+        redis_server.terminate()
+        redis_server.wait()
+        page = served.get("/sync/")[1]
+        assert "The task queue does not answer" in page  # the pages say so...
+        report = json.loads(served.get("/healthz")[1])
+        assert report["huey_consumer"]["ok"] is False and "queue" in report["huey_consumer"]
+        status, answer = bearer(served, operator_token, "/sync/run", data=b"")  # ...and refuse clearly
+        assert status == 503 and "nothing was queued" in answer
+        redis_server = start_redis(port, tmp_path)  # back, empty (no persistence)
+        wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to recover")
+        status, _ = bearer(served, operator_token, "/sync/run", data=b"")
+        assert status in (200, 302)
+        wait_for(
+            lambda: (
+                central(
+                    tmp_path / "install" / "data", "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
+                )[0][0]
+                == 1
+            ),
+            "the consumers to take work again by themselves",
+        )
+    finally:
+        served.stop()
+        redis_server.terminate()
+        redis_server.wait()

@@ -120,6 +120,8 @@ def collect() -> dict:
     consumer = {"ok": current.up, "last_beat": current.last_beat.isoformat() if current.last_beat else None}
     if not current.up:
         consumer["problem"] = current.text
+    if current.queue_problem:
+        consumer["queue"] = current.queue_problem
     min_free = global_settings("alerts")["min_free_disk_gb"] * 1024**3
     disk_entry = {"free_bytes": disk.free, "ok": disk.free >= min_free}
     if not disk_entry["ok"]:

@@ -27,6 +27,7 @@ STALE_AFTER = timedelta(seconds=45)
 class WorkerState:
     up: bool
     last_beat: datetime | None
+    queue_problem: str = ""  # the task queue (Redis, or its SQLite file) does not answer
 
     @property
     def down_for(self) -> str:
@@ -36,6 +37,8 @@ class WorkerState:
 
     @property
     def text(self) -> str:
+        if self.queue_problem:
+            return f"the task queue does not answer ({self.queue_problem})"
         return "worker up" if self.up else f"worker down ({self.down_for})"
 
 
@@ -43,14 +46,29 @@ def beat(now: datetime | None = None) -> None:
     Heartbeat.objects.update_or_create(name=CONSUMER, defaults={"beat_at": now or timezone.now(), "pid": os.getpid()})
 
 
+def queue_problem() -> str:
+    """'' when the task queue answers; what is wrong otherwise (Redis stopped, unreachable)."""
+    from huey.contrib.djhuey import HUEY
+
+    try:
+        HUEY.storage.queue_size()
+    except Exception as error:  # noqa: BLE001 - any failure of the queue's server is reported, not raised
+        return f"{type(error).__name__}: {error}"[:200]
+    return ""
+
+
 def state(now: datetime | None = None) -> WorkerState:
     last = Heartbeat.objects.filter(name=CONSUMER).values_list("beat_at", flat=True).first()
-    return WorkerState(up=bool(last and (now or timezone.now()) - last < STALE_AFTER), last_beat=last)
+    problem = queue_problem()
+    beating = bool(last and (now or timezone.now()) - last < STALE_AFTER)
+    return WorkerState(up=beating and not problem, last_beat=last, queue_problem=problem)
 
 
 def queued_message(what: str) -> str:
     """What an operator is told after asking the worker for something."""
     current = state()
+    if current.queue_problem:
+        return f"{what} could not be queued: {current.text}. Ask again once it is back."
     if current.up:
         return f"{what} queued; the worker starts it within seconds."
     return (
