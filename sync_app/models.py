@@ -332,7 +332,10 @@ class ShippingState(models.Model):
 
     plugin_id = models.CharField(max_length=40, unique=True)
     host = models.CharField(max_length=60, blank=True, default="", help_text="The shipping token's name")
-    every_seconds = models.FloatField(default=60, help_text="How often the host says it ships")
+    every_seconds = models.FloatField(
+        null=True,
+        help_text="How often the host says it ships (ship_changes --every); none for a host that ships now and then",
+    )
     last_batch_at = models.DateTimeField()
     batches = models.PositiveBigIntegerField(default=0)
     rows = models.PositiveBigIntegerField(default=0)

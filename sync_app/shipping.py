@@ -250,10 +250,9 @@ def _record(plugin_id: str, host: str, every_seconds: float | None, rows: int) -
     state, _ = ShippingState.objects.get_or_create(plugin_id=plugin_id, defaults={"last_batch_at": timezone.now()})
     state.host = host
     state.last_batch_at = timezone.now()
+    state.every_seconds = every_seconds  # a host run now and then (no --every) is never late
     state.batches += 1
     state.rows += rows
-    if every_seconds:
-        state.every_seconds = every_seconds
     state.save()
 
 

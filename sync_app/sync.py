@@ -551,7 +551,9 @@ def stale_hosts(states=None) -> dict[str, str]:
     """{plugin_id: why} of the plugins whose bot host (ship_changes) has stopped shipping."""
     now = timezone.now()
     stale = {}
-    for state in ShippingState.objects.all() if states is None else states:
+    for state in ShippingState.objects.exclude(every_seconds=None) if states is None else states:
+        if state.every_seconds is None:
+            continue
         age = (now - state.last_batch_at).total_seconds()
         if age > STALE_INTERVALS * state.every_seconds:
             stale[state.plugin_id] = (

@@ -119,7 +119,8 @@ def test_a_host_ships_everything_then_only_changes_and_a_kill_mid_batch_loses_an
         state = central(
             hub, "SELECT host, batches, every_seconds FROM sync_app_shippingstate WHERE plugin_id = ?", PLUGIN
         )
-        assert state[0][0] == "host-a" and state[0][1] >= 3 and state[0][2] == 0.1
+        assert state[0][0] == "host-a" and state[0][1] >= 3
+        assert state[0][2] is None  # the last ship was a one-off (no --every): it is never late
     finally:
         server.stop()
 

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('plugin_id', models.CharField(max_length=40, unique=True)),
                 ('host', models.CharField(blank=True, default='', help_text="The shipping token's name", max_length=60)),
-                ('every_seconds', models.FloatField(default=60, help_text='How often the host says it ships')),
+                ('every_seconds', models.FloatField(help_text='How often the host says it ships (ship_changes --every); none for a host that ships now and then', null=True)),
                 ('last_batch_at', models.DateTimeField()),
                 ('batches', models.PositiveBigIntegerField(default=0)),
                 ('rows', models.PositiveBigIntegerField(default=0)),
