@@ -438,7 +438,8 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
     changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
     for rollup in ROLLUPS:
         rollup.add(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
-        rollup.drop_empty(central, params)
+        if updated:  # only taking empties a group
+            rollup.drop_empty(central, params)
     return Copied(changed - updated, updated)
 
 
