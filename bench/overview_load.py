@@ -172,6 +172,11 @@ def main():
         background = [threading.Thread(target=writer), threading.Thread(target=syncer)]
         for thread in background:
             thread.start()
+        time.sleep(2)
+        one_while_busy = sequential(port, "/", cookie, 60)
+        print(
+            f"\nOverview, one client, while a writer inserts every 10 ms and syncs run: {_django.summary(one_while_busy)}"
+        )
         busy = load(port, "/", cookie, 8, args.seconds)
         stop.set()
         for thread in background:
