@@ -175,7 +175,8 @@ def main():
         time.sleep(2)
         one_while_busy = sequential(port, "/", cookie, 60)
         print(
-            f"\nOverview, one client, while a writer inserts every 10 ms and syncs run: {_django.summary(one_while_busy)}"
+            "\nOverview, one client, while a writer inserts every 10 ms and syncs run: "
+            + _django.summary(one_while_busy)
         )
         busy = load(port, "/", cookie, 8, args.seconds)
         stop.set()
