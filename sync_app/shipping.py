@@ -82,7 +82,7 @@ def next_batch(path, acknowledged: dict, central_identity: str, *, rows_per_tabl
         )
         if restart:
             since = dict.fromkeys(SHIPPED_TABLES, 0)
-        tables, until = {}, {}
+        tables, until, more = {}, {}, False
         for table, (columns, _, _) in table_columns().items():
             rows = connection.execute(
                 f"SELECT {', '.join(columns)} FROM {table} WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
@@ -90,9 +90,17 @@ def next_batch(path, acknowledged: dict, central_identity: str, *, rows_per_tabl
             ).fetchall()
             seq = columns.index("change_seq")
             until[table] = rows[-1][seq] if rows else since[table]
+            more = more or len(rows) == rows_per_table
             if rows:
                 tables[table] = {"columns": columns, "rows": [list(row) for row in rows]}
-        return {"incarnation": identity, "restart": restart, "since": since, "until": until, "tables": tables}
+        return {
+            "incarnation": identity,
+            "restart": restart,
+            "since": since,
+            "until": until,
+            "tables": tables,
+            "more": more,  # a full batch: others follow at once
+        }
 
 
 def encode(batch: dict) -> bytes:
@@ -223,7 +231,9 @@ def apply_batch(plugin_id: str, batch: dict, *, host: str, every_seconds: float 
             marks = marks_of(mirror)
     shipped = sum(len(table_rows) for table_rows in rows.values())
     _record(plugin_id, host, every_seconds, shipped)
-    if shipped:
+    if shipped and batch.get("more") is not True:
+        # The central copy follows once the host has sent what it had: one sync of the whole
+        # range rather than one per batch (a host cut in between is synced by the next run).
         _sync_now(plugin_id)
     return marks
 
