@@ -231,9 +231,10 @@ def apply_batch(plugin_id: str, batch: dict, *, host: str, every_seconds: float 
             marks = marks_of(mirror)
     shipped = sum(len(table_rows) for table_rows in rows.values())
     _record(plugin_id, host, every_seconds, shipped)
-    if shipped and batch.get("more") is not True:
+    if batch.get("more") is not True:
         # The central copy follows once the host has sent what it had: one sync of the whole
         # range rather than one per batch (a host cut in between is synced by the next run).
+        # Also after an empty batch: the batch before it may have been a full one.
         _sync_now(plugin_id)
     return marks
 

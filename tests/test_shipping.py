@@ -89,7 +89,7 @@ def test_a_host_ships_everything_then_only_changes_and_a_kill_mid_batch_loses_an
     hub_env, hub, token, bot_env, host = two_hosts
     server = Served(hub_env)
     try:
-        shipped = ship(bot_env, server, token, "--batch-rows", "400")
+        shipped = ship(bot_env, server, token, "--batch-rows", "500")  # 2,500 trades: the last batch is full
         assert "shipped" in shipped.stdout and "2500" not in shipped.stderr
         assert_same(host, hub)
         assert central(hub, "SELECT COUNT(*) FROM aggregated_chains WHERE plugin_id = ?", PLUGIN)[0][0] > 0
