@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -31,6 +32,8 @@ from config_app.models import ConfigVersion, Subscriber
 from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
 from zepix_admin.core.databases import database_file
+
+logger = logging.getLogger("zepix.config.stream")
 
 SAFETY_LOOK_SECONDS = 1.0  # a hub looks by itself this often, in case a wake-up was lost
 KEEPALIVE_SECONDS = 15
@@ -107,12 +110,32 @@ _local_hubs: set["Hub"] = set()
 _hub_numbers = itertools.count()
 
 
+REDIS_CHANNEL = "zepix:config-versions"
+_publisher: list = []  # the Redis client a process publishes with, made on first use
+
+
+def _publish_to_redis() -> None:
+    """Other machines' web nodes hear of the save through Redis (REDIS_URL). A save never fails
+    for it: a node that misses the message looks by itself within SAFETY_LOOK_SECONDS."""
+    import redis
+
+    try:
+        if not _publisher:
+            _publisher.append(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1))
+        _publisher[0].publish(REDIS_CHANNEL, b"v")
+    except redis.RedisError as error:
+        logger.warning("Could not announce a config version through Redis: %s", error)
+
+
 def announce() -> None:
-    """A version was committed: wake this process's hubs now, and every other process's with a
-    datagram to its socket (a socket whose process is gone is removed)."""
+    """A version was committed: wake this process's hubs now, every other process's on this
+    machine with a datagram to its socket (a socket whose process is gone is removed), and,
+    with REDIS_URL, the web nodes of other machines through Redis."""
     for local in list(_local_hubs):
         local.wake_soon()
-    mine = f"{os.getpid()}-"
+    if settings.REDIS_URL:
+        _publish_to_redis()
+    mine = f"{os.getpid():x}-"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
         sender.setblocking(False)
         for path in wake_folder().glob("*.sock"):
@@ -170,22 +193,58 @@ class Hub:
 
     async def follow(self) -> None:
         self.loop = asyncio.get_running_loop()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        address = wake_folder() / f"{os.getpid()}-{next(_hub_numbers)}.sock"
-        address.unlink(missing_ok=True)
-        listener.bind(str(address))
-        listener.setblocking(False)
-        self.loop.add_reader(listener.fileno(), self._datagrams, listener)
         _local_hubs.add(self)
+        listener, address = self._datagram_socket()
+        remote = self.loop.create_task(self._redis_wakeups()) if settings.REDIS_URL else None
         try:
             await self._read_new_versions()
         finally:
+            self.started.set()  # never leave a stream waiting for a hub that could not start
+            if remote is not None:
+                remote.cancel()
             _local_hubs.discard(self)
-            self.loop.remove_reader(listener.fileno())
-            listener.close()
+            if listener is not None and address is not None:
+                self.loop.remove_reader(listener.fileno())
+                listener.close()
+                address.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # the last hub of the install: no folder left behind
+                    address.parent.rmdir()
+
+    def _datagram_socket(self) -> tuple[socket.socket | None, Path | None]:
+        """The socket other processes wake this hub through; none when it cannot be made (a
+        temporary folder whose path is too long for a socket, 108 bytes): the hub then hears of
+        other processes' saves through Redis, or looks by itself every SAFETY_LOOK_SECONDS."""
+        assert self.loop is not None
+        address = wake_folder() / f"{os.getpid():x}-{next(_hub_numbers)}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
             address.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # the last hub of the install: no folder left behind
-                address.parent.rmdir()
+            listener.bind(str(address))
+        except OSError as error:
+            listener.close()
+            logger.warning("No wake-up socket for config streams (%s): %s", address, error)
+            return None, None
+        listener.setblocking(False)
+        self.loop.add_reader(listener.fileno(), self._datagrams, listener)
+        return listener, address
+
+    async def _redis_wakeups(self) -> None:
+        """Woken by saves made on other machines (REDIS_URL); back by itself after Redis was away."""
+        import redis.asyncio
+
+        while True:
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(REDIS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.woken.set()
+            except redis.RedisError as error:
+                logger.warning("Config wake-ups through Redis interrupted (%s); trying again", error)
+                await asyncio.sleep(SAFETY_LOOK_SECONDS)
+            finally:
+                await client.aclose()
 
     def _datagrams(self, listener: socket.socket) -> None:
         with contextlib.suppress(BlockingIOError):

@@ -100,3 +100,41 @@ def test_a_web_node_killed_under_50_subscribers_loses_none_of_their_versions(tmp
                     node.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     node.kill()
+
+
+def test_web_nodes_that_share_no_folder_wake_each_other_through_redis(tmp_path, redis_url):
+    import redis
+
+    env, operator_token, viewer_token = installed(tmp_path, REDIS_URL=redis_url)
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    # Each node its own temporary folder, so no datagram reaches the other; node B's is too long a
+    # path for a socket at all (108 bytes): its streams must neither hang nor miss a version.
+    folders = [tmp_path / "tmp-a", tmp_path / ("tmp-b-" + "x" * 80)]
+    nodes = []
+    for folder, port in zip(folders, ports, strict=True):
+        folder.mkdir()
+        nodes.append(web_node({**env, "TMPDIR": str(folder)}, port))
+    seen: list[float] = []
+    subscriber = ConfigSubscriber(
+        urls[1], viewer_token, scope=SCOPE, name="far-bot", on_config_changed=lambda c: seen.append(time.monotonic())
+    )
+    try:
+        for url in urls:
+            wait_for(lambda url=url: answers(url), f"{url} to answer")
+        subscriber.start()
+        wait_for(lambda: subscriber.seen_version == 1, "the subscriber to load version 1")
+        client = redis.Redis.from_url(redis_url)
+        # Node B's hub listens on the Redis channel (node A's hub starts with its first stream).
+        wait_for(lambda: client.pubsub_numsub("zepix:config-versions")[0][1] == 1, "node B to listen on Redis")
+        assert save_lot(urls[0], operator_token, 0.25) == 2  # saved on node A
+        wait_for(lambda: subscriber.seen_version == 2, "the save to reach node B's subscriber")
+        client.close()
+    finally:
+        subscriber.stop()
+        for node in nodes:
+            node.send_signal(signal.SIGINT)
+            try:
+                node.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.kill()
