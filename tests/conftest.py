@@ -155,13 +155,10 @@ def redis_url(tmp_path_factory):
     server.wait()
 
 
-# Every browser test runs on a desktop and on a phone-sized screen.
-VIEWPORTS = {"1440x900": {"width": 1440, "height": 900}, "390x844": {"width": 390, "height": 844}}
-
-
-@pytest.fixture(scope="session", params=list(VIEWPORTS))
-def browser_context_args(browser_context_args, request):
-    return {**browser_context_args, "viewport": VIEWPORTS[request.param]}
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """A desktop screen; tests/test_operator_cases.py runs its tests on a phone-sized one too."""
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 900}}
 
 
 AXE_SCRIPT = Path(__file__).resolve().parent.parent / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"

@@ -1,5 +1,5 @@
 """The operators' ten cases (issue 12) as they live them, in real Chromium on a desktop and on a
-phone-sized screen (conftest.VIEWPORTS), and axe-core over every page for every role.
+phone-sized screen (VIEWPORTS below), and axe-core over every page for every role.
 
 Cases 2 and 4 (work you can watch, the config page telling the truth) are also in test_browser.py.
 """
@@ -21,6 +21,14 @@ from zepix_admin.core.alerts import raise_alert
 from zepix_admin.core.models import Alert, AuditEntry
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(databases="__all__", transaction=True)]
+VIEWPORTS = {"1440x900": {"width": 1440, "height": 900}, "390x844": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(scope="module", params=list(VIEWPORTS))
+def browser_context_args(browser_context_args, request):
+    """Every test here runs on a desktop and on a phone-sized screen (the rest of the browser
+    tests at 1440x900)."""
+    return {**browser_context_args, "viewport": VIEWPORTS[request.param]}
 
 
 def test_1_a_high_risk_setting_asks_first_and_every_save_can_be_undone(page, live_server, operator, three_open_trades):
@@ -187,6 +195,35 @@ def test_10_habits_money_favicon_logged_out_message_and_audited_logins(page, liv
     assert {"auth.login_failed", "auth.login"} <= set(AuditEntry.objects.values_list("action", flat=True))
     page.click("nav.top button:has-text('Log out')")
     expect(page.locator("#logged-out")).to_have_text("You are logged out.")
+
+
+SMALL_SCREEN_PAGES = [
+    "/",
+    "/trades/",
+    "/charts/",
+    "/sync/",
+    "/backups/",
+    "/config/",
+    "/config/combined_v3/",
+    "/config/combined_v3/history/",
+    "/alerts/",
+    "/audit/",
+]
+
+
+def test_every_page_fits_the_screen_and_the_whole_navigation_is_reachable(
+    page, live_server, operator, three_open_trades
+):
+    width = page.viewport_size["width"]  # 1440 and 390 (VIEWPORTS)
+    log_in(page, live_server, operator.username)
+    for path in SMALL_SCREEN_PAGES:
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+        for name in ("Charts", "Config", "Alerts", "Audit", "Admin"):
+            box = page.locator("nav.top").get_by_role("link", name=name, exact=True).bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width, (path, name)
+        logout = page.locator("nav.top").get_by_role("button", name="Log out").bounding_box()
+        assert logout is not None and logout["x"] + logout["width"] <= width, path
 
 
 PAGES_BY_ROLE = {
