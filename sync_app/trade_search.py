@@ -130,21 +130,27 @@ def search(params) -> tuple[QuerySet, dict, list[str]]:
     # By entry time, the (plugin_id, entry_time) and (status, entry_time) indexes filter and
     # sort at once (and a plugin that stopped trading long ago is found at once): no hint.
     common = Q if sort.keys[0] == "entry_time" else _common
-    trades = AggregatedTrade.objects.all()
-    if chosen["plugin"]:
-        trades = trades.filter(common(plugin_id=chosen["plugin"]))
-    if chosen["symbol"]:
-        trades = trades.filter(symbol__startswith=chosen["symbol"])
-    if chosen["status"]:
-        status = chosen["status"].upper()
-        trades = trades.filter(common(status=status) if status == "CLOSED" else Q(status=status))
-    if chosen["direction"]:
-        trades = trades.filter(common(direction=chosen["direction"].upper()))
+    trades = _matching(AggregatedTrade.objects.all(), chosen, common)
     if chosen["date_from"]:
         trades = trades.filter(entry_time__gte=_day_start(chosen["date_from"], time.min))
     if chosen["date_to"]:
         trades = trades.filter(entry_time__lte=_day_start(chosen["date_to"], time.max))
     return _ordered(trades, sort), chosen, problems
+
+
+def _matching(rows: QuerySet, chosen: dict, common=Q) -> QuerySet:
+    """The trades' (or their totals') rows of the chosen plugin, symbol prefix, status and
+    direction; ``common`` writes the conditions most trades meet (see _common)."""
+    if chosen["plugin"]:
+        rows = rows.filter(common(plugin_id=chosen["plugin"]))
+    if chosen["symbol"]:
+        rows = rows.filter(symbol__startswith=chosen["symbol"])
+    if chosen["status"]:
+        status = chosen["status"].upper()
+        rows = rows.filter(common(status=status) if status == "CLOSED" else Q(status=status))
+    if chosen["direction"]:
+        rows = rows.filter(common(direction=chosen["direction"].upper()))
+    return rows
 
 
 class Likelihood(Func):
@@ -175,15 +181,7 @@ def _ordered(trades: QuerySet, sort: Sort, *, reverse: bool = False) -> QuerySet
 
 def totals(chosen: dict) -> dict:
     """{"trades": n, "profit": Decimal} of every trade the filters match, exact."""
-    rows = TradeTotals.objects.all()
-    if chosen["plugin"]:
-        rows = rows.filter(plugin_id=chosen["plugin"])
-    if chosen["symbol"]:
-        rows = rows.filter(symbol__startswith=chosen["symbol"])
-    if chosen["status"]:
-        rows = rows.filter(status=chosen["status"].upper())
-    if chosen["direction"]:
-        rows = rows.filter(direction=chosen["direction"].upper())
+    rows = _matching(TradeTotals.objects.all(), chosen)
     if chosen["date_from"]:
         rows = rows.filter(day__gte=chosen["date_from"])
     if chosen["date_to"]:

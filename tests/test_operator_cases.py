@@ -228,19 +228,7 @@ def test_every_page_fits_the_screen_and_the_whole_navigation_is_reachable(
 
 PAGES_BY_ROLE = {
     None: ["/login/", "/login/?logged_out=1"],
-    "viewer": [
-        "/",
-        "/trades/",
-        "/charts/",
-        "/sync/",
-        "/backups/",
-        "/config/",
-        "/config/combined_v3/",
-        "/config/combined_v3/history/",
-        "/alerts/",
-        "/audit/",
-        "/nowhere/",
-    ],
+    "viewer": [*SMALL_SCREEN_PAGES, "/nowhere/"],
 }
 PAGES_BY_ROLE["operator"] = PAGES_BY_ROLE["viewer"]
 

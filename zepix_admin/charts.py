@@ -107,6 +107,14 @@ def _table(heading: str, columns: list[str], rows: list[tuple[str, list[str]]]) 
     )
 
 
+def _value_axis(values: list[float]) -> tuple[float, float, list[float]]:
+    """(low, high, tick values) of an axis that shows these values and zero."""
+    low, high = min(0.0, *values), max(0.0, *values)
+    if high == low:
+        high = low + 1
+    return low, high, [low + (high - low) * n / TICKS for n in range(TICKS + 1)]
+
+
 def time_chart(
     title: str, series: list[Series], *, unit: str, kind: str = "line", width: int = 640, height: int = 220
 ) -> SafeString:
@@ -121,10 +129,7 @@ def time_chart(
         half = (last - first) / max(len(points) - 1, 1) / 2 or 43200
         first, last = first - half, last + half
     span = (last - first) or 1.0
-    values = [value for _, value in points]
-    low, high = min(0.0, *values), max(0.0, *values)
-    if high == low:
-        high = low + 1
+    low, high, ticks = _value_axis([value for _, value in points])
     plot_width, plot_height = width - LEFT - RIGHT, height - TOP - BOTTOM
 
     def x(when) -> float:
@@ -135,8 +140,7 @@ def time_chart(
 
     zero = y(0.0)
     parts = []
-    for n in range(TICKS + 1):
-        value = low + (high - low) * n / TICKS
+    for value in ticks:
         parts.append(
             format_html(
                 '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
@@ -225,9 +229,7 @@ def category_chart(title: str, values: list[tuple[str, float]], *, unit: str, wi
     shown = FORMATS[unit]
     row = 26
     height = TOP + BOTTOM + row * len(values)
-    low, high = min(0.0, *(v for _, v in values)), max(0.0, *(v for _, v in values))
-    if high == low:
-        high = low + 1
+    low, high, ticks = _value_axis([value for _, value in values])
     plot_width = width - LEFT - RIGHT
 
     def x(value: float) -> float:
@@ -235,8 +237,7 @@ def category_chart(title: str, values: list[tuple[str, float]], *, unit: str, wi
 
     zero = x(0.0)
     parts = []
-    for n in range(TICKS + 1):
-        value = low + (high - low) * n / TICKS
+    for value in ticks:
         parts.append(
             format_html(
                 '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
