@@ -11,7 +11,7 @@ export DJANGO_DEBUG
 # Every install is held to the versions in requirements.lock (transitive dependencies included).
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock
 
-.PHONY: run test test-fast lint typecheck lock setup chromium axe-core redis-server clean-venv
+.PHONY: run test test-fast lint typecheck lock setup chromium axe-core redis-server postgresql clean-venv
 
 run: $(VENV)/.installed
 	$(PY) manage.py setup
@@ -24,8 +24,11 @@ setup: $(VENV)/.installed
 # the whole suite in about two minutes on this 2-core machine, against four serially.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
-test: $(VENV)/.installed-dev chromium axe-core redis-server
+# Then the tests of the central database again, on a throw-away PostgreSQL cluster
+# (ZEPIX_TEST_POSTGRES=1: zepix_admin/settings_test.py starts it and stops it).
+test: $(VENV)/.installed-dev chromium axe-core redis-server postgresql
 	$(PY) -m pytest $(PYTEST_PARALLEL)
+	ZEPIX_TEST_POSTGRES=1 $(PY) -m pytest -m "not slow and not browser" -q $(PYTEST_PARALLEL)
 
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not slow and not browser" -q $(PYTEST_PARALLEL)
@@ -72,6 +75,13 @@ redis-server:
 		echo "Installing Debian's redis-server for the tests..."; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# The central-database tests also run on PostgreSQL 15's server programs (initdb, pg_ctl).
+postgresql:
+	@test -x /usr/lib/postgresql/15/bin/initdb || { \
+		echo "Installing Debian's postgresql for the tests..."; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 # The accessibility checks inject axe-core (the npm package) into the pages under test.
 AXE_CORE_VERSION := 4.14.1

@@ -2,10 +2,12 @@
 
 Each process runs one ``Hub`` per event loop. A save, in whichever process it is made (a web
 worker, ``config set``, the file watcher), wakes the hubs once it is committed: its own
-process's at once, the others' through a datagram to each hub's socket. A woken hub reads the
-new ``ConfigVersion`` rows once and wakes every stream of its process. No poll loop: a hub
-looks by itself only once a second, in case a wake-up was lost (a process killed between its
-commit and its datagram). Under ASGI a stream is an async generator (no thread per
+process's at once, the others' through a datagram to each hub's socket, and the hubs of
+other machines through the engine they share: PostgreSQL's NOTIFY (sent in the save's own
+transaction, so it arrives exactly when the version is committed) or Redis pub/sub. A woken
+hub reads the new ``ConfigVersion`` rows once and wakes every stream of its process. No poll
+loop: a hub looks by itself only once a second, in case a wake-up was lost (a process killed
+between its commit and its datagram). Under ASGI a stream is an async generator (no thread per
 subscriber); under WSGI (runserver, the browser tests' live server) a sync one that polls.
 """
 
@@ -21,11 +23,12 @@ import socket
 import sqlite3
 import tempfile
 import time
-from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from config_app.models import ConfigVersion, Subscriber
@@ -57,7 +60,7 @@ def event_from_row(row) -> dict:
         "version": version,
         "author": author,
         "via": via,
-        "created_at": parse_db_datetime(created_at).isoformat(),
+        "created_at": (created_at if isinstance(created_at, datetime) else parse_db_datetime(created_at)).isoformat(),
         "comment": comment,
         "diff": json.loads(diff),
         "data": json.loads(document) if document is not None else None,
@@ -125,6 +128,17 @@ def _publish_to_redis() -> None:
         _publisher[0].publish(REDIS_CHANNEL, b"v")
     except redis.RedisError as error:
         logger.warning("Could not announce a config version through Redis: %s", error)
+
+
+POSTGRES_CHANNEL = "zepix_config_versions"
+
+
+def notify_in_transaction() -> None:
+    """With the central database on PostgreSQL: a NOTIFY in the saving transaction, delivered to
+    every hub's LISTEN connection when (and only if) it commits."""
+    if connections["default"].vendor == "postgresql":
+        with connections["default"].cursor() as cursor:
+            cursor.execute(f"NOTIFY {POSTGRES_CHANNEL}")
 
 
 def announce() -> None:
@@ -253,26 +267,120 @@ class Hub:
         self.woken.set()
 
     async def _read_new_versions(self) -> None:
-        path = database_file("default")
-        with closing(sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)) as connection:
-            self.seen_pk = connection.execute("SELECT COALESCE(MAX(id), 0) FROM config_app_configversion").fetchone()[0]
+        versions = PostgresVersions(self.woken) if connections["default"].vendor == "postgresql" else SqliteVersions()
+        try:
+            while True:
+                try:
+                    self.seen_pk = await versions.newest()
+                    break
+                except versions.errors as error:  # the database is away: its streams are waiting
+                    logger.warning("Config versions could not be read (%s); trying again", error)
+                    await asyncio.sleep(SAFETY_LOOK_SECONDS)
             self.started.set()
             while self.queues:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.woken.wait(), timeout=SAFETY_LOOK_SECONDS)
                 self.woken.clear()
-                try:  # microseconds on a WAL database: cheaper than a hop to a thread
-                    rows = connection.execute(
-                        f"SELECT {VERSION_COLUMNS} FROM config_app_configversion WHERE id > ? ORDER BY id",
-                        (self.seen_pk,),
-                    ).fetchall()
-                except sqlite3.OperationalError:
+                try:
+                    rows = await versions.after(self.seen_pk)
+                except versions.errors as error:
+                    logger.warning("Config versions could not be read (%s); looking again", error)
                     continue
                 if rows:
                     self.remember(rows)
                     self.seen_pk = rows[-1][0]
                     for queue in list(self.queues):
                         queue.put_nowait(self.seen_pk)
+        finally:
+            await versions.close()
+
+
+NEWEST_SQL = "SELECT COALESCE(MAX(id), 0) FROM config_app_configversion"
+
+
+class SqliteVersions:
+    """The central SQLite file, read on the event loop: microseconds on a WAL database, cheaper
+    than a hop to a thread."""
+
+    errors = (sqlite3.OperationalError,)
+
+    def __init__(self):
+        path = database_file("default")
+        self.connection = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
+
+    async def newest(self) -> int:
+        return self.connection.execute(NEWEST_SQL).fetchone()[0]
+
+    async def after(self, pk: int) -> list:
+        return self.connection.execute(
+            f"SELECT {VERSION_COLUMNS} FROM config_app_configversion WHERE id > ? ORDER BY id", (pk,)
+        ).fetchall()
+
+    async def close(self) -> None:
+        self.connection.close()
+
+
+class PostgresVersions:
+    """The central PostgreSQL database through two async connections of the hub's own: one
+    LISTENs for the saves' NOTIFY, one reads the versions (a connection waiting for
+    notifications runs no query). A lost connection (PostgreSQL restarted) is made again at the
+    next look; what was saved meanwhile is read then."""
+
+    def __init__(self, woken: asyncio.Event):
+        import psycopg
+
+        self.errors = (psycopg.Error, OSError)
+        self.woken = woken
+        self.connection = None
+        self.listening: asyncio.Task | None = None
+
+    async def _connect(self):
+        import psycopg
+
+        params = connections["default"].get_connection_params()
+        params.pop("cursor_factory", None)
+        return await psycopg.AsyncConnection.connect(**params, autocommit=True)
+
+    async def _connected(self):
+        if self.connection is None or self.connection.closed:
+            self.connection = await self._connect()
+        if self.listening is None or self.listening.done():
+            listener = await self._connect()
+            await listener.execute(f"LISTEN {POSTGRES_CHANNEL}")
+            self.listening = asyncio.get_running_loop().create_task(self._notifications(listener))
+        return self.connection
+
+    async def _notifications(self, listener) -> None:
+        try:
+            async for _ in listener.notifies():
+                self.woken.set()
+        except self.errors:
+            pass  # the connection went: the next look makes another
+        finally:
+            await listener.close()
+        self.woken.set()  # look now: a version may have been saved while it went
+
+    async def newest(self) -> int:
+        cursor = await (await self._connected()).execute(NEWEST_SQL)
+        return (await cursor.fetchone())[0]
+
+    async def after(self, pk: int) -> list:
+        columns = VERSION_COLUMNS.replace("diff, document", "diff::text, document::text")
+        try:
+            cursor = await (await self._connected()).execute(
+                f"SELECT {columns} FROM config_app_configversion WHERE id > %s ORDER BY id", (pk,)
+            )
+            return await cursor.fetchall()
+        except self.errors:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.listening is not None:
+            self.listening.cancel()
+        if self.connection is not None:
+            await self.connection.close()
+        self.connection = None
 
 
 _hubs: dict[int, Hub] = {}

@@ -3,6 +3,8 @@
 The copy is SQLite's online backup in one pass (``pages=-1``): it reads one snapshot and does
 not block the bot's WAL writers, where a stepwise backup restarts at every commit of another
 connection. The integrity check and the zstd compression of the copy run side by side.
+A central database on PostgreSQL is dumped with pg_dump instead (sync_app.postgres_backup),
+under the same records, retention, drill and restore.
 """
 
 import hashlib
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
+from sync_app import postgres_backup
 from sync_app.models import Backup
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file
@@ -152,7 +155,49 @@ def backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -
     return backup
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _backup_postgresql(now: datetime) -> Backup:
+    """pg_dump of the central database, restored into a scratch database and counted before it
+    is kept: a dump that does not restore is never recorded as a backup."""
+    final = settings.BACKUP_DIR / f"default-{now:%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
+    with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
+        dumped = Path(work) / final.name
+        try:
+            counts = postgres_backup.dump(dumped)
+            restored = postgres_backup.restored_counts(dumped)
+        except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
+            raise BackupError(f"default: {error}") from None
+        if restored != counts:
+            raise BackupError("default: the dump restored with other row counts than the database had.")
+        sha256 = _file_sha256(dumped)
+        with open(dumped, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(dumped, final)
+        fsync_folder(settings.BACKUP_DIR)
+    return Backup.objects.create(
+        database="default",
+        created_at=now,
+        path=str(final),
+        size_bytes=final.stat().st_size,
+        database_bytes=final.stat().st_size,
+        sha256=sha256,
+        row_counts=counts,
+        verified=True,
+        verified_at=now,
+    )
+
+
 def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -> Backup:
+    if alias == "default" and postgres_backup.on_postgresql(alias):
+        settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
+        return _backup_postgresql(now or timezone.now())
     source = declared_database_file(alias)
     if not source.exists():
         raise BackupError(f"{alias}: its database file is missing ({source.name}).")
@@ -200,6 +245,8 @@ def check_backup_file(
         raise BackupError(f"Backup file {path.name} is missing.")
     if not path.is_file():
         raise BackupError(f"{path.name} is not a backup file.")
+    if alias == "default" and postgres_backup.on_postgresql(alias):
+        return _check_dump(path, sha256=sha256, expected_counts=expected_counts)
     restored = work_dir / "restored.sqlite3"
     try:
         actual = decompress(path, restored)
@@ -218,6 +265,26 @@ def check_backup_file(
         different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
         raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
     return restored
+
+
+def _check_dump(path: Path, *, sha256: str, expected_counts: dict | None) -> Path:
+    """The same checks for a pg_dump of the central database, restored into a scratch database."""
+    if not path.name.endswith(postgres_backup.SUFFIX):
+        raise BackupError(f"{path.name} is not a backup of default: the central database is on PostgreSQL.")
+    actual = _file_sha256(path)
+    if sha256 and actual != sha256:
+        raise BackupError(f"{path.name}: checksum {actual[:12]}… does not match the recorded {sha256[:12]}….")
+    try:
+        counts = postgres_backup.restored_counts(path)
+    except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
+        raise BackupError(f"{path.name} does not restore: {error}") from None
+    missing = sorted(required_tables("default") - set(counts))
+    if missing:
+        raise BackupError(f"{path.name} is not a backup of default: it has no table {', '.join(missing)}.")
+    if expected_counts is not None and counts != expected_counts:
+        different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
+        raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
+    return path
 
 
 def verify_backup(backup: Backup) -> str:
@@ -282,7 +349,7 @@ def find_backup(reference: str, alias: str | None) -> tuple[Path, str, Backup | 
         path = Path(reference).resolve()
         backup = Backup.objects.filter(path=str(path)).first()
         if backup is None:
-            inferred = path.name.split("-", 1)[0] if path.name.endswith(SUFFIX) else None
+            inferred = path.name.split("-", 1)[0] if path.name.endswith((SUFFIX, postgres_backup.SUFFIX)) else None
             alias = alias or inferred
             if not alias:
                 raise BackupError("Say which database this file restores with --db ALIAS.")
@@ -298,6 +365,8 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     Returns (alias, where the previous file was kept). The bot's process for a restored
     plugin should be stopped while this runs."""
     path, alias, backup = find_backup(reference, alias)
+    if alias == "default" and postgres_backup.on_postgresql(alias):
+        return alias, _restore_postgresql(path, backup)
     target = declared_database_file(alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
@@ -322,3 +391,18 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             leftover.unlink(missing_ok=True)
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
     return alias, aside
+
+
+def _restore_postgresql(path: Path, backup: Backup | None) -> Path:
+    """Check the dump, dump the current central database aside, restore in one transaction."""
+    _check_dump(path, sha256=backup.sha256 if backup else "", expected_counts=backup.row_counts if backup else None)
+    aside_dir = settings.BACKUP_DIR / "before-restore"
+    aside_dir.mkdir(parents=True, exist_ok=True)
+    aside = aside_dir / f"default-{timezone.now():%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
+    try:
+        postgres_backup.dump(aside)
+        postgres_backup.restore(path)
+    except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
+        raise BackupError(f"Nothing was restored: {error}") from None
+    logger.info("Restored default from %s; the previous database is dumped at %s", path, aside)
+    return aside

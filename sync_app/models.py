@@ -10,7 +10,8 @@ class AggregatedTrade(models.Model):
     plugin_id = models.CharField(max_length=40)
     mt5_ticket = models.BigIntegerField()
     trade_id = models.BigIntegerField(null=True, help_text="The trade's id in its plugin's database")
-    symbol = models.CharField(max_length=20)
+    # Text the bot writes without a length limit is kept without one (PostgreSQL enforces one).
+    symbol = models.TextField()
     direction = models.CharField(max_length=4)
     lot_size = models.DecimalField(max_digits=10, decimal_places=2)
     entry_price = models.DecimalField(max_digits=18, decimal_places=5)
@@ -24,7 +25,7 @@ class AggregatedTrade(models.Model):
     commission = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     swap = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     status = models.CharField(max_length=8)
-    close_reason = models.CharField(max_length=8, null=True)  # noqa: DJ001 - copied as the bot wrote it
+    close_reason = models.TextField(null=True)  # noqa: DJ001 - copied as the bot wrote it
     change_seq = models.BigIntegerField()
     synced_at = models.DateTimeField()
 
@@ -74,7 +75,7 @@ class TradeTotals(models.Model):
 
     plugin_id = models.CharField(max_length=40)
     day = models.DateField(help_text="Entry day (UTC)")
-    symbol = models.CharField(max_length=20)
+    symbol = models.TextField()
     direction = models.CharField(max_length=4)
     status = models.CharField(max_length=8)
     trades_count = models.PositiveIntegerField(default=0)
@@ -126,7 +127,7 @@ class SystemMetrics(models.Model):
 
 class AggregatedChain(models.Model):
     plugin_id = models.CharField(max_length=40)
-    chain_id = models.CharField(max_length=64)
+    chain_id = models.TextField()
     base_trade_id = models.BigIntegerField(null=True)
     created_at = models.DateTimeField(null=True)
     status = models.CharField(max_length=10, null=True)  # noqa: DJ001 - copied as the bot wrote it
@@ -151,7 +152,7 @@ class AggregatedChain(models.Model):
 class AggregatedChainLevel(models.Model):
     plugin_id = models.CharField(max_length=40)
     level_id = models.BigIntegerField(help_text="The level's id in its plugin's database")
-    chain_id = models.CharField(max_length=64, null=True)  # noqa: DJ001 - copied as the bot wrote it
+    chain_id = models.TextField(null=True)  # noqa: DJ001 - copied as the bot wrote it
     level_number = models.IntegerField(null=True)
     target_pips = models.FloatField(null=True)
     volume_to_close = models.FloatField(null=True)
@@ -194,7 +195,7 @@ class AggregatedDailyStats(models.Model):
 
 class AggregatedPluginInfo(models.Model):
     plugin_id = models.CharField(max_length=40, unique=True)
-    version = models.CharField(max_length=40, null=True)  # noqa: DJ001 - copied as the bot wrote it
+    version = models.TextField(null=True)  # noqa: DJ001 - copied as the bot wrote it
     last_started = models.DateTimeField(null=True)
     total_runtime_hours = models.FloatField(null=True)
     last_heartbeat = models.DateTimeField(null=True)

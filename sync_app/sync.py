@@ -1,19 +1,27 @@
 """The cross-plugin sync: brings the central database up to date with every enabled plugin.
 
-Each plugin's database is attached read-only to a connection on the central database and
-its rows changed since the plugin's high-water mark (``trades.change_seq``) are upserted
+The rows each plugin changed since its high-water mark (``trades.change_seq``) are upserted
 with set-based SQL, in one transaction that also moves the mark. So a run costs what
 changed, and a crash at any point leaves either the whole batch or none of it.
+
+On SQLite the plugin's file is attached read-only to a connection on the central database
+(``src.trades``). On PostgreSQL the changed rows are read from the plugin's file and COPYed
+into temporary tables of the central columns' types (``src_trades``); the same SQL then runs
+against them. The SQL is written once; ``Engine`` spells the few things each engine says
+its own way.
 """
 
 import json
 import logging
+import re
 import sqlite3
 import time
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
+from functools import cache
 
 from django.conf import settings
+from django.db import connections, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -51,7 +59,7 @@ COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPI
 INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status")
 UPSERT_SQL = (
     f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, trade_id, synced_at) "
-    f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, id, :now FROM src.trades "
+    f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, id, :now FROM SRC.trades "
     "WHERE change_seq > :since AND change_seq <= :until "
     "ON CONFLICT (plugin_id, mt5_ticket) DO UPDATE SET "
     + ", ".join(
@@ -63,17 +71,66 @@ UPSERT_SQL = (
 FIX_INDEXED_SQL = (
     "UPDATE aggregated_trades SET "
     + ", ".join(
-        f"{column} = (SELECT s.{column} FROM src.trades s WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
+        f"{column} = (SELECT s.{column} FROM SRC.trades s WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
         for column in INDEXED_COLUMNS
     )
     + " WHERE plugin_id = :plugin_id AND mt5_ticket IN "
-    "(SELECT s.mt5_ticket FROM src.trades s CROSS JOIN aggregated_trades t "
+    "(SELECT s.mt5_ticket FROM SRC.trades s CROSS JOIN aggregated_trades t "
     "WHERE s.change_seq > :since AND s.change_seq <= :until AND t.plugin_id = :plugin_id "
     "AND t.mt5_ticket = s.mt5_ticket AND ("
-    + " OR ".join(f"t.{column} IS NOT s.{column}" for column in INDEXED_COLUMNS)
+    + " OR ".join(f"t.{column} IS DISTINCT FROM s.{column}" for column in INDEXED_COLUMNS)
     + "))"
 )
-CHANGED = "FROM src.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
+CHANGED = "FROM SRC.trades s WHERE s.change_seq > :since AND s.change_seq <= :until"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What the sync's SQL spells differently on each engine of the central database. The
+    SQL says SRC.table for a plugin's table, DAY(x) for the UTC day of a time, MONEY(x) for
+    a sum rounded to the cent, UNINDEXED(x) for a column the planner must not take an index
+    for, and :name or ? for parameters."""
+
+    source: str  # what SRC. becomes
+    day: str
+    money: str
+    unindexed: str
+    named_parameters: bool  # sqlite3's :name and ?, or psycopg's %(name)s and %s
+
+    def __call__(self, sql: str) -> str:
+        return _spelled(self, sql)
+
+
+SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
+# The plugin's file itself, read with a connection of its own (the PostgreSQL sync's side).
+PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
+POSTGRES = Engine("src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False)
+
+
+@cache
+def _spelled(engine: Engine, sql: str) -> str:
+    sql = sql.replace("SRC.", engine.source)
+    for macro, spelling in (("DAY", engine.day), ("MONEY", engine.money), ("UNINDEXED", engine.unindexed)):
+        sql = re.sub(macro + r"\(([^()]*)\)", spelling.replace("{}", r"\1"), sql)
+    if not engine.named_parameters:
+        sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql).replace("?", "%s")
+    return sql
+
+
+class Connection:
+    """A connection the sync's SQL runs on, spelled for its engine."""
+
+    def __init__(self, raw, engine: Engine):
+        self.raw, self.engine = raw, engine
+
+    def execute(self, sql: str, params=()):
+        return self.raw.execute(self.engine(sql), params)
+
+    def executemany(self, sql: str, rows) -> None:
+        self.raw.executemany(self.engine(sql), rows)
+
+    def one(self, sql: str, params=()):
+        return self.execute(sql, params).fetchone()[0]
 
 
 @dataclass(frozen=True)
@@ -91,7 +148,7 @@ class CopiedTable:
         keys = ", ".join(["plugin_id", *(target for target, _ in self.columns[: self.key])])
         updates = ", ".join(f"{target} = excluded.{target}" for target, _ in self.columns[self.key :])
         return (
-            f"INSERT INTO {self.central} (plugin_id, {targets}) SELECT :plugin_id, {sources} FROM src.{table} "
+            f"INSERT INTO {self.central} (plugin_id, {targets}) SELECT :plugin_id, {sources} FROM SRC.{table} "
             f"WHERE change_seq > :since AND change_seq <= :until ON CONFLICT ({keys}) DO UPDATE SET {updates}"
         )
 
@@ -313,28 +370,70 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
 def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
     """Copy one plugin's changed rows (trades, chains, levels, daily stats, info) into the central database."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
-    path = plugins.database_path(plugin_id)  # a missing file fails the ATTACH; describe_failure names it
-    central = connect(database_file("default"), timeout=lock_wait_seconds)
+    path = plugins.database_path(plugin_id)  # a missing file fails to open; describe_failure names it
+    if connections["default"].vendor == "postgresql":
+        return _sync_into_postgres(plugin_id, path, state, lock_wait_seconds)
+    raw = connect(database_file("default"), timeout=lock_wait_seconds)
     try:
         # Changed trades land all over the central indexes: a bigger page cache than SQLite's
         # 2 MB default keeps a batch from spilling and re-reading pages before its commit.
-        central.execute("PRAGMA cache_size = -65536")
-        central.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
-        with immediate_transaction(central):
-            return _copy_changes(central, plugin_id, state)
+        raw.execute("PRAGMA cache_size = -65536")
+        raw.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
+        central = Connection(raw, SQLITE)
+        with immediate_transaction(raw):
+            return _copy_changes(central, central, plugin_id, state)
     finally:
-        central.close()
+        raw.close()
 
 
-def _identity(central) -> str:
+def _sync_into_postgres(plugin_id: str, path, state: PluginSyncState, lock_wait_seconds: float) -> Copied:
+    """The plugin's file is read in one snapshot; what changed is staged by COPY and applied in
+    one PostgreSQL transaction."""
+    with closing(connect(path, read_only=True, timeout=lock_wait_seconds)) as plugin_file:
+        plugin_file.execute("BEGIN")  # one snapshot of every table
+        source = Connection(plugin_file, PLUGIN_FILE)
+        with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
+            central = Connection(cursor, POSTGRES)
+            return _copy_changes(central, source, plugin_id, state, stage=_stage)
+
+
+STAGED = (
+    ("trades", "aggregated_trades", (*((column, column) for column in COPIED_COLUMNS), ("trade_id", "id"))),
+    *((table, spec.central, spec.columns) for table, spec in OTHER_TABLES.items()),
+)
+
+
+def _stage(central: Connection, source: Connection, ranges: dict[str, tuple[int, int]]) -> None:
+    """Each plugin table's rows in its range, COPYed into a temporary src_<table> of the central
+    columns' types (so PostgreSQL parses the file's times and dates once, on the way in)."""
+    cursor = central.raw
+    for table, target, columns in STAGED:
+        sources = [source_column for _, source_column in columns]
+        typed = ", ".join(f"{column} AS {source_column}" for column, source_column in columns)
+        seq = "" if "change_seq" in sources else ", CAST(NULL AS bigint) AS change_seq"
+        cursor.execute(
+            f"CREATE TEMP TABLE src_{table} ON COMMIT DROP AS SELECT {typed}{seq} FROM {target} WITH NO DATA"
+        )
+        since, until = ranges.get(table, (0, 0))
+        if until <= since:
+            continue
+        listed = ", ".join([*sources, *(["change_seq"] if seq else [])])
+        rows = source.execute(f"SELECT {listed} FROM {table} WHERE change_seq > ? AND change_seq <= ?", (since, until))
+        with cursor.copy(f"COPY src_{table} ({listed}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"ANALYZE src_{table}")  # temporary tables have no statistics until asked
+
+
+def _identity(source: Connection) -> str:
     try:
-        row = central.execute("SELECT incarnation FROM src.zepix_identity").fetchone()
+        row = source.execute("SELECT incarnation FROM SRC.zepix_identity").fetchone()
     except sqlite3.OperationalError:
         return ""  # a database without our identity table: the change numbers still tell
     return row[0] if row else ""
 
 
-def _replaced(central, state: PluginSyncState, identity: str, until: int) -> str:
+def _replaced(source: Connection, state: PluginSyncState, identity: str, until: int) -> str:
     """Why the plugin's file is not the one the last sync read ('' when it is): a new identity
     (every backup copy and restore stamps one), or change numbers gone backwards (the trade
     that carried the high-water mark now has a lower number, or is gone). Two indexed lookups:
@@ -344,47 +443,50 @@ def _replaced(central, state: PluginSyncState, identity: str, until: int) -> str
     if until < state.high_water_mark:
         return "its change numbers went backwards"
     if state.last_ticket is not None:
-        row = central.execute("SELECT change_seq FROM src.trades WHERE mt5_ticket = ?", (state.last_ticket,)).fetchone()
+        row = source.execute("SELECT change_seq FROM SRC.trades WHERE mt5_ticket = ?", (state.last_ticket,)).fetchone()
         if row is None or row[0] < state.high_water_mark:
             return "its change numbers went backwards"
     return ""
 
 
-def _copy_changes(central, plugin_id: str, state: PluginSyncState) -> Copied:
+def _copy_changes(
+    central: Connection, source: Connection, plugin_id: str, state: PluginSyncState, stage=None
+) -> Copied:
     """``state`` is where the last sync left the plugin (read before this transaction: only the
-    sync, which runs alone, moves it)."""
-    since, identity = state.high_water_mark, _identity(central)
-    until = central.execute("SELECT COALESCE(MAX(change_seq), 0) FROM src.trades").fetchone()[0]
+    sync, which runs alone, moves it). ``source`` reads the plugin's tables (on SQLite, the
+    central connection itself); ``stage`` puts the rows to copy where ``central`` reads them."""
+    since, identity = state.high_water_mark, _identity(source)
+    until = source.one("SELECT COALESCE(MAX(change_seq), 0) FROM SRC.trades")
     # One indexed lookup per table: where each of the other tables stands.
-    marks = {
-        table: central.execute(f"SELECT COALESCE(MAX(change_seq), 0) FROM src.{table}").fetchone()[0]
-        for table in OTHER_TABLES
-    }
+    marks = {table: source.one(f"SELECT COALESCE(MAX(change_seq), 0) FROM SRC.{table}") for table in OTHER_TABLES}
     old_marks = {table: state.table_marks.get(table, 0) for table in OTHER_TABLES}
-    replaced = _replaced(central, state, identity, until) or (
+    replaced = _replaced(source, state, identity, until) or (
         "its change numbers went backwards" if any(marks[t] < old_marks[t] for t in marks) else ""
     )
     if not replaced and until == since and identity == state.incarnation and marks == old_marks:
         return Copied()  # nothing to write, not even the mark
-    removed = 0
     if replaced:
         logger.warning("%s: %s; reconciling its central rows with the file", plugin_id, replaced)
-        removed = _start_over(central, plugin_id)
         since, old_marks = 0, dict.fromkeys(OTHER_TABLES, 0)
+    if stage:
+        stage(central, source, {"trades": (since, until), **{t: (old_marks[t], marks[t]) for t in OTHER_TABLES}})
+    removed = _start_over(central, plugin_id) if replaced else 0
     copied = _copy_range(central, plugin_id, since, until, stats_reset=bool(replaced)) if until != since else Copied()
     for table, spec in OTHER_TABLES.items():
         if marks[table] != old_marks[table]:
             params = {"plugin_id": plugin_id, "since": old_marks[table], "until": marks[table]}
             central.execute(spec.upsert_sql(table), params)
-    _remember(central, plugin_id, until, identity, marks)
+    last_ticket = source.execute("SELECT mt5_ticket FROM SRC.trades WHERE change_seq = ?", (until,)).fetchone()
+    _remember(central, plugin_id, until, identity, marks, last_ticket[0] if last_ticket else None)
     return Copied(copied.inserted, copied.updated, removed, bool(replaced))
 
 
-def _start_over(central, plugin_id: str) -> int:
+def _start_over(central: Connection, plugin_id: str) -> int:
     """A replaced file: the central rows the file no longer has leave, the plugin's stats are
-    rebuilt from what the file has. Returns how many trades left."""
+    rebuilt from what the file has. Returns how many trades left. (Every trade of the file is
+    in SRC.trades: a replaced file is copied from change number 0.)"""
     removed = central.execute(
-        "DELETE FROM aggregated_trades WHERE plugin_id = ? AND mt5_ticket NOT IN (SELECT mt5_ticket FROM src.trades)",
+        "DELETE FROM aggregated_trades WHERE plugin_id = ? AND mt5_ticket NOT IN (SELECT mt5_ticket FROM SRC.trades)",
         (plugin_id,),
     ).rowcount
     for rollup in ROLLUPS:
@@ -394,23 +496,30 @@ def _start_over(central, plugin_id: str) -> int:
     return removed
 
 
-def _remember(central, plugin_id: str, until: int, identity: str, marks: dict) -> None:
+def _remember(
+    central: Connection, plugin_id: str, until: int, identity: str, marks: dict, last_ticket: int | None
+) -> None:
     """The new high-water marks, the trade that carries the trades' mark and the file's identity,
     in the same transaction."""
     central.execute(
         "UPDATE sync_app_pluginsyncstate SET high_water_mark = :until, incarnation = :identity, "
-        "table_marks = :marks, "
-        "last_ticket = (SELECT mt5_ticket FROM src.trades WHERE change_seq = :until) WHERE plugin_id = :plugin_id",
-        {"until": until, "identity": identity, "plugin_id": plugin_id, "marks": json.dumps(marks)},
+        "table_marks = :marks, last_ticket = :last_ticket WHERE plugin_id = :plugin_id",
+        {
+            "until": until,
+            "identity": identity,
+            "plugin_id": plugin_id,
+            "marks": json.dumps(marks),
+            "last_ticket": last_ticket,
+        },
     )
 
 
-def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset: bool) -> Copied:
+def _copy_range(central: Connection, plugin_id: str, since: int, until: int, *, stats_reset: bool) -> Copied:
     params = {
         "plugin_id": plugin_id,
         "since": since,
         "until": until,
-        "now": db_datetime(timezone.now()),
+        "now": timezone.now() if central.engine is POSTGRES else db_datetime(timezone.now()),
         "even": BREAKEVEN_DOLLARS,
     }
     updated = central.execute(
@@ -429,7 +538,7 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
                     central,
                     params,
                     source=(
-                        "FROM src.trades s CROSS JOIN aggregated_trades t "
+                        "FROM SRC.trades s CROSS JOIN aggregated_trades t "
                         "WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
                         "AND s.change_seq > :since AND s.change_seq <= :until"
                     ),
@@ -437,7 +546,7 @@ def _copy_range(central, plugin_id: str, since: int, until: int, *, stats_reset:
         central.execute(FIX_INDEXED_SQL, params)
     changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
     for rollup in ROLLUPS:
-        rollup.add(central, params, source="FROM src.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
+        rollup.add(central, params, source="FROM SRC.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
         if updated:  # only taking empties a group
             rollup.drop_empty(central, params)
     return Copied(changed - updated, updated)
@@ -458,24 +567,27 @@ class Rollup:
         only = f" AND {self.only}" if self.only else ""
         return f"SELECT {columns} {source}{only} GROUP BY {', '.join(str(n + 1) for n in range(len(self.keys)))}"
 
-    def add(self, central, params: dict, *, source: str) -> None:
+    def add(self, central: Connection, params: dict, *, source: str) -> None:
         keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
-        selected = ", ".join([*keys, *(f"ROUND({c}, 2)" if c in self.money else c for c in sums)])
+        selected = ", ".join([*keys, *(f"MONEY({c})" if c in self.money else c for c in sums)])
         updates = ", ".join(
-            f"{c} = ROUND({c} + excluded.{c}, 2)" if c in self.money else f"{c} = {c} + excluded.{c}" for c in sums
+            f"{c} = MONEY({self.table}.{c} + excluded.{c})"
+            if c in self.money
+            else f"{c} = {self.table}.{c} + excluded.{c}"
+            for c in sums
         )
         central.execute(
             f"INSERT INTO {self.table} (plugin_id, {', '.join([*keys, *sums])}) "
-            f"SELECT :plugin_id, {selected} FROM ({self.totals_sql(source)}) WHERE true "
+            f"SELECT :plugin_id, {selected} FROM ({self.totals_sql(source)}) AS totals WHERE true "
             f"ON CONFLICT (plugin_id, {', '.join(keys)}) DO UPDATE SET {updates}",
             params,
         )
 
-    def take(self, central, params: dict, *, source: str) -> None:
+    def take(self, central: Connection, params: dict, *, source: str) -> None:
         # One indexed UPDATE per affected group: cheaper than UPDATE ... FROM, which scans the
         # plugin's whole table for every group.
         keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
-        updates = ", ".join(f"{c} = ROUND({c} - ?, 2)" if c in self.money else f"{c} = {c} - ?" for c in sums)
+        updates = ", ".join(f"{c} = MONEY({c} - ?)" if c in self.money else f"{c} = {c} - ?" for c in sums)
         matching = " AND ".join(f"{column} = ?" for column in ["plugin_id", *keys])
         central.executemany(
             f"UPDATE {self.table} SET {updates} WHERE {matching}",
@@ -485,7 +597,7 @@ class Rollup:
             ],
         )
 
-    def drop_empty(self, central, params: dict) -> None:
+    def drop_empty(self, central: Connection, params: dict) -> None:
         central.execute(f"DELETE FROM {self.table} WHERE plugin_id = :plugin_id AND trades_count = 0", params)
 
 
@@ -494,20 +606,20 @@ class Rollup:
 ROLLUPS = (
     Rollup(
         "cross_plugin_stats",
-        keys=(("date", "substr(t.exit_time, 1, 10)"),),
+        keys=(("date", "DAY(t.exit_time)"),),
         sums=(
             ("trades_count", "COUNT(*)"),
-            ("wins", "SUM(t.profit_dollars > :even)"),
-            ("losses", "SUM(t.profit_dollars < -:even)"),
+            ("wins", "COUNT(CASE WHEN t.profit_dollars > :even THEN 1 END)"),
+            ("losses", "COUNT(CASE WHEN t.profit_dollars < 0 - :even THEN 1 END)"),
             ("profit", "COALESCE(SUM(t.profit_dollars), 0)"),
         ),
-        # "+t.status": the status index would scan every closed trade; the change_seq range is the narrow one
-        only="+t.status = 'CLOSED'",
+        # On SQLite the status index would scan every closed trade; the change_seq range is the narrow one
+        only="UNINDEXED(t.status) = 'CLOSED'",
     ),
     Rollup(
         "trade_totals",
         keys=(
-            ("day", "substr(t.entry_time, 1, 10)"),
+            ("day", "DAY(t.entry_time)"),
             ("symbol", "t.symbol"),
             ("direction", "t.direction"),
             ("status", "t.status"),

@@ -10,6 +10,23 @@ import pytest
 
 from zepix_admin.core import access
 
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With the central database on PostgreSQL (ZEPIX_TEST_POSTGRES=1, `make test`'s second
+    pass) the tests that use the central database run; those of the plugin files alone ran in
+    the first pass already."""
+    if os.environ.get("ZEPIX_TEST_POSTGRES") != "1":
+        return
+    central, others = [], []
+    for item in items:
+        uses_database = item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames)
+        (central if uses_database else others).append(item)
+    if others:
+        config.hook.pytest_deselected(items=others)
+        items[:] = central
+
 
 @pytest.fixture(autouse=True)
 def _empty_plugin_tables(request):

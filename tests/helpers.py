@@ -118,6 +118,62 @@ def start_redis(port: int, folder: Path) -> subprocess.Popen:
             client.close()
 
 
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster from the machine's binaries: initdb into a temporary
+    folder, a free port on loopback, trust authentication, no fsync. PostgreSQL refuses to run
+    as root: as root, the folder belongs to the postgres user and the binaries run as it."""
+
+    def __init__(self):
+        import os
+        import shutil
+        import tempfile
+
+        if not (POSTGRES_BIN / "initdb").exists():
+            raise RuntimeError("PostgreSQL 15 is missing: run `make postgresql` (make test does).")
+        self.folder = Path(tempfile.mkdtemp(prefix="zepix-pg-"))
+        self.as_root = os.getuid() == 0
+        if self.as_root:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.port = free_port()
+        self.run("initdb", "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        self.start()
+
+    def run(self, program: str, *args: str) -> None:
+        command = [str(POSTGRES_BIN / program), *args]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, cwd=self.folder)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        data, log = str(self.folder / "data"), str(self.folder / "log")
+        self.run("pg_ctl", "start", "-w", "-D", data, "-l", log, "-o", options)
+
+    def stop(self) -> None:
+        self.run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.folder / "data"))
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def sql(self, statement: str, database: str = "postgres") -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as connection:
+            cursor = connection.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+
+    def close(self) -> None:
+        import shutil
+
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def free_port() -> int:
     import socket
 

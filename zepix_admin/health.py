@@ -26,6 +26,8 @@ INTEGRITY_CACHE_SECONDS = 600
 
 
 def database_check(alias: str) -> dict:
+    if connections[alias].vendor == "postgresql":
+        return _postgres_check(alias)
     path = database_file(alias)
     plugin_id = registry.plugin_id_for_alias(alias)
     entry = {"alias": alias, "path": str(path), "ok": False, **({"plugin_id": plugin_id} if plugin_id else {})}
@@ -51,6 +53,28 @@ def database_check(alias: str) -> dict:
         problems.append(f"integrity: {integrity}")
     if entry["journal_mode"] != "wal":
         problems.append(f"journal_mode is {entry['journal_mode']}, not wal")
+    return _migrations_check(alias, entry, problems)
+
+
+def _postgres_check(alias: str) -> dict:
+    """The central database on PostgreSQL: reachable, its size, its migrations (never its password)."""
+    database = settings.DATABASES[alias]
+    entry = {
+        "alias": alias,
+        "engine": "postgresql",
+        "database": f"{database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}/{database['NAME']}",
+        "ok": False,
+    }
+    try:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_database_size(current_database())")
+            entry["size_bytes"] = cursor.fetchone()[0]
+    except Exception as error:  # noqa: BLE001 - reported, never raised, by a health check
+        return {**entry, "problem": f"PostgreSQL unreachable: {str(error).strip().splitlines()[0]}"}
+    return _migrations_check(alias, entry, [])
+
+
+def _migrations_check(alias: str, entry: dict, problems: list[str]) -> dict:
     try:
         executor = MigrationExecutor(connections[alias])
         unapplied = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
@@ -102,6 +126,17 @@ def sync_check() -> dict:
 def collect() -> dict:
     databases = [database_check(alias) for alias in database_aliases()]
     disk = shutil.disk_usage(settings.DATA_DIR)
+    if any(entry["alias"] == "default" and "unreachable" in entry.get("problem", "") for entry in databases):
+        # The central database (PostgreSQL) is down: nothing else can be read from it.
+        return {
+            "status": "attention",
+            "checked_at": timezone.now().isoformat(),
+            "databases": databases,
+            "jobs": [],
+            "sync": {"ok": False, "failing_plugins": [], "problem": "the central database is unreachable"},
+            "huey_consumer": {"ok": False, "problem": "unknown while the central database is unreachable"},
+            "disk": {"free_bytes": disk.free, "ok": True},
+        }
     schedule = intervals()
     last_sync = (
         SyncRun.objects.filter(status=SyncRun.Status.OK)

@@ -145,7 +145,42 @@ def sqlite_database(path: Path, engine: str = "django.db.backends.sqlite3") -> d
     }
 
 
-DATABASES = {"default": sqlite_database(DATA_DIR / "central.sqlite3")}
+# The central database: an SQLite file under the data folder, or PostgreSQL
+# (DATABASE_URL=postgres://...), which several web nodes and consumers share. Plugin
+# databases stay SQLite files whatever the central one is: the bot writes them.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+
+
+def central_database(url: str) -> dict:
+    if not url:
+        return sqlite_database(DATA_DIR / "central.sqlite3")
+    import dj_database_url
+
+    try:
+        database = dict(dj_database_url.parse(url))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {error}") from None
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_URL names a PostgreSQL database (postgres://...), or is not set.")
+    # Django's connection pool (psycopg-pool): a request borrows a connection instead of opening one.
+    # A PostgreSQL that is down answers within 3 s (pages say so) instead of holding requests.
+    # A connection is checked when it is borrowed: after PostgreSQL restarts, the pool's dead
+    # connections are replaced instead of failing the next requests.
+    from psycopg_pool import ConnectionPool
+
+    database["OPTIONS"] = {
+        "pool": {
+            "min_size": 1,
+            "max_size": envint("ZEPIX_DATABASE_POOL_SIZE", 10),
+            "timeout": 3,
+            "check": ConnectionPool.check_connection,
+        },
+        "connect_timeout": 3,
+    }
+    return database
+
+
+DATABASES = {"default": central_database(DATABASE_URL)}
 for _plugin_id in PLUGIN_IDS:
     # A backend that never creates a missing file and never connects at start-up: see its docstring.
     DATABASES[registry.alias_for(_plugin_id)] = sqlite_database(

@@ -1,6 +1,9 @@
+import sys
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
@@ -127,7 +130,16 @@ def page_not_found(request, exception=None):
 
 
 def server_error(request):
-    """Rendered without the database (it may be what failed): no navigation, no context processors."""
+    """Rendered without the database (it may be what failed): no navigation, no context processors.
+    A central database that does not answer (PostgreSQL down or restarting) is a 503 that says so."""
+    if isinstance(sys.exception(), (OperationalError, InterfaceError)) and connection.vendor == "postgresql":
+        message = (
+            "The central database (PostgreSQL) does not answer. What you sent was not saved: send it "
+            "again once it is back. The console reconnects by itself."
+        )
+        if request.path.startswith("/api/"):
+            return JsonResponse({"error": message}, status=503)
+        return HttpResponse(loader.get_template("503.html").render({"message": message}), status=503)
     if request.path.startswith("/api/"):
         return JsonResponse({"error": "Server error; it was logged."}, status=500)
     return HttpResponseServerError(loader.get_template("500.html").render())

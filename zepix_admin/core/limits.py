@@ -3,8 +3,11 @@
 SQLite calls a progress handler every few thousand virtual-machine steps; ours stops the
 statement once the request's deadline has passed, and the request answers a clear error.
 The handler stays installed while rows are fetched (SQLite steps lazily), until the request
-ends. Only SQL is bounded this way: a Python function called by a query (Django's REGEXP)
-cannot be interrupted, so the admin refuses such lookups outright (plugins_app.admin).
+ends. On PostgreSQL the server does the same with ``statement_timeout``, set to what is left
+of the deadline (again only once a second has gone since it was last set, not before every
+statement) and reset when the request ends. Only SQL is bounded this way: a Python function
+called by a query (Django's REGEXP) cannot be interrupted, so the admin refuses such lookups
+outright (plugins_app.admin).
 """
 
 import contextlib
@@ -24,15 +27,22 @@ PROGRESS_STEPS = 20_000  # about every millisecond of SQLite work
 def statement_time_limit(seconds: float):
     deadline = time.monotonic() + seconds
     touched = []
+    server_limits: dict = {}  # PostgreSQL connection: the statement_timeout it was given, in ms
 
     def over_time() -> int:
         return 1 if time.monotonic() > deadline else 0
 
     def wrapper(execute, sql, params, many, context):
         raw = context["connection"].connection
-        if raw not in touched and hasattr(raw, "set_progress_handler"):
-            raw.set_progress_handler(over_time, PROGRESS_STEPS)
-            touched.append(raw)
+        if hasattr(raw, "set_progress_handler"):
+            if raw not in touched:
+                raw.set_progress_handler(over_time, PROGRESS_STEPS)
+                touched.append(raw)
+        elif context["connection"].vendor == "postgresql":
+            left = max(1, int((deadline - time.monotonic()) * 1000))
+            if left < server_limits.get(raw, left + 1000) - 999:
+                raw.execute(f"SET statement_timeout = {left}")
+                server_limits[raw] = left
         return execute(sql, params, many, context)
 
     try:
@@ -44,10 +54,18 @@ def statement_time_limit(seconds: float):
         for raw in touched:
             with contextlib.suppress(Exception):  # a connection closed meanwhile needs no cleanup
                 raw.set_progress_handler(None, 0)
+        for raw in server_limits:
+            with contextlib.suppress(Exception):  # as above; the pool hands it on without the limit
+                raw.execute("RESET statement_timeout")
 
 
 def timed_out(exception: BaseException) -> bool:
-    return isinstance(exception, OperationalError) and str(exception) == "interrupted"
+    if not isinstance(exception, OperationalError):
+        return False
+    if str(exception) == "interrupted":  # SQLite's progress handler
+        return True
+    cause = exception.__cause__
+    return type(cause).__name__ == "QueryCanceled"  # PostgreSQL's statement_timeout
 
 
 class StatementTimeLimitMiddleware(MiddlewareMixin):

@@ -24,7 +24,12 @@ class Command(ZepixCommand):
                 self.line(
                     entry["ok"],
                     f"database {entry['alias']}",
-                    entry.get("problem") or f"{entry['size_bytes']:,} bytes, {entry['journal_mode']}, integrity ok",
+                    entry.get("problem")
+                    or (
+                        f"{entry['size_bytes']:,} bytes, PostgreSQL {entry['database']}"
+                        if entry.get("engine") == "postgresql"
+                        else f"{entry['size_bytes']:,} bytes, {entry['journal_mode']}, integrity ok"
+                    ),
                 )
             for entry in report["jobs"]:
                 self.line(entry["ok"], f"last {entry['name']}", entry.get("problem") or f"{entry['age_seconds']} s ago")

@@ -1,0 +1,127 @@
+"""Backups of the central database when it is on PostgreSQL (DATABASE_URL): ``pg_dump`` in its
+custom format, checked by restoring into a scratch database and comparing row counts.
+
+The row counts are taken in the very snapshot the dump reads (``pg_export_snapshot``), so a
+dump made while the sync and the pages write still matches them exactly. The scratch
+database needs the console's database user to have CREATEDB.
+"""
+
+import os
+import shutil
+import subprocess
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+
+SUFFIX = ".pgdump"
+TOOL_SECONDS = 3600
+
+
+class DumpFailed(Exception):
+    pass
+
+
+def on_postgresql(alias: str) -> bool:
+    return connections[alias].vendor == "postgresql"
+
+
+def _tool(name: str) -> str:
+    """The PostgreSQL client program: on the PATH, else the newest of Debian's versions."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    if not versions:
+        raise DumpFailed(f"{name} is missing: install PostgreSQL's client programs (postgresql-client).")
+    return str(versions[-1])
+
+
+def _environment(database: str | None = None) -> dict:
+    """The connection of the central database, for the client programs (never on a command line)."""
+    params = settings.DATABASES["default"]
+    env = {**os.environ, "PGDATABASE": database or params["NAME"]}
+    for key, variable in (("HOST", "PGHOST"), ("PORT", "PGPORT"), ("USER", "PGUSER"), ("PASSWORD", "PGPASSWORD")):
+        if params.get(key):
+            env[variable] = str(params[key])
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    return env
+
+
+def _run(*command: str, database: str | None = None) -> None:
+    try:
+        done = subprocess.run(
+            command, env=_environment(database), capture_output=True, text=True, timeout=TOOL_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise DumpFailed(f"{Path(command[0]).name} failed: {error}") from None
+    if done.returncode != 0:
+        raise DumpFailed(f"{Path(command[0]).name} failed: {done.stderr.strip()[-500:]}")
+
+
+def _connect(database: str | None = None) -> psycopg.Connection:
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)
+    if database:
+        params["dbname"] = database
+    return psycopg.connect(**params, autocommit=True)
+
+
+def _counts(cursor) -> dict[str, int]:
+    cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")
+    tables = [name for (name,) in cursor.fetchall()]
+    counts = {}
+    for table in tables:
+        cursor.execute(f'SELECT COUNT(*) FROM "{table}"')
+        counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+def dump(target: Path) -> dict[str, int]:
+    """pg_dump of the central database into ``target``; returns the row counts of what it holds."""
+    with _connect() as connection:
+        connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = connection.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        counts = _counts(connection.cursor())
+        _run(_tool("pg_dump"), "--format=custom", f"--snapshot={snapshot}", "--no-owner", f"--file={target}")
+        connection.execute("COMMIT")
+    return counts
+
+
+@contextmanager
+def scratch_database():
+    """A database of its own for a restore drill, dropped afterwards."""
+    name = f"zepix_check_{uuid.uuid4().hex[:12]}"
+    with _connect() as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with _connect() as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def restored_counts(path: Path) -> dict[str, int]:
+    """Restore a dump into a scratch database and count its rows: the restore drill."""
+    with scratch_database() as name:
+        _run(_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={name}", str(path), database=name)
+        with _connect(name) as connection:
+            return _counts(connection.cursor())
+
+
+def restore(path: Path) -> None:
+    """Put a checked dump in place of the central database's tables, in one transaction."""
+    connections["default"].close()
+    _run(
+        _tool("pg_restore"),
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--single-transaction",
+        "--exit-on-error",
+        f"--dbname={settings.DATABASES['default']['NAME']}",
+        str(path),
+    )

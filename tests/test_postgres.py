@@ -1,0 +1,181 @@
+"""The central database on PostgreSQL (DATABASE_URL), as operators run it: real `manage.py`
+subprocesses and real web nodes on a throw-away cluster, one step after another. (The rest of
+the central-database tests run on PostgreSQL too: `make test` runs them a second time with
+ZEPIX_TEST_POSTGRES=1.)"""
+
+import json
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from config_app.client import ConfigSubscriber
+from plugins_app.store import PluginStore
+from tests.helpers import Postgres, closed_trade, free_port, fresh_env, manage, trade
+from tests.test_bad_day import wait_for
+from tests.test_several_nodes import answers, save_lot, web_node
+
+pytestmark = pytest.mark.slow
+SCOPE = "combined_v3"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    server = Postgres()
+    yield server
+    server.close()
+
+
+def install_on(cluster, tmp_path, name="node"):
+    """A new install whose central database is a new PostgreSQL database; (env, operator token,
+    viewer token)."""
+    database = f"zepix_{uuid.uuid4().hex[:10]}"
+    cluster.sql(f"CREATE DATABASE {database}")
+    env = fresh_env(tmp_path / name, DATABASE_URL=cluster.url(database))
+    prepared = manage("setup", "--no-demo", env=env)
+    assert prepared.returncode == 0, prepared.stderr
+    tokens = [
+        manage("create_token", f"{role}-bot", "--role", role, env=env, check=True).stdout.strip().splitlines()[-1]
+        for role in ("operator", "viewer")
+    ]
+    return env, *tokens
+
+
+def get(url, token=None, timeout=10):
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def stop(node):
+    node.send_signal(signal.SIGINT)
+    try:
+        node.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        node.kill()
+
+
+def test_an_operators_day_with_the_central_database_on_postgresql(cluster, tmp_path):
+    env, operator_token, viewer_token = install_on(cluster, tmp_path)
+    plugin_file = tmp_path / "node" / "data" / "plugins" / f"{SCOPE}.sqlite3"
+    with PluginStore(plugin_file) as store:
+        store.save_trades([trade(n, symbol="EURUSD") for n in range(1, 201)])
+        store.save_trade(**closed_trade(300, 25.5))
+        store.save_trade(**trade(500, symbol="A-SYMBOL-LONGER-THAN-TWENTY-CHARACTERS"))
+    synced = manage("sync_plugins", env=env)
+    assert synced.returncode == 0, synced.stderr
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(202,)]
+    assert cluster.sql("SELECT trades_count, profit FROM cross_plugin_stats", database) == [(1, 25.5)]
+
+    # A backup of the central database is a pg_dump, restored into a scratch database and counted.
+    backed_up = manage("backup_databases", "--db", "default", env=env)
+    assert backed_up.returncode == 0, backed_up.stderr
+    assert list((tmp_path / "node" / "data" / "backups").glob("default-*.pgdump"))
+    assert manage("verify_backups", env=env).returncode == 0
+
+    # More trades and a sync after the backup; then the backup is restored and the sync runs
+    # again: the central copy catches up with the file, nothing lost, nothing doubled.
+    with PluginStore(plugin_file) as store:
+        store.save_trades([trade(n, symbol="GBPUSD") for n in range(1000, 1050)])
+        store.save_trade(**closed_trade(301, -10))
+    assert manage("sync_plugins", env=env).returncode == 0
+    backup_id = cluster.sql("SELECT id FROM sync_app_backup WHERE database = 'default'", database)[0][0]
+    restored = manage("restore_backup", str(backup_id), env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(202,)]  # as backed up
+    assert manage("sync_plugins", env=env).returncode == 0
+    assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(253,)]
+    assert cluster.sql("SELECT trades_count, profit FROM cross_plugin_stats", database) == [(2, 15.5)]
+
+    port = free_port()
+    node = web_node(env, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: answers(url), "the web node to answer")
+        status, page = get(f"{url}/trades/?symbol=GBP", viewer_token)
+        assert status == 200 and "GBPUSD" in page and "1049" in page
+        status, health = get(f"{url}/healthz", viewer_token)
+        report = json.loads(health)
+        assert status in (200, 503)  # no consumer runs here: the worker check may say so
+        assert [entry["ok"] for entry in report["databases"] if entry["alias"] == "default"] == [True]
+    finally:
+        stop(node)
+
+
+def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tmp_path):
+    env, operator_token, viewer_token = install_on(cluster, tmp_path)
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    # Each node its own data and temporary folders: no datagram reaches the other, no Redis.
+    nodes = []
+    for name, port in zip(("a", "b"), ports, strict=True):
+        (tmp_path / f"tmp-{name}").mkdir()
+        nodes.append(web_node({**env, "TMPDIR": str(tmp_path / f"tmp-{name}")}, port))
+    subscriber = ConfigSubscriber(urls[1], viewer_token, scope=SCOPE, name="far-bot")
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    try:
+        for url in urls:
+            wait_for(lambda url=url: answers(url), f"{url} to answer")
+        subscriber.start()
+        wait_for(lambda: subscriber.seen_version == 1, "the subscriber to load version 1")
+        wait_for(
+            lambda: (
+                cluster.sql(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE query = 'LISTEN zepix_config_versions'", database
+                )
+                == [(1,)]
+            ),
+            "node B's hub to LISTEN",
+        )
+        assert save_lot(urls[0], operator_token, 0.25) == 2  # saved on node A
+        wait_for(lambda: subscriber.seen_version == 2, "the save to reach node B's subscriber")
+    finally:
+        subscriber.stop()
+        for node in nodes:
+            stop(node)
+
+
+def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itself(cluster, tmp_path):
+    env, operator_token, viewer_token = install_on(cluster, tmp_path)
+    # Production settings: the outage page is the production error handler's (debug mode shows
+    # Django's technical page instead).
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = web_node(env, port)
+    try:
+        wait_for(lambda: answers(url), "the web node to answer")
+        assert save_lot(url, operator_token, 0.2) == 2
+        cluster.stop()
+        try:
+            status, body = get(f"{url}/healthz")
+            assert status == 503 and "database default" in json.loads(body)["failing"]
+            status, body = get(f"{url}/", viewer_token)
+            assert status == 503 and "does not answer" in body
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                save_lot(url, operator_token, 0.3)
+            assert refused.value.code == 503
+            assert manage("sync_plugins", env=env).returncode != 0  # says so, changes nothing
+        finally:
+            cluster.start()
+        wait_for(lambda: get(f"{url}/", viewer_token)[0] == 200, "the pages to come back by themselves")
+        assert get(f"{url}/healthz", viewer_token)[0] in (200, 503)
+        assert save_lot(url, operator_token, 0.3) == 3  # nothing was lost: version 2 is still there
+        status, history = get(f"{url}/api/config/{SCOPE}", viewer_token)
+        assert json.loads(history)["data"]["max_lot_size"] == 0.3
+    finally:
+        stop(node)
