@@ -389,12 +389,19 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
 def _sync_into_postgres(plugin_id: str, path, state: PluginSyncState, lock_wait_seconds: float) -> Copied:
     """The plugin's file is read in one snapshot; what changed is staged by COPY and applied in
     one PostgreSQL transaction."""
-    with closing(connect(path, read_only=True, timeout=lock_wait_seconds)) as plugin_file:
-        plugin_file.execute("BEGIN")  # one snapshot of every table
+    with (
+        closing(connect(path, read_only=True, timeout=lock_wait_seconds)) as plugin_file,
+        transaction.atomic(using="default"),
+        connections["default"].cursor() as cursor,
+    ):
+        # Consumers on other machines share this database, not the sync's lock file: the
+        # plugin's state row, locked until the commit, lets one sync of a plugin run at a
+        # time, and the next one starts from the marks the first has moved.
+        state = PluginSyncState.objects.select_for_update().get(pk=state.pk)
+        plugin_file.execute("BEGIN")  # one snapshot of every table, read after the lock
         source = Connection(plugin_file, PLUGIN_FILE)
-        with transaction.atomic(using="default"), connections["default"].cursor() as cursor:
-            central = Connection(cursor, POSTGRES)
-            return _copy_changes(central, source, plugin_id, state, stage=_stage)
+        central = Connection(cursor, POSTGRES)
+        return _copy_changes(central, source, plugin_id, state, stage=_stage)
 
 
 STAGED = (

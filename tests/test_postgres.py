@@ -6,6 +6,7 @@ ZEPIX_TEST_POSTGRES=1.)"""
 import json
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -14,7 +15,7 @@ import pytest
 
 from config_app.client import ConfigSubscriber
 from plugins_app.store import PluginStore
-from tests.helpers import Postgres, closed_trade, free_port, fresh_env, manage, trade
+from tests.helpers import ROOT, Postgres, closed_trade, free_port, fresh_env, manage, trade
 from tests.test_bad_day import wait_for
 from tests.test_several_nodes import answers, save_lot, web_node
 
@@ -52,7 +53,8 @@ def get(url, token=None, timeout=10):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        with error:
+            return error.code, error.read().decode()
 
 
 def stop(node):
@@ -168,6 +170,7 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
             assert status == 503 and "does not answer" in body
             with pytest.raises(urllib.error.HTTPError) as refused:
                 save_lot(url, operator_token, 0.3)
+            refused.value.close()
             assert refused.value.code == 503
             assert manage("sync_plugins", env=env).returncode != 0  # says so, changes nothing
         finally:
@@ -179,3 +182,29 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
         assert json.loads(history)["data"]["max_lot_size"] == 0.3
     finally:
         stop(node)
+
+
+def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(cluster, tmp_path):
+    """Two consumers on two machines share the central database but not the sync's lock file."""
+    import shutil
+
+    env, _, _ = install_on(cluster, tmp_path)
+    with PluginStore(tmp_path / "node" / "data" / "plugins" / f"{SCOPE}.sqlite3") as store:
+        store.save_trades([closed_trade(n, 1.25) for n in range(1, 3001)])
+    shutil.copytree(tmp_path / "node", tmp_path / "other", ignore=shutil.ignore_patterns("*.lock"))
+    other = {
+        **env,
+        "ZEPIX_DATA_DIR": str(tmp_path / "other" / "data"),
+        "ZEPIX_CONFIG_DIR": str(tmp_path / "other" / "config"),
+    }
+    command = [sys.executable, str(ROOT / "manage.py"), "sync_plugins", "--plugin", SCOPE]
+    runs = [
+        subprocess.Popen(command, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for e in (env, other)
+    ]
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outcomes
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(3000,)]
+    assert cluster.sql("SELECT trades_count, wins, profit FROM cross_plugin_stats", database) == [(3000, 3000, 3750.0)]
+    assert cluster.sql("SELECT SUM(trades_count) FROM trade_totals", database) == [(3000,)]
