@@ -3,18 +3,19 @@ median and p95 response time, then requests per second with 8 concurrent clients
 writer inserts trades and syncs run; a trivial page (/login/) is the baseline in the same run.
 
     .venv/bin/python bench/overview_load.py [--plugins 5] [--trades 1000000] [--seconds 20] [--workers 2]
+        [--postgres]
+
+--postgres: the central database on a throw-away PostgreSQL cluster (the tests' helper).
 """
 
 import argparse
 import http.client
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 
 import _django
@@ -86,7 +87,23 @@ def main():
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
+    if not args.postgres:
+        return run(args)
+    sys.path.insert(0, str(_django.ROOT))
+    from tests.helpers import Postgres
+
+    cluster = Postgres()
+    try:
+        cluster.sql("CREATE DATABASE zepix_bench")
+        os.environ["DATABASE_URL"] = cluster.url("zepix_bench")
+        run(args)
+    finally:
+        cluster.close()
+
+
+def run(args):
     ids = [f"load_p{n}" for n in range(args.plugins)]
     config_dir = Path(os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-bench-config-")))
     (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
@@ -94,13 +111,13 @@ def main():
         (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
     _django.start()
 
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
 
     from plugins_app import plugins
     from plugins_app.demo import seed_plugin
     from plugins_app.store import PluginStore
+    from sync_app.models import SyncRun
     from sync_app.sync import run_sync
 
     started = time.perf_counter()
@@ -189,8 +206,7 @@ def main():
             f"{busy['locked']} 'database is locked'; {_django.summary(busy['samples'])}"
         )
         print(f"  baseline /login/ (no writer): {quiet_login['ok'] / max(5, args.seconds // 4):,.1f} requests/s")
-        with closing(sqlite3.connect(settings.DATABASES["default"]["NAME"])) as central:
-            runs = central.execute("SELECT COUNT(*), SUM(status = 'OK') FROM sync_app_syncrun").fetchone()
+        runs = SyncRun.objects.count(), SyncRun.objects.filter(status=SyncRun.Status.OK).count()
         print(f"  syncs during the run: {runs[0] - 1} ({runs[1] - 1} OK)")
     finally:
         server.terminate()

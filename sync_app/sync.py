@@ -415,13 +415,15 @@ def _stage(central: Connection, source: Connection, ranges: dict[str, tuple[int,
     columns' types (so PostgreSQL parses the file's times and dates once, on the way in)."""
     cursor = central.raw
     for table, target, columns in STAGED:
+        since, until = ranges.get(table, (0, 0))
+        if until <= since and table != "trades":  # only the trades' table is read whatever changed
+            continue
         sources = [source_column for _, source_column in columns]
         typed = ", ".join(f"{column} AS {source_column}" for column, source_column in columns)
         seq = "" if "change_seq" in sources else ", CAST(NULL AS bigint) AS change_seq"
         cursor.execute(
             f"CREATE TEMP TABLE src_{table} ON COMMIT DROP AS SELECT {typed}{seq} FROM {target} WITH NO DATA"
         )
-        since, until = ranges.get(table, (0, 0))
         if until <= since:
             continue
         listed = ", ".join([*sources, *(["change_seq"] if seq else [])])
