@@ -401,7 +401,17 @@ def _sync_into_postgres(plugin_id: str, path, state: PluginSyncState, lock_wait_
         plugin_file.execute("BEGIN")  # one snapshot of every table, read after the lock
         source = Connection(plugin_file, PLUGIN_FILE)
         central = Connection(cursor, POSTGRES)
-        return _copy_changes(central, source, plugin_id, state, stage=_stage)
+        copied = _copy_changes(central, source, plugin_id, state, stage=_stage)
+    if copied.inserted + copied.updated >= ANALYZE_AFTER_ROWS:
+        with connections["default"].cursor() as cursor:  # the planner's statistics, before autovacuum's
+            cursor.execute("ANALYZE aggregated_trades")
+    return copied
+
+
+# A sync that copied this many trades into PostgreSQL updates the planner's statistics at once:
+# the next incremental sync, planned on the statistics of an emptier table, joined the changed
+# rows by scanning every central trade.
+ANALYZE_AFTER_ROWS = 50_000
 
 
 STAGED = (
@@ -431,6 +441,8 @@ def _stage(central: Connection, source: Connection, ranges: dict[str, tuple[int,
         with cursor.copy(f"COPY src_{table} ({listed}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        if table == "trades":  # the statements that fix the central copies look trades up by ticket
+            cursor.execute("CREATE INDEX ON src_trades (mt5_ticket)")
         cursor.execute(f"ANALYZE src_{table}")  # temporary tables have no statistics until asked
 
 
