@@ -96,15 +96,18 @@ class Engine:
     money: str
     unindexed: str
     named_parameters: bool  # sqlite3's :name and ?, or psycopg's %(name)s and %s
+    update_from: bool  # whether a rollup's groups are taken in one UPDATE ... FROM (see Rollup.take)
 
     def __call__(self, sql: str) -> str:
         return _spelled(self, sql)
 
 
-SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
+SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, update_from=False)
 # The plugin's file itself, read with a connection of its own (the PostgreSQL sync's side).
-PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
-POSTGRES = Engine("src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False)
+PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, update_from=False)
+POSTGRES = Engine(
+    "src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False, update_from=True
+)
 
 
 @cache
@@ -605,9 +608,25 @@ class Rollup:
         )
 
     def take(self, central: Connection, params: dict, *, source: str) -> None:
-        # One indexed UPDATE per affected group: cheaper than UPDATE ... FROM, which scans the
-        # plugin's whole table for every group.
+        # On SQLite, one indexed UPDATE per affected group: cheaper than UPDATE ... FROM, which
+        # scans the plugin's whole table for every group. On PostgreSQL one UPDATE ... FROM the
+        # groups' totals: the UPDATEs one by one were a round trip each (120 ms of a 400 ms
+        # incremental sync of 1,000 random changes).
         keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
+        if central.engine.update_from:
+            taken = ", ".join(
+                f"{c} = MONEY({self.table}.{c} - totals.{c})"
+                if c in self.money
+                else f"{c} = {self.table}.{c} - totals.{c}"
+                for c in sums
+            )
+            matching = " AND ".join(f"{self.table}.{column} = totals.{column}" for column in keys)
+            central.execute(
+                f"UPDATE {self.table} SET {taken} FROM ({self.totals_sql(source)}) AS totals "
+                f"WHERE {self.table}.plugin_id = :plugin_id AND {matching}",
+                params,
+            )
+            return
         updates = ", ".join(f"{c} = MONEY({c} - ?)" if c in self.money else f"{c} = {c} - ?" for c in sums)
         matching = " AND ".join(f"{column} = ?" for column in ["plugin_id", *keys])
         central.executemany(
