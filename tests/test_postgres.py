@@ -30,19 +30,35 @@ def cluster():
     server.close()
 
 
-def install_on(cluster, tmp_path, name="node"):
-    """A new install whose central database is a new PostgreSQL database; (env, operator token,
-    viewer token)."""
-    database = f"zepix_{uuid.uuid4().hex[:10]}"
-    cluster.sql(f"CREATE DATABASE {database}")
-    env = fresh_env(tmp_path / name, DATABASE_URL=cluster.url(database))
+@pytest.fixture(scope="module")
+def template(cluster, tmp_path_factory):
+    """One install (`setup --no-demo`, an operator and a viewer token) made once: each test gets
+    a copy of its folders and of its database (CREATE DATABASE ... TEMPLATE)."""
+    folder = tmp_path_factory.mktemp("template")
+    cluster.sql("CREATE DATABASE zepix_template")
+    env = fresh_env(folder, DATABASE_URL=cluster.url("zepix_template"))
     prepared = manage("setup", "--no-demo", env=env)
     assert prepared.returncode == 0, prepared.stderr
     tokens = [
         manage("create_token", f"{role}-bot", "--role", role, env=env, check=True).stdout.strip().splitlines()[-1]
         for role in ("operator", "viewer")
     ]
-    return env, *tokens
+    return folder, tokens
+
+
+def install_on(cluster, template, tmp_path, name="node"):
+    """A new install whose central database is a new PostgreSQL database; (env, operator token,
+    viewer token)."""
+    import shutil
+
+    folder, tokens = template
+    database = f"zepix_{uuid.uuid4().hex[:10]}"
+    cluster.sql(f"CREATE DATABASE {database} TEMPLATE zepix_template")
+    for part in ("data", "config"):
+        shutil.copytree(
+            folder / part, tmp_path / name / part, ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.lock")
+        )
+    return fresh_env(tmp_path / name, DATABASE_URL=cluster.url(database)), *tokens
 
 
 def get(url, token=None, timeout=10):
@@ -65,8 +81,8 @@ def stop(node):
         node.kill()
 
 
-def test_an_operators_day_with_the_central_database_on_postgresql(cluster, tmp_path):
-    env, operator_token, viewer_token = install_on(cluster, tmp_path)
+def test_an_operators_day_with_the_central_database_on_postgresql(cluster, template, tmp_path):
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     plugin_file = tmp_path / "node" / "data" / "plugins" / f"{SCOPE}.sqlite3"
     with PluginStore(plugin_file) as store:
         store.save_trades([trade(n, symbol="EURUSD") for n in range(1, 201)])
@@ -113,8 +129,8 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, tmp_p
         stop(node)
 
 
-def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tmp_path):
-    env, operator_token, viewer_token = install_on(cluster, tmp_path)
+def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, template, tmp_path):
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     # Each node its own data and temporary folders: no datagram reaches the other, no Redis.
@@ -146,8 +162,8 @@ def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tmp
             stop(node)
 
 
-def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itself(cluster, tmp_path):
-    env, operator_token, viewer_token = install_on(cluster, tmp_path)
+def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itself(cluster, template, tmp_path):
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     # Production settings: the outage page is the production error handler's (debug mode shows
     # Django's technical page instead).
     env.update(
@@ -184,11 +200,11 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
         stop(node)
 
 
-def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(cluster, tmp_path):
+def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(cluster, template, tmp_path):
     """Two consumers on two machines share the central database but not the sync's lock file."""
     import shutil
 
-    env, _, _ = install_on(cluster, tmp_path)
+    env, _, _ = install_on(cluster, template, tmp_path)
     with PluginStore(tmp_path / "node" / "data" / "plugins" / f"{SCOPE}.sqlite3") as store:
         store.save_trades([closed_trade(n, 1.25) for n in range(1, 3001)])
     shutil.copytree(tmp_path / "node", tmp_path / "other", ignore=shutil.ignore_patterns("*.lock"))
