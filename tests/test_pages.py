@@ -55,6 +55,24 @@ def test_the_overview_shows_a_card_per_plugin_with_its_numbers(viewer_client, tr
     assert re.search(r'id="total-open">3<', page)
 
 
+def test_each_card_shows_its_own_plugins_newest_verified_backup(viewer_client, trading):
+    from datetime import timedelta
+
+    from sync_app.backup import backup_database
+    from zepix_admin.overview import overview
+
+    older = backup_database("plugin_combined_v3", now=NOW)
+    newest = backup_database("plugin_combined_v3", now=NOW + timedelta(hours=1))
+    backup_database("plugin_combined_v3", now=NOW + timedelta(hours=2)).delete()  # gone again
+    unverified = backup_database("plugin_combined_v3", now=NOW + timedelta(hours=3))
+    unverified.verified = False
+    unverified.save()
+    backup_database("plugin_price_action_v6", now=NOW - timedelta(days=1))
+    cards = {card["plugin_id"]: card for card in overview()["cards"]}
+    assert cards["combined_v3"]["last_backup"].pk == newest.pk != older.pk
+    assert cards["price_action_v6"]["last_backup"].database == "plugin_price_action_v6"
+
+
 def test_a_plugin_disabled_in_the_config_shows_disabled_on_the_next_refresh(viewer_client, trading, config):
     config("price_action_v6", "enabled", False)
     fragment = viewer_client.get("/?fragment=cards", **HTMX).content.decode()
