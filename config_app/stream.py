@@ -34,7 +34,7 @@ from django.utils import timezone
 from config_app.models import ConfigVersion, Subscriber
 from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
-from zepix_admin.core.databases import database_file
+from zepix_admin.core.databases import database_file, on_postgresql, own_connection_params
 
 logger = logging.getLogger("zepix.config.stream")
 
@@ -136,7 +136,7 @@ POSTGRES_CHANNEL = "zepix_config_versions"
 def notify_in_transaction() -> None:
     """With the central database on PostgreSQL: a NOTIFY in the saving transaction, delivered to
     every hub's LISTEN connection when (and only if) it commits."""
-    if connections["default"].vendor == "postgresql":
+    if on_postgresql():
         with connections["default"].cursor() as cursor:
             cursor.execute(f"NOTIFY {POSTGRES_CHANNEL}")
 
@@ -267,7 +267,7 @@ class Hub:
         self.woken.set()
 
     async def _read_new_versions(self) -> None:
-        versions = PostgresVersions(self.woken) if connections["default"].vendor == "postgresql" else SqliteVersions()
+        versions = PostgresVersions(self.woken) if on_postgresql() else SqliteVersions()
         try:
             while True:
                 try:
@@ -337,9 +337,7 @@ class PostgresVersions:
     async def _connect(self):
         import psycopg
 
-        params = connections["default"].get_connection_params()
-        params.pop("cursor_factory", None)
-        return await psycopg.AsyncConnection.connect(**params, autocommit=True)
+        return await psycopg.AsyncConnection.connect(**own_connection_params(), autocommit=True)
 
     async def _connected(self):
         if self.connection is None or self.connection.closed:

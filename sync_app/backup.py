@@ -27,7 +27,7 @@ from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
 from sync_app.models import Backup
 from zepix_admin.core.alerts import raise_alert, resolve_alert
-from zepix_admin.core.databases import database_file
+from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
 from zepix_admin.core.files import fsync_folder
 
@@ -195,7 +195,7 @@ def _backup_postgresql(now: datetime) -> Backup:
 
 
 def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -> Backup:
-    if alias == "default" and postgres_backup.on_postgresql(alias):
+    if on_postgresql(alias):
         settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
         return _backup_postgresql(now or timezone.now())
     source = declared_database_file(alias)
@@ -245,45 +245,47 @@ def check_backup_file(
         raise BackupError(f"Backup file {path.name} is missing.")
     if not path.is_file():
         raise BackupError(f"{path.name} is not a backup file.")
-    if alias == "default" and postgres_backup.on_postgresql(alias):
+    if on_postgresql(alias):
         return _check_dump(path, sha256=sha256, expected_counts=expected_counts)
     restored = work_dir / "restored.sqlite3"
     try:
         actual = decompress(path, restored)
     except zstandard.ZstdError as error:
         raise BackupError(f"{path.name} cannot be decompressed: {error}") from None
-    if sha256 and actual != sha256:
-        raise BackupError(f"{path.name}: checksum {actual[:12]}… does not match the recorded {sha256[:12]}….")
+    _check_checksum(path, actual, sha256)
     problems = integrity_problems(restored)
     if problems:
         raise BackupError(f"{path.name}: integrity check failed: {problems}")
     counts = row_counts(restored)  # a COUNT(*) of every table: seconds on a large database, so once
+    _check_tables(path, alias, counts, expected_counts)
+    return restored
+
+
+def _check_checksum(path: Path, actual: str, recorded: str) -> None:
+    if recorded and actual != recorded:
+        raise BackupError(f"{path.name}: checksum {actual[:12]}… does not match the recorded {recorded[:12]}….")
+
+
+def _check_tables(path: Path, alias: str, counts: dict, expected_counts: dict | None) -> None:
+    """A restored backup has the tables of its database's kind, and the row counts recorded."""
     missing = sorted(required_tables(alias) - set(counts))
     if missing:
         raise BackupError(f"{path.name} is not a backup of {alias}: it has no table {', '.join(missing)}.")
     if expected_counts is not None and counts != expected_counts:
         different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
         raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
-    return restored
 
 
 def _check_dump(path: Path, *, sha256: str, expected_counts: dict | None) -> Path:
     """The same checks for a pg_dump of the central database, restored into a scratch database."""
     if not path.name.endswith(postgres_backup.SUFFIX):
         raise BackupError(f"{path.name} is not a backup of default: the central database is on PostgreSQL.")
-    actual = _file_sha256(path)
-    if sha256 and actual != sha256:
-        raise BackupError(f"{path.name}: checksum {actual[:12]}… does not match the recorded {sha256[:12]}….")
+    _check_checksum(path, _file_sha256(path), sha256)
     try:
         counts = postgres_backup.restored_counts(path)
     except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
         raise BackupError(f"{path.name} does not restore: {error}") from None
-    missing = sorted(required_tables("default") - set(counts))
-    if missing:
-        raise BackupError(f"{path.name} is not a backup of default: it has no table {', '.join(missing)}.")
-    if expected_counts is not None and counts != expected_counts:
-        different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
-        raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
+    _check_tables(path, "default", counts, expected_counts)
     return path
 
 
@@ -365,11 +367,11 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     Returns (alias, where the previous file was kept). The bot's process for a restored
     plugin should be stopped while this runs."""
     path, alias, backup = find_backup(reference, alias)
-    if alias == "default" and postgres_backup.on_postgresql(alias):
-        return alias, _restore_postgresql(path, backup)
-    target = declared_database_file(alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
+    if on_postgresql(alias):
+        return alias, _restore_postgresql(path, backup, aside_dir)
+    target = declared_database_file(alias)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
         restored = check_backup_file(
             path,
@@ -393,11 +395,15 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     return alias, aside
 
 
-def _restore_postgresql(path: Path, backup: Backup | None) -> Path:
+def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> Path:
     """Check the dump, dump the current central database aside, restore in one transaction."""
-    _check_dump(path, sha256=backup.sha256 if backup else "", expected_counts=backup.row_counts if backup else None)
-    aside_dir = settings.BACKUP_DIR / "before-restore"
-    aside_dir.mkdir(parents=True, exist_ok=True)
+    check_backup_file(
+        path,
+        alias="default",
+        sha256=backup.sha256 if backup else "",
+        expected_counts=backup.row_counts if backup else None,
+        work_dir=aside_dir,  # unused: a dump is checked in a scratch database, not a file
+    )
     aside = aside_dir / f"default-{timezone.now():%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
     try:
         postgres_backup.dump(aside)

@@ -17,16 +17,14 @@ import psycopg
 from django.conf import settings
 from django.db import connections
 
+from zepix_admin.core.databases import own_connection_params
+
 SUFFIX = ".pgdump"
 TOOL_SECONDS = 3600
 
 
 class DumpFailed(Exception):
     pass
-
-
-def on_postgresql(alias: str) -> bool:
-    return connections[alias].vendor == "postgresql"
 
 
 def _tool(name: str) -> str:
@@ -63,8 +61,7 @@ def _run(*command: str, database: str | None = None) -> None:
 
 
 def _connect(database: str | None = None) -> psycopg.Connection:
-    params = connections["default"].get_connection_params()
-    params.pop("cursor_factory", None)
+    params = own_connection_params()
     if database:
         params["dbname"] = database
     return psycopg.connect(**params, autocommit=True)

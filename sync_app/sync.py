@@ -41,7 +41,7 @@ from sync_app.models import (
     TradeTotals,
 )
 from zepix_admin.core.alerts import raise_alert, resolve_alert
-from zepix_admin.core.databases import database_file
+from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import Conflict
 from zepix_admin.core.files import Busy, file_lock
 
@@ -374,7 +374,7 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
     """Copy one plugin's changed rows (trades, chains, levels, daily stats, info) into the central database."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     path = plugins.database_path(plugin_id)  # a missing file fails to open; describe_failure names it
-    if connections["default"].vendor == "postgresql":
+    if on_postgresql():
         return _sync_into_postgres(plugin_id, path, state, lock_wait_seconds)
     raw = connect(database_file("default"), timeout=lock_wait_seconds)
     try:

@@ -20,13 +20,13 @@ from sync_app.scheduler import intervals
 from sync_app.sync import FAILING, enabled_plugins
 from sync_app.sync import health as sync_health
 from zepix_admin.core import worker
-from zepix_admin.core.databases import database_file
+from zepix_admin.core.databases import database_file, on_postgresql
 
 INTEGRITY_CACHE_SECONDS = 600
 
 
 def database_check(alias: str) -> dict:
-    if connections[alias].vendor == "postgresql":
+    if on_postgresql(alias):
         return _postgres_check(alias)
     path = database_file(alias)
     plugin_id = registry.plugin_id_for_alias(alias)

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
 from zepix_admin.core.errors import NotFound
 
@@ -11,3 +12,18 @@ def database_file(alias: str) -> Path:
     if alias not in settings.DATABASES:
         raise NotFound(f"Unknown database {alias!r}.")
     return Path(settings.DATABASES[alias]["NAME"])
+
+
+def own_connection_params(alias: str = "default") -> dict:
+    """Django's connection parameters of a PostgreSQL alias, for a psycopg connection of one's
+    own outside Django's pool (the config hubs' LISTEN, pg_dump's snapshot): less Django's
+    cursor class."""
+    params = connections[alias].get_connection_params()
+    params.pop("cursor_factory", None)
+    return params
+
+
+def on_postgresql(alias: str = "default") -> bool:
+    """Whether a database alias is on PostgreSQL (only the central one can be: DATABASE_URL); an
+    unknown alias is not (the caller refuses it by name)."""
+    return alias in settings.DATABASES and connections[alias].vendor == "postgresql"
