@@ -3,9 +3,34 @@
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def declare_plugins(plugin_ids: list[str]) -> None:
+    """Each plugin's config document, written before Django starts so each gets its own database."""
+    config_dir = Path(os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-bench-config-")))
+    (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
+    for plugin_id in plugin_ids:
+        (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
+
+
+@contextmanager
+def central_on_postgresql():
+    """The central database on a throw-away PostgreSQL cluster (the tests' helper), as
+    DATABASE_URL for start(); the cluster is removed afterwards."""
+    sys.path.insert(0, str(ROOT))
+    from tests.helpers import Postgres
+
+    cluster = Postgres()
+    try:
+        cluster.sql("CREATE DATABASE zepix_bench")
+        os.environ["DATABASE_URL"] = cluster.url("zepix_bench")
+        yield
+    finally:
+        cluster.close()
 
 
 def start(prefix: str = "zepix-bench-") -> Path:

@@ -13,10 +13,8 @@ import http.client
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import _django
 
@@ -91,24 +89,13 @@ def main():
     args = parser.parse_args()
     if not args.postgres:
         return run(args)
-    sys.path.insert(0, str(_django.ROOT))
-    from tests.helpers import Postgres
-
-    cluster = Postgres()
-    try:
-        cluster.sql("CREATE DATABASE zepix_bench")
-        os.environ["DATABASE_URL"] = cluster.url("zepix_bench")
+    with _django.central_on_postgresql():
         run(args)
-    finally:
-        cluster.close()
 
 
 def run(args):
     ids = [f"load_p{n}" for n in range(args.plugins)]
-    config_dir = Path(os.environ.setdefault("ZEPIX_CONFIG_DIR", tempfile.mkdtemp(prefix="zepix-bench-config-")))
-    (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
-    for plugin_id in ids:
-        (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
+    _django.declare_plugins(ids)
     _django.start()
 
     from django.contrib.auth import get_user_model

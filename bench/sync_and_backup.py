@@ -11,7 +11,6 @@
 """
 
 import argparse
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -33,12 +32,7 @@ def main():
     parser.add_argument("--only-backup", action="store_true")
     args = parser.parse_args()
     ids = [f"bench_p{n}" for n in range(args.plugins)]
-    config_dir = Path(
-        os.environ.setdefault("ZEPIX_CONFIG_DIR", __import__("tempfile").mkdtemp(prefix="zepix-bench-config-"))
-    )
-    (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
-    for plugin_id in ids:  # declared before Django starts, so each gets its own database
-        (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
+    _django.declare_plugins(ids)
     _django.start()
 
     from django.conf import settings
@@ -110,25 +104,7 @@ def main():
         f"ours runs at {baseline / ours:.2f}x the plain rate"
     )
 
-    empty = []
-    for _ in range(5):
-        started = time.perf_counter()
-        run_sync(trigger="command")
-        empty.append(time.perf_counter() - started)
-    nothing = statistics.median(empty)
-    for pattern, where in (
-        (
-            "recent trades (the bot's pattern: it changes the trades it opened lately)",
-            "id > (SELECT MAX(id) FROM trades) - 5000",
-        ),
-        ("random trades from the whole history (worst case for page locality)", "1"),
-    ):
-        some = incremental_rounds(args, ids, where)
-        print(
-            f"(2) Incremental sync, {args.changed} new or changed trades in each of {args.plugins} plugins, "
-            f"updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
-            f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
-        )
+    report_incremental(args, ids)
 
     detection_bench(settings, ids)
     if not args.skip_backup:
@@ -169,6 +145,34 @@ def detection_bench(settings, ids, repeat: int = 200):
         f"(2d) Reconciling one plugin after its file was replaced (all its rows compared and copied): "
         f"{time.perf_counter() - started:.2f} s"
     )
+
+
+INCREMENTAL_PATTERNS = (
+    (
+        "recent trades (the bot's pattern: it changes the trades it opened lately)",
+        "id > (SELECT MAX(id) FROM trades) - 5000",
+    ),
+    ("random trades from the whole history (worst case for page locality)", "1"),
+)
+
+
+def report_incremental(args, ids, into: str = "") -> None:
+    """(2) for each pattern of changes: an incremental sync beyond a sync that finds nothing."""
+    from sync_app.sync import run_sync
+
+    empty = []
+    for _ in range(5):
+        started = time.perf_counter()
+        run_sync(trigger="command")
+        empty.append(time.perf_counter() - started)
+    nothing = statistics.median(empty)
+    for pattern, where in INCREMENTAL_PATTERNS:
+        some = incremental_rounds(args, ids, where)
+        print(
+            f"(2) Incremental sync{into}, {args.changed} new or changed trades in each of {args.plugins} plugins, "
+            f"updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
+            f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
+        )
 
 
 def incremental_rounds(args, ids, where: str) -> float:

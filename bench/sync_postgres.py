@@ -11,19 +11,12 @@ fsync off as in the tests; the ratio is what counts, both sides write to the sam
 """
 
 import argparse
-import os
 import sqlite3
-import statistics
-import sys
 import time
 from contextlib import closing
-from pathlib import Path
 
 import _django
-from sync_and_backup import add_chains, incremental_rounds
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import Postgres
+from sync_and_backup import add_chains, report_incremental
 
 
 def main():
@@ -32,23 +25,13 @@ def main():
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--changed", type=int, default=1000)
     args = parser.parse_args()
-    cluster = Postgres()
-    try:
-        cluster.sql("CREATE DATABASE zepix_bench")
-        os.environ["DATABASE_URL"] = cluster.url("zepix_bench")
+    with _django.central_on_postgresql():
         run(args)
-    finally:
-        cluster.close()
 
 
 def run(args):
     ids = [f"bench_p{n}" for n in range(args.plugins)]
-    config_dir = Path(
-        os.environ.setdefault("ZEPIX_CONFIG_DIR", __import__("tempfile").mkdtemp(prefix="zepix-bench-config-"))
-    )
-    (config_dir / "plugins").mkdir(parents=True, exist_ok=True)
-    for plugin_id in ids:
-        (config_dir / "plugins" / f"{plugin_id}.json").write_text('{"enabled": true, "max_lot_size": 1}')
+    _django.declare_plugins(ids)
     _django.start()
 
     from django.db import connection
@@ -64,9 +47,9 @@ def run(args):
     total = args.plugins * args.trades
 
     started = time.perf_counter()
-    run = run_sync(trigger="command")
+    synced = run_sync(trigger="command")
     ours = time.perf_counter() - started
-    assert run.status == "OK", run.error
+    assert synced.status == "OK", synced.error
 
     # The plain copy: the same rows, read from the same files, COPYed into tables LIKE ours.
     with connection.cursor() as cursor:
@@ -92,22 +75,7 @@ def run(args):
         f"ours runs at {baseline / ours:.2f}x the plain rate"
     )
 
-    empty = []
-    for _ in range(5):
-        started = time.perf_counter()
-        run_sync(trigger="command")
-        empty.append(time.perf_counter() - started)
-    nothing = statistics.median(empty)
-    for pattern, where in (
-        ("recent trades", "id > (SELECT MAX(id) FROM trades) - 5000"),
-        ("random trades from the whole history", "1"),
-    ):
-        some = incremental_rounds(args, ids, where)
-        print(
-            f"(2) Incremental sync into PostgreSQL, {args.changed} new or changed trades in each of "
-            f"{args.plugins} plugins, updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: "
-            f"{nothing * 1000:.0f} ms; beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
-        )
+    report_incremental(args, ids, into=" into PostgreSQL")
 
 
 if __name__ == "__main__":
