@@ -145,7 +145,8 @@ class Postgres:
         command = [str(POSTGRES_BIN / program), *args]
         if self.as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, cwd=self.folder)
+        # pg_ctl gives up waiting after 60 s by itself; the timeout is for anything else that hangs.
+        subprocess.run(command, check=True, capture_output=True, cwd=self.folder, timeout=120)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
@@ -161,7 +162,7 @@ class Postgres:
     def sql(self, statement: str, database: str = "postgres") -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(self.url(database), autocommit=True) as connection:
+        with psycopg.connect(self.url(database), autocommit=True, connect_timeout=10) as connection:
             cursor = connection.execute(statement)
             return cursor.fetchall() if cursor.description else []
 

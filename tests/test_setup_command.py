@@ -1,5 +1,7 @@
 """`manage.py setup` prepares a fresh machine and changes nothing the second time (real processes)."""
 
+import json
+import shutil
 import sqlite3
 from contextlib import closing
 
@@ -42,6 +44,13 @@ def test_setup_prepares_everything_then_is_idempotent(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "nothing to do" in second.stdout
     assert counts(data) == snapshot
+
+    # Static files are collected again only when they are missing (or their sources changed).
+    assert "static files: collected" in first.stdout
+    shutil.rmtree(data / "staticfiles")
+    third = manage("setup", "--no-demo", env=env)
+    assert "static files: collected" in third.stdout
+    assert json.loads((data / "staticfiles" / "staticfiles.json").read_text())["paths"]["zepix.css"]
 
 
 def test_setup_prints_a_generated_password_once_when_none_is_given(tmp_path):

@@ -1,13 +1,17 @@
 """Settings for the test suite: the real settings, in a throw-away data and config folder."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Each pytest-xdist worker (`make test-fast` runs two) gets folders of its own: they inherit
 # the environment of the process that started them, folders included.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 for _name, _prefix in (("ZEPIX_DATA_DIR", "zepix-test-data-"), ("ZEPIX_CONFIG_DIR", "zepix-test-config-")):
-    os.environ.setdefault(_name, tempfile.mkdtemp(prefix=_prefix))
+    if _name not in os.environ:  # made here, so removed here when the run ends
+        os.environ[_name] = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, os.environ[_name], ignore_errors=True)
     if _worker:
         os.environ[_name] = os.path.join(os.environ[_name], _worker)
         os.makedirs(os.environ[_name], exist_ok=True)
@@ -16,8 +20,6 @@ os.environ.setdefault("DJANGO_DEBUG", "1")  # the development settings; pytest-d
 # central database on a throw-away PostgreSQL cluster, started here once for the whole run
 # (the pytest-xdist workers inherit its DATABASE_URL) and stopped when the run ends.
 if os.environ.get("ZEPIX_TEST_POSTGRES") == "1" and not os.environ.get("DATABASE_URL"):
-    import atexit
-
     from tests.helpers import Postgres
 
     _cluster = Postgres()

@@ -1,5 +1,8 @@
+import hashlib
 import secrets
+from pathlib import Path
 
+import django
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -43,10 +46,28 @@ class Command(ZepixCommand):
         done += self.ensure_admin_account()
         if not no_demo:
             done += self.load_demo_data(created, demo_trades)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        done += self.collect_static()
         for line in done:
             self.stdout.write(f"  {line}")
         self.stdout.write(self.style.SUCCESS("Setup done." if done else "Setup: nothing to do, everything is ready."))
+
+    def collect_static(self) -> list[str]:
+        """collectstatic compresses every file again (gzip and brotli, 0.8 s with nothing new and
+        3 s on a new install here): skipped when the sources are the ones collected last."""
+        from django.contrib.staticfiles.finders import get_finders
+
+        sources = hashlib.sha256(f"{django.__version__} {settings.STORAGES['staticfiles']}".encode())
+        for finder in get_finders():
+            for path, storage in sorted(finder.list(["CVS", ".*", "*~"])):
+                stat = Path(storage.path(path)).stat()
+                sources.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        root = Path(settings.STATIC_ROOT)
+        collected = root / ".collected-from"
+        if (root / "staticfiles.json").exists() and collected.exists() and collected.read_text() == sources.hexdigest():
+            return []
+        call_command("collectstatic", interactive=False, verbosity=0)
+        collected.write_text(sources.hexdigest())
+        return ["static files: collected"]
 
     def central_ready(self) -> bool:
         return "django_migrations" in connections["default"].introspection.table_names()
