@@ -3,10 +3,19 @@ server, against a bare asyncio server pushing to as many loopback clients in the
 and outside-edit-to-delivery latency through the Huey consumer's file watcher.
 
     .venv/bin/python bench/config_latency.py [--subscribers 100] [--saves 30] [--edits 10]
+
+Several machines: ``--nodes 2`` serves the same install from two uvicorn processes that share
+no temporary folder (so no datagram wakes one from the other, as on two machines), the
+subscribers spread over both and every save made on the first; ``--postgres`` puts the central
+database on a throw-away PostgreSQL cluster (the nodes wake each other through NOTIFY) and
+``--redis`` starts a private redis-server (through its pub/sub).
+
+    .venv/bin/python bench/config_latency.py --nodes 2 --postgres
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -20,7 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import free_port, fresh_env, manage  # noqa: E402
+import _django  # noqa: E402
+
+from tests.helpers import free_port, fresh_env, manage, start_redis  # noqa: E402
 
 BARE_SERVER = """
 import asyncio, sys
@@ -93,24 +104,40 @@ def put(url, token, document, version):
 
 
 async def main(args):
-    env = fresh_env(Path(tempfile.mkdtemp(prefix="zepix-bench-")), ZEPIX_CONFIG_DEBOUNCE_MS=str(args.debounce_ms))
+    folder = Path(tempfile.mkdtemp(prefix="zepix-bench-"))
+    with contextlib.ExitStack() as engines:
+        extra = {}
+        if args.postgres:
+            engines.enter_context(_django.central_on_postgresql())  # DATABASE_URL, inherited by fresh_env
+        if args.redis:
+            redis_port = free_port()
+            redis_server = start_redis(redis_port, folder)
+            engines.callback(redis_server.wait)
+            engines.callback(redis_server.terminate)
+            extra["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        await measure(args, fresh_env(folder, ZEPIX_CONFIG_DEBOUNCE_MS=str(args.debounce_ms), **extra))
+
+
+def web_node(env, port, temporary_folder=None):
+    if temporary_folder:  # a folder of its own: no datagram from the other node reaches it
+        temporary_folder.mkdir()
+        env = {**env, "TMPDIR": str(temporary_folder)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],  # what `serve` runs
+        env=env,
+        cwd=ROOT,
+    )
+
+
+async def measure(args, env):
     assert manage("setup", "--no-demo", env=env).returncode == 0
     token = manage("create_token", "bench", "--role", "operator", env=env, check=True).stdout.strip().splitlines()[-1]
-    port, bare_port = free_port(), free_port()
+    ports, bare_port = [free_port() for _ in range(args.nodes)], free_port()
+    port = ports[0]  # where every save is made
+    separate = args.nodes > 1
+    folder = Path(env["ZEPIX_DATA_DIR"]).parent
     processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zepix_admin.web",  # what `manage.py serve` runs
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=ROOT,
-        ),
+        *(web_node(env, p, folder / f"tmp-{n}" if separate else None) for n, p in enumerate(ports)),
         subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "run_huey"],
             env=env,
@@ -124,7 +151,10 @@ async def main(args):
         await asyncio.sleep(3)
         scope, url = "combined_v3", f"http://127.0.0.1:{port}/api/config/combined_v3"
         arrivals, ready = {}, asyncio.Semaphore(0)
-        tasks = [asyncio.create_task(sse_client(port, token, scope, arrivals, ready)) for _ in range(args.subscribers)]
+        tasks = [
+            asyncio.create_task(sse_client(ports[n % args.nodes], token, scope, arrivals, ready))
+            for n in range(args.subscribers)
+        ]
         for _ in tasks:
             await ready.acquire()
         await asyncio.sleep(1)
@@ -141,8 +171,11 @@ async def main(args):
             await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers)
             save_latencies += [(t - started) * 1000 for t in arrivals.get(version, [])]
             await asyncio.sleep(0.1)
+        where = "uvicorn" if args.nodes == 1 else f"{args.nodes} uvicorn nodes (saved on the first)"
+        via = " and ".join(name for name, used in (("PostgreSQL", args.postgres), ("Redis", args.redis)) if used)
         print(
-            f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on uvicorn: {percentiles(save_latencies)}"
+            f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on {where}"
+            f"{f' with {via}' if via else ''}: {percentiles(save_latencies)}"
         )
 
         bare_arrivals, bare_ready = {}, asyncio.Semaphore(0)
@@ -197,4 +230,7 @@ if __name__ == "__main__":
     parser.add_argument("--saves", type=int, default=30)
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--debounce-ms", type=int, default=200)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--redis", action="store_true")
     asyncio.run(main(parser.parse_args()))

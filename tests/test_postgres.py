@@ -162,6 +162,34 @@ def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tem
             stop(node)
 
 
+def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, template, tmp_path):
+    """A stream lives for hours and must not keep a pooled connection: with a pool of two, six
+    subscribers stay connected, all of them hear a save, and the pages still answer at once."""
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = web_node({**env, "ZEPIX_DATABASE_POOL_SIZE": "2"}, port)
+    subscribers = [ConfigSubscriber(url, viewer_token, scope=SCOPE, name=f"bot-{n}") for n in range(6)]
+    try:
+        wait_for(lambda: answers(url), "the web node to answer")
+        for subscriber in subscribers:
+            subscriber.start()
+        wait_for(lambda: all(s.seen_version == 1 for s in subscribers), "every subscriber to load version 1")
+        subscribed = f"{url}/api/config/{SCOPE}/subscribers"
+        wait_for(
+            lambda: sum(s["connected"] for s in json.loads(get(subscribed, viewer_token)[1])["subscribers"]) == 6,
+            "six open streams",
+        )
+        status, _ = get(f"{url}/", viewer_token, timeout=2)  # the pool's wait is 3 s: not waited on
+        assert status == 200
+        assert save_lot(url, operator_token, 0.4) == 2
+        wait_for(lambda: all(s.seen_version == 2 for s in subscribers), "the save to reach every subscriber")
+    finally:
+        for subscriber in subscribers:
+            subscriber.stop()
+        stop(node)
+
+
 def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itself(cluster, template, tmp_path):
     env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     # Production settings: the outage page is the production error handler's (debug mode shows
