@@ -333,6 +333,17 @@ def test_the_sync_page_shows_each_schedule_with_its_last_and_next_run_and_marks_
     assert "at the next tick" in rows["central_backup"]
 
 
+def test_a_symbol_from_the_bot_is_shown_as_text_in_the_charts_never_as_markup(viewer_client, trading):
+    hostile = '<img src=x onerror="alert(1)">'
+    with PluginStore(plugins.database_path("combined_v3")) as store:  # an open trade: the exposure chart
+        store.save_trade(**trade(77, symbol=hostile))
+    run_sync(trigger="command")
+    page = viewer_client.get("/charts/").content.decode()
+    exposure = page.split("<figcaption>Open exposure")[1].split("</figure>")[0]
+    assert "<img" not in page
+    assert exposure.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") == 3  # axis label, hover, table
+
+
 def test_the_charts_page_draws_each_chart_with_axes_values_and_a_table_for_each_range(viewer_client, trading):
     from datetime import timedelta
 
