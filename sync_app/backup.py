@@ -10,11 +10,12 @@ under the same records, retention, drill and restore.
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import zstandard
@@ -297,7 +298,7 @@ def verify_backup(backup: Backup) -> str:
                 Path(backup.path),
                 alias=backup.database,
                 sha256=backup.sha256,
-                expected_counts=backup.row_counts,
+                expected_counts=backup.row_counts or None,  # none for a file recorded again after a restore
                 work_dir=Path(work),
             )
             problem = ""
@@ -377,7 +378,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             path,
             alias=alias,
             sha256=backup.sha256 if backup else "",
-            expected_counts=backup.row_counts if backup else None,
+            expected_counts=(backup.row_counts or None) if backup else None,
             work_dir=Path(work),
         )
         if alias != "default":
@@ -392,7 +393,47 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
         for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
             leftover.unlink(missing_ok=True)
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
+    if alias == "default":
+        reconcile_records()
     return alias, aside
+
+
+BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")
+
+
+def reconcile_records() -> tuple[int, int]:
+    """The backups' records live in the central database: restored from a backup, it holds the
+    records of that backup's time. It lacks the backups made since (and the restored backup's
+    own record, written after its copy), and lists those retention has removed since. Records
+    whose file is gone leave; each backup file without a record is recorded again, its
+    checksum taken now and its row counts unknown (its drills check the rest). Returns
+    (recorded again, forgotten)."""
+    forgotten = 0
+    recorded = set()
+    for backup in Backup.objects.all():
+        if Path(backup.path).is_file():
+            recorded.add(Path(backup.path).resolve())
+        else:
+            backup.delete()
+            forgotten += 1
+    again = 0
+    for path in sorted(settings.BACKUP_DIR.glob("*")):
+        name = BACKUP_NAME.match(path.name)
+        if name is None or not path.is_file() or path.resolve() in recorded:
+            continue
+        Backup.objects.create(
+            database=name["alias"],
+            created_at=datetime.strptime(name["stamp"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC),
+            path=str(path),
+            size_bytes=path.stat().st_size,
+            sha256=_file_sha256(path),
+        )
+        again += 1
+    if again or forgotten:
+        logger.info(
+            "Backup records after the restore: %d recorded again, %d whose file is gone forgotten", again, forgotten
+        )
+    return again, forgotten
 
 
 def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> Path:
@@ -401,7 +442,7 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
         path,
         alias="default",
         sha256=backup.sha256 if backup else "",
-        expected_counts=backup.row_counts if backup else None,
+        expected_counts=(backup.row_counts or None) if backup else None,
         work_dir=aside_dir,  # unused: a dump is checked in a scratch database, not a file
     )
     aside = aside_dir / f"default-{timezone.now():%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
@@ -411,4 +452,5 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
     except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
         raise BackupError(f"Nothing was restored: {error}") from None
     logger.info("Restored default from %s; the previous database is dumped at %s", path, aside)
+    reconcile_records()
     return aside

@@ -126,6 +126,28 @@ def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_
     assert "0 inserted, 0 updated, 0 removed" in run(env, "sync_plugins", "--plugin", "combined_v3").stdout
 
 
+def test_after_the_central_database_is_restored_its_backup_list_is_what_is_on_disk(install):
+    """The central database holds the backups' records: restored to an older backup, it forgets
+    the backups made since (their files still there) and remembers one retention removed."""
+    env, data = install
+    run(env, "backup_databases", "--db", "default")
+    removed_later = Path(central(data, "SELECT path FROM sync_app_backup")[0][0])
+    run(env, "backup_databases", "--db", "default")
+    restored = backup_id(data, "default")
+    removed_later.unlink()  # as retention does
+    run(env, "backup_databases", "--db", "default")
+    run(env, "backup_databases", "--db", "plugin_combined_v3")
+    on_disk = {str(path) for path in (data / "backups").glob("*.zst")}
+    assert len(on_disk) == 3
+
+    run(env, "restore_backup", restored)
+    assert {path for (path,) in central(data, "SELECT path FROM sync_app_backup")} == on_disk
+    verified = run(env, "verify_backups")  # nothing missing, the newer ones checked too
+    assert "3 backup(s) verified." in verified.stdout
+    later = central(data, "SELECT id FROM sync_app_backup WHERE database = 'plugin_combined_v3'")[0][0]
+    run(env, "restore_backup", str(later))  # and each can be restored from the console's list
+
+
 def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
     env, data = install
     plugin = data / "plugins" / "combined_v3.sqlite3"

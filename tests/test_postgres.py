@@ -110,6 +110,8 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
     restored = manage("restore_backup", str(backup_id), env=env)
     assert restored.returncode == 0, restored.stderr
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(202,)]  # as backed up
+    # The dump was taken before its own record was written: the record is made again from the file.
+    assert cluster.sql("SELECT database FROM sync_app_backup", database) == [("default",)]
     assert manage("sync_plugins", env=env).returncode == 0
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(253,)]
     assert cluster.sql("SELECT trades_count, profit FROM cross_plugin_stats", database) == [(2, 15.5)]
