@@ -7,10 +7,11 @@ file always ends up holding the newest recorded version.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -157,15 +158,25 @@ def reinstate(scope: str, *, author: str, via: str) -> ConfigVersion:
 
 
 def _record(
-    scope, document, latest, *, author, via, comment, write_file: bool = True, retired: bool = False
+    scope,
+    document,
+    latest,
+    *,
+    author,
+    via,
+    comment,
+    write_file: bool = True,
+    retired: bool = False,
+    number: int | None = None,
 ) -> ConfigVersion:
-    """Must run under config_lock(). Commits the version, then writes the file (unless the
-    document came from the file: rewriting it could clobber the operator's next edit)."""
+    """Must run under config_lock(). Commits the version (numbered after ``latest`` unless
+    ``number`` says otherwise), then writes the file (unless the document came from the file:
+    rewriting it could clobber the operator's next edit)."""
     changes = diff_documents(latest.document if latest else None, document)
     with transaction.atomic():
         version = ConfigVersion.objects.create(
             scope=scope,
-            version=(latest.version if latest else 0) + 1,
+            version=number or (latest.version if latest else 0) + 1,
             author=author,
             via=via,
             comment=comment,
@@ -194,6 +205,75 @@ def _record(
         documents.write_atomic(documents.document_path(scope), documents.render(document))
     config_changed.send(sender=ConfigVersion, scope=scope, version=version.version, diff=changes, author=author)
     return version
+
+
+@dataclass
+class HistoryMark:
+    """Where the config history stood: its last row and each scope's newest version."""
+
+    last_pk: int
+    newest: dict[str, ConfigVersion]
+
+
+def history_mark() -> HistoryMark | None:
+    """Taken before the central database is restored (None when it cannot be read)."""
+    try:
+        scopes = ConfigVersion.objects.values_list("scope", flat=True).distinct()
+        newest = {scope: version for scope in scopes if (version := current(scope)) is not None}
+        last_pk = ConfigVersion.objects.aggregate(last=Max("pk"))["last"] or 0
+    except DatabaseError as error:
+        logger.warning("The config history could not be read before the restore: %s", error)
+        return None
+    return HistoryMark(last_pk, newest)
+
+
+def continue_history(mark: HistoryMark | None) -> list[str]:
+    """After the central database is restored from a backup, the config history goes on from
+    where the running plugins are. The plugins run the newest version they were sent and skip
+    any number they have seen: a restored history numbered from the backup's time would have
+    its next saves skipped, and every web process waits for rows after the last one it read.
+    So row ids go on after the old ones, and each scope whose newest version went back gets a
+    version numbered after its old newest one, with the document its plugins run (the history
+    in between stays in the database kept aside). Returns what it did, one line a scope."""
+    if mark is None:
+        return []
+    _ids_after(mark.last_pk)
+    done = []
+    with config_lock():
+        for scope, before in mark.newest.items():
+            restored = current(scope)
+            if restored is not None and restored.version >= before.version:
+                continue
+            _record(
+                scope,
+                before.document,
+                restored,
+                author="restore",
+                via="restore",
+                comment=f"carried over the restore of the central database (it had version "
+                f"{restored.version if restored else 0}, the plugins ran version {before.version})",
+                write_file=not before.retired,
+                retired=before.retired,
+                number=before.version + 1,
+            )
+            done.append(f"config {scope}: version {before.version + 1}, as the plugins ran it")
+    return done
+
+
+def _ids_after(last_pk: int) -> None:
+    """The next config version row gets an id after ``last_pk``."""
+    table = ConfigVersion._meta.db_table
+    with connections["default"].cursor() as cursor:
+        if connections["default"].vendor == "postgresql":
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"GREATEST(%s, (SELECT COALESCE(MAX(id), 1) FROM {table})))",
+                [last_pk],
+            )
+        else:
+            cursor.execute("UPDATE sqlite_sequence SET seq = MAX(seq, %s) WHERE name = %s", [last_pk, table])
+            if cursor.rowcount == 0:
+                cursor.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)", [table, last_pk])
 
 
 def ingest_file(scope: str) -> ConfigVersion | None:

@@ -326,19 +326,32 @@ class SqliteVersions:
     """The central SQLite file, read on the event loop: microseconds on a WAL database, cheaper
     than a hop to a thread."""
 
-    errors = (sqlite3.OperationalError,)
+    errors = (sqlite3.OperationalError, OSError)
 
     def __init__(self):
-        path = database_file("default")
-        self.connection = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False)
+        self.path = database_file("default")
+        self.connection = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        self.opened = os.stat(self.path).st_ino
+        return sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
+
+    def _current(self) -> sqlite3.Connection:
+        """A restore swaps a new file in: an open connection would go on reading the old one."""
+        if os.stat(self.path).st_ino != self.opened:
+            self.connection.close()
+            self.connection = self._open()
+        return self.connection
 
     async def newest(self) -> int:
-        return self.connection.execute(NEWEST_SQL).fetchone()[0]
+        return self._current().execute(NEWEST_SQL).fetchone()[0]
 
     async def after(self, pk: int) -> list:
-        return self.connection.execute(
-            f"SELECT {VERSION_COLUMNS} FROM config_app_configversion WHERE id > ? ORDER BY id", (pk,)
-        ).fetchall()
+        return (
+            self._current()
+            .execute(f"SELECT {VERSION_COLUMNS} FROM config_app_configversion WHERE id > ? ORDER BY id", (pk,))
+            .fetchall()
+        )
 
     async def close(self) -> None:
         self.connection.close()

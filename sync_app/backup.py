@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from config_app import service as config_service
 from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
@@ -370,8 +371,11 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     path, alias, backup = find_backup(reference, alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
+    config_history = config_service.history_mark() if alias == "default" else None
     if on_postgresql(alias):
-        return alias, _restore_postgresql(path, backup, aside_dir)
+        aside = _restore_postgresql(path, backup, aside_dir)
+        _after_central_restore(config_history)
+        return alias, aside
     target = declared_database_file(alias)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
         restored = check_backup_file(
@@ -394,8 +398,16 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             leftover.unlink(missing_ok=True)
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
     if alias == "default":
-        reconcile_records()
+        _after_central_restore(config_history)
     return alias, aside
+
+
+def _after_central_restore(config_history) -> None:
+    """The central database holds the backups' records and the config history: both go on from
+    what exists now, not from the backup's time."""
+    reconcile_records()
+    for line in config_service.continue_history(config_history):
+        logger.info("After the restore: %s", line)
 
 
 BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")
@@ -452,5 +464,4 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
     except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
         raise BackupError(f"Nothing was restored: {error}") from None
     logger.info("Restored default from %s; the previous database is dumped at %s", path, aside)
-    reconcile_records()
     return aside

@@ -148,6 +148,40 @@ def test_after_the_central_database_is_restored_its_backup_list_is_what_is_on_di
     run(env, "restore_backup", str(later))  # and each can be restored from the console's list
 
 
+def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bots_config_live(tmp_path):
+    """Restored to a backup of version 1 while the bot runs version 3: the next save still
+    reaches the bot (its numbers go on past what the bot has seen), and the console shows
+    what the bot runs."""
+    from config_app.client import ConfigSubscriber
+    from tests.helpers import Server
+    from tests.test_several_nodes import SCOPE, save_lot
+
+    server = Server(tmp_path)
+    data = tmp_path / "data"
+    subscriber = ConfigSubscriber(server.url, server.token, scope=SCOPE, name="bot")
+    try:
+        subscriber.start()
+        wait_for(lambda: subscriber.seen_version == 1, "the bot to load version 1")
+        run(server.env, "backup_databases", "--db", "default")
+        backup = backup_id(data, "default")
+        assert save_lot(server.url, server.token, 0.2) == 2
+        assert save_lot(server.url, server.token, 0.3) == 3
+        wait_for(lambda: subscriber.applied_version == 3, "the bot to run version 3")
+
+        run(server.env, "restore_backup", backup)
+        save_lot(server.url, server.token, 0.4)
+        wait_for(lambda: subscriber.document.get("max_lot_size") == 0.4, "the save after the restore to reach the bot")
+        request = urllib.request.Request(
+            f"{server.url}/api/config/{SCOPE}", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            shown = json.load(response)
+        assert shown["data"]["max_lot_size"] == 0.4 and shown["version"] == subscriber.applied_version
+    finally:
+        subscriber.stop()
+        server.stop()
+
+
 def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
     env, data = install
     plugin = data / "plugins" / "combined_v3.sqlite3"

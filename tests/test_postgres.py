@@ -106,12 +106,17 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
         store.save_trades([trade(n, symbol="GBPUSD") for n in range(1000, 1050)])
         store.save_trade(**closed_trade(301, -10))
     assert manage("sync_plugins", env=env).returncode == 0
+    assert manage("config", "set", SCOPE, "max_lot_size", "0.7", env=env).returncode == 0  # version 2
     backup_id = cluster.sql("SELECT id FROM sync_app_backup WHERE database = 'default'", database)[0][0]
     restored = manage("restore_backup", str(backup_id), env=env)
     assert restored.returncode == 0, restored.stderr
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(202,)]  # as backed up
     # The dump was taken before its own record was written: the record is made again from the file.
     assert cluster.sql("SELECT database FROM sync_app_backup", database) == [("default",)]
+    # The backup had config version 1; the plugins run version 2: the history goes on from there.
+    assert manage("config", "get", SCOPE, "max_lot_size", env=env).stdout.strip() == "0.7"
+    newest = f"SELECT version, via FROM config_app_configversion WHERE scope = '{SCOPE}' ORDER BY id DESC LIMIT 1"
+    assert cluster.sql(newest, database) == [(3, "restore")]
     assert manage("sync_plugins", env=env).returncode == 0
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(253,)]
     assert cluster.sql("SELECT trades_count, profit FROM cross_plugin_stats", database) == [(2, 15.5)]
