@@ -20,14 +20,14 @@ from pathlib import Path
 
 import zstandard
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from config_app import service as config_service
 from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
-from sync_app.models import Backup
+from sync_app.models import Backup, ShippingState
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
@@ -371,10 +371,10 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     path, alias, backup = find_backup(reference, alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
-    config_history = config_service.history_mark() if alias == "default" else None
+    carried = _before_central_restore() if alias == "default" else None
     if on_postgresql(alias):
         aside = _restore_postgresql(path, backup, aside_dir)
-        _after_central_restore(config_history)
+        _after_central_restore(carried)
         return alias, aside
     target = declared_database_file(alias)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
@@ -397,17 +397,36 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
         for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
             leftover.unlink(missing_ok=True)
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
-    if alias == "default":
-        _after_central_restore(config_history)
+    _after_central_restore(carried)
     return alias, aside
 
 
-def _after_central_restore(config_history) -> None:
-    """The central database holds the backups' records and the config history: both go on from
-    what exists now, not from the backup's time."""
+def _before_central_restore() -> tuple:
+    """What the central database holds that must outlive its restore: where the config history
+    stands, and which plugins' databases here are mirrors that bot hosts ship to (restored
+    from before a host's first batch, a mirror with rows and no shipping state is taken for a
+    plugin written on this machine, and every batch after is refused)."""
+    try:
+        shipped = list(ShippingState.objects.all())
+    except DatabaseError as error:  # a damaged central database is what is being restored
+        logger.warning("The shipping states could not be read before the restore: %s", error)
+        shipped = []
+    return config_service.history_mark(), shipped
+
+
+def _after_central_restore(carried: tuple | None) -> None:
+    """The backups' records, the config history and the shipped mirrors go on from what exists
+    now, not from the backup's time."""
+    if carried is None:
+        return
+    config_history, shipped = carried
     reconcile_records()
     for line in config_service.continue_history(config_history):
         logger.info("After the restore: %s", line)
+    for state in shipped:
+        fields = {field.name: getattr(state, field.name) for field in ShippingState._meta.fields}
+        del fields["id"], fields["plugin_id"]
+        ShippingState.objects.update_or_create(plugin_id=state.plugin_id, defaults=fields)
 
 
 BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")

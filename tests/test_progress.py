@@ -3,8 +3,10 @@ when piped, as the worker and scripts read them. Real manage.py processes, a rea
 
 import os
 import pty
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -26,7 +28,11 @@ def on_a_terminal(*args: str, env: dict) -> tuple[int, str]:
     )
     os.close(terminal)
     shown = b""
+    deadline = time.monotonic() + 120
     while True:
+        if not select.select([controller], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            child.kill()
+            raise AssertionError(f"manage.py {' '.join(args)} was still writing after 120 s: {shown[-500:]!r}")
         try:
             chunk = os.read(controller, 65536)
         except OSError:  # the child closed the terminal

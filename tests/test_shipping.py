@@ -157,6 +157,23 @@ def test_a_replaced_host_database_starts_over_and_the_central_copy_follows_it(tw
         server.stop()
 
 
+def test_a_central_database_restored_from_before_the_first_batch_still_takes_the_hosts_changes(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    run(hub_env, "backup_databases", "--db", "default")  # before anything was shipped
+    backup = str(central(hub, "SELECT MAX(id) FROM sync_app_backup WHERE database = 'default'")[0][0])
+    server = Served(hub_env)
+    try:
+        ship(bot_env, server, token)
+        run(hub_env, "restore_backup", backup)
+        with PluginStore(host / "plugins" / f"{PLUGIN}.sqlite3") as store:
+            store.save_trades([trade(700_000 + n) for n in range(40)])
+        ship(bot_env, server, token)  # still a shipped mirror, not taken for a plugin written on the central
+        assert_same(host, hub)
+        assert len(central_rows(hub)) == 2540
+    finally:
+        server.stop()
+
+
 def test_only_a_plugin_host_token_for_that_plugin_may_ship_and_a_bad_batch_changes_nothing(two_hosts):
     hub_env, hub, token, bot_env, host = two_hosts
     other = run(hub_env, "create_token", "host-b", "--role", "plugin-host", "--plugin", "price_action_v6").stdout
