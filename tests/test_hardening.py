@@ -133,6 +133,27 @@ def test_healthz_answers_quickly_while_hostile_requests_run(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
+def test_a_bots_reads_do_not_wait_behind_a_long_write_on_the_central_database(tmp_path):
+    """A sync holds the central SQLite file's write lock for seconds: a bot reading its config
+    with a token must not wait for it (each use of a token was written down, a write)."""
+    server = Server(tmp_path)
+    url = f"{server.url}/api/config/combined_v3"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {server.viewer_token}"})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()  # its first use is recorded
+        with closing(sqlite3.connect(tmp_path / "data" / "central.sqlite3", isolation_level=None)) as writer:
+            writer.execute("BEGIN IMMEDIATE")  # as a sync's transaction does, for as long as it runs
+            started = time.monotonic()
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200 and json.load(response)["scope"] == "combined_v3"
+            waited = time.monotonic() - started
+            writer.execute("ROLLBACK")
+        assert waited < 3, waited  # the busy timeout it would wait out is 20 s
+    finally:
+        server.stop()
+
+
 # 2. restore_backup restores only a backup of that database -----------------------------
 
 
