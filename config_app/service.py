@@ -22,6 +22,7 @@ from config_app.signals import config_changed
 from plugins_app import registry
 from zepix_admin.core import audit
 from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.databases import on_postgresql
 from zepix_admin.core.errors import Conflict, NotFound
 from zepix_admin.core.files import file_lock
 
@@ -264,7 +265,7 @@ def _ids_after(last_pk: int) -> None:
     """The next config version row gets an id after ``last_pk``."""
     table = ConfigVersion._meta.db_table
     with connections["default"].cursor() as cursor:
-        if connections["default"].vendor == "postgresql":
+        if on_postgresql():
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"GREATEST(%s, (SELECT COALESCE(MAX(id), 1) FROM {table})))",
