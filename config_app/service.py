@@ -217,7 +217,8 @@ class HistoryMark:
 
 
 def history_mark() -> HistoryMark | None:
-    """Taken before the central database is restored (None when it cannot be read)."""
+    """Taken under config_lock() just before the central database is restored (None when it
+    cannot be read)."""
     try:
         scopes = ConfigVersion.objects.values_list("scope", flat=True).distinct()
         newest = {scope: version for scope in scopes if (version := current(scope)) is not None}
@@ -235,29 +236,29 @@ def continue_history(mark: HistoryMark | None) -> list[str]:
     its next saves skipped, and every web process waits for rows after the last one it read.
     So row ids go on after the old ones, and each scope whose newest version went back gets a
     version numbered after its old newest one, with the document its plugins run (the history
-    in between stays in the database kept aside). Returns what it did, one line a scope."""
+    in between stays in the database kept aside). Returns what it did, one line a scope. Must
+    run under config_lock(), held since the mark was taken."""
     if mark is None:
         return []
     _ids_after(mark.last_pk)
     done = []
-    with config_lock():
-        for scope, before in mark.newest.items():
-            restored = current(scope)
-            if restored is not None and restored.version >= before.version:
-                continue
-            _record(
-                scope,
-                before.document,
-                restored,
-                author="restore",
-                via="restore",
-                comment=f"carried over the restore of the central database (it had version "
-                f"{restored.version if restored else 0}, the plugins ran version {before.version})",
-                write_file=not before.retired,
-                retired=before.retired,
-                number=before.version + 1,
-            )
-            done.append(f"config {scope}: version {before.version + 1}, as the plugins ran it")
+    for scope, before in mark.newest.items():
+        restored = current(scope)
+        if restored is not None and restored.version >= before.version:
+            continue
+        _record(
+            scope,
+            before.document,
+            restored,
+            author="restore",
+            via="restore",
+            comment=f"carried over the restore of the central database (it had version "
+            f"{restored.version if restored else 0}, the plugins ran version {before.version})",
+            write_file=not before.retired,
+            retired=before.retired,
+            number=before.version + 1,
+        )
+        done.append(f"config {scope}: version {before.version + 1}, as the plugins ran it")
     return done
 
 

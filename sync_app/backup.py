@@ -14,7 +14,7 @@ import re
 import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -371,11 +371,8 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     path, alias, backup = find_backup(reference, alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)
-    carried = _before_central_restore() if alias == "default" else None
     if on_postgresql(alias):
-        aside = _restore_postgresql(path, backup, aside_dir)
-        _after_central_restore(carried)
-        return alias, aside
+        return alias, _restore_postgresql(path, backup, aside_dir)
     target = declared_database_file(alias)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
         restored = check_backup_file(
@@ -387,46 +384,47 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
         )
         if alias != "default":
             stamp_identity(restored)  # the sync then reconciles the plugin's central rows
-        connections[alias].close()
-        aside = aside_dir / f"{alias}-{timezone.now():%Y%m%dT%H%M%S%fZ}.sqlite3"
-        if target.exists():
-            _checkpoint(target)
-            os.link(target, aside)
-        os.replace(restored, target)
-        fsync_folder(target.parent)
-        for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
-            leftover.unlink(missing_ok=True)
+        with _carried_over(alias):
+            connections[alias].close()
+            aside = aside_dir / f"{alias}-{timezone.now():%Y%m%dT%H%M%S%fZ}.sqlite3"
+            if target.exists():
+                _checkpoint(target)
+                os.link(target, aside)
+            os.replace(restored, target)
+            fsync_folder(target.parent)
+            for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
+                leftover.unlink(missing_ok=True)
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
-    _after_central_restore(carried)
     return alias, aside
 
 
-def _before_central_restore() -> tuple:
-    """What the central database holds that must outlive its restore: where the config history
-    stands, and which plugins' databases here are mirrors that bot hosts ship to (restored
-    from before a host's first batch, a mirror with rows and no shipping state is taken for a
-    plugin written on this machine, and every batch after is refused)."""
+@contextmanager
+def _carried_over(alias: str):
+    """Around the swap of the central database: what it holds that must outlive its restore,
+    read just before and put back just after. The config history goes on from where the
+    running plugins are (config saves wait in between: they take the same lock, so none lands
+    in the file being replaced); plugins whose database here is a mirror that a bot host ships
+    to stay so (restored from before a host's first batch, a mirror with rows and no shipping
+    state is taken for a plugin written on this machine, and every batch after is refused);
+    and the backups' records follow the backup folder."""
+    if alias != "default":
+        yield
+        return
     try:
         shipped = list(ShippingState.objects.all())
     except DatabaseError as error:  # a damaged central database is what is being restored
         logger.warning("The shipping states could not be read before the restore: %s", error)
         shipped = []
-    return config_service.history_mark(), shipped
-
-
-def _after_central_restore(carried: tuple | None) -> None:
-    """The backups' records, the config history and the shipped mirrors go on from what exists
-    now, not from the backup's time."""
-    if carried is None:
-        return
-    config_history, shipped = carried
-    reconcile_records()
-    for line in config_service.continue_history(config_history):
-        logger.info("After the restore: %s", line)
+    with config_service.config_lock():
+        history = config_service.history_mark()
+        yield
+        for line in config_service.continue_history(history):
+            logger.info("After the restore: %s", line)
     for state in shipped:
         fields = {field.name: getattr(state, field.name) for field in ShippingState._meta.fields}
         del fields["id"], fields["plugin_id"]
         ShippingState.objects.update_or_create(plugin_id=state.plugin_id, defaults=fields)
+    reconcile_records()
 
 
 BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")
@@ -478,8 +476,9 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
     )
     aside = aside_dir / f"default-{timezone.now():%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
     try:
-        postgres_backup.dump(aside)
-        postgres_backup.restore(path)
+        with _carried_over("default"):
+            postgres_backup.dump(aside)
+            postgres_backup.restore(path)
     except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
         raise BackupError(f"Nothing was restored: {error}") from None
     logger.info("Restored default from %s; the previous database is dumped at %s", path, aside)

@@ -77,14 +77,22 @@ class StatementTimeLimitMiddleware(MiddlewareMixin):
         request._statement_time_limit.enter_context(statement_time_limit(settings.STATEMENT_TIME_LIMIT_SECONDS))
 
     def process_response(self, request, response):
+        self.lift(request)
+        return response
+
+    @staticmethod
+    def lift(request) -> None:
         limit = getattr(request, "_statement_time_limit", None)
         if limit is not None:
             limit.close()
-        return response
 
     def process_exception(self, request, exception):
         if not timed_out(exception):
             return None
+        # The answer's own queries (the navigation's) run without the limit: they were stopped
+        # too once it had passed (on PostgreSQL the server kept a 1 ms statement_timeout), and
+        # the 400 became a 500.
+        self.lift(request)
         message = (
             f"This request was stopped after {settings.STATEMENT_TIME_LIMIT_SECONDS:g} s so that it could "
             "not slow the console down for everyone: narrow the filters or the date range."
