@@ -341,6 +341,9 @@ def test_the_stream_cache_is_bounded_by_bytes():
     hub.remember(rows)
     assert hub.recent_bytes <= stream.CACHE_BYTES and len(hub.recent) == stream.CACHE_BYTES // 900_002
     assert hub.events_after(1, "combined_v3") is None  # beyond the cache: the database answers
+    assert [event["version"] for event in hub.events_after(38, "combined_v3")] == [39, 40]  # oldest first
+    assert [event["version"] for event in hub.events_after(38, None)] == [39, 40]
+    assert hub.events_after(38, "price_action_v6") == [] and hub.events_after(40, None) == []
 
 
 def test_clicks_on_back_up_now_while_one_is_queued_are_coalesced(operator_client, config):
