@@ -27,7 +27,7 @@ from config_app import service as config_service
 from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
-from sync_app.models import Backup, ShippingState
+from sync_app.models import ArchivedPlugin, Backup, ShippingState
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
@@ -406,25 +406,30 @@ def _carried_over(alias: str):
     in the file being replaced); plugins whose database here is a mirror that a bot host ships
     to stay so (restored from before a host's first batch, a mirror with rows and no shipping
     state is taken for a plugin written on this machine, and every batch after is refused);
+    plugins archived since the backup stay known with their archive (archive_plugin --undo);
     and the backups' records follow the backup folder."""
     if alias != "default":
         yield
         return
     try:
-        shipped = list(ShippingState.objects.all())
+        carried = [(model, keys, list(model.objects.all())) for model, keys in CARRIED_OVER_A_RESTORE]
     except DatabaseError as error:  # a damaged central database is what is being restored
-        logger.warning("The shipping states could not be read before the restore: %s", error)
-        shipped = []
+        logger.warning("The shipping states and archives could not be read before the restore: %s", error)
+        carried = []
     with config_service.config_lock():
         history = config_service.history_mark()
         yield
         for line in config_service.continue_history(history):
             logger.info("After the restore: %s", line)
-    for state in shipped:
-        fields = {field.name: getattr(state, field.name) for field in ShippingState._meta.fields}
-        del fields["id"], fields["plugin_id"]
-        ShippingState.objects.update_or_create(plugin_id=state.plugin_id, defaults=fields)
+    for model, keys, rows in carried:
+        for row in rows:
+            fields = {field.name: getattr(row, field.name) for field in model._meta.fields if field.name != "id"}
+            model.objects.update_or_create(**{key: fields.pop(key) for key in keys}, defaults=fields)
     reconcile_records()
+
+
+# Rows of the central database that outlive its restore, each found again by these fields.
+CARRIED_OVER_A_RESTORE = ((ShippingState, ("plugin_id",)), (ArchivedPlugin, ("plugin_id", "archived_at")))
 
 
 BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")

@@ -182,6 +182,18 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         server.stop()
 
 
+def test_a_plugin_archived_after_the_central_backup_stays_archived_and_can_be_brought_back(install):
+    env, data = install
+    run(env, "backup_databases", "--db", "default")
+    backup = backup_id(data, "default")
+    run(env, "archive_plugin", "price_action_v6")
+    run(env, "restore_backup", backup)
+    assert run(env, "config", "get", "price_action_v6", ok=False).returncode != 0  # still archived
+    run(env, "archive_plugin", "price_action_v6", "--undo")  # its archive is known
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 3
+
+
 def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
     env, data = install
     plugin = data / "plugins" / "combined_v3.sqlite3"
