@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import _django  # noqa: E402
 
-from tests.helpers import free_port, fresh_env, manage, start_redis  # noqa: E402
+from tests.helpers import free_port, fresh_env, manage, start_redis, web_node  # noqa: E402
 
 BARE_SERVER = """
 import asyncio, sys
@@ -118,15 +118,10 @@ async def main(args):
         await measure(args, fresh_env(folder, ZEPIX_CONFIG_DEBOUNCE_MS=str(args.debounce_ms), **extra))
 
 
-def web_node(env, port, temporary_folder=None):
-    if temporary_folder:  # a folder of its own: no datagram from the other node reaches it
-        temporary_folder.mkdir()
-        env = {**env, "TMPDIR": str(temporary_folder)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],  # what `serve` runs
-        env=env,
-        cwd=ROOT,
-    )
+def separate_node(env, port, temporary_folder):
+    """A node with a temporary folder of its own: no datagram from the other node reaches it."""
+    temporary_folder.mkdir()
+    return web_node({**env, "TMPDIR": str(temporary_folder)}, port, quiet=False)
 
 
 async def measure(args, env):
@@ -137,7 +132,10 @@ async def measure(args, env):
     separate = args.nodes > 1
     folder = Path(env["ZEPIX_DATA_DIR"]).parent
     processes = [
-        *(web_node(env, p, folder / f"tmp-{n}" if separate else None) for n, p in enumerate(ports)),
+        *(
+            separate_node(env, p, folder / f"tmp-{n}") if separate else web_node(env, p, quiet=False)
+            for n, p in enumerate(ports)
+        ),
         subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "run_huey"],
             env=env,

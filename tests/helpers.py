@@ -175,6 +175,18 @@ class Postgres:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def web_node(env: dict, port: int, *, quiet: bool = True) -> subprocess.Popen:
+    """A web node: `python -m zepix_admin.web`, what `serve` runs (its logs hidden when quiet)."""
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(
+        [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=ROOT,
+        stdout=output,
+        stderr=output,
+    )
+
+
 def free_port() -> int:
     import socket
 

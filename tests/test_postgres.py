@@ -15,9 +15,9 @@ import pytest
 
 from config_app.client import ConfigSubscriber
 from plugins_app.store import PluginStore
-from tests.helpers import ROOT, Postgres, closed_trade, free_port, fresh_env, manage, trade
+from tests.helpers import ROOT, Postgres, closed_trade, free_port, fresh_env, manage, trade, web_node
 from tests.test_bad_day import wait_for
-from tests.test_several_nodes import answers, save_lot, web_node
+from tests.test_several_nodes import answers, save_lot
 
 pytestmark = pytest.mark.slow
 SCOPE = "combined_v3"

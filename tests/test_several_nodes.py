@@ -5,7 +5,6 @@ once, in order. Real processes (`python -m zepix_admin.web`, what `serve` runs).
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -13,21 +12,11 @@ import urllib.request
 import pytest
 
 from config_app.client import ConfigSubscriber
-from tests.helpers import ROOT, free_port, installed
+from tests.helpers import free_port, installed, web_node
 from tests.test_bad_day import wait_for
 
 pytestmark = pytest.mark.slow
 SCOPE = "combined_v3"
-
-
-def web_node(env, port):
-    return subprocess.Popen(
-        [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def answers(url):
