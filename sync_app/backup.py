@@ -38,6 +38,7 @@ logger = logging.getLogger("zepix.backup")
 ZSTD_LEVEL = 3
 CHUNK_BYTES = 1 << 22
 SUFFIX = ".sqlite3.zst"
+STAMP = "%Y%m%dT%H%M%S%fZ"  # in every backup's name, after its database alias (BACKUP_NAME reads it back)
 
 
 class BackupError(ZepixError):
@@ -168,7 +169,7 @@ def _file_sha256(path: Path) -> str:
 def _backup_postgresql(now: datetime) -> Backup:
     """pg_dump of the central database, restored into a scratch database and counted before it
     is kept: a dump that does not restore is never recorded as a backup."""
-    final = settings.BACKUP_DIR / f"default-{now:%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
+    final = settings.BACKUP_DIR / f"default-{now:{STAMP}}{postgres_backup.SUFFIX}"
     with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
         dumped = Path(work) / final.name
         try:
@@ -205,7 +206,7 @@ def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) 
         raise BackupError(f"{alias}: its database file is missing ({source.name}).")
     now = now or timezone.now()
     settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
-    final = settings.BACKUP_DIR / f"{alias}-{now:%Y%m%dT%H%M%S%fZ}{SUFFIX}"
+    final = settings.BACKUP_DIR / f"{alias}-{now:{STAMP}}{SUFFIX}"
     with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
         copy, packed = Path(work) / "copy.sqlite3", Path(work) / final.name
         consistent_copy(source, copy, new_identity=alias != "default")
@@ -299,7 +300,7 @@ def verify_backup(backup: Backup) -> str:
                 Path(backup.path),
                 alias=backup.database,
                 sha256=backup.sha256,
-                expected_counts=backup.row_counts or None,  # none for a file recorded again after a restore
+                expected_counts=backup.recorded_counts,
                 work_dir=Path(work),
             )
             problem = ""
@@ -379,14 +380,14 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             path,
             alias=alias,
             sha256=backup.sha256 if backup else "",
-            expected_counts=(backup.row_counts or None) if backup else None,
+            expected_counts=backup.recorded_counts if backup else None,
             work_dir=Path(work),
         )
         if alias != "default":
             stamp_identity(restored)  # the sync then reconciles the plugin's central rows
         with _carried_over(alias):
             connections[alias].close()
-            aside = aside_dir / f"{alias}-{timezone.now():%Y%m%dT%H%M%S%fZ}.sqlite3"
+            aside = aside_dir / f"{alias}-{timezone.now():{STAMP}}.sqlite3"
             if target.exists():
                 _checkpoint(target)
                 os.link(target, aside)
@@ -457,7 +458,7 @@ def reconcile_records() -> tuple[int, int]:
             continue
         Backup.objects.create(
             database=name["alias"],
-            created_at=datetime.strptime(name["stamp"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC),
+            created_at=datetime.strptime(name["stamp"], STAMP).replace(tzinfo=UTC),
             path=str(path),
             size_bytes=path.stat().st_size,
             sha256=_file_sha256(path),
@@ -476,10 +477,10 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
         path,
         alias="default",
         sha256=backup.sha256 if backup else "",
-        expected_counts=(backup.row_counts or None) if backup else None,
+        expected_counts=backup.recorded_counts if backup else None,
         work_dir=aside_dir,  # unused: a dump is checked in a scratch database, not a file
     )
-    aside = aside_dir / f"default-{timezone.now():%Y%m%dT%H%M%S%fZ}{postgres_backup.SUFFIX}"
+    aside = aside_dir / f"default-{timezone.now():{STAMP}}{postgres_backup.SUFFIX}"
     try:
         with _carried_over("default"):
             postgres_backup.dump(aside)

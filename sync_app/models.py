@@ -275,6 +275,12 @@ class Backup(models.Model):
     def __str__(self):
         return f"{self.database} @ {self.created_at:%Y-%m-%d %H:%M}"
 
+    @property
+    def recorded_counts(self) -> dict | None:
+        """The row counts taken when it was made; None for a file recorded again after a restore
+        of the central database (backup.reconcile_records: its counts are unknown)."""
+        return self.row_counts or None
+
 
 class ArchivedPlugin(models.Model):
     plugin_id = models.CharField(max_length=40)
