@@ -70,11 +70,10 @@ async def sse_client(port, token, scope, arrivals, ready):
     await writer.drain()
     ready.release()
     while True:
-        line = await reader.readline()
-        if not line:
-            return
-        if line.startswith(b"data: "):
-            arrivals.setdefault(json.loads(line[6:])["version"], []).append(time.perf_counter())
+        message = await reader.readuntil(b"\n\n")  # one event (the response's chunk framing: 2 lines)
+        if b"event: version" in message:
+            version = int(message.split(b"id: ", 1)[1].split(b"\n", 1)[0])  # a scope's stream: its version
+            arrivals.setdefault(version, []).append(time.perf_counter())
 
 
 async def bare_client(port, arrivals, ready):
@@ -93,6 +92,13 @@ async def wait_until(condition, timeout=10):
     deadline = time.perf_counter() + timeout
     while not condition() and time.perf_counter() < deadline:
         await asyncio.sleep(0.001)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux): what a save costs the web nodes,
+    steadier than a wall-clock time on a machine shared with others."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def put(url, token, document, version):
@@ -160,7 +166,18 @@ async def measure(args, env):
             urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}))
         )
         document, version = current["data"], current["version"]
-        save_latencies = []
+        bare_arrivals, bare_ready = {}, asyncio.Semaphore(0)
+        bare_tasks = [
+            asyncio.create_task(bare_client(bare_port, bare_arrivals, bare_ready)) for _ in range(args.subscribers)
+        ]
+        for _ in bare_tasks:
+            await bare_ready.acquire()
+        await asyncio.sleep(0.5)
+        # A save, then a bare push, in turn: this machine's speed moves within a minute, and
+        # measured one after the other the two series met different machines.
+        save_latencies, bare_latencies = [], []
+        nodes = processes[: args.nodes]
+        cpu_before = sum(cpu_seconds(node.pid) for node in nodes)
         for n in range(args.saves):
             document = {**document, "max_lot_size": round(0.5 + n / 100, 2)}
             started = time.perf_counter()
@@ -169,22 +186,7 @@ async def measure(args, env):
             await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers)
             save_latencies += [(t - started) * 1000 for t in arrivals.get(version, [])]
             await asyncio.sleep(0.1)
-        where = "uvicorn" if args.nodes == 1 else f"{args.nodes} uvicorn nodes (saved on the first)"
-        via = " and ".join(name for name, used in (("PostgreSQL", args.postgres), ("Redis", args.redis)) if used)
-        print(
-            f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on {where}"
-            f"{f' with {via}' if via else ''}: {percentiles(save_latencies)}"
-        )
 
-        bare_arrivals, bare_ready = {}, asyncio.Semaphore(0)
-        bare_tasks = [
-            asyncio.create_task(bare_client(bare_port, bare_arrivals, bare_ready)) for _ in range(args.subscribers)
-        ]
-        for _ in bare_tasks:
-            await bare_ready.acquire()
-        await asyncio.sleep(0.5)
-        bare_latencies = []
-        for n in range(args.saves):
             started = time.perf_counter()
             _, writer = await asyncio.open_connection("127.0.0.1", bare_port)
             writer.write(f"push {n}\n".encode())
@@ -193,6 +195,16 @@ async def measure(args, env):
             await wait_until(lambda n=n: len(bare_arrivals.get(n, [])) >= args.subscribers)
             bare_latencies += [(t - started) * 1000 for t in bare_arrivals.get(n, [])]
             await asyncio.sleep(0.1)
+        cpu_per_save_ms = (sum(cpu_seconds(node.pid) for node in nodes) - cpu_before) * 1000 / args.saves
+        where = "uvicorn" if args.nodes == 1 else f"{args.nodes} uvicorn nodes (saved on the first)"
+        via = " and ".join(name for name, used in (("PostgreSQL", args.postgres), ("Redis", args.redis)) if used)
+        print(
+            f"Save (HTTP PUT) to delivery, {args.subscribers} SSE subscribers on {where}"
+            f"{f' with {via}' if via else ''}: {percentiles(save_latencies)}"
+        )
+        print(
+            f"Web nodes' CPU time per save (the save and its {args.subscribers} deliveries): {cpu_per_save_ms:.1f} ms"
+        )
         print(
             f"Baseline, bare asyncio server pushing a line to {args.subscribers} clients:    "
             f"{percentiles(bare_latencies)}"

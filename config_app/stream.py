@@ -41,6 +41,9 @@ logger = logging.getLogger("zepix.config.stream")
 
 SAFETY_LOOK_SECONDS = 1.0  # a hub looks by itself this often, in case a wake-up was lost
 KEEPALIVE_SECONDS = 15
+# What a hub puts in its streams' queues every KEEPALIVE_SECONDS (a new version is its row id).
+# One clock for all its streams: a timeout on each stream's wait cost each delivery a timer.
+KEEPALIVE = None
 WSGI_POLL_SECONDS = 0.25
 CACHE_SIZE = 500
 CACHE_BYTES = 8 * 1024 * 1024  # 20 saves of 1 MB documents once kept 700 MB in each web process
@@ -192,6 +195,8 @@ class Hub:
         self.queues: set[asyncio.Queue] = set()
         self.recent: collections.deque[tuple[dict, int]] = collections.deque()  # (event, its size in bytes)
         self.recent_bytes = 0
+        # Each cached event's message, made once for all the streams it goes to: {(id, scoped): bytes}
+        self.messages: dict[tuple[int, bool], bytes] = {}
         self.task: asyncio.Task | None = None
         self.seen_pk = 0
         self.started = asyncio.Event()
@@ -229,6 +234,15 @@ class Hub:
         newer.reverse()
         return newer
 
+    def message(self, event: dict, scope: str | None) -> bytes:
+        key = (event["id"], scope is not None)
+        text = self.messages.get(key)
+        if text is None:
+            text = format_event(event, scope).encode()
+            if self.recent and event["id"] >= self.recent[0][0]["id"]:  # a cached event's: kept with it
+                self.messages[key] = text
+        return text
+
     def remember(self, rows) -> None:
         """Keep the newest events, at most CACHE_SIZE of them and CACHE_BYTES of their text."""
         for row in rows:
@@ -236,7 +250,10 @@ class Hub:
             self.recent.append((event_from_row(row), size))
             self.recent_bytes += size
         while self.recent and (len(self.recent) > CACHE_SIZE or self.recent_bytes > CACHE_BYTES):
-            self.recent_bytes -= self.recent.popleft()[1]
+            event, size = self.recent.popleft()
+            self.recent_bytes -= size
+            self.messages.pop((event["id"], True), None)
+            self.messages.pop((event["id"], False), None)
 
     async def follow(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -310,10 +327,16 @@ class Hub:
                     logger.warning("Config versions could not be read (%s); trying again", error)
                     await asyncio.sleep(SAFETY_LOOK_SECONDS)
             self.started.set()
+            clock = asyncio.get_running_loop().time
+            keepalive_due = clock() + KEEPALIVE_SECONDS
             while self.queues:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.woken.wait(), timeout=SAFETY_LOOK_SECONDS)
                 self.woken.clear()
+                if clock() >= keepalive_due:
+                    keepalive_due = clock() + KEEPALIVE_SECONDS
+                    for queue in list(self.queues):
+                        queue.put_nowait(KEEPALIVE)
                 try:
                     rows = await versions.after(self.seen_pk)
                 except versions.errors as error:
@@ -441,24 +464,22 @@ async def async_events(scope: str | None, last_event_id: int | None, subscriber:
     try:
         await my_hub.started.wait()
         await sync_to_async(mark_subscriber)(subscriber, scope, True)
-        yield "retry: 1000\n\n"
+        yield b"retry: 1000\n\n"
         # Everything up to the newest change now is either replayed below or was seen before.
         sent_pk = await sync_to_async(newest_pk)()
         for event in await sync_to_async(missed_events)(scope, last_event_id):
-            yield format_event(event, scope)
+            yield format_event(event, scope).encode()
             sent_pk = max(sent_pk, event["id"])
         while True:
-            try:
-                await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
-            except TimeoutError:
+            if await queue.get() is KEEPALIVE:
                 await sync_to_async(mark_subscriber)(subscriber, scope, True)
-                yield ": keepalive\n\n"
+                yield b": keepalive\n\n"
                 continue
             fresh = my_hub.events_after(sent_pk, scope)
             if fresh is None:
                 fresh = await sync_to_async(events_after)(sent_pk, scope)
             for event in fresh:
-                yield format_event(event, scope)
+                yield my_hub.message(event, scope)
                 sent_pk = event["id"]
     finally:
         my_hub.unsubscribe(queue)

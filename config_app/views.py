@@ -3,7 +3,7 @@ import json
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -16,7 +16,7 @@ from config_app.rows import parse_input, rows_for
 from zepix_admin.core.access import OPERATOR, VIEWER, actor_name, role_required
 from zepix_admin.core.api import api_endpoint
 from zepix_admin.core.errors import Invalid
-from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
+from zepix_admin.core.http import AuthenticatedHttpRequest, EventStreamResponse, render_page
 
 
 def _scope_context(scope: str, **extra) -> dict:
@@ -161,13 +161,9 @@ def event_stream(request: AuthenticatedHttpRequest):
     except ValueError:
         return JsonResponse({"error": "Last-Event-ID must be a number."}, status=400)
     subscriber = request.GET.get("subscriber", "")
-    events = (stream.async_events if isinstance(request, ASGIRequest) else stream.sync_events)(
-        scope, last_event_id, subscriber
-    )
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    if isinstance(request, ASGIRequest):
+        return EventStreamResponse(stream.async_events(scope, last_event_id, subscriber), direct=True)
+    return EventStreamResponse(stream.sync_events(scope, last_event_id, subscriber), direct=False)
 
 
 # JSON API ----------------------------------------------------------------------

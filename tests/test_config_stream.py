@@ -83,6 +83,9 @@ def test_a_reconnect_with_last_event_id_replays_exactly_the_missed_versions_then
         save_lot(server, lot)
     # The per-scope stream numbers events by version; the all-scopes stream by change (below).
     response, events = open_stream(server, last_event_id=start + 1)
+    # What a proxy in front must see to pass each event on at once, not buffered.
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert (response.headers["Cache-Control"], response.headers["X-Accel-Buffering"]) == ("no-cache", "no")
     replayed = next_versions(events, 3)
     assert [int(e["id"]) for e in replayed] == [start + 2, start + 3, start + 4]
     data = json.loads(replayed[0]["data"])
@@ -99,7 +102,19 @@ def test_the_all_scopes_stream_numbers_events_by_change(server):
     initial = next_versions(events, 3)  # version 1 of each of the three scopes
     assert sorted(json.loads(e["data"])["scope"] for e in initial) == ["combined_v3", "global", "price_action_v6"]
     assert [int(e["id"]) for e in initial] == sorted(int(e["id"]) for e in initial)
+    # A live version, on a stream of its scope and on the stream of every scope at once: each
+    # numbers it its own way (the server formats each event once for all streams of a kind).
     response.close()
+    scoped_response, scoped_events = open_stream(server)
+    all_response, all_events = open_stream(server, scope=None)
+    threading.Timer(0.3, save_lot, args=(server, 0.7)).start()
+    [on_scope] = next_versions(scoped_events, 1)
+    [on_all] = next_versions(all_events, 1)
+    assert json.loads(on_scope["data"]) == json.loads(on_all["data"])
+    assert int(on_scope["id"]) == json.loads(on_scope["data"])["version"]
+    assert int(on_all["id"]) == json.loads(on_all["data"])["id"] != int(on_scope["id"])
+    scoped_response.close()
+    all_response.close()
 
 
 def test_unknown_scopes_and_anonymous_subscribers_are_refused(server):

@@ -1,5 +1,5 @@
 from django.contrib.auth.models import User
-from django.http import HttpRequest
+from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django_htmx.middleware import HtmxDetails
@@ -10,6 +10,19 @@ class AuthenticatedHttpRequest(HttpRequest):
 
     user: User
     htmx: HtmxDetails
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """Server-Sent Events. Under ASGI its events (an async iterator of bytes) are written by
+    zepix_admin.asgi.Handler straight to the server, one ASGI message each, without Django's
+    streaming layers (see there).
+    Under WSGI (runserver, the browser tests' live server) it is an ordinary streaming response."""
+
+    def __init__(self, events, *, direct: bool):
+        super().__init__(events, content_type="text/event-stream")
+        self.direct_events = events if direct else None
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes
 
 
 def render_page(request, template: str, context: dict, fragment: str | None = None):
