@@ -55,6 +55,21 @@ def test_the_overview_shows_a_card_per_plugin_with_its_numbers(viewer_client, tr
     assert re.search(r'id="total-open">3<', page)
 
 
+def test_a_cards_equity_chart_starts_from_everything_closed_before_its_days(viewer_client, trading):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with PluginStore(plugins.database_path("combined_v3")) as store:  # long before the chart's 30 days
+        store.save_trade(**closed_trade(16, 500.0, exit_time=timezone.now() - timedelta(days=100)))
+    run_sync(trigger="command")
+    combined = card(viewer_client.get("/").content.decode(), "combined_v3")
+    equity = combined.split("<figcaption>Equity")[1].split("</figure>")[0]
+    assert re.search(r"<title>Equity, [^<]*: \$537\.00</title>", equity)  # today: 500 + 40 - 10 + 7
+    assert "$500.00" not in combined.split("<figcaption>Daily P&amp;L")[1].split("</figure>")[0]
+    assert re.search(r"<dt>Today's trades</dt><dd>2</dd>", combined)
+
+
 def test_each_card_shows_its_own_plugins_newest_verified_backup(viewer_client, trading):
     from datetime import timedelta
 

@@ -142,6 +142,7 @@ def time_chart(
         return round(TOP + (high - value) / (high - low) * plot_height, 1)
 
     zero = y(0.0)
+    labels = {when: _when_label(when, 0) for when in moments}  # each point's, for its title and table row
     parts: list[str] = []  # markup: SafeStrings and f-strings of escaped text
     for value in ticks:
         parts.append(
@@ -178,7 +179,7 @@ def time_chart(
                 f'<rect class="{"bar-negative" if value < 0 else "bar-positive"}" '
                 f'x="{round(x(when) - slot * 0.4, 1)}" y="{min(y(value), zero)}" width="{bar_width}" '
                 f'height="{round(max(abs(y(value) - zero), 0.5), 1)}">'
-                f"<title>{escape(_when_label(when, 0))}: {escape(shown(value))}</title></rect>"
+                f"<title>{escape(labels[when])}: {escape(shown(value))}</title></rect>"
             )
     else:
         for index, one in enumerate(series):
@@ -193,7 +194,7 @@ def time_chart(
             for when, value in one.points[-200:]:  # hover on the newest; the table has them all
                 parts.append(
                     f'<circle class="series-{index % 6}" cx="{x(when)}" cy="{y(value)}" r="3">'
-                    f"<title>{name}, {escape(_when_label(when, 0))}: {escape(shown(value))}</title></circle>"
+                    f"<title>{name}, {escape(labels[when])}: {escape(shown(value))}</title></circle>"
                 )
         if len(series) > 1:
             legend = format_html(
@@ -206,10 +207,7 @@ def time_chart(
     table = _table(
         "When",
         [one.name for one in series],
-        [
-            (_when_label(when, 0), [shown(column[when]) if when in column else "" for column in columns])
-            for when in ordered
-        ],
+        [(labels[when], [shown(column[when]) if when in column else "" for column in columns]) for when in ordered],
     )
     return _figure(title, _svg(title, width, height, mark_safe("".join(parts))), table, legend)
 
