@@ -7,8 +7,14 @@ from pathlib import Path
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import pytest
+from playwright.sync_api import expect
 
 from zepix_admin.core import access
+
+# A browser test's expectations wait up to 15 s, not Playwright's 5: CI runs two test files at a
+# time, each with its servers and its browser, on two shared cores. A passing test waits only as
+# long as the page takes; the longer wait is spent only on a failing one.
+expect.set_options(timeout=15_000)
 
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup"}
 
