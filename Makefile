@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 	$(PY) manage.py setup
 
 # Two workers (pytest-xdist), a test file each at a time (a file's shared server stays shared):
-# the whole suite in about two minutes on this 2-core machine, against four serially.
+# the first pass in about 5.5 minutes on this 2-core machine (11 of test time).
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
 # Then the tests of the central database again, on a throw-away PostgreSQL cluster
