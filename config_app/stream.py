@@ -41,8 +41,9 @@ logger = logging.getLogger("zepix.config.stream")
 
 SAFETY_LOOK_SECONDS = 1.0  # a hub looks by itself this often, in case a wake-up was lost
 KEEPALIVE_SECONDS = 15
-# What a hub puts in its streams' queues every KEEPALIVE_SECONDS (a new version is its row id).
-# One clock for all its streams: a timeout on each stream's wait cost each delivery a timer.
+# What a hub puts in its streams' queues after KEEPALIVE_SECONDS without a version (a version's
+# wake-up is its row id). One clock for all its streams: a timeout on each stream's wait cost
+# each delivery a timer.
 KEEPALIVE = None
 WSGI_POLL_SECONDS = 0.25
 CACHE_SIZE = 500
@@ -328,25 +329,29 @@ class Hub:
                     await asyncio.sleep(SAFETY_LOOK_SECONDS)
             self.started.set()
             clock = asyncio.get_running_loop().time
+            # A keepalive (each stream writes its subscriber row) only after KEEPALIVE_SECONDS
+            # without a version, as a timer on each stream's wait did: streams busy with saves
+            # never stop for 100 writes at once.
             keepalive_due = clock() + KEEPALIVE_SECONDS
             while self.queues:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.woken.wait(), timeout=SAFETY_LOOK_SECONDS)
                 self.woken.clear()
-                if clock() >= keepalive_due:
-                    keepalive_due = clock() + KEEPALIVE_SECONDS
-                    for queue in list(self.queues):
-                        queue.put_nowait(KEEPALIVE)
                 try:
                     rows = await versions.after(self.seen_pk)
                 except versions.errors as error:
                     logger.warning("Config versions could not be read (%s); looking again", error)
-                    continue
+                    rows = []
                 if rows:
                     self.remember(rows)
                     self.seen_pk = rows[-1][0]
+                    keepalive_due = clock() + KEEPALIVE_SECONDS
                     for queue in list(self.queues):
                         queue.put_nowait(self.seen_pk)
+                elif clock() >= keepalive_due:
+                    keepalive_due = clock() + KEEPALIVE_SECONDS
+                    for queue in list(self.queues):
+                        queue.put_nowait(KEEPALIVE)
         finally:
             await versions.close()
 
