@@ -346,6 +346,46 @@ def test_the_stream_cache_is_bounded_by_bytes():
     assert hub.events_after(38, "price_action_v6") == [] and hub.events_after(40, None) == []
 
 
+def test_a_stream_busy_with_versions_gets_no_keepalive_and_an_idle_one_does(monkeypatch, config):
+    """Each keepalive has every stream write its subscriber row: between saves those writes held
+    the next save back (a hub that ticked every KEEPALIVE_SECONDS whatever happened)."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from config_app import stream
+
+    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.6)
+    messages: list[bytes] = []
+
+    async def subscribe() -> list[bytes]:
+        async def read():
+            async for message in stream.async_events("combined_v3", None, ""):
+                messages.append(message)
+
+        reader = asyncio.create_task(read())
+        try:
+            await asyncio.sleep(0.3)
+            for n in range(8):  # a version every 0.25 s for 2 s: never 0.6 s without one
+                await sync_to_async(config)("combined_v3", "max_lot_size", round(0.5 + n / 100, 2))
+                await asyncio.sleep(0.25)
+            busy = list(messages)
+            await asyncio.sleep(1.5)  # then nothing: the hub looks every second, past 0.6 s idle
+            return busy
+        finally:
+            reader.cancel()
+            stream._hubs.pop(id(asyncio.get_running_loop()), None)
+
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(asyncio.run(subscribe())))  # a loop of its own
+    worker.start()
+    worker.join(30)
+    [busy] = result
+    assert sum(b"event: version" in message for message in busy) == 8
+    assert b": keepalive\n\n" not in busy
+    assert b": keepalive\n\n" in messages[len(busy) :]
+
+
 def test_clicks_on_back_up_now_while_one_is_queued_are_coalesced(operator_client, config):
     JobState.objects.create(name=MANUAL_BACKUP, last_started_at=timezone.now())
     answer = operator_client.post("/backups/start", follow=True).content.decode()
