@@ -347,20 +347,25 @@ def test_the_stream_cache_is_bounded_by_bytes():
 
 
 def test_a_stream_busy_with_versions_gets_no_keepalive_and_an_idle_one_does(monkeypatch, config):
-    """Each keepalive has every stream write its subscriber row: between saves those writes held
-    the next save back (a hub that ticked every KEEPALIVE_SECONDS whatever happened)."""
+    """Each keepalive marks the streams' subscribers as still there: between saves those writes
+    held the next save back (a hub that ticked every KEEPALIVE_SECONDS whatever happened)."""
     import asyncio
 
     from asgiref.sync import sync_to_async
 
     from config_app import stream
+    from config_app.models import Subscriber
 
     monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.6)
     messages: list[bytes] = []
 
+    @stream.gives_the_connection_back  # asgiref's thread keeps no PostgreSQL session past the test
+    def subscriber_row():
+        return Subscriber.objects.get(name="bot-1")
+
     async def subscribe() -> list[bytes]:
         async def read():
-            async for message in stream.async_events("combined_v3", None, ""):
+            async for message in stream.async_events("combined_v3", None, "bot-1"):
                 messages.append(message)
 
         reader = asyncio.create_task(read())
@@ -370,13 +375,19 @@ def test_a_stream_busy_with_versions_gets_no_keepalive_and_an_idle_one_does(monk
                 await sync_to_async(config)("combined_v3", "max_lot_size", round(0.5 + n / 100, 2))
                 await asyncio.sleep(0.25)
             busy = list(messages)
-            await asyncio.sleep(1.5)  # then nothing: the hub looks every second, past 0.6 s idle
+            seen_busy.append(await sync_to_async(subscriber_row)())
+            await asyncio.sleep(1.5)
+            seen_idle.append(
+                await sync_to_async(subscriber_row)()
+            )  # then nothing: the hub looks every second, past 0.6 s idle
             return busy
         finally:
             reader.cancel()
             stream._hubs.pop(id(asyncio.get_running_loop()), None)
 
     result: list = []
+    seen_busy: list = []
+    seen_idle: list = []
     worker = threading.Thread(target=lambda: result.append(asyncio.run(subscribe())))  # a loop of its own
     worker.start()
     worker.join(30)
@@ -384,6 +395,7 @@ def test_a_stream_busy_with_versions_gets_no_keepalive_and_an_idle_one_does(monk
     assert sum(b"event: version" in message for message in busy) == 8
     assert b": keepalive\n\n" not in busy
     assert b": keepalive\n\n" in messages[len(busy) :]
+    assert seen_idle[0].connected and seen_idle[0].last_seen_at > seen_busy[0].last_seen_at  # marked by the hub
 
 
 def test_clicks_on_back_up_now_while_one_is_queued_are_coalesced(operator_client, config):
