@@ -348,9 +348,9 @@ class Hub:
                     await asyncio.sleep(SAFETY_LOOK_SECONDS)
             self.started.set()
             clock = asyncio.get_running_loop().time
-            # A keepalive (each stream writes its subscriber row) only after KEEPALIVE_SECONDS
-            # without a version, as a timer on each stream's wait did: streams busy with saves
-            # never stop for 100 writes at once.
+            # A keepalive (the streams' subscribers marked as still there, then a comment on each
+            # stream) only after KEEPALIVE_SECONDS without a version, as a timer on each stream's
+            # wait did: streams busy with saves never stop for it.
             keepalive_due = clock() + KEEPALIVE_SECONDS
             while self.queues:
                 with contextlib.suppress(TimeoutError):

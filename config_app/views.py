@@ -161,9 +161,10 @@ def event_stream(request: AuthenticatedHttpRequest):
     except ValueError:
         return JsonResponse({"error": "Last-Event-ID must be a number."}, status=400)
     subscriber = request.GET.get("subscriber", "")
-    if isinstance(request, ASGIRequest):
-        return EventStreamResponse(stream.async_events(scope, last_event_id, subscriber), direct=True)
-    return EventStreamResponse(stream.sync_events(scope, last_event_id, subscriber), direct=False)
+    events = (stream.async_events if isinstance(request, ASGIRequest) else stream.sync_events)(
+        scope, last_event_id, subscriber
+    )
+    return EventStreamResponse(events)
 
 
 # JSON API ----------------------------------------------------------------------

@@ -376,10 +376,8 @@ def test_a_stream_busy_with_versions_gets_no_keepalive_and_an_idle_one_does(monk
                 await asyncio.sleep(0.25)
             busy = list(messages)
             seen_busy.append(await sync_to_async(subscriber_row)())
-            await asyncio.sleep(1.5)
-            seen_idle.append(
-                await sync_to_async(subscriber_row)()
-            )  # then nothing: the hub looks every second, past 0.6 s idle
+            await asyncio.sleep(1.5)  # then nothing: the hub looks every second, past 0.6 s idle
+            seen_idle.append(await sync_to_async(subscriber_row)())
             return busy
         finally:
             reader.cancel()

@@ -54,26 +54,26 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup, document: dict)
     recent = list(
         stats.filter(date__gt=first_shown)
         .order_by("date")
-        .values_list("date", "total_profit_dollars", "total_trades", "total_profit_pips")
+        .values_list("date", "total_profit_dollars", "total_trades", "total_profit_pips", named=True)
     )
-    today_stats = next((row for row in recent if row[0] == today), None)
+    today_stats = next((day for day in recent if day.date == today), None)
     # The running total from the plugin's first day, drawn over the chart's days only: drawing
     # years of days (points, hover titles, the figures table) took the overview from 114 to
     # 950 ms. The days before the chart are one sum: reading them row by row (two years of
     # days) was a fifth of a card's time.
     equity, running = charts.Series("Equity"), totals["profit_before"] or 0.0
-    for day, profit, _, _ in recent:
-        running += profit or 0.0
-        equity.points.append((day, round(running, 2)))
+    for day in recent:
+        running += day.total_profit_dollars or 0.0
+        equity.points.append((day.date, round(running, 2)))
     info = models["PluginInfo"].objects.first()
     return {
         "plugin_id": plugin_id,
         "enabled": document.get("enabled", True),
         "version": info.version if info else "",
         "open_trades": models["Trade"].objects.filter(status__in=["OPEN", "PARTIAL"]).count(),
-        "today_trades": (today_stats[2] or 0) if today_stats else 0,
-        "today_profit": (today_stats[1] or 0.0) if today_stats else 0.0,
-        "today_pips": (today_stats[3] or 0.0) if today_stats else 0.0,
+        "today_trades": (today_stats.total_trades or 0) if today_stats else 0,
+        "today_profit": (today_stats.total_profit_dollars or 0.0) if today_stats else 0.0,
+        "today_pips": (today_stats.total_profit_pips or 0.0) if today_stats else 0.0,
         "active_chains": active_chains(models),
         "win_rate": (totals["wins"] or 0) / totals["trades"] * 100 if totals["trades"] else None,
         "database_bytes": database_bytes(plugins.database_path(plugin_id)),
@@ -81,7 +81,7 @@ def _working_card(plugin_id: str, sync_state: dict, last_backup, document: dict)
         "last_backup": last_backup,
         "daily_chart": charts.time_chart(
             f"Daily P&L, last {CHART_DAYS} days",
-            [charts.Series("P&L", [(day, float(profit or 0)) for day, profit, _, _ in recent])],
+            [charts.Series("P&L", [(day.date, float(day.total_profit_dollars or 0)) for day in recent])],
             unit="money",
             kind="bars",
             width=CARD_WIDTH,

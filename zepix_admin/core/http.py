@@ -13,14 +13,14 @@ class AuthenticatedHttpRequest(HttpRequest):
 
 
 class EventStreamResponse(StreamingHttpResponse):
-    """Server-Sent Events. Under ASGI its events (an async iterator of bytes) are written by
+    """Server-Sent Events. Async events (an async iterator of bytes, under ASGI) are written by
     zepix_admin.asgi.Handler straight to the server, one ASGI message each, without Django's
-    streaming layers (see there).
-    Under WSGI (runserver, the browser tests' live server) it is an ordinary streaming response."""
+    streaming layers (see there); sync ones (WSGI: runserver, the browser tests' live server)
+    stream as any streaming response does."""
 
-    def __init__(self, events, *, direct: bool):
+    def __init__(self, events):
         super().__init__(events, content_type="text/event-stream")
-        self.direct_events = events if direct else None
+        self.events = events
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes
 
