@@ -97,14 +97,6 @@ def _table(heading: str, columns: list[str], rows: list[tuple[str, list[str]]]) 
     return f'<table><thead><tr><th scope="col">{escape(heading)}</th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _value_tick(left: float, right: float, y: float, label: str) -> str:
-    """A grid line across the plot at ``y`` and its value at the left."""
-    return (
-        f'<line class="grid" x1="{left}" x2="{right}" y1="{y}" y2="{y}"/>'
-        f'<text class="tick" x="{LEFT - 6}" y="{y}" dy="0.35em" text-anchor="end">{escape(label)}</text>'
-    )
-
-
 def _value_axis(values: list[float]) -> tuple[float, float, list[float]]:
     """(low, high, tick values) of an axis that shows these values and zero."""
     low, high = min(0.0, *values), max(0.0, *values)
@@ -138,7 +130,11 @@ def time_chart(
 
     zero = y(0.0)
     labels = {when: _when_label(when, 0) for when in moments}  # each point's, for its title and table row
-    parts = [_value_tick(LEFT, width - RIGHT, y(value), shown(value)) for value in ticks]  # escaped markup
+    parts = [  # markup, every text in it escaped
+        f'<line class="grid" x1="{LEFT}" x2="{width - RIGHT}" y1="{y(value)}" y2="{y(value)}"/>'
+        f'<text class="tick" x="{LEFT - 6}" y="{y(value)}" dy="0.35em" text-anchor="end">{escape(shown(value))}</text>'
+        for value in ticks
+    ]
     parts.append(f'<line class="zero" x1="{LEFT}" x2="{width - RIGHT}" y1="{zero}" y2="{zero}"/>')
     ordered = sorted(moments, key=moments.__getitem__)
     step = max(1, (len(ordered) - 1) // TICKS) if len(ordered) > 1 else 1
