@@ -104,7 +104,11 @@ def main():
         f"ours runs at {baseline / ours:.2f}x the plain rate"
     )
 
-    report_incremental(args, ids)
+    plain_marks = {}
+    for plugin_id in ids:
+        with closing(sqlite3.connect(plugins.database_path(plugin_id))) as source:
+            plain_marks[plugin_id] = source.execute("SELECT MAX(change_seq) FROM trades").fetchone()[0]
+    report_incremental(args, ids, plain=(plain_target, plain_marks))
 
     detection_bench(settings, ids)
     if not args.skip_backup:
@@ -156,8 +160,10 @@ INCREMENTAL_PATTERNS = (
 )
 
 
-def report_incremental(args, ids, into: str = "") -> None:
-    """(2) for each pattern of changes: an incremental sync beyond a sync that finds nothing."""
+def report_incremental(args, ids, into: str = "", plain=None) -> None:
+    """(2) for each pattern of changes: an incremental sync beyond a sync that finds nothing;
+    with ``plain`` (the plain copy's file and where it stands in each plugin), beside a plain
+    upsert of the same changed trades into it."""
     from sync_app.sync import run_sync
 
     empty = []
@@ -167,20 +173,26 @@ def report_incremental(args, ids, into: str = "") -> None:
         empty.append(time.perf_counter() - started)
     nothing = statistics.median(empty)
     for pattern, where in INCREMENTAL_PATTERNS:
-        some = incremental_rounds(args, ids, where)
+        some, baseline = incremental_rounds(args, ids, where, plain)
         print(
             f"(2) Incremental sync{into}, {args.changed} new or changed trades in each of {args.plugins} plugins, "
             f"updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
             f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
+            + (
+                f"; a plain upsert of the same trades (ATTACH + INSERT ... SELECT ... ON CONFLICT DO UPDATE, "
+                f"no rollups): {baseline * 1000:.0f} ms"
+                if plain
+                else ""
+            )
         )
 
 
-def incremental_rounds(args, ids, where: str) -> float:
+def incremental_rounds(args, ids, where: str, plain=None) -> tuple[float, float]:
     from plugins_app import plugins
     from plugins_app.store import PluginStore
     from sync_app.sync import run_sync
 
-    incremental = []
+    incremental, baseline = [], []
     for _ in range(5):
         for plugin_id in ids:
             with closing(sqlite3.connect(plugins.database_path(plugin_id), isolation_level=None)) as bot:
@@ -210,7 +222,35 @@ def incremental_rounds(args, ids, where: str) -> float:
         run = run_sync(trigger="command")
         incremental.append(time.perf_counter() - started)
         assert all(r["inserted"] + r["updated"] == args.changed for r in run.plugins.values()), run.plugins
-    return statistics.median(incremental)
+        if plain:
+            baseline.append(plain_upsert(*plain, ids))
+    return statistics.median(incremental), statistics.median(baseline) if baseline else 0.0
+
+
+def plain_upsert(target: Path, marks: dict, ids) -> float:
+    """The plain way to bring the plain copy up to date: each plugin's trades past its mark
+    upserted whole, in a transaction per plugin (marks move in place). Seconds taken."""
+    from plugins_app import plugins
+    from sync_app.sync import COPIED_COLUMNS
+
+    columns = ", ".join(COPIED_COLUMNS)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in COPIED_COLUMNS[1:])
+    with closing(sqlite3.connect(target, isolation_level=None)) as plain:
+        plain.execute("PRAGMA synchronous=NORMAL")
+        started = time.perf_counter()
+        for plugin_id in ids:
+            plain.execute("ATTACH DATABASE ? AS src", (str(plugins.database_path(plugin_id)),))
+            plain.execute("BEGIN")
+            plain.execute(
+                f"INSERT INTO aggregated_trades (plugin_id, {columns}, synced_at) "
+                f"SELECT ?, {columns}, 'now' FROM src.trades WHERE change_seq > ? "
+                f"ON CONFLICT (plugin_id, mt5_ticket) DO UPDATE SET {updates}",
+                (plugin_id, marks[plugin_id]),
+            )
+            marks[plugin_id] = plain.execute("SELECT MAX(change_seq) FROM src.trades").fetchone()[0]
+            plain.execute("COMMIT")
+            plain.execute("DETACH DATABASE src")
+        return time.perf_counter() - started
 
 
 def add_chains(path: Path) -> None:

@@ -52,11 +52,13 @@ logger = logging.getLogger("zepix.sync")
 NOT_COPIED = ("signal_data",)
 COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPIED), "change_seq")
 
-# The columns the central indexes sort by (what a trade was opened with, and its status)
-# rarely change once synced: the upsert leaves them alone, so updating a trade's swap or
-# stop rewrites no secondary index, and FIX_INDEXED_SQL sets them on the few changed
-# trades where they differ (a trade closing, an edited opening).
-INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status")
+# The columns the central indexes sort by (what a trade was opened with, its status and its
+# profit) rarely change once synced: the upsert leaves them alone, so updating a trade's swap
+# or stop rewrites no secondary index, and FIX_INDEXED_SQL sets them on the few changed
+# trades where they differ (a trade closing, an edited opening or profit). An index entry is
+# rewritten whenever its column is SET, even to the same value: with the profit in the
+# upsert, 500 random swap updates dirtied about 500 more pages of the profit index.
+INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status", "profit_dollars")
 UPSERT_SQL = (
     f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, trade_id, synced_at) "
     f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, id, :now FROM SRC.trades "
@@ -96,18 +98,15 @@ class Engine:
     money: str
     unindexed: str
     named_parameters: bool  # sqlite3's :name and ?, or psycopg's %(name)s and %s
-    update_from: bool  # whether a rollup's groups are taken in one UPDATE ... FROM (see Rollup.take)
 
     def __call__(self, sql: str) -> str:
         return _spelled(self, sql)
 
 
-SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, update_from=False)
+SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
 # The plugin's file itself, read with a connection of its own (the PostgreSQL sync's side).
-PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, update_from=False)
-POSTGRES = Engine(
-    "src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False, update_from=True
-)
+PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
+POSTGRES = Engine("src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False)
 
 
 @cache
@@ -382,6 +381,11 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
         # 2 MB default keeps a batch from spilling and re-reading pages before its commit.
         raw.execute("PRAGMA cache_size = -65536")
         raw.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
+        # And the plugin's file its own (a PRAGMA without a schema sets main's alone): each
+        # statement reads the changed rows again, and at 2 MB 500 random ones fell out between
+        # them (5 plugins' first rollup 154 -> 44-88 ms; a memory map gained no more, and would
+        # turn a file truncated under it into a SIGBUS instead of an error).
+        raw.execute("PRAGMA src.cache_size = -65536")
         central = Connection(raw, SQLITE)
         with immediate_transaction(raw):
             return _copy_changes(central, central, plugin_id, state)
@@ -551,28 +555,30 @@ def _copy_range(central: Connection, plugin_id: str, since: int, until: int, *, 
         "WHERE a.plugin_id = :plugin_id AND a.mt5_ticket = s.mt5_ticket)",
         params,
     ).fetchone()[0]
-    # The rollups move by deltas: take out what the changed trades counted before, put in
-    # what they count now. The cost follows the changed rows, not the groups they touch.
-    if updated:
-        if not stats_reset:  # after a replaced file the plugin's rollups are rebuilt whole instead
-            for rollup in ROLLUPS:
-                # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
-                # never the other way round over the plugin's whole history.
-                rollup.take(
-                    central,
-                    params,
-                    source=(
-                        "FROM SRC.trades s CROSS JOIN aggregated_trades t "
-                        "WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
-                        "AND s.change_seq > :since AND s.change_seq <= :until"
-                    ),
-                )
-        central.execute(FIX_INDEXED_SQL, params)
-    changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
+    # The rollups move by deltas, before the central copies change: what the changed trades
+    # count now less what their central copies counted. The cost follows the changed rows, not
+    # the groups they touch. After a replaced file the plugin's rollups were emptied and are
+    # rebuilt from every trade instead, so nothing is taken out.
     for rollup in ROLLUPS:
-        rollup.add(central, params, source="FROM SRC.trades t WHERE t.change_seq > :since AND t.change_seq <= :until")
+        rollup.move(
+            central,
+            params,
+            now="FROM SRC.trades t WHERE t.change_seq > :since AND t.change_seq <= :until",
+            # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
+            # never the other way round over the plugin's whole history.
+            before=(
+                "FROM SRC.trades s CROSS JOIN aggregated_trades t "
+                "WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
+                "AND s.change_seq > :since AND s.change_seq <= :until"
+            )
+            if updated and not stats_reset
+            else "",
+        )
         if updated:  # only taking empties a group
             rollup.drop_empty(central, params)
+    if updated:
+        central.execute(FIX_INDEXED_SQL, params)
+    changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
     return Copied(changed - updated, updated)
 
 
@@ -586,55 +592,63 @@ class Rollup:
     only: str = ""  # which trades count
     money: tuple[str, ...] = ("profit",)  # summed columns kept to the cent
 
-    def totals_sql(self, source: str) -> str:
-        columns = ", ".join(f"{expression} AS {column}" for column, expression in (*self.keys, *self.sums))
+    def totals_sql(self, source: str, *, taken: bool = False) -> str:
+        """Each group's totals over ``source``, negative when ``taken``."""
+        sign = "0 - " if taken else ""
+        columns = ", ".join(
+            [
+                *(f"{expression} AS {column}" for column, expression in self.keys),
+                *(f"{sign}{expression} AS {column}" for column, expression in self.sums),
+            ]
+        )
         only = f" AND {self.only}" if self.only else ""
         return f"SELECT {columns} {source}{only} GROUP BY {', '.join(str(n + 1) for n in range(len(self.keys)))}"
 
-    def add(self, central: Connection, params: dict, *, source: str) -> None:
+    def move(self, central: Connection, params: dict, *, now: str, before: str) -> None:
+        """Moves each group by what the changed trades count ``now`` less what they counted
+        ``before`` ('' when nothing was counted before), writing only the groups whose totals
+        moved: an update of a trade's swap or stop moves none. (Taking the old totals out and
+        putting the new ones in wrote every group the changed trades touch twice: 1,000 random
+        updates dirtied some 300 rollup pages per plugin.)"""
         keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
-        selected = ", ".join([*keys, *(f"MONEY({c})" if c in self.money else c for c in sums)])
-        updates = ", ".join(
+        counts = [n for n, column in enumerate(sums) if column not in self.money]
+        moved = [self.totals_sql(now), *([self.totals_sql(before, taken=True)] if before else [])]
+        kept = [f"MONEY({c})" if c in self.money else c for c in sums]  # cents less the same cents: 0.0 or 1e-15
+        groups = (
+            f"SELECT {', '.join([*keys, *(f'{k} AS {c}' for k, c in zip(kept, sums, strict=True))])} FROM ("
+            f"SELECT {', '.join(keys)}, {', '.join(f'SUM({c}) AS {c}' for c in sums)} "
+            f"FROM ({' UNION ALL '.join(moved)}) AS moved GROUP BY {', '.join(keys)}) AS totals "
+            f"WHERE {' OR '.join(f'{c} <> 0' for c in kept)}"
+        )
+        added = f"ON CONFLICT (plugin_id, {', '.join(keys)}) DO UPDATE SET " + ", ".join(
             f"{c} = MONEY({self.table}.{c} + excluded.{c})"
             if c in self.money
             else f"{c} = {self.table}.{c} + excluded.{c}"
             for c in sums
         )
-        central.execute(
-            f"INSERT INTO {self.table} (plugin_id, {', '.join([*keys, *sums])}) "
-            f"SELECT :plugin_id, {selected} FROM ({self.totals_sql(source)}) AS totals WHERE true "
-            f"ON CONFLICT (plugin_id, {', '.join(keys)}) DO UPDATE SET {updates}",
-            params,
-        )
-
-    def take(self, central: Connection, params: dict, *, source: str) -> None:
-        # On SQLite, one indexed UPDATE per affected group: cheaper than UPDATE ... FROM, which
-        # scans the plugin's whole table for every group. On PostgreSQL one UPDATE ... FROM the
-        # groups' totals: the UPDATEs one by one were a round trip each (120 ms of a 400 ms
-        # incremental sync of 1,000 random changes).
-        keys, sums = [column for column, _ in self.keys], [column for column, _ in self.sums]
-        if central.engine.update_from:
-            taken = ", ".join(
-                f"{c} = MONEY({self.table}.{c} - totals.{c})"
-                if c in self.money
-                else f"{c} = {self.table}.{c} - totals.{c}"
-                for c in sums
-            )
-            matching = " AND ".join(f"{self.table}.{column} = totals.{column}" for column in keys)
+        columns = ", ".join([*keys, *sums])
+        inserted = f"INSERT INTO {self.table} (plugin_id, {columns})"
+        if not before:  # every group grows: one statement (a full sync's thousands of groups stay in SQL)
             central.execute(
-                f"UPDATE {self.table} SET {taken} FROM ({self.totals_sql(source)}) AS totals "
-                f"WHERE {self.table}.plugin_id = :plugin_id AND {matching}",
+                f"{inserted} SELECT :plugin_id, {columns} FROM ({groups}) AS grown WHERE true {added}",
                 params,
             )
             return
-        updates = ", ".join(f"{c} = MONEY({c} - ?)" if c in self.money else f"{c} = {c} - ?" for c in sums)
+        # A group that loses trades exists already, and its negative counts would fail the
+        # table's CHECK as an INSERT's row before any ON CONFLICT: it is updated instead.
+        grown: list[tuple] = []
+        shrunk: list[tuple] = []
+        for group in central.execute(groups, params).fetchall():
+            (shrunk if any(group[len(keys) + n] < 0 for n in counts) else grown).append(group)
+        central.executemany(
+            f"{inserted} VALUES ({', '.join(['?'] * (1 + len(keys) + len(sums)))}) {added}",
+            [(params["plugin_id"], *group) for group in grown],
+        )
+        updates = ", ".join(f"{c} = MONEY({c} + ?)" if c in self.money else f"{c} = {c} + ?" for c in sums)
         matching = " AND ".join(f"{column} = ?" for column in ["plugin_id", *keys])
         central.executemany(
             f"UPDATE {self.table} SET {updates} WHERE {matching}",
-            [
-                (*row[len(keys) :], params["plugin_id"], *row[: len(keys)])
-                for row in central.execute(self.totals_sql(source), params).fetchall()
-            ],
+            [(*group[len(keys) :], params["plugin_id"], *group[: len(keys)]) for group in shrunk],
         )
 
     def drop_empty(self, central: Connection, params: dict) -> None:

@@ -120,6 +120,22 @@ def test_a_trade_closed_after_it_was_synced_is_updated_centrally(trades):
     assert central_rows() == sorted(plugin_rows("combined_v3") + plugin_rows("price_action_v6"))
 
 
+def test_a_corrected_profit_and_a_swap_update_reach_the_central_copy_and_the_totals(trades):
+    sync.run_sync(trigger="command")
+    with store("combined_v3") as combined:
+        combined.update_trade(2, profit_dollars=-4.0)  # a closed winner corrected into a loser
+        combined.update_trade(3, swap=-1.5)  # the day's totals do not move
+    run = sync.run_sync(trigger="command")
+    assert run.plugins["combined_v3"]["updated"] == 2
+    assert central_rows() == sorted(plugin_rows("combined_v3") + plugin_rows("price_action_v6"))
+    assert float(AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=3).swap) == -1.5
+    lowest = AggregatedTrade.objects.filter(plugin_id="combined_v3").order_by("profit_dollars", "id")
+    assert [row.mt5_ticket for row in lowest if row.profit_dollars is not None] == [3, 2]  # the profit sort follows
+    day = CrossPluginStats.objects.get(plugin_id="combined_v3", date=NOW.date())
+    assert (day.trades_count, day.wins, day.losses, float(day.profit)) == (2, 0, 2, -14.0)
+    assert kept_totals() == recounted_totals()
+
+
 def test_a_trade_moved_to_another_day_leaves_both_days_right(trades):
     sync.run_sync(trigger="command")
     with store("combined_v3") as combined:
