@@ -574,8 +574,6 @@ def _copy_range(central: Connection, plugin_id: str, since: int, until: int, *, 
             if updated and not stats_reset
             else "",
         )
-        if updated:  # only taking empties a group
-            rollup.drop_empty(central, params)
     if updated:
         central.execute(FIX_INDEXED_SQL, params)
     changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
@@ -650,9 +648,8 @@ class Rollup:
             f"UPDATE {self.table} SET {updates} WHERE {matching}",
             [(*group[len(keys) :], params["plugin_id"], *group[: len(keys)]) for group in shrunk],
         )
-
-    def drop_empty(self, central: Connection, params: dict) -> None:
-        central.execute(f"DELETE FROM {self.table} WHERE plugin_id = :plugin_id AND trades_count = 0", params)
+        if shrunk:  # only a group that lost trades can be left with none
+            central.execute(f"DELETE FROM {self.table} WHERE plugin_id = :plugin_id AND trades_count = 0", params)
 
 
 # What the closed trades made per exit day (the seed's cross_plugin_stats), and every trade
