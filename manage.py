@@ -7,6 +7,10 @@ def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
     from django.core.management import execute_from_command_line
 
+    from zepix_admin.startup import skip_unused_drivers
+
+    skip_unused_drivers()
+
     execute_from_command_line(sys.argv)
 
 

@@ -77,6 +77,15 @@ def database_path(plugin_id: str) -> Path:
     return database_file(registry.alias_for(plugin_id))
 
 
+def migration_targets(alias: str, graph) -> list[tuple[str, str]]:
+    """The migrations a database needs: a plugin's file only its own app's. The router refuses
+    every other app there, yet `migrate --database` renders and records them all (some 45 empty
+    migrations): 0.7 s of each new plugin database's 0.9 s migrate here."""
+    if registry.plugin_id_for_alias(alias):
+        return [leaf for leaf in graph.leaf_nodes() if leaf[0] == alias]
+    return graph.leaf_nodes()
+
+
 def expected_tables() -> set[str]:
     from plugins_app.models import PLUGIN_SCHEMA
 

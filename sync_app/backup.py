@@ -175,7 +175,7 @@ def _backup_postgresql(now: datetime) -> Backup:
         try:
             counts = postgres_backup.dump(dumped)
             restored = postgres_backup.restored_counts(dumped)
-        except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
+        except postgres_backup.DumpFailed as error:
             raise BackupError(f"default: {error}") from None
         if restored != counts:
             raise BackupError("default: the dump restored with other row counts than the database had.")
@@ -286,7 +286,7 @@ def _check_dump(path: Path, *, sha256: str, expected_counts: dict | None) -> Pat
     _check_checksum(path, _file_sha256(path), sha256)
     try:
         counts = postgres_backup.restored_counts(path)
-    except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
+    except postgres_backup.DumpFailed as error:
         raise BackupError(f"{path.name} does not restore: {error}") from None
     _check_tables(path, "default", counts, expected_counts)
     return path
@@ -485,7 +485,7 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
         with _carried_over("default"):
             postgres_backup.dump(aside)
             postgres_backup.restore(path)
-    except (postgres_backup.DumpFailed, postgres_backup.psycopg.Error) as error:
+    except postgres_backup.DumpFailed as error:
         raise BackupError(f"Nothing was restored: {error}") from None
     logger.info("Restored default from %s; the previous database is dumped at %s", path, aside)
     return aside

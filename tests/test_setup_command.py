@@ -25,6 +25,7 @@ def counts(data_dir):
 
 def test_setup_prepares_everything_then_is_idempotent(tmp_path):
     env = fresh_env(tmp_path)
+    del env["ZEPIX_STATIC_ROOT"]  # collected where a new install has them, under its data folder
     first = manage("setup", "--demo-trades", "50", env=env)
     assert first.returncode == 0, first.stderr
     data = tmp_path / "data"
@@ -47,7 +48,7 @@ def test_setup_prepares_everything_then_is_idempotent(tmp_path):
 
     # Static files are collected again only when they are missing (or their sources changed).
     assert "static files: collected" in first.stdout
-    shutil.rmtree(data / "staticfiles")
+    shutil.rmtree(data / "staticfiles")  # where they are collected by default
     third = manage("setup", "--no-demo", env=env)
     assert "static files: collected" in third.stdout
     assert json.loads((data / "staticfiles" / "staticfiles.json").read_text())["paths"]["zepix.css"]
@@ -112,3 +113,37 @@ def test_production_mode_passes_the_deploy_checks(tmp_path):
 def test_a_bad_boolean_in_the_environment_is_refused(tmp_path):
     result = manage("check", env=fresh_env(tmp_path, DJANGO_DEBUG="maybe"))
     assert result.returncode != 0 and "DJANGO_DEBUG must be 0 or 1" in result.stderr
+
+
+DRIVERS_AFTER_START = """
+import sys
+from zepix_admin.startup import skip_unused_drivers
+skip_unused_drivers()
+import huey.storage
+print(huey.storage.Redis is not None, huey.storage.psycopg is not None, 'redis' in sys.modules)
+import psycopg, redis  # still importable when something asks
+"""
+
+
+@pytest.mark.parametrize(
+    ("urls", "huey_sees"),
+    [({}, "False False False"), ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "True False True")],
+)
+def test_a_start_without_redis_or_postgresql_gives_huey_neither_driver_and_both_stay_importable(
+    tmp_path, urls, huey_sees
+):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVERS_AFTER_START],
+        env=fresh_env(tmp_path, **urls),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == huey_sees

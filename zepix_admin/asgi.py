@@ -4,7 +4,10 @@ from contextlib import aclosing
 import django
 from django.core.handlers.asgi import ASGIHandler
 
+from zepix_admin.startup import skip_unused_drivers
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
+skip_unused_drivers()
 django.setup(set_prefix=False)  # what get_asgi_application() does
 
 from zepix_admin.core.http import EventStreamResponse  # noqa: E402 - needs the settings

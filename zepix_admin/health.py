@@ -77,7 +77,7 @@ def _postgres_check(alias: str) -> dict:
 def _migrations_check(alias: str, entry: dict, problems: list[str]) -> dict:
     try:
         executor = MigrationExecutor(connections[alias])
-        unapplied = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+        unapplied = len(executor.migration_plan(plugins.migration_targets(alias, executor.loader.graph)))
     except Exception as error:  # noqa: BLE001 - reported, never raised, by a health check
         unapplied, problems = -1, [*problems, f"migrations: {error}"]
     entry["unapplied_migrations"] = unapplied

@@ -103,9 +103,11 @@ class Command(ZepixCommand):
 
     def migrate(self, alias: str) -> bool:
         executor = MigrationExecutor(connections[alias])
-        if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        targets = plugins.migration_targets(alias, executor.loader.graph)
+        if not executor.migration_plan(targets):
             return False
-        call_command("migrate", database=alias, interactive=False, verbosity=0)
+        only_its_app = [alias] if registry.plugin_id_for_alias(alias) else []
+        call_command("migrate", *only_its_app, database=alias, interactive=False, verbosity=0)
         return True
 
     def ensure_admin_account(self) -> list[str]:
