@@ -33,6 +33,7 @@ from zepix_admin.settings import DATA_DIR, DATABASES, STORAGES  # noqa: E402
 # PostgreSQL central database (DATABASE_URL) gets a test database per worker beside it.
 for alias, database in DATABASES.items():
     if database["ENGINE"] == "django.db.backends.postgresql":
+        database["ENGINE"] = "tests.postgresql_backend"  # empties its tables between tests faster
         database["TEST"] = {"NAME": f"test_zepix_{_worker or 'main'}"}
         database["OPTIONS"] = {}  # no pool: the test runner opens and drops its database
     else:
