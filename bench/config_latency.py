@@ -222,10 +222,11 @@ async def measure(args, env):
             await wait_until(lambda v=version: len(arrivals.get(v, [])) >= args.subscribers, timeout=5)
             edit_latencies += [(t - started) * 1000 - args.debounce_ms for t in arrivals.get(version, [])]
             await asyncio.sleep(0.3)
-        print(
-            f"Outside edit (atomic rename) to delivery, beyond the {args.debounce_ms} ms debounce: "
-            f"{percentiles(edit_latencies)}"
-        )
+        if edit_latencies:
+            print(
+                f"Outside edit (atomic rename) to delivery, beyond the {args.debounce_ms} ms debounce: "
+                f"{percentiles(edit_latencies)}"
+            )
         for task in tasks + bare_tasks:
             task.cancel()
     finally:
