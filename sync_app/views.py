@@ -1,8 +1,11 @@
 import csv
 import sqlite3
+from itertools import islice
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -132,7 +135,7 @@ def restore(request: AuthenticatedHttpRequest, backup_id: int):
 def trades(request: AuthenticatedHttpRequest):
     results, chosen, problems = trade_search.search(request.GET)
     if request.GET.get("format") == "csv":
-        return _csv(results)
+        return _csv(request, results)
     page = trade_search.page_of(results, chosen["sort"], request.GET)
     chains = trade_search.chains_of(page.trades)
     for trade in page.trades:
@@ -168,10 +171,12 @@ class _Echo:
 CSV_COLUMNS = ["plugin_id", *(column for column in sync.COPIED_COLUMNS if column != "change_seq")]
 
 
-def _csv(results):
+def _csv(request, results):
     writer = csv.writer(_Echo())
-    rows = results.values_list(*CSV_COLUMNS).iterator(chunk_size=2000)
-    response = StreamingHttpResponse(_csv_lines(writer, rows), content_type="text/csv")
+    rows = results.values_list(*CSV_COLUMNS).iterator(chunk_size=EXPORT_BLOCK_ROWS)
+    lines = _csv_lines(writer, rows)
+    content = _in_blocks(lines) if isinstance(request, ASGIRequest) else lines
+    response = StreamingHttpResponse(content, content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="zepix-trades.csv"'
     return response
 
@@ -180,6 +185,18 @@ def _csv_lines(writer, rows):
     yield writer.writerow(CSV_COLUMNS)
     for row in rows:
         yield writer.writerow([csv_cell(value) for value in row])
+
+
+EXPORT_BLOCK_ROWS = 2000
+
+
+async def _in_blocks(lines):
+    """Under ASGI (`serve`), the export as it is read: given a sync iterator there, Django
+    reads it whole before sending a byte (every trade's line in the web node's memory). Each
+    block is read in the request's own thread, where its query's cursor is."""
+    read_block = sync_to_async(lambda: "".join(islice(lines, EXPORT_BLOCK_ROWS)), thread_sensitive=True)
+    while block := await read_block():
+        yield block
 
 
 @api_endpoint

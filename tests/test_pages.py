@@ -200,6 +200,29 @@ def test_the_trade_search_exports_csv(viewer_client, trading):
     ]
 
 
+def test_under_the_asgi_server_the_csv_export_is_sent_block_by_block_as_it_is_read(viewer, trading, monkeypatch):
+    """`serve` is an ASGI server: there Django reads a sync iterator whole before sending a
+    byte, so the export is an async one, each block read in the request's thread."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from sync_app import views
+
+    monkeypatch.setattr(views, "EXPORT_BLOCK_ROWS", 3)
+
+    async def export():
+        client = AsyncClient()
+        await client.aforce_login(viewer)
+        response = await client.get("/trades/", {"format": "csv", "sort": "ticket"})
+        assert response.status_code == 200 and response.is_async
+        return [block async for block in response.streaming_content]
+
+    blocks = async_to_sync(export)()
+    assert len(blocks) == 3  # the header and seven trades, three lines a block
+    rows = list(csv.DictReader(io.StringIO(b"".join(blocks).decode())))
+    assert len(rows) == 7 and {row["plugin_id"] for row in rows} == {"combined_v3", "price_action_v6"}
+
+
 def test_the_sync_page_shows_health_and_runs_and_refreshes_itself(operator_client, trading):
     page = operator_client.get("/sync/").content.decode()
     assert "Run sync now" in page and 'hx-trigger="every 2s"' in page
