@@ -6,17 +6,15 @@ Kept fast on a million trades: no full-table count, symbol choices found by jump
 through the symbol index, and a date hierarchy that narrows the range it scans.
 """
 
-import csv
 import json
 
 from django.conf import settings
 from django.contrib import admin
 from django.db import connections
-from django.http import HttpResponse
 
 from plugins_app.plugin_apps import models_for
 from zepix_admin.core.access import VIEWER, has_role
-from zepix_admin.core.exports import csv_cell
+from zepix_admin.core.exports import EXPORT_BLOCK_ROWS, csv_download
 from zepix_admin.core.pagination import CappedCountPaginator
 
 
@@ -63,15 +61,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected to CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        fields = list(self.model._meta.concrete_fields)
-        response = HttpResponse(content_type="text/csv")
-        filename = f"{self.model._meta.app_label}_{self.model._meta.db_table}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        writer = csv.writer(response)
-        writer.writerow([field.attname for field in fields])
-        for row in queryset.values_list(*[field.attname for field in fields]).iterator(chunk_size=2000):
-            writer.writerow([csv_cell(json.dumps(value) if isinstance(value, dict | list) else value) for value in row])
-        return response
+        columns = [field.attname for field in self.model._meta.concrete_fields]
+        rows = queryset.values_list(*columns).iterator(chunk_size=EXPORT_BLOCK_ROWS)
+        return csv_download(
+            request,
+            f"{self.model._meta.app_label}_{self.model._meta.db_table}.csv",
+            columns,
+            ([json.dumps(value) if isinstance(value, dict | list) else value for value in row] for row in rows),
+        )
 
 
 class SymbolFilter(admin.SimpleListFilter):

@@ -1,12 +1,8 @@
-import csv
 import sqlite3
-from itertools import islice
 
-from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,7 +15,7 @@ from sync_app.models import Backup, BackupRun, SyncRun
 from zepix_admin.core import audit, worker
 from zepix_admin.core.access import ADMIN, OPERATOR, PLUGIN_HOST, actor_name, may_ship, role_required
 from zepix_admin.core.api import api_endpoint
-from zepix_admin.core.exports import csv_cell
+from zepix_admin.core.exports import EXPORT_BLOCK_ROWS, csv_download
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 
 
@@ -135,7 +131,8 @@ def restore(request: AuthenticatedHttpRequest, backup_id: int):
 def trades(request: AuthenticatedHttpRequest):
     results, chosen, problems = trade_search.search(request.GET)
     if request.GET.get("format") == "csv":
-        return _csv(request, results)
+        rows = results.values_list(*CSV_COLUMNS).iterator(chunk_size=EXPORT_BLOCK_ROWS)
+        return csv_download(request, "zepix-trades.csv", CSV_COLUMNS, rows)
     page = trade_search.page_of(results, chosen["sort"], request.GET)
     chains = trade_search.chains_of(page.trades)
     for trade in page.trades:
@@ -162,41 +159,8 @@ def trades(request: AuthenticatedHttpRequest):
     )
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 # What the central copy holds of each trade, less the sync's own change number.
 CSV_COLUMNS = ["plugin_id", *(column for column in sync.COPIED_COLUMNS if column != "change_seq")]
-
-
-def _csv(request, results):
-    writer = csv.writer(_Echo())
-    rows = results.values_list(*CSV_COLUMNS).iterator(chunk_size=EXPORT_BLOCK_ROWS)
-    lines = _csv_lines(writer, rows)
-    content = _in_blocks(lines) if isinstance(request, ASGIRequest) else lines
-    response = StreamingHttpResponse(content, content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="zepix-trades.csv"'
-    return response
-
-
-def _csv_lines(writer, rows):
-    yield writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        yield writer.writerow([csv_cell(value) for value in row])
-
-
-EXPORT_BLOCK_ROWS = 2000
-
-
-async def _in_blocks(lines):
-    """Under ASGI (`serve`), the export as it is read: given a sync iterator there, Django
-    reads it whole before sending a byte (every trade's line in the web node's memory). Each
-    block is read in the request's own thread, where its query's cursor is."""
-    read_block = sync_to_async(lambda: "".join(islice(lines, EXPORT_BLOCK_ROWS)), thread_sensitive=True)
-    while block := await read_block():
-        yield block
 
 
 @api_endpoint

@@ -206,9 +206,9 @@ def test_under_the_asgi_server_the_csv_export_is_sent_block_by_block_as_it_is_re
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
-    from sync_app import views
+    from zepix_admin.core import exports
 
-    monkeypatch.setattr(views, "EXPORT_BLOCK_ROWS", 3)
+    monkeypatch.setattr(exports, "EXPORT_BLOCK_ROWS", 3)
 
     async def export():
         client = AsyncClient()
