@@ -8,7 +8,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from config_app.service import global_settings
@@ -76,8 +75,7 @@ def _postgres_check(alias: str) -> dict:
 
 def _migrations_check(alias: str, entry: dict, problems: list[str]) -> dict:
     try:
-        executor = MigrationExecutor(connections[alias])
-        unapplied = len(executor.migration_plan(plugins.migration_targets(alias, executor.loader.graph)))
+        unapplied = len(plugins.unapplied_migrations(alias))
     except Exception as error:  # noqa: BLE001 - reported, never raised, by a health check
         unapplied, problems = -1, [*problems, f"migrations: {error}"]
     entry["unapplied_migrations"] = unapplied

@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
-from django.db.migrations.executor import MigrationExecutor
 
 from config_app import service as config_service
 from plugins_app import plugins, registry, sqlite
@@ -102,9 +101,7 @@ class Command(ZepixCommand):
         return done
 
     def migrate(self, alias: str) -> bool:
-        executor = MigrationExecutor(connections[alias])
-        targets = plugins.migration_targets(alias, executor.loader.graph)
-        if not executor.migration_plan(targets):
+        if not plugins.unapplied_migrations(alias):
             return False
         only_its_app = [alias] if registry.plugin_id_for_alias(alias) else []
         call_command("migrate", *only_its_app, database=alias, interactive=False, verbosity=0)
