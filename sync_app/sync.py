@@ -19,6 +19,7 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -369,12 +370,20 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
     state.save(update_fields=["last_attempt_at", "consecutive_failures", "last_error", "last_success_at"])
 
 
-def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
-    """Copy one plugin's changed rows (trades, chains, levels, daily stats, info) into the central database."""
+def sync_plugin(
+    plugin_id: str, lock_wait_seconds: float = 2, *, source: Path | None = None, before_commit=None
+) -> Copied:
+    """Copy one plugin's changed rows (trades, chains, levels, daily stats, info) into the central database.
+
+    ``source``: read another file than the plugin's database, one that is about to become it (a
+    bot host's snapshot); ``before_commit()`` runs last inside the transaction, and what it
+    raises undoes the whole sync."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
-    path = plugins.database_path(plugin_id)  # a missing file fails to open; describe_failure names it
+    # A missing file fails to open; describe_failure names it.
+    path = source or plugins.database_path(plugin_id)
+    before_commit = before_commit or (lambda: None)
     if on_postgresql():
-        return _sync_into_postgres(plugin_id, path, state, lock_wait_seconds)
+        return _sync_into_postgres(plugin_id, path, state, lock_wait_seconds, before_commit)
     raw = connect(database_file("default"), timeout=lock_wait_seconds)
     try:
         # Changed trades land all over the central indexes: a bigger page cache than SQLite's
@@ -388,12 +397,16 @@ def sync_plugin(plugin_id: str, lock_wait_seconds: float = 2) -> Copied:
         raw.execute("PRAGMA src.cache_size = -65536")
         central = Connection(raw, SQLITE)
         with immediate_transaction(raw):
-            return _copy_changes(central, central, plugin_id, state)
+            copied = _copy_changes(central, central, plugin_id, state)
+            before_commit()
+            return copied
     finally:
         raw.close()
 
 
-def _sync_into_postgres(plugin_id: str, path, state: PluginSyncState, lock_wait_seconds: float) -> Copied:
+def _sync_into_postgres(
+    plugin_id: str, path, state: PluginSyncState, lock_wait_seconds: float, before_commit
+) -> Copied:
     """The plugin's file is read in one snapshot; what changed is staged by COPY and applied in
     one PostgreSQL transaction."""
     with (
@@ -409,6 +422,7 @@ def _sync_into_postgres(plugin_id: str, path, state: PluginSyncState, lock_wait_
         source = Connection(plugin_file, PLUGIN_FILE)
         central = Connection(cursor, POSTGRES)
         copied = _copy_changes(central, source, plugin_id, state, stage=_stage)
+        before_commit()
     if copied.inserted + copied.updated >= ANALYZE_AFTER_ROWS:
         with connections["default"].cursor() as cursor:  # the planner's statistics, before autovacuum's
             cursor.execute("ANALYZE aggregated_trades")

@@ -14,4 +14,5 @@ urlpatterns = [
     path("trades/<str:plugin_id>/<int:ticket>/", views.trade_in_admin, name="trade-admin"),
     path("chains/<str:plugin_id>/<str:chain_id>/", views.chain_in_admin, name="chain-admin"),
     *either_slash("api/sync/<str:plugin_id>/batches", views.api_sync_batches, "api-sync-batches"),
+    *either_slash("api/sync/<str:plugin_id>/snapshot", views.api_sync_snapshot, "api-sync-snapshot"),
 ]

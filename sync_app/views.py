@@ -15,6 +15,7 @@ from sync_app.models import Backup, BackupRun, SyncRun
 from zepix_admin.core import audit, worker
 from zepix_admin.core.access import ADMIN, OPERATOR, PLUGIN_HOST, actor_name, may_ship, role_required
 from zepix_admin.core.api import api_endpoint
+from zepix_admin.core.errors import Invalid
 from zepix_admin.core.exports import EXPORT_BLOCK_ROWS, csv_download
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 
@@ -173,9 +174,7 @@ def api_sync_batches(request: AuthenticatedHttpRequest, plugin_id: str):
     if request.method == "GET":
         return JsonResponse(shipping.acknowledged(plugin_id))
     batch = shipping.decode(request.body, request.headers.get("Content-Encoding", ""))
-    every = request.headers.get("X-Ship-Every", "")
-    every_seconds = float(every) if every.replace(".", "", 1).isdigit() and 0 < float(every) < 86400 else None
-    host = request.user.api_token.name
+    host, every_seconds = _shipping_host(request)
     try:
         marks = shipping.apply_batch(plugin_id, batch, host=host, every_seconds=every_seconds)
     except shipping.NeedsRestart as refusal:
@@ -191,6 +190,34 @@ def api_sync_batches(request: AuthenticatedHttpRequest, plugin_id: str):
 
 
 api_sync_batches.required_role = PLUGIN_HOST  # checked by may_ship above
+
+
+@api_endpoint
+@require_POST
+def api_sync_snapshot(request: AuthenticatedHttpRequest, plugin_id: str):
+    """A bot host's whole file, when the central holds nothing of it (sync_app.shipping); read
+    from the request as it is decompressed, never whole in memory."""
+    if not may_ship(request.user, plugin_id):
+        raise PermissionDenied(f"Only a plugin-host token made for {plugin_id} may ship its changes.")
+    if request.headers.get("Content-Encoding", "") != "zstd":
+        raise Invalid("A snapshot is sent zstd-compressed (Content-Encoding: zstd).")
+    host, every_seconds = _shipping_host(request)
+    try:
+        held = shipping.apply_snapshot(plugin_id, request, host=host, every_seconds=every_seconds)
+    except shipping.SnapshotRefused as refusal:
+        return JsonResponse({"error": str(refusal), **shipping.acknowledged(plugin_id)}, status=409)
+    audit.record(host, "api", "sync.snapshot", plugin_id, rows=held["rows"], marks=held["marks"])
+    return JsonResponse(held)
+
+
+api_sync_snapshot.required_role = PLUGIN_HOST  # checked by may_ship above
+
+
+def _shipping_host(request) -> tuple[str, float | None]:
+    """The shipping host's name (its token's) and how often it ships, when it says so."""
+    every = request.headers.get("X-Ship-Every", "")
+    every_seconds = float(every) if every.replace(".", "", 1).isdigit() and 0 < float(every) < 86400 else None
+    return request.user.api_token.name, every_seconds
 
 
 @require_GET

@@ -64,7 +64,7 @@ def post(server, token, body, path=f"/api/sync/{PLUGIN}/batches", encoding="zstd
         headers={"Authorization": f"Bearer {token}", "Content-Encoding": encoding},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         with error:
@@ -224,9 +224,145 @@ def test_a_plugin_written_on_the_central_itself_takes_no_shipped_changes(two_hos
     run(hub_env, "seed_demo", "--trades", "20", "--plugin", PLUGIN)  # a bot on the central's machine
     server = Served(hub_env)
     try:
-        refused = ship(bot_env, server, token, ok=False)
-        assert "written by a bot on the central's machine" in refused.stderr
+        for whole_from in ("100000", "1000"):  # in batches, and the whole file
+            refused = ship(bot_env, server, token, "--snapshot-rows", whole_from, ok=False)
+            assert "written by a bot on the central's machine" in refused.stderr
         with closing(sqlite3.connect(hub / "plugins" / f"{PLUGIN}.sqlite3")) as mirror:
             assert mirror.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 20  # nothing emptied
+    finally:
+        server.stop()
+
+
+def packed_file(path: Path) -> bytes:
+    """A plugin file as a host sends it whole: zstd-compressed."""
+    return zstandard.ZstdCompressor().compress(path.read_bytes())
+
+
+def central_tables(hub: Path) -> dict:
+    with closing(sqlite3.connect(hub / "plugins" / f"{PLUGIN}.sqlite3")) as mirror:
+        return {
+            "migrations": mirror.execute("SELECT app, name FROM django_migrations ORDER BY id").fetchall(),
+            "signals": mirror.execute("SELECT COUNT(*) FROM signals").fetchone()[0],
+        }
+
+
+def test_a_large_first_shipping_sends_the_whole_file_then_batches_and_a_replaced_file_starts_over_whole(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    path = host / "plugins" / f"{PLUGIN}.sqlite3"
+    with PluginStore(path) as store:  # the host's own table, which shipping never sends
+        store.connection.execute(
+            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action) "
+            "VALUES ('2026-11-26 10:00:00', 'EURUSD', 'BUY', '15m', '{}', 'opened')"
+        )
+    own = central_tables(hub)
+    server = Served(hub_env)
+    try:
+        shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
+        assert "its whole file first" in shipped.stdout, shipped.stdout + shipped.stderr
+        assert_same(host, hub)  # synced into the central copy in the same request
+        assert central_tables(hub) == own  # the central's migrations, no signal of the host's
+        assert central(hub, "SELECT rows FROM sync_app_shippingstate WHERE plugin_id = ?", PLUGIN)[0][0] > 2500
+
+        older = host / "older.sqlite3"
+        with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(older)) as copy:
+            source.backup(copy)
+        with PluginStore(path) as store:  # the bot goes on trading: those go in batches
+            store.save_trades([trade(800_000 + n, symbol="XAUUSD") for n in range(30)])
+        shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
+        assert "whole file" not in shipped.stdout and "shipped 30 rows" in shipped.stdout
+        assert_same(host, hub)
+
+        # The host's file restored from the older copy (a new identity): it goes whole again, and
+        # the 30 trades it no longer has leave the central copy.
+        shutil.copy(older, path)
+        for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+        with closing(sqlite3.connect(path)) as restored:
+            restored.execute("UPDATE zepix_identity SET incarnation = 'restored-on-the-host'")
+            restored.commit()
+        shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
+        assert "its whole file first" in shipped.stdout
+        assert_same(host, hub)
+        assert len(central_rows(hub)) == 2500
+        assert central(hub, "SELECT COUNT(*) FROM zepix_admin_auditentry WHERE action = 'sync.snapshot'")[0][0] == 2
+    finally:
+        server.stop()
+
+
+def test_a_file_the_central_would_not_build_is_refused_whole_and_shipped_in_batches(two_hosts):
+    hub_env, hub, token, bot_env, host = two_hosts
+    path = host / "plugins" / f"{PLUGIN}.sqlite3"
+    with closing(sqlite3.connect(path)) as source:  # an index someone added on the host only
+        source.execute("CREATE INDEX trades_by_comment ON trades(close_reason)")
+        source.commit()
+    server = Served(hub_env)
+    try:
+        shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
+        assert "takes no snapshot" in shipped.stderr and "trades_by_comment" in shipped.stderr
+        assert "whole file" not in shipped.stdout
+        assert_same(host, hub)  # every trade arrived all the same, in batches
+    finally:
+        server.stop()
+
+
+def test_a_hostile_or_damaged_snapshot_changes_nothing(two_hosts, tmp_path):
+    hub_env, hub, token, bot_env, host = two_hosts
+    path = host / "plugins" / f"{PLUGIN}.sqlite3"
+    viewer = run(hub_env, "create_token", "someone", "--role", "viewer").stdout.split()[-1]
+    snapshot = f"/api/sync/{PLUGIN}/snapshot"
+
+    def altered(name: str, *statements: str) -> Path:
+        copy = tmp_path / f"{name}.sqlite3"
+        with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+            for statement in statements:
+                target.execute(statement)
+            target.commit()
+        return copy
+
+    def trigger_sql(name: str) -> str:
+        with closing(sqlite3.connect(path)) as source:
+            return source.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+
+    sound = altered("sound")
+    server = Served(hub_env)
+    try:
+        assert post(server, viewer, packed_file(sound), path=snapshot)[0] == 403
+        assert post(server, "zpx_not-a-token", packed_file(sound), path=snapshot)[0] == 401
+        assert post(server, token, sound.read_bytes(), path=snapshot, encoding="")[0] == 400
+        assert post(server, token, b"\x28\xb5\x2f\xfd garbage", path=snapshot)[0] == 400
+        status, answer = post(
+            server, token, zstandard.ZstdCompressor().compress(b"not a database" * 100), path=snapshot
+        )
+        assert status == 409 and "not a plugin database" in answer["error"] and "marks" in answer
+
+        # A value of the wrong type (the triggers let text through where a number is due).
+        wrong_type = altered(
+            "wrong-type", "UPDATE trades SET lot_size = 'a lot' WHERE mt5_ticket = (SELECT MIN(mt5_ticket) FROM trades)"
+        )
+        status, answer = post(server, token, packed_file(wrong_type), path=snapshot)
+        assert status == 409 and "trades.lot_size" in answer["error"]
+        # A row the schema's triggers refuse, written with them dropped and put back as they were.
+        refused = altered(
+            "refused",
+            "DROP TRIGGER trades_values_checked_on_update",
+            "UPDATE trades SET lot_size = -1 WHERE mt5_ticket = (SELECT MIN(mt5_ticket) FROM trades)",
+            trigger_sql("trades_values_checked_on_update"),
+        )
+        status, answer = post(server, token, packed_file(refused), path=snapshot)
+        assert status == 409 and "refuse" in answer["error"] and "lot_size <= 0" in answer["error"]
+        # A damaged file: pages overwritten in the middle.
+        damaged = altered("damaged")
+        with open(damaged, "r+b") as raw:
+            raw.seek(damaged.stat().st_size // 2)
+            raw.write(b"\xff" * 8192)
+        status, answer = post(server, token, packed_file(damaged), path=snapshot)
+        assert status == 409 and "refused" in answer["error"]
+
+        assert mirrored(hub) == 0  # nothing of any of them reached the mirror
+        assert central(hub, "SELECT COUNT(*) FROM aggregated_trades")[0][0] == 0
+        status, answer = post(server, token, packed_file(sound), path=snapshot)
+        assert status == 200 and answer["rows"] > 2500
+        assert_same(host, hub)
     finally:
         server.stop()

@@ -279,6 +279,8 @@ SUPERUSER_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")  # set
 SUPERUSER_PASSWORD = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
 # The config watcher waits this long after a file's last change before reading it.
 CONFIG_DEBOUNCE_SECONDS = envint("ZEPIX_CONFIG_DEBOUNCE_MS", 200) / 1000
+# The largest file a bot host may ship whole (sync_app.shipping), decompressed.
+MAX_SNAPSHOT_BYTES = envint("ZEPIX_MAX_SNAPSHOT_MB", 16384) << 20
 
 LOGGING = {
     "version": 1,

@@ -1,9 +1,11 @@
 import argparse
 import json
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from django.core.management.base import CommandError
@@ -13,6 +15,7 @@ from sync_app import shipping
 from zepix_admin.core.commands import ZepixCommand
 
 TIMEOUT_SECONDS = 60
+SNAPSHOT_TIMEOUT_SECONDS = 3600  # the central checks and syncs a whole file before it answers
 
 
 class ShipFailed(Exception):
@@ -32,8 +35,9 @@ class Command(ZepixCommand):
         parser.add_argument("--plugin", action="append", default=[], help="Only this plugin (once or more)")
         parser.add_argument("--every", type=float, help="Keep shipping, every SECONDS")
         parser.add_argument("--batch-rows", type=int, default=shipping.BATCH_ROWS, help=argparse.SUPPRESS)
+        parser.add_argument("--snapshot-rows", type=int, default=shipping.SNAPSHOT_ROWS, help=argparse.SUPPRESS)
 
-    def handle(self, *args, central, token, plugin, every, batch_rows, **options):
+    def handle(self, *args, central, token, plugin, every, batch_rows, snapshot_rows, **options):
         address = urlsplit(central)
         if address.scheme not in ("http", "https") or not address.netloc:
             raise CommandError(f"--central must be an http(s) address, not {central!r}.")
@@ -41,6 +45,7 @@ class Command(ZepixCommand):
             raise CommandError("--every must be between 0.05 and 86400 seconds.")
         chosen = [plugins.check_declared(plugin_id) for plugin_id in plugin] or plugins.plugin_ids()
         self.central, self.token, self.every, self.batch_rows = central.rstrip("/"), token, every, batch_rows
+        self.snapshot_rows = snapshot_rows
         while True:
             failed = []
             for plugin_id in chosen:
@@ -60,10 +65,17 @@ class Command(ZepixCommand):
         says the host is alive). The next batch is read and compressed while the central applies
         the one before, from the marks the central will hold once it has (a thread: the host's
         work was a third of each batch's round trip). When the central answers other marks, that
-        batch is dropped and the next is read from what it holds."""
+        batch is dropped and the next is read from what it holds. When the central holds nothing
+        of this file and it is large, the whole file goes first (sync_app.shipping)."""
         path = plugins.database_path(plugin_id)
         held = self.call("GET", plugin_id)
         shipped = batches = 0
+        whole = ""
+        if shipping.snapshot_worthwhile(path, held, min_rows=self.snapshot_rows):
+            answer = self.send_snapshot(plugin_id, path)
+            if answer is not None:
+                held = {"marks": answer["marks"], "incarnation": answer["incarnation"]}
+                shipped, whole = answer["rows"], " (its whole file first)"
         with ThreadPoolExecutor(max_workers=1) as reader:
 
             def read(marks: dict, incarnation: str) -> "Future[tuple[dict, bytes]]":
@@ -90,33 +102,63 @@ class Command(ZepixCommand):
                     upcoming = read(held["marks"], held["incarnation"])
         if shipped or self.every is None:
             self.stdout.write(
-                f"{plugin_id}: shipped {shipped} rows in {batches} batch(es); the central holds trades up to "
-                f"change {held['marks']['trades']}"
+                f"{plugin_id}: shipped {shipped} rows{whole} in {batches} batch(es); the central holds trades up "
+                f"to change {held['marks']['trades']}"
             )
+
+    def send_snapshot(self, plugin_id: str, path) -> dict | None:
+        """The whole file; None when the central takes none (it then gets batches)."""
+        with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".snapshot-") as work:
+            copy = shipping.snapshot_of(path, Path(work))
+            answer = self.call(  # compressed as it goes, sent in chunks
+                "POST",
+                plugin_id,
+                shipping.compressed(copy),
+                endpoint="snapshot",
+                fall_back=(404, 413),
+                timeout=SNAPSHOT_TIMEOUT_SECONDS,
+            )
+        if "error" in answer:
+            self.stderr.write(f"{plugin_id}: the central takes no snapshot ({answer['error']}); shipping in batches")
+            return None
+        return answer
 
     def read_batch(self, path, marks: dict, incarnation: str) -> tuple[dict, bytes]:
         batch = shipping.next_batch(path, marks, incarnation, rows_per_table=self.batch_rows)
         return batch, shipping.encode(batch)
 
-    def call(self, method: str, plugin_id: str, body: bytes | None = None) -> dict:
+    def call(
+        self,
+        method: str,
+        plugin_id: str,
+        body=None,
+        *,
+        endpoint: str = "batches",
+        fall_back: tuple[int, ...] = (),
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> dict:
+        """The central's answer; a 409 that carries its marks (or a status in ``fall_back``) is
+        an answer with an "error" too, anything else fails the shipping."""
         request = urllib.request.Request(
-            f"{self.central}/api/sync/{quote(plugin_id)}/batches",
+            f"{self.central}/api/sync/{quote(plugin_id)}/{endpoint}",
             data=body,
             method=method,
             headers={
                 "Authorization": f"Bearer {self.token}",
-                "Content-Type": "application/json",
+                "Content-Type": "application/json" if endpoint == "batches" else "application/octet-stream",
                 **({"Content-Encoding": "zstd"} if body is not None else {}),
                 **({"X-Ship-Every": str(self.every)} if self.every else {}),
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             answer = _json(error.read())
             if error.code == 409 and "marks" in answer:
                 return answer
+            if error.code in fall_back:
+                return {"error": answer.get("error", f"{error.code} {error.reason}")}
             raise ShipFailed(f"the central answered {error.code}: {answer.get('error', error.reason)}") from None
         except (urllib.error.URLError, OSError) as error:
             raise ShipFailed(f"the central cannot be reached ({error})") from None
