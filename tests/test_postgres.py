@@ -15,7 +15,7 @@ import pytest
 
 from config_app.client import ConfigSubscriber
 from plugins_app.store import PluginStore
-from tests.helpers import ROOT, Postgres, closed_trade, free_port, fresh_env, manage, trade, web_node
+from tests.helpers import ROOT, Postgres, closed_trade, free_port, fresh_env, installed, manage, trade, web_node
 from tests.test_bad_day import wait_for
 from tests.test_several_nodes import answers, save_lot
 
@@ -132,6 +132,33 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
         report = json.loads(health)
         assert status in (200, 503)  # no consumer runs here: the worker check may say so
         assert [entry["ok"] for entry in report["databases"] if entry["alias"] == "default"] == [True]
+    finally:
+        stop(node)
+
+
+def test_a_bot_hosts_whole_file_then_its_batches_reach_a_central_database_on_postgresql(cluster, template, tmp_path):
+    env = install_on(cluster, template, tmp_path, "central")[0]
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    made = manage("create_token", "host-a", "--role", "plugin-host", "--plugin", SCOPE, env=env, check=True)
+    token = made.stdout.split()[-1]
+    bot_env = installed(tmp_path / "host")[0]
+    host_file = tmp_path / "host" / "data" / "plugins" / f"{SCOPE}.sqlite3"
+    with PluginStore(host_file) as store:
+        store.save_trades([trade(n) for n in range(1, 301)])
+    port = free_port()
+    node = web_node(env, port)
+    ship = ("ship_changes", "--central", f"http://127.0.0.1:{port}", "--token", token, "--snapshot-rows", "100")
+    count = f"SELECT COUNT(*) FROM aggregated_trades WHERE plugin_id = '{SCOPE}'"
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}"), "the web node to answer")
+        shipped = manage(*ship, "--plugin", SCOPE, env=bot_env)
+        assert shipped.returncode == 0 and "its whole file first" in shipped.stdout, shipped.stderr
+        assert cluster.sql(count, database) == [(300,)]  # synced into PostgreSQL in the same request
+        with PluginStore(host_file) as store:
+            store.save_trades([trade(n) for n in range(1000, 1020)])
+        shipped = manage(*ship, "--plugin", SCOPE, env=bot_env)
+        assert shipped.returncode == 0 and "shipped 20 rows in" in shipped.stdout, shipped.stdout
+        assert cluster.sql(count, database) == [(320,)]
     finally:
         stop(node)
 
