@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -107,20 +108,23 @@ def row_counts(path: Path) -> dict[str, int]:
         return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
 
 
-def compress(source: Path, target: Path, on_bytes=None) -> str:
-    """zstd-compress a file, fsync it, and return the SHA-256 of the compressed bytes;
-    ``on_bytes(n)`` hears of each block of the source read."""
-    digest = hashlib.sha256()
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-    with open(source, "rb") as fin, open(target, "wb") as fout:
-        chunker = compressor.chunker(chunk_size=CHUNK_BYTES)
+def compressed(source: Path, *, level: int = ZSTD_LEVEL, on_bytes=None) -> Iterator[bytes]:
+    """A file zstd-compressed block by block, as it is read; ``on_bytes(n)`` hears of each
+    block of the source read."""
+    chunker = zstandard.ZstdCompressor(level=level, threads=-1).chunker(chunk_size=CHUNK_BYTES)
+    with open(source, "rb") as fin:
         for block in iter(lambda: fin.read(CHUNK_BYTES), b""):
-            for chunk in chunker.compress(block):
-                digest.update(chunk)
-                fout.write(chunk)
+            yield from chunker.compress(block)
             if on_bytes:
                 on_bytes(len(block))
-        for chunk in chunker.finish():
+    yield from chunker.finish()
+
+
+def compress(source: Path, target: Path, on_bytes=None) -> str:
+    """zstd-compress a file, fsync it, and return the SHA-256 of the compressed bytes."""
+    digest = hashlib.sha256()
+    with open(target, "wb") as fout:
+        for chunk in compressed(source, on_bytes=on_bytes):
             digest.update(chunk)
             fout.write(chunk)
         fout.flush()

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 from django.core.management.base import CommandError
 
 from plugins_app import plugins
-from sync_app import shipping
+from sync_app import backup, shipping
 from zepix_admin.core.commands import ZepixCommand
 
 TIMEOUT_SECONDS = 60
@@ -113,7 +113,7 @@ class Command(ZepixCommand):
             answer = self.call(  # compressed as it goes, sent in chunks
                 "POST",
                 plugin_id,
-                shipping.compressed(copy),
+                backup.compressed(copy, level=shipping.SNAPSHOT_ZSTD_LEVEL),
                 endpoint="snapshot",
                 fall_back=(404, 413),
                 timeout=SNAPSHOT_TIMEOUT_SECONDS,
