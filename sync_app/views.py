@@ -169,12 +169,10 @@ CSV_COLUMNS = ["plugin_id", *(column for column in sync.COPIED_COLUMNS if column
 def api_sync_batches(request: AuthenticatedHttpRequest, plugin_id: str):
     """A bot host's shipping (sync_app.shipping): GET what the central holds of the plugin, POST
     the next batch. Only a plugin-host token written for this plugin may call it."""
-    if not may_ship(request.user, plugin_id):
-        raise PermissionDenied(f"Only a plugin-host token made for {plugin_id} may ship its changes.")
+    host, every_seconds = _shipping_host(request, plugin_id)
     if request.method == "GET":
         return JsonResponse(shipping.acknowledged(plugin_id))
     batch = shipping.decode(request.body, request.headers.get("Content-Encoding", ""))
-    host, every_seconds = _shipping_host(request)
     try:
         marks = shipping.apply_batch(plugin_id, batch, host=host, every_seconds=every_seconds)
     except shipping.NeedsRestart as refusal:
@@ -197,11 +195,9 @@ api_sync_batches.required_role = PLUGIN_HOST  # checked by may_ship above
 def api_sync_snapshot(request: AuthenticatedHttpRequest, plugin_id: str):
     """A bot host's whole file, when the central holds nothing of it (sync_app.shipping); read
     from the request as it is decompressed, never whole in memory."""
-    if not may_ship(request.user, plugin_id):
-        raise PermissionDenied(f"Only a plugin-host token made for {plugin_id} may ship its changes.")
+    host, every_seconds = _shipping_host(request, plugin_id)
     if request.headers.get("Content-Encoding", "") != "zstd":
         raise Invalid("A snapshot is sent zstd-compressed (Content-Encoding: zstd).")
-    host, every_seconds = _shipping_host(request)
     try:
         held = shipping.apply_snapshot(plugin_id, request, host=host, every_seconds=every_seconds)
     except shipping.SnapshotRefused as refusal:
@@ -213,8 +209,11 @@ def api_sync_snapshot(request: AuthenticatedHttpRequest, plugin_id: str):
 api_sync_snapshot.required_role = PLUGIN_HOST  # checked by may_ship above
 
 
-def _shipping_host(request) -> tuple[str, float | None]:
-    """The shipping host's name (its token's) and how often it ships, when it says so."""
+def _shipping_host(request, plugin_id: str) -> tuple[str, float | None]:
+    """The shipping host's name (its token's) and how often it ships, when it says so; 403
+    unless its token is a plugin-host token made for this plugin."""
+    if not may_ship(request.user, plugin_id):
+        raise PermissionDenied(f"Only a plugin-host token made for {plugin_id} may ship its changes.")
     every = request.headers.get("X-Ship-Every", "")
     every_seconds = float(every) if every.replace(".", "", 1).isdigit() and 0 < float(every) < 86400 else None
     return request.user.api_token.name, every_seconds
