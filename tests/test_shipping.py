@@ -56,6 +56,16 @@ def assert_same(host: Path, hub: Path):
     assert counted[0][0] == len(expected)
 
 
+def restore_on_host(older: Path, path: Path) -> None:
+    """The host's plugin file put back from an older copy, with a new identity as a restore gives it."""
+    shutil.copy(older, path)
+    for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    with closing(sqlite3.connect(path)) as restored:
+        restored.execute("UPDATE zepix_identity SET incarnation = 'restored-on-the-host'")
+        restored.commit()
+
+
 def post(server, token, body, path=f"/api/sync/{PLUGIN}/batches", encoding="zstd"):
     request = urllib.request.Request(
         server.url + path,
@@ -143,13 +153,8 @@ def test_a_replaced_host_database_starts_over_and_the_central_copy_follows_it(tw
             store.save_trades([trade(800_000 + n, symbol="XAUUSD") for n in range(50)])
         ship(bot_env, server, token)
         assert len(central_rows(hub)) == 2550
-        # The host's file is restored from the older copy (made fresh: a new identity, as a restore does).
-        shutil.copy(older, path)
-        for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-            leftover.unlink(missing_ok=True)
-        with closing(sqlite3.connect(path)) as restored:
-            restored.execute("UPDATE zepix_identity SET incarnation = 'restored-on-the-host'")
-            restored.commit()
+        # The host's file is restored from the older copy.
+        restore_on_host(older, path)
         ship(bot_env, server, token)
         assert_same(host, hub)  # the 50 trades the restored file no longer has left the central copy too
         assert len(central_rows(hub)) == 2500
@@ -274,12 +279,7 @@ def test_a_large_first_shipping_sends_the_whole_file_then_batches_and_a_replaced
 
         # The host's file restored from the older copy (a new identity): it goes whole again, and
         # the 30 trades it no longer has leave the central copy.
-        shutil.copy(older, path)
-        for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-            leftover.unlink(missing_ok=True)
-        with closing(sqlite3.connect(path)) as restored:
-            restored.execute("UPDATE zepix_identity SET incarnation = 'restored-on-the-host'")
-            restored.commit()
+        restore_on_host(older, path)
         shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
         assert "its whole file first" in shipped.stdout
         assert_same(host, hub)
