@@ -27,7 +27,13 @@ def test_paths_and_aliases_are_never_built_from_a_bad_id(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["../x", "A B", "x" * 41])
-def test_startplugin_refuses_a_bad_id_before_touching_any_file(bad, settings):
+def test_startplugin_refuses_a_bad_id_before_touching_any_file(bad, settings, tmp_path):
+    # Folders of its own, with a file in each: the test worker's shared ones changed once while
+    # this ran (CI, 2026-11-26), by something other than the command.
+    settings.CONFIG_DIR, settings.DATA_DIR = tmp_path / "config", tmp_path / "data"
+    for folder in (settings.CONFIG_DIR, settings.DATA_DIR / "plugins"):
+        folder.mkdir(parents=True)
+        (folder / "kept.txt").write_text("here before")
     before = sorted(settings.CONFIG_DIR.rglob("*")), sorted(settings.DATA_DIR.rglob("*"))
     with pytest.raises(CommandError, match="Invalid plugin id"):
         call_command("startplugin", bad)
