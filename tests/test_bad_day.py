@@ -182,6 +182,50 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         server.stop()
 
 
+def test_a_consoles_kept_connections_read_the_restored_central_database_and_leave_its_wal_alone(tmp_path):
+    """A web process keeps the connections its requests closed, for the next ones. Restored
+    under it, the console reads the restored file (and so does the restore's own history
+    carried over), and the connections it kept on the file swapped out close leaving the
+    restored file's WAL alone: another process's write in it is kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import Server
+    from tests.test_several_nodes import SCOPE, save_lot
+
+    server = Server(tmp_path)
+    data = tmp_path / "data"
+
+    def shown_version(_=None):
+        request = urllib.request.Request(
+            f"{server.url}/api/config/{SCOPE}", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)["version"]
+
+    try:
+        run(server.env, "backup_databases", "--db", "default")
+        backup = backup_id(data, "default")
+        assert save_lot(server.url, server.token, 0.2) == 2
+        with ThreadPoolExecutor(6) as requests:  # several requests at once: several connections kept
+            assert set(requests.map(shown_version, range(30))) == {2}
+
+        run(server.env, "restore_backup", backup)
+        newest = "SELECT MAX(version) FROM config_app_configversion WHERE scope = ?"
+        restored_version = central(data, newest, SCOPE)[0][0]
+        assert restored_version == 3  # the backup's 1, carried over past the 2 the plugins ran
+        with closing(sqlite3.connect(data / "central.sqlite3", isolation_level=None)) as writer:
+            writer.execute("PRAGMA wal_autocheckpoint = 0")  # its write stays in the WAL while it is open
+            writer.execute(
+                "INSERT INTO zepix_admin_heartbeat (name, beat_at, pid) VALUES ('after-restore', '2026-01-01', 1)"
+            )
+            with ThreadPoolExecutor(6) as requests:
+                assert set(requests.map(shown_version, range(30))) == {restored_version}
+            assert central(data, "SELECT COUNT(*) FROM zepix_admin_heartbeat WHERE name = 'after-restore'") == [(1,)]
+    finally:
+        server.stop()
+    assert central(data, "SELECT COUNT(*) FROM zepix_admin_heartbeat WHERE name = 'after-restore'") == [(1,)]
+
+
 def test_a_plugin_archived_after_the_central_backup_stays_archived_and_can_be_brought_back(install):
     env, data = install
     run(env, "backup_databases", "--db", "default")

@@ -76,3 +76,44 @@ def test_a_reader_is_not_blocked_by_an_open_write_transaction():
     writer.execute("COMMIT")
     writer.close()
     reader.close()
+
+
+def in_a_thread(work):
+    """``work(connection)`` in a thread of its own, whose connection is closed at its end: a
+    request under ASGI."""
+    results = []
+
+    def request():
+        try:
+            results.append(work(connections["default"]))
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+    return results[0]
+
+
+def test_a_requests_connection_is_kept_for_the_next_one_only_as_it_was_opened():
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("the central database is on PostgreSQL in this run (its own pool)")
+
+    def opened(connection):
+        connection.ensure_connection()
+        return connection.connection
+
+    def attached(connection):
+        with connection.cursor() as cursor:
+            cursor.execute("ATTACH DATABASE ':memory:' AS extra")
+        return connection.connection
+
+    def databases(connection):
+        with connection.cursor() as cursor:
+            return connection.connection, [row[1] for row in cursor.execute("PRAGMA database_list")]
+
+    first = in_a_thread(opened)
+    assert in_a_thread(opened) is first  # kept, not opened again
+    assert in_a_thread(attached) is first
+    after_attach, names = in_a_thread(databases)
+    assert after_attach is not first and names == ["main"]

@@ -133,7 +133,7 @@ TEMPLATES = [
 SQLITE_BUSY_TIMEOUT_SECONDS = envint("ZEPIX_SQLITE_BUSY_TIMEOUT", 20)
 
 
-def sqlite_database(path: Path, engine: str = "django.db.backends.sqlite3") -> dict:
+def sqlite_database(path: Path, engine: str = "zepix_admin.core.sqlite_backend") -> dict:
     return {
         "ENGINE": engine,
         "NAME": path,
