@@ -1,3 +1,4 @@
+import gc
 import os
 from contextlib import aclosing
 
@@ -47,3 +48,7 @@ class Handler(ASGIHandler):
 
 
 application = Handler()
+# What start-up made (Django, the apps and their modules: about 100,000 objects) stays out of
+# the garbage collector's full passes. A full pass over them took 67 ms with the whole process
+# stopped, every stream and request of the worker with it; 1.3 ms without them.
+gc.freeze()
