@@ -441,6 +441,45 @@ def test_a_token_is_never_an_admin_whatever_its_groups(config):
     assert access.role_of(access.user_for_token(raw)) == access.OPERATOR
 
 
+def test_a_tokens_role_follows_its_groups_and_a_deactivated_tokens_user_is_refused(client, config):
+    from django.contrib.auth import get_user_model
+
+    raw = access.create_token("bot", "viewer")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    assert client.get("/api/config/combined_v3", **headers).status_code == 200
+    document = client.get("/api/config/combined_v3", **headers).json()["data"]
+    put = lambda: client.put(  # noqa: E731
+        "/api/config/combined_v3", document, content_type="application/json", HTTP_IF_MATCH='"1"', **headers
+    )
+    assert put().status_code == 403
+    access.set_role(get_user_model().objects.get(username="token:bot"), access.OPERATOR)
+    assert put().status_code == 200
+    get_user_model().objects.filter(username="token:bot").update(is_active=False)
+    assert client.get("/api/config/combined_v3", **headers).status_code == 401
+    assert client.get("/api/config/combined_v3", HTTP_AUTHORIZATION="Bearer zpx_not-a-token").status_code == 401
+
+
+def test_a_tokens_last_use_is_written_at_most_once_a_minute(client, config):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from zepix_admin.core.models import ApiToken
+
+    raw = access.create_token("bot", "viewer")
+    tokens = ApiToken.objects.filter(name="bot")
+    assert tokens.get().last_used_at is None
+    client.get("/api/config/combined_v3", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert timezone.now() - tokens.get().last_used_at < timedelta(seconds=10)
+    half_a_minute_ago = timezone.now() - timedelta(seconds=30)
+    tokens.update(last_used_at=half_a_minute_ago)
+    client.get("/api/config/combined_v3", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert tokens.get().last_used_at == half_a_minute_ago  # not written again within the minute
+    tokens.update(last_used_at=timezone.now() - timedelta(seconds=61))
+    client.get("/api/config/combined_v3", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert timezone.now() - tokens.get().last_used_at < timedelta(seconds=10)
+
+
 def test_changes_in_the_admin_and_token_deletions_are_audited(admin_client, config):
     access.create_token("bot", "viewer")
     token = __import__("zepix_admin.core.models", fromlist=["ApiToken"]).ApiToken.objects.get(name="bot")
