@@ -10,10 +10,9 @@ so changes nothing (tests/test_guard_rails.py fails when a view that takes a POS
 Machine clients send ``Authorization: Bearer <token>``; each token acts as its own user.
 """
 
-import functools
 import secrets
 from datetime import timedelta
-from functools import wraps
+from functools import cache, wraps
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
@@ -160,7 +159,7 @@ def may_ship(user, plugin_id: str) -> bool:
 ACTIVITY_WRITTEN_EVERY_SECONDS = 60
 
 
-@functools.cache
+@cache
 def _token_sql() -> str:
     """The token, its user, whether its last use is to be written, and the user's groups (one row
     per group)."""
