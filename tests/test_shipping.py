@@ -275,6 +275,7 @@ def test_a_large_first_shipping_sends_the_whole_file_then_batches_and_a_replaced
             store.save_trades([trade(800_000 + n, symbol="XAUUSD") for n in range(30)])
         shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
         assert "whole file" not in shipped.stdout and "shipped 30 rows" in shipped.stdout
+        assert "in 1 batch(es)" in shipped.stdout  # one request: a batch that is not full is the last
         assert_same(host, hub)
 
         # The host's file restored from the older copy (a new identity): it goes whole again, and
