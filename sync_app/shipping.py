@@ -145,10 +145,12 @@ def snapshot_worthwhile(path, held: dict, *, min_rows: int = SNAPSHOT_ROWS) -> b
         connection.execute("BEGIN")
         if any(since.values()) and not _starts_over(connection, since, held["incarnation"]):
             return False
-        rows = 0
-        for table in SHIPPED_TABLES:
-            rows += connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        return rows >= min_rows
+        return shipped_rows(connection) >= min_rows
+
+
+def shipped_rows(connection) -> int:
+    """How many rows a file has in the tables that are shipped."""
+    return sum(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in SHIPPED_TABLES)
 
 
 def snapshot_of(path, work_dir: Path) -> Path:
@@ -330,7 +332,7 @@ def apply_snapshot(plugin_id: str, body, *, host: str, every_seconds: float | No
                 if problem:
                     raise SnapshotRefused(problem)
                 _keep_the_mirrors_own(source, target)
-                rows = sum(source.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in SHIPPED_TABLES)
+                rows = shipped_rows(source)
         except sqlite3.DatabaseError as error:
             raise SnapshotRefused(f"it is not a plugin database ({error})") from None
         with closing(connect(target, read_only=True)) as mirror:
