@@ -154,7 +154,7 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
     what the bot runs."""
     from config_app.client import ConfigSubscriber
     from tests.helpers import Server
-    from tests.test_several_nodes import SCOPE, save_lot
+    from tests.test_several_nodes import SCOPE, config_api, save_lot
 
     server = Server(tmp_path)
     data = tmp_path / "data"
@@ -171,11 +171,7 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         run(server.env, "restore_backup", backup)
         save_lot(server.url, server.token, 0.4)
         wait_for(lambda: subscriber.document.get("max_lot_size") == 0.4, "the save after the restore to reach the bot")
-        request = urllib.request.Request(
-            f"{server.url}/api/config/{SCOPE}", headers={"Authorization": f"Bearer {server.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            shown = json.load(response)
+        shown = config_api(server.url, server.token)
         assert shown["data"]["max_lot_size"] == 0.4 and shown["version"] == subscriber.applied_version
     finally:
         subscriber.stop()
@@ -190,17 +186,13 @@ def test_a_consoles_kept_connections_read_the_restored_central_database_and_leav
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.helpers import Server
-    from tests.test_several_nodes import SCOPE, save_lot
+    from tests.test_several_nodes import SCOPE, config_api, save_lot
 
     server = Server(tmp_path)
     data = tmp_path / "data"
 
     def shown_version(_=None):
-        request = urllib.request.Request(
-            f"{server.url}/api/config/{SCOPE}", headers={"Authorization": f"Bearer {server.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)["version"]
+        return config_api(server.url, server.token)["version"]
 
     try:
         run(server.env, "backup_databases", "--db", "default")

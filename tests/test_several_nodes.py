@@ -27,18 +27,20 @@ def answers(url):
         return False
 
 
-def save_lot(url, token, lot):
-    def call(method, body=None, version=None):
-        request = urllib.request.Request(f"{url}/api/config/{SCOPE}", method=method, data=body)
-        request.add_header("Authorization", f"Bearer {token}")
-        if version is not None:
-            request.add_header("If-Match", f'"{version}"')
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+def config_api(url, token, method="GET", body=None, version=None):
+    """The served app's answer for SCOPE's config: GET it, or PUT a document on ``version``."""
+    request = urllib.request.Request(f"{url}/api/config/{SCOPE}", method=method, data=body)
+    request.add_header("Authorization", f"Bearer {token}")
+    if version is not None:
+        request.add_header("If-Match", f'"{version}"')
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
 
-    current = call("GET")
+
+def save_lot(url, token, lot):
+    current = config_api(url, token)
     document = {**current["data"], "max_lot_size": lot}
-    return call("PUT", json.dumps(document).encode(), current["version"])["version"]
+    return config_api(url, token, "PUT", json.dumps(document).encode(), current["version"])["version"]
 
 
 def test_a_web_node_killed_under_50_subscribers_loses_none_of_their_versions(tmp_path):
