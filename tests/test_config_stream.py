@@ -128,6 +128,29 @@ def test_unknown_scopes_and_anonymous_subscribers_are_refused(server):
         assert refused.value.code == status
 
 
+def threads_of(process) -> int:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+
+
+def test_more_streams_than_the_worker_keeps_threads_for_all_get_the_version_and_the_threads_go(own_server):
+    """Each request has a thread of its own for as long as it runs (a stream: as long as it is
+    open), kept afterwards for the next request; the worker keeps at most 16 of them idle."""
+    before = threads_of(own_server.process)
+    streams = [open_stream(own_server) for _ in range(30)]
+    assert threads_of(own_server.process) >= 1 + 30  # the event loop's, and one for each stream
+    threading.Timer(0.3, save_lot, args=(own_server, 0.65)).start()
+    for response, events in streams:
+        [got] = next_versions(events, 1)
+        assert json.loads(got["data"])["data"]["max_lot_size"] == 0.65
+        response.close()
+    deadline = time.monotonic() + 10
+    while threads_of(own_server.process) > before + 16 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert threads_of(own_server.process) <= before + 16
+    assert current_version(own_server) >= 2  # and the worker answers as before
+
+
 def test_a_save_in_another_process_reaches_subscribers_on_every_worker(tmp_path):
     server = Server(tmp_path, workers=2)
     try:
