@@ -1,3 +1,4 @@
+import contextlib
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -178,16 +179,18 @@ class Postgres:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def web_node(env: dict, port: int, *, quiet: bool = True) -> subprocess.Popen:
-    """A web node: `python -m zepix_admin.web`, what `serve` runs (its logs hidden when quiet)."""
-    output = subprocess.DEVNULL if quiet else None
-    return subprocess.Popen(
-        [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=ROOT,
-        stdout=output,
-        stderr=output,
-    )
+def web_node(env: dict, port: int, *, quiet: bool = True, log: Path | None = None) -> subprocess.Popen:
+    """A web node: `python -m zepix_admin.web`, what `serve` runs (its logs hidden when quiet,
+    written to ``log`` when given)."""
+    with contextlib.ExitStack() as files:
+        output = files.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL if quiet else None
+        return subprocess.Popen(
+            [sys.executable, "-m", "zepix_admin.web", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            cwd=ROOT,
+            stdout=output,
+            stderr=output,
+        )
 
 
 def free_port() -> int:

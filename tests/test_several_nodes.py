@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from config_app.client import ConfigSubscriber
-from tests.helpers import free_port, installed, web_node
+from tests.helpers import free_port, installed, start_redis, web_node
 from tests.test_bad_day import wait_for
 
 pytestmark = pytest.mark.slow
@@ -129,3 +129,51 @@ def test_web_nodes_that_share_no_folder_wake_each_other_through_redis(tmp_path, 
                 node.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 node.kill()
+
+
+def test_a_redis_that_stops_answering_holds_up_one_save_and_loses_no_version(tmp_path):
+    """Redis stopped without closing its connections (a host gone from the network): the node
+    that saves waits for it once, then leaves the other node to find the versions by itself;
+    each subscriber, on either node, applies every version."""
+    port = free_port()
+    redis_server = start_redis(port, tmp_path)
+    env, operator_token, viewer_token = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    log = tmp_path / "node-a.log"
+    nodes = []
+    for name, node_port in zip("ab", ports, strict=True):
+        (tmp_path / f"tmp-{name}").mkdir()
+        node_env = {**env, "TMPDIR": str(tmp_path / f"tmp-{name}")}  # no datagram from one to the other
+        nodes.append(web_node(node_env, node_port, log=log if name == "a" else None))
+    applied: dict[str, list] = {"near": [], "far": []}
+    subscribers = [
+        ConfigSubscriber(
+            url, viewer_token, scope=SCOPE, name=name, on_config_changed=lambda c, n=name: applied[n].append(c)
+        )
+        for name, url in (("near", urls[0]), ("far", urls[1]))
+    ]
+    try:
+        for url in urls:
+            wait_for(lambda url=url: answers(url), f"{url} to answer")
+        for subscriber in subscribers:
+            subscriber.start()
+        wait_for(lambda: all(s.seen_version == 1 for s in subscribers), "both subscribers to load version 1")
+        redis_server.send_signal(signal.SIGSTOP)
+        for lot in (0.2, 0.3, 0.4):
+            save_lot(urls[0], operator_token, lot)
+        wait_for(lambda: all(s.seen_version == 4 for s in subscribers), "both subscribers to reach version 4")
+        assert all([c["max_lot_size"]["new"] for c in changes] == [0.2, 0.3, 0.4] for changes in applied.values())
+        assert log.read_text().count("Could not announce a config version through Redis") == 1
+    finally:
+        redis_server.send_signal(signal.SIGCONT)
+        for subscriber in subscribers:
+            subscriber.stop()
+        for node in nodes:
+            node.send_signal(signal.SIGINT)
+            try:
+                node.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        redis_server.terminate()
+        redis_server.wait()
