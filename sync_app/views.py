@@ -1,5 +1,6 @@
 import sqlite3
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
@@ -199,6 +200,8 @@ def api_sync_snapshot(request: AuthenticatedHttpRequest, plugin_id: str):
     if request.headers.get("Content-Encoding", "") != "zstd":
         raise Invalid("A snapshot is sent zstd-compressed (Content-Encoding: zstd).")
     try:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.MAX_SNAPSHOT_BYTES:  # left unread (asgi)
+            raise shipping.SnapshotRefused(f"it is over {settings.MAX_SNAPSHOT_BYTES >> 20} MB (ZEPIX_MAX_SNAPSHOT_MB)")
         held = shipping.apply_snapshot(plugin_id, request, host=host, every_seconds=every_seconds)
     except shipping.SnapshotRefused as refusal:
         return JsonResponse({"error": str(refusal), **shipping.acknowledged(plugin_id)}, status=409)
@@ -207,6 +210,16 @@ def api_sync_snapshot(request: AuthenticatedHttpRequest, plugin_id: str):
 
 
 api_sync_snapshot.required_role = PLUGIN_HOST  # checked by may_ship above
+
+
+def snapshot_body_limit(user, plugin_id: str) -> int | None:
+    """A snapshot may be as large as the largest file the central takes whole, from its plugin's
+    host only: any other request's body is cut at DATA_UPLOAD_MAX_MEMORY_SIZE before it is
+    stored (zepix_admin.asgi)."""
+    return settings.MAX_SNAPSHOT_BYTES if may_ship(user, plugin_id) else None
+
+
+api_sync_snapshot.body_limit = snapshot_body_limit
 
 
 def _shipping_host(request, plugin_id: str) -> tuple[str, float | None]:

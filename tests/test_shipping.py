@@ -2,7 +2,9 @@
 folders (the host's and the central's), the central served by `manage.py serve`, the host
 running `manage.py ship_changes`; cut in the middle, replaced, and refused when not allowed."""
 
+import base64
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -286,6 +288,37 @@ def test_a_large_first_shipping_sends_the_whole_file_then_batches_and_a_replaced
         assert_same(host, hub)
         assert len(central_rows(hub)) == 2500
         assert central(hub, "SELECT COUNT(*) FROM zepix_admin_auditentry WHERE action = 'sync.snapshot'")[0][0] == 2
+    finally:
+        server.stop()
+
+
+def test_a_host_may_send_a_whole_file_larger_than_any_other_request_may_be(two_hosts):
+    """The central cuts every request's body at Django's DATA_UPLOAD_MAX_MEMORY_SIZE before it is
+    stored, but the snapshot of a plugin-host token made for that plugin."""
+    from django.conf import settings
+
+    hub_env, hub, token, bot_env, host = two_hosts
+    path = host / "plugins" / f"{PLUGIN}.sqlite3"
+    with PluginStore(path) as store:  # what does not compress: the host's own signals' payloads
+        store.connection.executemany(
+            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action) "
+            "VALUES ('2026-11-26 10:00:00', 'EURUSD', 'BUY', '15m', ?, 'opened')",
+            [(json.dumps({"noise": base64.b64encode(os.urandom(3000)).decode()}),) for _ in range(1200)],
+        )
+    packed = packed_file(path)
+    assert len(packed) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    server = Served({**hub_env, "ZEPIX_MAX_SNAPSHOT_MB": "1"})  # a central that takes no file that large
+    try:
+        status, answer = post(server, token, packed, path=f"/api/sync/{PLUGIN}/snapshot")
+        assert status == 409 and "it is over 1 MB (ZEPIX_MAX_SNAPSHOT_MB)" in answer["error"]
+    finally:
+        server.stop()
+    server = Served(hub_env)
+    try:
+        shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
+        assert "its whole file first" in shipped.stdout, shipped.stdout + shipped.stderr
+        assert_same(host, hub)
+        assert central(hub, "SELECT COUNT(*) FROM zepix_admin_auditentry WHERE action = 'sync.snapshot'")[0][0] == 1
     finally:
         server.stop()
 

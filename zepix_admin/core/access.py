@@ -205,6 +205,12 @@ def user_for_token(raw_token: str):
     return user
 
 
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header ('' for any other)."""
+    scheme, _, raw_token = authorization.partition(" ")
+    return raw_token.strip() if scheme.lower() == "bearer" else ""  # the scheme is case-insensitive (RFC 9110)
+
+
 class BearerTokenMiddleware:
     """Authenticates ``Authorization: Bearer`` requests as the token's user.
 
@@ -216,9 +222,9 @@ class BearerTokenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        scheme, _, raw_token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and raw_token.strip():  # the scheme is case-insensitive (RFC 9110)
-            user = user_for_token(raw_token.strip())
+        raw_token = bearer_token(request.headers.get("Authorization", ""))
+        if raw_token:
+            user = user_for_token(raw_token)
             if user is not None:
                 request.user = user
                 request.authenticated_by_token = True
