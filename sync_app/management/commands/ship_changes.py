@@ -72,6 +72,7 @@ class Command(ZepixCommand):
         path = plugins.database_path(plugin_id)
         held = self.call("GET", plugin_id)
         shipped = batches = 0
+        posting = 0.0  # the batches' requests, from sending each to the central's answer
         whole = ""
         if shipping.snapshot_worthwhile(path, held, min_rows=self.snapshot_rows):
             answer = self.send_snapshot(plugin_id, path)
@@ -89,7 +90,9 @@ class Command(ZepixCommand):
                 rows = sum(len(table["rows"]) for table in batch["tables"].values())
                 if rows:
                     upcoming = read(batch["until"], batch["incarnation"])
+                started = time.perf_counter()
                 answer = self.call("POST", plugin_id, body)
+                posting += time.perf_counter() - started
                 if "error" in answer:  # 409: the central holds something else; ship from its marks
                     if answer["marks"] == held["marks"] and answer["incarnation"] == held["incarnation"]:
                         raise ShipFailed(f"the central refuses the batch: {answer['error']}")
@@ -104,8 +107,8 @@ class Command(ZepixCommand):
                     upcoming = read(held["marks"], held["incarnation"])
         if shipped or self.every is None:
             self.stdout.write(
-                f"{plugin_id}: shipped {shipped} rows{whole} in {batches} batch(es); the central holds trades up "
-                f"to change {held['marks']['trades']}"
+                f"{plugin_id}: shipped {shipped} rows{whole} in {batches} batch(es) ({posting * 1000:.0f} ms); "
+                f"the central holds trades up to change {held['marks']['trades']}"
             )
 
     def send_snapshot(self, plugin_id: str, path) -> dict | None:
