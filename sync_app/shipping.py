@@ -50,6 +50,10 @@ SNAPSHOT_ROWS = 4 * BATCH_ROWS  # from this many rows to ship from nothing, the 
 # A snapshot is compressed as it is sent: 100 MB in 0.18 s against 0.31 s at a backup's level 3,
 # for 10% more bytes.
 SNAPSHOT_ZSTD_LEVEL = 1
+# A shipping's request waits this long for a sync that is running before it syncs what it
+# applied: the consumer's start-up sync once left a host's first 2,500 trades out of the
+# central copy until the next minute's.
+SYNC_WAIT_SECONDS = 10
 DISK_LEFT_BYTES = 1 << 30  # a snapshot is refused once writing it would leave less free space
 
 
@@ -347,9 +351,9 @@ def apply_snapshot(plugin_id: str, body, *, host: str, every_seconds: float | No
                     raise SnapshotRefused(problem)
 
             try:
-                with only_one_sync():
+                with only_one_sync(wait_seconds=SYNC_WAIT_SECONDS):
                     sync_plugin(plugin_id, source=received, before_commit=refuse_unless_mirrored)
-            except SyncAlreadyRunning:  # that sync, or the next, copies the mirror
+            except SyncAlreadyRunning:  # the next sync copies the mirror
                 refuse_unless_mirrored()
             except SnapshotRefused:
                 raise
@@ -496,9 +500,11 @@ def _record(plugin_id: str, host: str, every_seconds: float | None, rows: int) -
 
 
 def _sync_now(plugin_id: str) -> None:
-    """The central copy follows at once; when a sync is running, it (or the next) takes it."""
+    """The central copy follows at once, after a sync that is running (the periodic one, most
+    often: it may have read the mirror before this batch); one running longer than
+    SYNC_WAIT_SECONDS leaves it to the next sync."""
     try:
-        with only_one_sync():
+        with only_one_sync(wait_seconds=SYNC_WAIT_SECONDS):
             sync_plugin(plugin_id)
     except SyncAlreadyRunning:
         pass

@@ -16,7 +16,7 @@ import logging
 import re
 import sqlite3
 import time
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -217,12 +217,24 @@ def enabled_plugins() -> list[str]:
 
 
 @contextmanager
-def only_one_sync():
-    try:
-        with file_lock(settings.DATA_DIR / "sync.lock", wait=False):
+def only_one_sync(wait_seconds: float = 0.0):
+    """Hold the sync lock; SyncAlreadyRunning when another sync holds it still after
+    ``wait_seconds``."""
+    refusal = "Another sync is running; try again when it has finished."
+    deadline = time.monotonic() + wait_seconds
+    with ExitStack() as held:
+        while True:
+            try:
+                held.enter_context(file_lock(settings.DATA_DIR / "sync.lock", wait=False))
+                break
+            except Busy:
+                if time.monotonic() >= deadline:
+                    raise SyncAlreadyRunning(refusal) from None
+                time.sleep(0.1)
+        try:
             yield
-    except Busy:
-        raise SyncAlreadyRunning("Another sync is running; try again when it has finished.") from None
+        except Busy:
+            raise SyncAlreadyRunning(refusal) from None
 
 
 class Progress:

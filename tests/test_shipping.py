@@ -3,6 +3,7 @@ folders (the host's and the central's), the central served by `manage.py serve`,
 running `manage.py ship_changes`; cut in the middle, replaced, and refused when not allowed."""
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -319,6 +321,21 @@ def test_a_host_may_send_a_whole_file_larger_than_any_other_request_may_be(two_h
         assert "its whole file first" in shipped.stdout, shipped.stdout + shipped.stderr
         assert_same(host, hub)
         assert central(hub, "SELECT COUNT(*) FROM zepix_admin_auditentry WHERE action = 'sync.snapshot'")[0][0] == 1
+    finally:
+        server.stop()
+
+
+def test_a_shipping_while_another_sync_runs_is_in_the_central_copy_when_the_host_is_answered(two_hosts):
+    """A sync running on the central (the consumer's, at its start or each minute) may have read
+    the mirror before the batch: the batch's own sync waits for it, then copies the batch."""
+    hub_env, hub, token, bot_env, host = two_hosts
+    server = Served(hub_env)
+    try:
+        lock = (hub / "sync.lock").open("a")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another sync, running
+        threading.Timer(2, lambda: (fcntl.flock(lock, fcntl.LOCK_UN), lock.close())).start()
+        ship(bot_env, server, token)
+        assert_same(host, hub)
     finally:
         server.stop()
 
