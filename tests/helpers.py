@@ -1,4 +1,5 @@
 import contextlib
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -191,6 +192,16 @@ def web_node(env: dict, port: int, *, quiet: bool = True, log: Path | None = Non
             stdout=output,
             stderr=output,
         )
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    """A web node stopped as Ctrl-C stops it (killed if it has not stopped in 10 s); nothing
+    for one that has ended already."""
+    node.send_signal(signal.SIGINT)
+    try:
+        node.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        node.kill()
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ the central-database tests run on PostgreSQL too: `make test` runs them a second
 ZEPIX_TEST_POSTGRES=1.)"""
 
 import json
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -15,7 +14,18 @@ import pytest
 
 from config_app.client import ConfigSubscriber
 from plugins_app.store import PluginStore
-from tests.helpers import ROOT, Postgres, closed_trade, free_port, fresh_env, installed, manage, trade, web_node
+from tests.helpers import (
+    ROOT,
+    Postgres,
+    closed_trade,
+    free_port,
+    fresh_env,
+    installed,
+    manage,
+    stop_node,
+    trade,
+    web_node,
+)
 from tests.test_bad_day import wait_for
 from tests.test_several_nodes import answers, save_lot
 
@@ -73,14 +83,6 @@ def get(url, token=None, timeout=10):
             return error.code, error.read().decode()
 
 
-def stop(node):
-    node.send_signal(signal.SIGINT)
-    try:
-        node.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        node.kill()
-
-
 def test_an_operators_day_with_the_central_database_on_postgresql(cluster, template, tmp_path):
     env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     plugin_file = tmp_path / "node" / "data" / "plugins" / f"{SCOPE}.sqlite3"
@@ -133,7 +135,7 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
         assert status in (200, 503)  # no consumer runs here: the worker check may say so
         assert [entry["ok"] for entry in report["databases"] if entry["alias"] == "default"] == [True]
     finally:
-        stop(node)
+        stop_node(node)
 
 
 def test_a_bot_hosts_whole_file_then_its_batches_reach_a_central_database_on_postgresql(cluster, template, tmp_path):
@@ -160,7 +162,7 @@ def test_a_bot_hosts_whole_file_then_its_batches_reach_a_central_database_on_pos
         assert shipped.returncode == 0 and "shipped 20 rows in" in shipped.stdout, shipped.stdout
         assert cluster.sql(count, database) == [(320,)]
     finally:
-        stop(node)
+        stop_node(node)
 
 
 def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, template, tmp_path):
@@ -193,7 +195,7 @@ def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tem
     finally:
         subscriber.stop()
         for node in nodes:
-            stop(node)
+            stop_node(node)
 
 
 def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, template, tmp_path):
@@ -221,7 +223,7 @@ def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, 
     finally:
         for subscriber in subscribers:
             subscriber.stop()
-        stop(node)
+        stop_node(node)
 
 
 def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itself(cluster, template, tmp_path):
@@ -259,7 +261,7 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
         status, history = get(f"{url}/api/config/{SCOPE}", viewer_token)
         assert json.loads(history)["data"]["max_lot_size"] == 0.3
     finally:
-        stop(node)
+        stop_node(node)
 
 
 def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(cluster, template, tmp_path):

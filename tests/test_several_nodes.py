@@ -4,7 +4,6 @@ once, in order. Real processes (`python -m zepix_admin.web`, what `serve` runs).
 
 import json
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -12,7 +11,7 @@ import urllib.request
 import pytest
 
 from config_app.client import ConfigSubscriber
-from tests.helpers import free_port, installed, start_redis, web_node
+from tests.helpers import free_port, installed, start_redis, stop_node, web_node
 from tests.test_bad_day import wait_for
 
 pytestmark = pytest.mark.slow
@@ -85,12 +84,7 @@ def test_a_web_node_killed_under_50_subscribers_loses_none_of_their_versions(tmp
         for subscriber in subscribers:
             subscriber.stop()
         for node in nodes:
-            if node.poll() is None:
-                node.send_signal(signal.SIGINT)
-                try:
-                    node.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    node.kill()
+            stop_node(node)
 
 
 def test_web_nodes_that_share_no_folder_wake_each_other_through_redis(tmp_path, redis_url):
@@ -124,11 +118,7 @@ def test_web_nodes_that_share_no_folder_wake_each_other_through_redis(tmp_path, 
     finally:
         subscriber.stop()
         for node in nodes:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            stop_node(node)
 
 
 def test_a_redis_that_stops_answering_holds_up_one_save_and_loses_no_version(tmp_path):
@@ -170,10 +160,6 @@ def test_a_redis_that_stops_answering_holds_up_one_save_and_loses_no_version(tmp
         for subscriber in subscribers:
             subscriber.stop()
         for node in nodes:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            stop_node(node)
         redis_server.terminate()
         redis_server.wait()
