@@ -33,6 +33,7 @@ from sync_app import backup as backups
 from sync_app.models import Backup, JobState
 from sync_app.tasks import MANUAL_BACKUP
 from tests.helpers import Server, closed_trade, trade
+from tests.test_several_nodes import config_api
 from zepix_admin.core import access, alerts
 from zepix_admin.core.limits import statement_time_limit, timed_out
 from zepix_admin.core.models import AuditEntry
@@ -176,17 +177,9 @@ def test_a_body_over_its_limit_is_answered_without_the_server_reading_it_all(tmp
         chunked = {**operator, "Transfer-Encoding": "chunked"}
         status, _ = answer_to_a_body_never_finished(server, "POST", "/api/config/combined_v3/ack", chunked, chunk * 6)
         assert status == 400
-        assert current_version_of(server) == 1  # nothing was saved, and the server answers as before
+        assert config_api(server.url, server.token)["version"] == 1  # nothing saved, the server answers as before
     finally:
         server.stop()
-
-
-def current_version_of(server) -> int:
-    request = urllib.request.Request(
-        f"{server.url}/api/config/combined_v3", headers={"Authorization": f"Bearer {server.token}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)["version"]
 
 
 @pytest.mark.slow
