@@ -98,16 +98,16 @@ class Handler(ASGIHandler):
                 if cut:
                     continue  # the rest of a body over its limit: read and dropped
                 received += len(message.get("body", b""))
-                if max(received, declared) > limit and not larger_limit_asked:
+                size = max(received, declared)
+                if size > limit and not larger_limit_asked:
                     larger_limit_asked = True
                     limit = max(limit, await sync_to_async(self.larger_body_limit)(scope) or 0)
-                if max(received, declared) <= limit:
+                if size <= limit:
                     return message
                 cut = True
-                length = str(max(received, declared)).encode()  # what Django's limit then refuses
-                scope["headers"] = [
+                scope["headers"] = [  # the length Django's limit then refuses
                     *(h for h in scope["headers"] if h[0] != b"content-length"),
-                    (b"content-length", length),
+                    (b"content-length", str(size).encode()),
                 ]
                 return {"type": "http.request", "body": b"", "more_body": False}
 
