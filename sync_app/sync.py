@@ -42,7 +42,7 @@ from sync_app.models import (
     TradeTotals,
 )
 from zepix_admin.core.alerts import raise_alert, resolve_alert
-from zepix_admin.core.databases import database_file, on_postgresql
+from zepix_admin.core.databases import checkpoint, database_file, on_postgresql
 from zepix_admin.core.errors import Conflict
 from zepix_admin.core.files import Busy, file_lock
 
@@ -349,6 +349,7 @@ def run_sync(
         run.error = "; ".join(f"{plugin_id}: {results[plugin_id].error}" for plugin_id in failures)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "plugins", "error", "finished_at"])
+        checkpoint("default")  # the run's pages, once (see CENTRAL_WAL_AUTOCHECKPOINT_PAGES)
     return run
 
 
@@ -401,6 +402,7 @@ def sync_plugin(
         # Changed trades land all over the central indexes: a bigger page cache than SQLite's
         # 2 MB default keeps a batch from spilling and re-reading pages before its commit.
         raw.execute("PRAGMA cache_size = -65536")
+        raw.execute(f"PRAGMA wal_autocheckpoint = {settings.CENTRAL_WAL_AUTOCHECKPOINT_PAGES}")
         raw.execute("ATTACH DATABASE ? AS src", (read_only_uri(path),))
         # And the plugin's file its own (a PRAGMA without a schema sets main's alone): each
         # statement reads the changed rows again, and at 2 MB 500 random ones fell out between

@@ -10,6 +10,7 @@ is restarted and visible.
 import http.cookiejar
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -124,6 +125,24 @@ def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_
         data, "SELECT SUM(trades_count), ROUND(SUM(profit), 2) FROM cross_plugin_stats WHERE plugin_id = 'combined_v3'"
     ) == [(2, 8.5)]
     assert "0 inserted, 0 updated, 0 removed" in run(env, "sync_plugins", "--plugin", "combined_v3").stdout
+
+
+def test_a_copy_of_the_central_file_alone_holds_what_the_last_sync_copied_while_the_console_runs(install, tmp_path):
+    """A disk snapshot or a plain copy takes the database file without its write-ahead log: each
+    sync run ends by copying the log into the file, also while the console's connections stay
+    open (the file is then never checkpointed by a last connection closing)."""
+    env, data = install
+    with closing(sqlite3.connect(data / "central.sqlite3")) as console:
+        console.execute("SELECT COUNT(*) FROM sync_app_syncrun").fetchall()  # an open connection, as a web worker keeps
+        run(env, "sync_plugins")
+        snapshot = tmp_path / "snapshot.sqlite3"
+        shutil.copyfile(data / "central.sqlite3", snapshot)
+    with closing(sqlite3.connect(snapshot)) as copy:
+        assert copy.execute("SELECT plugin_id, COUNT(*) FROM aggregated_trades GROUP BY 1 ORDER BY 1").fetchall() == [
+            ("combined_v3", 3),
+            ("price_action_v6", 3),
+        ]
+        assert copy.execute("SELECT status FROM sync_app_syncrun ORDER BY id DESC LIMIT 1").fetchall() == [("OK",)]
 
 
 def test_after_the_central_database_is_restored_its_backup_list_is_what_is_on_disk(install):

@@ -27,3 +27,12 @@ def on_postgresql(alias: str = "default") -> bool:
     """Whether a database alias is on PostgreSQL (only the central one can be: DATABASE_URL); an
     unknown alias is not (the caller refuses it by name)."""
     return alias in settings.DATABASES and connections[alias].vendor == "postgresql"
+
+
+def checkpoint(alias: str = "default") -> None:
+    """Copies what an SQLite database's write-ahead log holds into its file, as far as its
+    readers allow, without waiting for them (PostgreSQL checkpoints by itself)."""
+    if on_postgresql(alias):
+        return
+    with connections[alias].cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
