@@ -16,12 +16,16 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import zstandard
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.contrib.auth.models import Group, User
+from django.contrib.sessions.models import Session
+from django.core import serializers
+from django.core.management.color import no_style
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from config_app import service as config_service
@@ -33,6 +37,7 @@ from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
 from zepix_admin.core.files import fsync_folder
+from zepix_admin.core.models import ApiToken, AuditEntry
 
 logger = logging.getLogger("zepix.backup")
 
@@ -368,6 +373,14 @@ def find_backup(reference: str, alias: str | None) -> tuple[Path, str, Backup | 
     return Path(backup.path), backup.database, backup
 
 
+def _taken_at(path: Path, backup: Backup | None) -> datetime | None:
+    """When a backup was taken: its record's time, or the time in its file's name."""
+    if backup is not None:
+        return backup.created_at
+    name = BACKUP_NAME.match(path.name)
+    return _stamped_at(name) if name else None
+
+
 def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]:
     """Check the backup, keep the current file aside, swap the restored file in atomically.
 
@@ -389,7 +402,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
         )
         if alias != "default":
             stamp_identity(restored)  # the sync then reconciles the plugin's central rows
-        with _carried_over(alias):
+        with _carried_over(alias, _taken_at(path, backup)):
             connections[alias].close()
             aside = aside_dir / f"{alias}-{timezone.now():{STAMP}}.sqlite3"
             if target.exists():
@@ -404,40 +417,78 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
 
 
 @contextmanager
-def _carried_over(alias: str):
+def _carried_over(alias: str, taken_at: datetime | None):
     """Around the swap of the central database: what it holds that must outlive its restore,
     read just before and put back just after. The config history goes on from where the
     running plugins are (config saves wait in between: they take the same lock, so none lands
-    in the file being replaced); plugins whose database here is a mirror that a bot host ships
-    to stay so (restored from before a host's first batch, a mirror with rows and no shipping
-    state is taken for a plugin written on this machine, and every batch after is refused);
-    plugins archived since the backup stay known with their archive (archive_plugin --undo);
-    and the backups' records follow the backup folder."""
+    in the file being replaced); the rows of CARRIED_OVER_A_RESTORE are put back as they were;
+    the audit entries made since the backup was taken (``taken_at``; every one when it is not
+    known) are added to the restored log; and the backups' records follow the backup folder."""
     if alias != "default":
         yield
         return
     try:
-        carried = [(model, keys, list(model.objects.all())) for model, keys in CARRIED_OVER_A_RESTORE]
+        carried = [
+            (model, serializers.serialize("json", rows(), use_natural_foreign_keys=True))
+            for model, rows in CARRIED_OVER_A_RESTORE
+        ]
+        audited = AuditEntry.objects.all()
+        if taken_at is not None:  # a margin for a clock set back since
+            audited = audited.filter(at__gte=taken_at - timedelta(days=1))
+        audit_since = serializers.serialize("json", audited)
     except DatabaseError as error:  # a damaged central database is what is being restored
-        logger.warning("The shipping states and archives could not be read before the restore: %s", error)
-        carried = []
+        logger.warning(
+            "Users, tokens, sessions, shipping states and archives could not be read before the restore: %s", error
+        )
+        carried, audit_since = [], "[]"
     with config_service.config_lock():
         history = config_service.history_mark()
         yield
         for line in config_service.continue_history(history):
             logger.info("After the restore: %s", line)
-    for model, keys, rows in carried:
-        for row in rows:
-            fields = {field.name: getattr(row, field.name) for field in model._meta.fields if field.name != "id"}
-            model.objects.update_or_create(**{key: fields.pop(key) for key in keys}, defaults=fields)
+    with transaction.atomic():
+        for model, rows in carried:
+            kept = list(serializers.deserialize("json", rows))
+            model.objects.exclude(pk__in=[row.object.pk for row in kept]).delete()
+            for row in kept:
+                row.save()
+        entries = list(serializers.deserialize("json", audit_since))
+        logged = set(AuditEntry.objects.filter(pk__in=[e.object.pk for e in entries]).values_list("pk", flat=True))
+        for entry in entries:
+            if entry.object.pk not in logged:
+                entry.save()
+        # Rows saved with their ids: PostgreSQL's sequences go on after them (SQLite's by itself).
+        with connections["default"].cursor() as cursor:
+            for statement in connections["default"].ops.sequence_reset_sql(
+                no_style(), [model for model, _ in CARRIED_OVER_A_RESTORE] + [AuditEntry]
+            ):
+                cursor.execute(statement)
     reconcile_records()
 
 
-# Rows of the central database that outlive its restore, each found again by these fields.
-CARRIED_OVER_A_RESTORE = ((ShippingState, ("plugin_id",)), (ArchivedPlugin, ("plugin_id", "archived_at")))
+# Rows of the central database put back after its restore as they were before it, with their
+# ids (a session names its user by id), those the backup has besides removed: who may sign in and
+# with what (a user or token removed since the backup must not work again, one made since must
+# keep working: a bot host's), who is signed in, the plugins whose database here is a mirror a
+# bot host ships to (restored from before a host's first batch, a mirror with rows and no
+# shipping state is taken for a plugin written on this machine, and every batch after is
+# refused), and the plugins archived (archive_plugin --undo finds them).
+CARRIED_OVER_A_RESTORE = (
+    (Group, lambda: Group.objects.all()),  # the roles (plugin-host's is made with the first such token)
+    (User, lambda: User.objects.all()),
+    (ApiToken, lambda: ApiToken.objects.all()),
+    (Session, lambda: Session.objects.filter(expire_date__gt=timezone.now())),
+    (ShippingState, lambda: ShippingState.objects.all()),
+    (ArchivedPlugin, lambda: ArchivedPlugin.objects.all()),
+)
 
 
 BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")
+
+
+def _stamped_at(name: re.Match) -> datetime:
+    """The time in a backup's name (BACKUP_NAME's match)."""
+    return datetime.strptime(name["stamp"], STAMP).replace(tzinfo=UTC)
 
 
 def reconcile_records() -> tuple[int, int]:
@@ -462,7 +513,7 @@ def reconcile_records() -> tuple[int, int]:
             continue
         Backup.objects.create(
             database=name["alias"],
-            created_at=datetime.strptime(name["stamp"], STAMP).replace(tzinfo=UTC),
+            created_at=_stamped_at(name),
             path=str(path),
             size_bytes=path.stat().st_size,
             sha256=_file_sha256(path),
@@ -486,7 +537,7 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
     )
     aside = aside_dir / f"default-{timezone.now():{STAMP}}{postgres_backup.SUFFIX}"
     try:
-        with _carried_over("default"):
+        with _carried_over("default", _taken_at(path, backup)):
             postgres_backup.dump(aside)
             postgres_backup.restore(path)
     except postgres_backup.DumpFailed as error:

@@ -197,6 +197,50 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         server.stop()
 
 
+def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_since_its_backup(install):
+    """Restored to an older backup under a running console, the central database must not bring
+    back a token revoked since (a leaked one would work again), lock out a bot host whose token
+    was made since, sign out the operator who restores, nor lose what the audit log recorded
+    since the backup."""
+    env, data = install
+    server = Served(env)
+
+    def new_token(name, role, *plugins):
+        created = run(env, "create_token", name, "--role", role, *plugins)
+        return created.stdout.strip().splitlines()[-1]
+
+    def answer(path, token):
+        request = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        leaked, operator = new_token("leaked", "operator"), new_token("ops-script", "operator")
+        run(env, "backup_databases", "--db", "default")
+        backup = backup_id(data, "default")
+        host = new_token("host-b", "plugin-host", "--plugin", "combined_v3")
+        revoke = "from zepix_admin.core.models import ApiToken; ApiToken.objects.get(name='leaked').delete()"
+        run(env, "shell", "-c", revoke)  # as the admin's delete does
+        assert answer("/api/config/combined_v3", leaked) == 401
+        server.log_in()
+        assert server.get("/sync/")[0] == 200
+        logged = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
+        assert ("token.create", "host-b") in {(action, target) for _, action, target in logged}
+
+        run(env, "restore_backup", backup)
+        assert answer("/api/config/combined_v3", leaked) == 401
+        assert answer("/api/sync/combined_v3/batches", host) == 200
+        assert answer("/api/config/combined_v3", operator) == 200
+        assert server.opener.open(server.url + "/sync/", timeout=5).geturl().endswith("/sync/")  # still signed in
+        after = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
+        assert after[: len(logged)] == logged and after[-1][1] == "backup.restore"
+    finally:
+        server.stop()
+
+
 def test_a_consoles_kept_connections_read_the_restored_central_database_and_leave_its_wal_alone(tmp_path):
     """A web process keeps the connections its requests closed, for the next ones. Restored
     under it, the console reads the restored file (and so does the restore's own history

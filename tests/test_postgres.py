@@ -110,6 +110,11 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
     assert manage("sync_plugins", env=env).returncode == 0
     assert manage("config", "set", SCOPE, "max_lot_size", "0.7", env=env).returncode == 0  # version 2
     backup_id = cluster.sql("SELECT id FROM sync_app_backup WHERE database = 'default'", database)[0][0]
+    backup_audit = cluster.sql("SELECT MAX(id) FROM zepix_admin_auditentry WHERE action = 'backup.create'", database)[
+        0
+    ][0]
+    since_backup = cluster.sql(f"SELECT action FROM zepix_admin_auditentry WHERE id > {backup_audit}", database)
+    assert since_backup  # the config set
     restored = manage("restore_backup", str(backup_id), env=env)
     assert restored.returncode == 0, restored.stderr
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(202,)]  # as backed up
@@ -119,6 +124,10 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
     assert manage("config", "get", SCOPE, "max_lot_size", env=env).stdout.strip() == "0.7"
     newest = f"SELECT version, via FROM config_app_configversion WHERE scope = '{SCOPE}' ORDER BY id DESC LIMIT 1"
     assert cluster.sql(newest, database) == [(3, "restore")]
+    # The audit entries made since the backup are kept, and the log goes on after them.
+    audit = f"SELECT action, target FROM zepix_admin_auditentry WHERE id > {backup_audit} ORDER BY id"
+    assert cluster.sql(audit, database)[-1] == ("backup.restore", "default")
+    assert len(cluster.sql(audit, database)) == len(since_backup) + 1
     assert manage("sync_plugins", env=env).returncode == 0
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(253,)]
     assert cluster.sql("SELECT trades_count, profit FROM cross_plugin_stats", database) == [(2, 15.5)]
