@@ -151,12 +151,60 @@ def detection_bench(settings, ids, repeat: int = 200):
     )
 
 
+def updates_and_new_trades(where: str):
+    """Half the changes update the swap of trades picked at random ``where``, half are new open trades."""
+
+    def change(args, path: Path, plugin_id: str, round_number: int) -> None:
+        from plugins_app.store import PluginStore
+
+        with closing(sqlite3.connect(path, isolation_level=None)) as bot:
+            bot.execute("BEGIN IMMEDIATE")
+            bot.execute(
+                f"UPDATE trades SET swap = swap - 0.01 WHERE id IN "
+                f"(SELECT id FROM trades WHERE {where} ORDER BY random() LIMIT ?)",
+                (args.changed // 2,),
+            )
+            bot.execute("COMMIT")
+        with PluginStore(path) as store:
+            first = store.max_ticket() + 1
+            store.save_trades(
+                [
+                    {
+                        "mt5_ticket": first + i,
+                        "symbol": "EURUSD",
+                        "direction": "BUY",
+                        "lot_size": 0.1,
+                        "entry_price": 1.1,
+                        "entry_time": "2026-11-25 10:00:00",
+                    }
+                    for i in range(args.changed - args.changed // 2)
+                ]
+            )
+
+    return change
+
+
+def seed_demo_trades(args, path: Path, plugin_id: str, round_number: int) -> None:
+    """What `manage.py seed_demo --trades N` adds: closed and open trades (and a few chains)
+    spread over the last N x 30 minutes, among the trades already there."""
+    from plugins_app.demo import seed_plugin
+
+    seed_plugin(path, plugin_id, args.changed, seed=1000 + round_number)
+
+
 INCREMENTAL_PATTERNS = (
     (
-        "recent trades (the bot's pattern: it changes the trades it opened lately)",
-        "id > (SELECT MAX(id) FROM trades) - 5000",
+        "half updates of recent trades (the bot's pattern: it changes the trades it opened lately), half new trades",
+        updates_and_new_trades("id > (SELECT MAX(id) FROM trades) - 5000"),
     ),
-    ("random trades from the whole history (worst case for page locality)", "1"),
+    (
+        "half updates of random trades from the whole history (worst case for page locality), half new trades",
+        updates_and_new_trades("1"),
+    ),
+    (
+        "new trades from seed_demo, spread over the last three weeks among those there (the issue's own measure)",
+        seed_demo_trades,
+    ),
 )
 
 
@@ -172,11 +220,11 @@ def report_incremental(args, ids, into: str = "", plain=None) -> None:
         run_sync(trigger="command")
         empty.append(time.perf_counter() - started)
     nothing = statistics.median(empty)
-    for pattern, where in INCREMENTAL_PATTERNS:
-        some, baseline = incremental_rounds(args, ids, where, plain)
+    for pattern, change in INCREMENTAL_PATTERNS:
+        some, baseline = incremental_rounds(args, ids, change, plain)
         print(
             f"(2) Incremental sync{into}, {args.changed} new or changed trades in each of {args.plugins} plugins, "
-            f"updates of {pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
+            f"{pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
             f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
             + (
                 f"; a plain upsert of the same trades (ATTACH + INSERT ... SELECT ... ON CONFLICT DO UPDATE, "
@@ -187,37 +235,14 @@ def report_incremental(args, ids, into: str = "", plain=None) -> None:
         )
 
 
-def incremental_rounds(args, ids, where: str, plain=None) -> tuple[float, float]:
+def incremental_rounds(args, ids, change, plain=None) -> tuple[float, float]:
     from plugins_app import plugins
-    from plugins_app.store import PluginStore
     from sync_app.sync import run_sync
 
     incremental, baseline = [], []
-    for _ in range(5):
+    for round_number in range(5):
         for plugin_id in ids:
-            with closing(sqlite3.connect(plugins.database_path(plugin_id), isolation_level=None)) as bot:
-                bot.execute("BEGIN IMMEDIATE")
-                bot.execute(
-                    f"UPDATE trades SET swap = swap - 0.01 WHERE id IN "
-                    f"(SELECT id FROM trades WHERE {where} ORDER BY random() LIMIT ?)",
-                    (args.changed // 2,),
-                )
-                bot.execute("COMMIT")
-            with PluginStore(plugins.database_path(plugin_id)) as store:
-                first = store.max_ticket() + 1
-                store.save_trades(
-                    [
-                        {
-                            "mt5_ticket": first + i,
-                            "symbol": "EURUSD",
-                            "direction": "BUY",
-                            "lot_size": 0.1,
-                            "entry_price": 1.1,
-                            "entry_time": "2026-11-25 10:00:00",
-                        }
-                        for i in range(args.changed - args.changed // 2)
-                    ]
-                )
+            change(args, plugins.database_path(plugin_id), plugin_id, round_number)
         started = time.perf_counter()
         run = run_sync(trigger="command")
         incremental.append(time.perf_counter() - started)
