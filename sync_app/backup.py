@@ -26,6 +26,7 @@ from django.contrib.sessions.models import Session
 from django.core import serializers
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from config_app import service as config_service
@@ -449,13 +450,15 @@ def _carried_over(alias: str, taken_at: datetime | None):
     with transaction.atomic():
         for model, rows in carried:
             kept = list(serializers.deserialize("json", rows))
-            model.objects.exclude(pk__in=[row.object.pk for row in kept]).delete()
+            kept_ids = {row.object.pk for row in kept}
+            removed = [pk for pk in model.objects.values_list("pk", flat=True) if pk not in kept_ids]
+            for start in range(0, len(removed), 500):  # within any engine's limit of parameters
+                model.objects.filter(pk__in=removed[start : start + 500]).delete()
             for row in kept:
                 row.save()
-        entries = list(serializers.deserialize("json", audit_since))
-        logged = set(AuditEntry.objects.filter(pk__in=[e.object.pk for e in entries]).values_list("pk", flat=True))
-        for entry in entries:
-            if entry.object.pk not in logged:
+        logged = AuditEntry.objects.aggregate(newest=Max("pk"))["newest"] or 0  # ids only grow
+        for entry in serializers.deserialize("json", audit_since):
+            if entry.object.pk > logged:
                 entry.save()
         # Rows saved with their ids: PostgreSQL's sequences go on after them (SQLite's by itself).
         with connections["default"].cursor() as cursor:
