@@ -38,7 +38,7 @@ from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
 from zepix_admin.core.files import fsync_folder
-from zepix_admin.core.models import ApiToken, AuditEntry
+from zepix_admin.core.models import Alert, ApiToken, AuditEntry
 
 logger = logging.getLogger("zepix.backup")
 
@@ -439,7 +439,8 @@ def _carried_over(alias: str, taken_at: datetime | None):
         audit_since = serializers.serialize("json", audited)
     except DatabaseError as error:  # a damaged central database is what is being restored
         logger.warning(
-            "Users, tokens, sessions, shipping states and archives could not be read before the restore: %s", error
+            "Users, tokens, sessions, shipping states, archives and alerts could not be read before the restore: %s",
+            error,
         )
         carried, audit_since = [], "[]"
     with config_service.config_lock():
@@ -475,7 +476,8 @@ def _carried_over(alias: str, taken_at: datetime | None):
 # keep working: a bot host's), who is signed in, the plugins whose database here is a mirror a
 # bot host ships to (restored from before a host's first batch, a mirror with rows and no
 # shipping state is taken for a plugin written on this machine, and every batch after is
-# refused), and the plugins archived (archive_plugin --undo finds them).
+# refused), the plugins archived (archive_plugin --undo finds them), and the alerts as the
+# operators left them (one acknowledged since the backup does not open again).
 CARRIED_OVER_A_RESTORE = (
     (Group, lambda: Group.objects.all()),  # the roles (plugin-host's is made with the first such token)
     (User, lambda: User.objects.all()),
@@ -483,6 +485,7 @@ CARRIED_OVER_A_RESTORE = (
     (Session, lambda: Session.objects.filter(expire_date__gt=timezone.now())),
     (ShippingState, lambda: ShippingState.objects.all()),
     (ArchivedPlugin, lambda: ArchivedPlugin.objects.all()),
+    (Alert, lambda: Alert.objects.all()),
 )
 
 

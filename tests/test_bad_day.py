@@ -224,6 +224,11 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
         host = new_token("host-b", "plugin-host", "--plugin", "combined_v3")
         revoke = "from zepix_admin.core.models import ApiToken; ApiToken.objects.get(name='leaked').delete()"
         run(env, "shell", "-c", revoke)  # as the admin's delete does
+        seen = (
+            "from zepix_admin.core import alerts; "
+            "alerts.acknowledge(alerts.raise_alert('disk', 'data', 'the data disk is 91% full'), 'boss')"
+        )
+        run(env, "shell", "-c", seen)  # raised and acknowledged since the backup
         assert answer("/api/config/combined_v3", leaked) == 401
         server.log_in()
         assert server.get("/sync/")[0] == 200
@@ -235,6 +240,8 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
         assert answer("/api/sync/combined_v3/batches", host) == 200
         assert answer("/api/config/combined_v3", operator) == 200
         assert server.opener.open(server.url + "/sync/", timeout=5).geturl().endswith("/sync/")  # still signed in
+        acknowledged = "SELECT acknowledged_by FROM zepix_admin_alert WHERE source = 'disk' AND subject = 'data'"
+        assert central(data, acknowledged) == [("boss",)]
         after = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
         assert after[: len(logged)] == logged and after[-1][1] == "backup.restore"
     finally:
