@@ -209,14 +209,6 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
         created = run(env, "create_token", name, "--role", role, *plugins)
         return created.stdout.strip().splitlines()[-1]
 
-    def answer(path, token):
-        request = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
     try:
         leaked, operator = new_token("leaked", "operator"), new_token("ops-script", "operator")
         run(env, "backup_databases", "--db", "default")
@@ -229,16 +221,16 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
             "alerts.acknowledge(alerts.raise_alert('disk', 'data', 'the data disk is 91% full'), 'boss')"
         )
         run(env, "shell", "-c", seen)  # raised and acknowledged since the backup
-        assert answer("/api/config/combined_v3", leaked) == 401
+        assert bearer(server, leaked, "/api/config/combined_v3")[0] == 401
         server.log_in()
         assert server.get("/sync/")[0] == 200
         logged = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
         assert ("token.create", "host-b") in {(action, target) for _, action, target in logged}
 
         run(env, "restore_backup", backup)
-        assert answer("/api/config/combined_v3", leaked) == 401
-        assert answer("/api/sync/combined_v3/batches", host) == 200
-        assert answer("/api/config/combined_v3", operator) == 200
+        assert bearer(server, leaked, "/api/config/combined_v3")[0] == 401
+        assert bearer(server, host, "/api/sync/combined_v3/batches")[0] == 200
+        assert bearer(server, operator, "/api/config/combined_v3")[0] == 200
         assert server.opener.open(server.url + "/sync/", timeout=5).geturl().endswith("/sync/")  # still signed in
         acknowledged = "SELECT acknowledged_by FROM zepix_admin_alert WHERE source = 'disk' AND subject = 'data'"
         assert central(data, acknowledged) == [("boss",)]
@@ -338,6 +330,16 @@ def test_a_missing_plugin_database_is_reported_by_every_command_and_never_made_a
     run(env, "migrate", "--database", "plugin_combined_v3")
     run(env, "showmigrations", "--database", "plugin_combined_v3")
     assert not path.exists()
+
+
+def bearer(server, token, path, data=None):
+    """A served console's answer (status, text) to a request with ``token``: a GET, or a POST of ``data``."""
+    request = urllib.request.Request(server.url + path, data=data, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 class Served:

@@ -9,18 +9,9 @@ import pytest
 
 from plugins_app.store import PluginStore
 from tests.helpers import installed
-from tests.test_bad_day import Served, central, run, wait_for
+from tests.test_bad_day import Served, bearer, central, run, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def bearer(server, token, path, data=None):
-    request = urllib.request.Request(server.url + path, data=data, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_a_plugin_declared_while_the_console_runs_joins_it_and_an_archived_one_leaves(tmp_path):

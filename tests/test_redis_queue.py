@@ -11,8 +11,7 @@ from datetime import datetime
 import pytest
 
 from tests.helpers import ROOT, free_port, installed, manage, start_redis
-from tests.test_bad_day import Served, central, wait_for
-from tests.test_hot_plugins import bearer
+from tests.test_bad_day import Served, bearer, central, wait_for
 
 pytestmark = pytest.mark.slow
 
