@@ -8,6 +8,7 @@ under the same records, retention, drill and restore.
 """
 
 import hashlib
+import io
 import logging
 import os
 import re
@@ -24,8 +25,11 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.sessions.models import Session
 from django.core import serializers
+from django.core.management import call_command
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, transaction
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Max
 from django.utils import timezone
 
@@ -393,6 +397,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
     if on_postgresql(alias):
         return alias, _restore_postgresql(path, backup, aside_dir)
     target = declared_database_file(alias)
+    aside = aside_dir / f"{alias}-{timezone.now():{STAMP}}.sqlite3"
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
         restored = check_backup_file(
             path,
@@ -401,33 +406,97 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             expected_counts=backup.recorded_counts if backup else None,
             work_dir=Path(work),
         )
-        if alias != "default":
-            stamp_identity(restored)  # the sync then reconciles the plugin's central rows
-        with _carried_over(alias, _taken_at(path, backup)):
+
+        def swap_in() -> None:
             connections[alias].close()
-            aside = aside_dir / f"{alias}-{timezone.now():{STAMP}}.sqlite3"
             if target.exists():
                 _checkpoint(target)
                 os.link(target, aside)
-            os.replace(restored, target)
-            fsync_folder(target.parent)
-            for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
-                leftover.unlink(missing_ok=True)
+            _put_in_place(restored, target)
+
+        def swap_back() -> None:
+            connections[alias].close()
+            _checkpoint(target)
+            if aside.exists():
+                _put_in_place(aside, target)
+            else:
+                target.unlink()
+
+        if alias == "default":
+            with _connected_to(restored):  # a backup from before an upgrade: migrated before the swap
+                _bring_to_this_version(path)
+            _checkpoint(restored)
+            _restore_central(swap_in, swap_back, _taken_at(path, backup), aside)
+        else:
+            stamp_identity(restored)  # the sync then reconciles the plugin's central rows
+            swap_in()
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
     return alias, aside
 
 
+def _put_in_place(source: Path, target: Path) -> None:
+    """Move a database file over another one, durably; the target's WAL (checkpointed, so empty)
+    and shared memory go with it, so that SQLite never reads the old file's log into the new one."""
+    os.replace(source, target)
+    fsync_folder(target.parent)
+    for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm")):
+        leftover.unlink(missing_ok=True)
+
+
 @contextmanager
-def _carried_over(alias: str, taken_at: datetime | None):
-    """Around the swap of the central database: what it holds that must outlive its restore,
-    read just before and put back just after. The config history goes on from where the
-    running plugins are (config saves wait in between: they take the same lock, so none lands
-    in the file being replaced); the rows of CARRIED_OVER_A_RESTORE are put back as they were;
-    the audit entries made since the backup was taken (``taken_at``; every one when it is not
-    known) are added to the restored log; and the backups' records follow the backup folder."""
-    if alias != "default":
+def _connected_to(path: Path):
+    """This thread's central connection on another SQLite file for a while (the migrations of a
+    restored file before it is swapped in: ``migrate`` and its data migrations use the alias
+    ``default``). Only this thread's: a served console's other requests keep the live file."""
+    live = connections["default"]
+    scratch = SQLiteWrapper({**live.settings_dict, "NAME": str(path)}, "default")
+    connections["default"] = scratch
+    try:
         yield
+    finally:
+        scratch.close()
+        connections["default"] = live
+
+
+def _bring_to_this_version(path: Path) -> None:
+    """The central database on connections["default"] (a restored one) gets the migrations of
+    this version it lacks: a backup taken before an upgrade. One taken by a newer version
+    (migrations this one does not know) is refused."""
+    executor = MigrationExecutor(connections["default"])
+    loader = executor.loader
+    known = set(loader.disk_migrations) | {name for squash in loader.replacements.values() for name in squash.replaces}
+    newer = sorted(
+        f"{app}.{name}"
+        for app, name in loader.applied_migrations
+        if app in loader.migrated_apps and (app, name) not in known
+    )
+    if newer:
+        raise BackupError(
+            f"{path.name} was taken by a newer version of Zepix Admin (it has the migrations {', '.join(newer)}, "
+            "which this one does not): restore it with that version."
+        )
+    if not executor.migration_plan(loader.graph.leaf_nodes()):
         return
+    try:
+        call_command("migrate", database="default", interactive=False, verbosity=0, stdout=io.StringIO())
+    except Exception as error:
+        raise BackupError(f"{path.name} could not be brought to this version's schema: {error}") from error
+    logger.info("The restored central database was taken before an upgrade: its migrations were applied")
+
+
+def _restore_central(
+    swap_in, swap_back, taken_at: datetime | None, aside: Path, *, migrate: Path | None = None
+) -> None:
+    """Swap the central database (``swap_in``) keeping what must outlive its restore: read just
+    before, put back just after, in one transaction. The config history goes on from where the
+    running plugins are (config saves wait in between: they take the same lock, so none lands
+    in the database being replaced); the rows of CARRIED_OVER_A_RESTORE are put back as they
+    were; the audit entries made since the backup was taken (``taken_at``; every one when it is
+    not known) are added to the restored log; and the backups' records follow the backup
+    folder. ``migrate`` (the backup's path, for its messages): the swapped-in database is brought
+    to this version after the swap (PostgreSQL's, restored in place). When any of it fails the
+    previous database is put back (``swap_back``) before the lock is let go: nothing restored,
+    no version announced, no token of the backup's time let in for longer than the attempt."""
     try:
         carried = [
             (model, serializers.serialize("json", rows(), use_natural_foreign_keys=True))
@@ -445,29 +514,52 @@ def _carried_over(alias: str, taken_at: datetime | None):
         carried, audit_since = [], "[]"
     with config_service.config_lock():
         history = config_service.history_mark()
-        yield
-        for line in config_service.continue_history(history):
-            logger.info("After the restore: %s", line)
-    with transaction.atomic():
-        for model, rows in carried:
-            kept = list(serializers.deserialize("json", rows))
-            kept_ids = {row.object.pk for row in kept}
-            removed = [pk for pk in model.objects.values_list("pk", flat=True) if pk not in kept_ids]
-            for start in range(0, len(removed), 500):  # within any engine's limit of parameters
-                model.objects.filter(pk__in=removed[start : start + 500]).delete()
-            for row in kept:
-                row.save()
-        logged = AuditEntry.objects.aggregate(newest=Max("pk"))["newest"] or 0  # ids only grow
-        for entry in serializers.deserialize("json", audit_since):
-            if entry.object.pk > logged:
-                entry.save()
-        # Rows saved with their ids: PostgreSQL's sequences go on after them (SQLite's by itself).
-        with connections["default"].cursor() as cursor:
-            for statement in connections["default"].ops.sequence_reset_sql(
-                no_style(), [model for model, _ in CARRIED_OVER_A_RESTORE] + [AuditEntry]
-            ):
-                cursor.execute(statement)
+        swap_in()
+        try:
+            if migrate is not None:
+                _bring_to_this_version(migrate)
+            with transaction.atomic():  # the history's announcements go out on its commit
+                _put_back(carried, audit_since)
+                for line in config_service.continue_history(history):
+                    logger.info("After the restore: %s", line)
+        except Exception as error:
+            logger.exception("The restore of the central database failed after its swap; putting the previous one back")
+            try:
+                swap_back()
+            except Exception:
+                logger.exception("The previous central database could not be put back")
+                raise BackupError(
+                    f"the restore failed after the swap ({error}) and the previous central database could not "
+                    f"be put back: it is kept at {aside}."
+                ) from error
+            if isinstance(error, BackupError):
+                raise
+            raise BackupError(
+                f"what the central database holds (users, tokens, alerts, the audit log, the config history) "
+                f"could not be carried into the restored one ({error}); it is back as it was."
+            ) from error
     reconcile_records()
+
+
+def _put_back(carried: list, audit_since: str) -> None:
+    for model, rows in carried:
+        kept = list(serializers.deserialize("json", rows))
+        kept_ids = {row.object.pk for row in kept}
+        removed = [pk for pk in model.objects.values_list("pk", flat=True) if pk not in kept_ids]
+        for start in range(0, len(removed), 500):  # within any engine's limit of parameters
+            model.objects.filter(pk__in=removed[start : start + 500]).delete()
+        for row in kept:
+            row.save()
+    logged = AuditEntry.objects.aggregate(newest=Max("pk"))["newest"] or 0  # ids only grow
+    for entry in serializers.deserialize("json", audit_since):
+        if entry.object.pk > logged:
+            entry.save()
+    # Rows saved with their ids: PostgreSQL's sequences go on after them (SQLite's by itself).
+    with connections["default"].cursor() as cursor:
+        for statement in connections["default"].ops.sequence_reset_sql(
+            no_style(), [model for model, _ in CARRIED_OVER_A_RESTORE] + [AuditEntry]
+        ):
+            cursor.execute(statement)
 
 
 # Rows of the central database put back after its restore as they were before it, with their
@@ -542,10 +634,13 @@ def _restore_postgresql(path: Path, backup: Backup | None, aside_dir: Path) -> P
         work_dir=aside_dir,  # unused: a dump is checked in a scratch database, not a file
     )
     aside = aside_dir / f"default-{timezone.now():{STAMP}}{postgres_backup.SUFFIX}"
+
+    def swap_in() -> None:
+        postgres_backup.dump(aside)
+        postgres_backup.restore(path)
+
     try:
-        with _carried_over("default", _taken_at(path, backup)):
-            postgres_backup.dump(aside)
-            postgres_backup.restore(path)
+        _restore_central(swap_in, lambda: postgres_backup.restore(aside), _taken_at(path, backup), aside, migrate=path)
     except postgres_backup.DumpFailed as error:
         raise BackupError(f"Nothing was restored: {error}") from None
     logger.info("Restored default from %s; the previous database is dumped at %s", path, aside)

@@ -185,3 +185,31 @@ def test_retention_deletes_files_and_records_it_does_not_keep(seeded, settings):
     assert {b.pk for b in deleted} == {made[2].pk, made[3].pk}
     assert not Path(made[3].path).exists() and Path(made[0].path).exists()
     assert set(Backup.objects.values_list("pk", flat=True)) == {made[0].pk, made[1].pk}
+
+
+def test_a_central_restore_that_fails_after_its_swap_puts_the_previous_database_back(seeded, monkeypatch):
+    """The carry-over into the restored central database (users, tokens, the audit log, the
+    config history) runs after the swap: when it fails, the database of before is put back,
+    not left with the backup's tokens. The failure is injected (a disk error cannot be had on
+    demand here): the config history's continuation raises, as a full disk would there."""
+    from django.db import OperationalError
+
+    from config_app import service as config_service
+    from sync_app.models import AggregatedTrade
+    from sync_app.sync import run_sync
+
+    backup = backups.backup_database("default")
+    run_sync(trigger="test")  # after the backup: three trades the backup does not have
+    assert AggregatedTrade.objects.count() == 3
+
+    def full_disk(mark):
+        raise OperationalError("database or disk is full")
+
+    monkeypatch.setattr(config_service, "continue_history", full_disk)
+    with pytest.raises(backups.BackupError, match="could not be carried into the restored one.*back as it was"):
+        backups.restore_backup(str(backup.pk))
+    assert AggregatedTrade.objects.count() == 3
+
+    monkeypatch.undo()  # and the same restore then goes through
+    backups.restore_backup(str(backup.pk))
+    assert AggregatedTrade.objects.count() == 0

@@ -197,6 +197,52 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         server.stop()
 
 
+def new_token(env, name, role, *plugins):
+    created = run(env, "create_token", name, "--role", role, *plugins)
+    return created.stdout.strip().splitlines()[-1]
+
+
+def test_a_central_backup_taken_before_an_upgrade_is_restored_into_this_versions_schema(install):
+    """The central database restored from a backup taken before the last upgrade comes back
+    with this version's schema: not as a database the console cannot read (the tokens' table
+    without its plugins), and with the bot host's token made since still shipping."""
+    env, data = install
+    run(env, "migrate", "zepix_admin", "0003")  # the version before plugin-host tokens
+    run(env, "backup_databases", "--db", "default")
+    backup = backup_id(data, "default")
+    run(env, "migrate")  # the upgrade
+    host = new_token(env, "host-b", "plugin-host", "--plugin", "combined_v3")
+    server = Served(env)
+    try:
+        run(env, "restore_backup", backup)
+        run(env, "migrate", "--check")  # nothing left to apply
+        assert bearer(server, host, "/api/sync/combined_v3/batches")[0] == 200
+        assert bearer(server, host, "/api/sync/price_action_v6/batches")[0] == 403
+    finally:
+        server.stop()
+
+
+def test_a_central_backup_taken_by_a_newer_version_is_refused_and_nothing_changes(install):
+    """A backup whose schema is ahead of this version (taken before a downgrade) is refused
+    before anything is swapped: the database in use stays, with what was made since."""
+    env, data = install
+    newer = "INSERT INTO django_migrations (app, name, applied) VALUES ('zepix_admin', '9999_newer', '2026-12-01')"
+    with closing(sqlite3.connect(data / "central.sqlite3")) as connection, connection:
+        connection.execute(newer)
+    run(env, "backup_databases", "--db", "default")
+    backup = backup_id(data, "default")
+    with closing(sqlite3.connect(data / "central.sqlite3")) as connection, connection:
+        connection.execute("DELETE FROM django_migrations WHERE name = '9999_newer'")
+    new_token(env, "made-since", "operator")
+
+    refused = run(env, "restore_backup", backup, ok=False)
+    assert "Nothing was restored" in refused.stderr and "newer version" in refused.stderr
+    assert "zepix_admin.9999_newer" in refused.stderr
+    assert central(data, "SELECT name FROM zepix_admin_apitoken WHERE name = 'made-since'") == [("made-since",)]
+    assert central(data, "SELECT COUNT(*) FROM django_migrations WHERE name = '9999_newer'") == [(0,)]
+    assert not list((data / "backups" / "before-restore").glob("*"))
+
+
 def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_since_its_backup(install):
     """Restored to an older backup under a running console, the central database must not bring
     back a token revoked since (a leaked one would work again), lock out a bot host whose token
@@ -205,15 +251,11 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
     env, data = install
     server = Served(env)
 
-    def new_token(name, role, *plugins):
-        created = run(env, "create_token", name, "--role", role, *plugins)
-        return created.stdout.strip().splitlines()[-1]
-
     try:
-        leaked, operator = new_token("leaked", "operator"), new_token("ops-script", "operator")
+        leaked, operator = new_token(env, "leaked", "operator"), new_token(env, "ops-script", "operator")
         run(env, "backup_databases", "--db", "default")
         backup = backup_id(data, "default")
-        host = new_token("host-b", "plugin-host", "--plugin", "combined_v3")
+        host = new_token(env, "host-b", "plugin-host", "--plugin", "combined_v3")
         revoke = "from zepix_admin.core.models import ApiToken; ApiToken.objects.get(name='leaked').delete()"
         run(env, "shell", "-c", revoke)  # as the admin's delete does
         seen = (
@@ -221,6 +263,7 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
             "alerts.acknowledge(alerts.raise_alert('disk', 'data', 'the data disk is 91% full'), 'boss')"
         )
         run(env, "shell", "-c", seen)  # raised and acknowledged since the backup
+        run(env, "config", "set", "combined_v3", "max_lot_size", "0.7")  # the restore records it again
         assert bearer(server, leaked, "/api/config/combined_v3")[0] == 401
         server.log_in()
         assert server.get("/sync/")[0] == 200
@@ -235,7 +278,8 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
         acknowledged = "SELECT acknowledged_by FROM zepix_admin_alert WHERE source = 'disk' AND subject = 'data'"
         assert central(data, acknowledged) == [("boss",)]
         after = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
-        assert after[: len(logged)] == logged and after[-1][1] == "backup.restore"
+        assert after[: len(logged)] == logged
+        assert [action for _, action, _ in after[len(logged) :]] == ["config.save", "backup.restore"]
     finally:
         server.stop()
 

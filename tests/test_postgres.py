@@ -124,10 +124,13 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
     assert manage("config", "get", SCOPE, "max_lot_size", env=env).stdout.strip() == "0.7"
     newest = f"SELECT version, via FROM config_app_configversion WHERE scope = '{SCOPE}' ORDER BY id DESC LIMIT 1"
     assert cluster.sql(newest, database) == [(3, "restore")]
-    # The audit entries made since the backup are kept, and the log goes on after them.
+    # The audit entries made since the backup are kept, and the log goes on after them: the
+    # version the restore recorded, then the restore.
     audit = f"SELECT action, target FROM zepix_admin_auditentry WHERE id > {backup_audit} ORDER BY id"
-    assert cluster.sql(audit, database)[-1] == ("backup.restore", "default")
-    assert len(cluster.sql(audit, database)) == len(since_backup) + 1
+    assert [action for action, _ in cluster.sql(audit, database)] == [action for (action,) in since_backup] + [
+        "config.save",
+        "backup.restore",
+    ]
     assert manage("sync_plugins", env=env).returncode == 0
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(253,)]
     assert cluster.sql("SELECT trades_count, profit FROM cross_plugin_stats", database) == [(2, 15.5)]
@@ -145,6 +148,24 @@ def test_an_operators_day_with_the_central_database_on_postgresql(cluster, templ
         assert [entry["ok"] for entry in report["databases"] if entry["alias"] == "default"] == [True]
     finally:
         stop_node(node)
+
+
+def test_a_central_dump_taken_before_an_upgrade_is_restored_into_this_versions_schema(cluster, template, tmp_path):
+    """On PostgreSQL the dump is restored in place, then brought to this version's schema."""
+    env, _, _ = install_on(cluster, template, tmp_path)
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    for step in (("migrate", "zepix_admin", "0003"), ("backup_databases", "--db", "default"), ("migrate",)):
+        done = manage(*step, env=env)
+        assert done.returncode == 0, done.stderr
+    created = manage("create_token", "host-b", "--role", "plugin-host", "--plugin", SCOPE, env=env)
+    assert created.returncode == 0, created.stderr
+    backup_id = cluster.sql("SELECT id FROM sync_app_backup WHERE database = 'default'", database)[0][0]
+
+    restored = manage("restore_backup", str(backup_id), env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert manage("migrate", "--check", env=env).returncode == 0
+    tokens = "SELECT name, plugin_ids::text FROM zepix_admin_apitoken WHERE name = 'host-b'"
+    assert cluster.sql(tokens, database) == [("host-b", f'["{SCOPE}"]')]
 
 
 def test_a_bot_hosts_whole_file_then_its_batches_reach_a_central_database_on_postgresql(cluster, template, tmp_path):
