@@ -92,6 +92,20 @@ def unapplied_migrations(alias: str) -> list:
     return executor.migration_plan(targets)
 
 
+def migrate_database(alias: str) -> bool:
+    """Apply the migrations a database still needs (a plugin's file: its own app's); False when
+    it needed none."""
+    import io
+
+    from django.core.management import call_command
+
+    if not unapplied_migrations(alias):
+        return False
+    only_its_app = [alias] if registry.plugin_id_for_alias(alias) else []
+    call_command("migrate", *only_its_app, database=alias, interactive=False, verbosity=0, stdout=io.StringIO())
+    return True
+
+
 def expected_tables() -> set[str]:
     from plugins_app.models import PLUGIN_SCHEMA
 

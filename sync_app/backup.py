@@ -8,7 +8,6 @@ under the same records, retention, drill and restore.
 """
 
 import hashlib
-import io
 import logging
 import os
 import re
@@ -25,11 +24,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.sessions.models import Session
 from django.core import serializers
-from django.core.management import call_command
 from django.core.management.color import no_style
 from django.db import DatabaseError, connections, transaction
-from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
-from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.models import Max
 from django.utils import timezone
 
@@ -422,13 +419,14 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             else:
                 target.unlink()
 
+        if alias != "default":
+            stamp_identity(restored)  # the sync then reconciles the plugin's central rows
+        with _connected_to(alias, restored):  # a backup from before an upgrade: migrated before the swap
+            _bring_to_this_version(alias, path)
+        _checkpoint(restored)
         if alias == "default":
-            with _connected_to(restored):  # a backup from before an upgrade: migrated before the swap
-                _bring_to_this_version(path)
-            _checkpoint(restored)
             _restore_central(swap_in, swap_back, _taken_at(path, backup), aside)
         else:
-            stamp_identity(restored)  # the sync then reconciles the plugin's central rows
             swap_in()
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
     return alias, aside
@@ -444,44 +442,41 @@ def _put_in_place(source: Path, target: Path) -> None:
 
 
 @contextmanager
-def _connected_to(path: Path):
-    """This thread's central connection on another SQLite file for a while (the migrations of a
-    restored file before it is swapped in: ``migrate`` and its data migrations use the alias
-    ``default``). Only this thread's: a served console's other requests keep the live file."""
-    live = connections["default"]
-    scratch = SQLiteWrapper({**live.settings_dict, "NAME": str(path)}, "default")
-    connections["default"] = scratch
+def _connected_to(alias: str, path: Path):
+    """This thread's connection of a database alias on another SQLite file for a while (the
+    migrations of a restored file before it is swapped in: ``migrate`` and its data migrations
+    use the alias). Only this thread's: a served console's other requests keep the live file."""
+    live = connections[alias]
+    scratch = type(live)({**live.settings_dict, "NAME": str(path)}, alias)
+    connections[alias] = scratch
     try:
         yield
     finally:
         scratch.close()
-        connections["default"] = live
+        connections[alias] = live
 
 
-def _bring_to_this_version(path: Path) -> None:
-    """The central database on connections["default"] (a restored one) gets the migrations of
-    this version it lacks: a backup taken before an upgrade. One taken by a newer version
-    (migrations this one does not know) is refused."""
-    executor = MigrationExecutor(connections["default"])
-    loader = executor.loader
+def _bring_to_this_version(alias: str, path: Path) -> None:
+    """The database on connections[alias] (a restored one) gets the migrations of this version
+    it lacks: a backup taken before an upgrade. One taken by a newer version (migrations this
+    one does not know) is refused."""
+    loader = MigrationLoader(connections[alias], ignore_no_migrations=True)
+    apps = {alias} if registry.plugin_id_for_alias(alias) else loader.migrated_apps
     known = set(loader.disk_migrations) | {name for squash in loader.replacements.values() for name in squash.replaces}
     newer = sorted(
-        f"{app}.{name}"
-        for app, name in loader.applied_migrations
-        if app in loader.migrated_apps and (app, name) not in known
+        f"{app}.{name}" for app, name in loader.applied_migrations if app in apps and (app, name) not in known
     )
     if newer:
         raise BackupError(
             f"{path.name} was taken by a newer version of Zepix Admin (it has the migrations {', '.join(newer)}, "
             "which this one does not): restore it with that version."
         )
-    if not executor.migration_plan(loader.graph.leaf_nodes()):
-        return
     try:
-        call_command("migrate", database="default", interactive=False, verbosity=0, stdout=io.StringIO())
+        migrated = plugins.migrate_database(alias)
     except Exception as error:
         raise BackupError(f"{path.name} could not be brought to this version's schema: {error}") from error
-    logger.info("The restored central database was taken before an upgrade: its migrations were applied")
+    if migrated:
+        logger.info("The restored %s was taken before an upgrade: its migrations were applied", alias)
 
 
 def _restore_central(
@@ -517,7 +512,7 @@ def _restore_central(
         swap_in()
         try:
             if migrate is not None:
-                _bring_to_this_version(migrate)
+                _bring_to_this_version("default", migrate)
             with transaction.atomic():  # the history's announcements go out on its commit
                 _put_back(carried, audit_since)
                 for line in config_service.continue_history(history):

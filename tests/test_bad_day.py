@@ -222,6 +222,27 @@ def test_a_central_backup_taken_before_an_upgrade_is_restored_into_this_versions
         server.stop()
 
 
+def test_a_plugin_backup_taken_before_an_upgrade_is_restored_into_this_versions_schema(install):
+    """The same for a plugin's database: what the upgrade added (here an index of the trades)
+    is there after the restore, and nothing is left to migrate."""
+    env, data = install
+    plugin_file = data / "plugins" / "combined_v3.sqlite3"
+    run(env, "migrate", "--database", "plugin_combined_v3", "plugin_combined_v3", "0003_seed_schema")
+    with closing(sqlite3.connect(plugin_file)) as connection, connection:
+        connection.execute("DROP INDEX trades_status_entry_idx")  # as the version before 0004 had it
+    run(env, "backup_databases", "--db", "plugin_combined_v3")
+    backup = backup_id(data, "plugin_combined_v3")
+    run(env, "migrate", "--database", "plugin_combined_v3", "plugin_combined_v3")  # the upgrade
+
+    run(env, "restore_backup", backup)
+    run(env, "migrate", "--check", "--database", "plugin_combined_v3", "plugin_combined_v3")
+    with closing(sqlite3.connect(plugin_file)) as connection:
+        indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "trades_status_entry_idx" in indexes
+    synced = run(env, "sync_plugins")
+    assert "combined_v3" in synced.stdout
+
+
 def test_a_central_backup_taken_by_a_newer_version_is_refused_and_nothing_changes(install):
     """A backup whose schema is ahead of this version (taken before a downgrade) is refused
     before anything is swapped: the database in use stays, with what was made since."""

@@ -75,7 +75,7 @@ class Command(ZepixCommand):
         return "django_migrations" in connections["default"].introspection.table_names()
 
     def migrate_central(self) -> list[str]:
-        return ["database default: migrated"] if self.migrate("default") else []
+        return ["database default: migrated"] if plugins.migrate_database("default") else []
 
     def create_plugin_databases(self) -> list[str]:
         """A new install gets its plugins' databases; later, only `startplugin` makes one:
@@ -94,18 +94,11 @@ class Command(ZepixCommand):
                 )
                 continue
             try:
-                if self.migrate(alias):
+                if plugins.migrate_database(alias):
                     done.append(f"database {alias}: migrated")
             except DatabaseError as error:
                 self.stderr.write(self.style.WARNING(f"Plugin {plugin_id}: cannot migrate its database: {error}"))
         return done
-
-    def migrate(self, alias: str) -> bool:
-        if not plugins.unapplied_migrations(alias):
-            return False
-        only_its_app = [alias] if registry.plugin_id_for_alias(alias) else []
-        call_command("migrate", *only_its_app, database=alias, interactive=False, verbosity=0)
-        return True
 
     def ensure_admin_account(self) -> list[str]:
         User = get_user_model()
