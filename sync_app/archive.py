@@ -8,7 +8,6 @@ the archive file is kept until it expires.
 """
 
 import os
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from config_app import service as config_service
 from plugins_app import plugins, registry
 from sync_app.backup import BackupError, compress, consistent_copy, decompress, integrity_problems
 from sync_app.models import ArchivedPlugin
-from zepix_admin.core.files import fsync_folder
+from zepix_admin.core.files import fsync_folder, work_folder
 
 
 def archive_keep_days() -> int:
@@ -54,7 +53,7 @@ def archive_plugin(
 
 def _pack(source: Path, target: Path) -> str:
     """A consistent, checked copy, compressed; a damaged file is archived as it is, never lost."""
-    with tempfile.TemporaryDirectory(dir=settings.ARCHIVE_DIR, prefix=".work-") as work:
+    with work_folder(settings.ARCHIVE_DIR, ".work-") as work:
         copy = Path(work) / "copy.sqlite3"
         try:
             consistent_copy(source, copy)
@@ -79,7 +78,7 @@ def undo_archive(plugin_id: str, *, actor: str = "command", via: str = "command"
     if target.exists():
         raise BackupError(f"{target.name} exists already; move it away first, nothing was changed.")
     if archive.path:
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".undo-") as work:
+        with work_folder(target.parent, ".undo-") as work:
             restored = Path(work) / target.name
             if decompress(Path(archive.path), restored) != archive.sha256:
                 raise BackupError(f"{Path(archive.path).name} does not match its checksum; nothing was changed.")

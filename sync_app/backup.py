@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
@@ -38,7 +37,7 @@ from sync_app.models import ArchivedPlugin, Backup, ShippingState
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
-from zepix_admin.core.files import fsync_folder
+from zepix_admin.core.files import fsync_folder, work_folder
 from zepix_admin.core.models import Alert, ApiToken, AuditEntry
 
 logger = logging.getLogger("zepix.backup")
@@ -181,7 +180,7 @@ def _backup_postgresql(now: datetime) -> Backup:
     """pg_dump of the central database, restored into a scratch database and counted before it
     is kept: a dump that does not restore is never recorded as a backup."""
     final = settings.BACKUP_DIR / f"default-{now:{STAMP}}{postgres_backup.SUFFIX}"
-    with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
+    with work_folder(settings.BACKUP_DIR, ".work-") as work:
         dumped = Path(work) / final.name
         try:
             counts = postgres_backup.dump(dumped)
@@ -218,7 +217,7 @@ def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) 
     now = now or timezone.now()
     settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
     final = settings.BACKUP_DIR / f"{alias}-{now:{STAMP}}{SUFFIX}"
-    with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".work-") as work:
+    with work_folder(settings.BACKUP_DIR, ".work-") as work:
         copy, packed = Path(work) / "copy.sqlite3", Path(work) / final.name
         consistent_copy(source, copy, new_identity=alias != "default")
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -305,7 +304,7 @@ def _check_dump(path: Path, *, sha256: str, expected_counts: dict | None) -> Pat
 
 def verify_backup(backup: Backup) -> str:
     """The restore drill for one backup; '' when sound, else the problem (recorded and alerted)."""
-    with tempfile.TemporaryDirectory(dir=settings.BACKUP_DIR, prefix=".verify-") as work:
+    with work_folder(settings.BACKUP_DIR, ".verify-") as work:
         try:
             check_backup_file(
                 Path(backup.path),
@@ -395,7 +394,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
         return alias, _restore_postgresql(path, backup, aside_dir)
     target = declared_database_file(alias)
     aside = aside_dir / f"{alias}-{timezone.now():{STAMP}}.sqlite3"
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".restore-") as work:
+    with work_folder(target.parent, ".restore-") as work:
         restored = check_backup_file(
             path,
             alias=alias,

@@ -25,7 +25,6 @@ refuses the snapshot (409: another schema; 404: a central from before snapshots)
 import json
 import shutil
 import sqlite3
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from functools import cache
@@ -41,6 +40,7 @@ from sync_app import backup
 from sync_app.models import ShippingState
 from sync_app.sync import SyncAlreadyRunning, only_one_sync, sync_plugin
 from zepix_admin.core.errors import Conflict, Invalid
+from zepix_admin.core.files import work_folder
 
 SHIPPED_TABLES = schema.NUMBERED_TABLES  # trades, chains, levels, daily stats, plugin info
 BATCH_ROWS = 5000  # per table and batch: ~1.5 MB of JSON for trades, a few hundred KB compressed
@@ -327,7 +327,7 @@ def apply_snapshot(plugin_id: str, body, *, host: str, every_seconds: float | No
     the other the central took 5.6 s, side by side 4.1-4.5 s)."""
     plugins.check_declared(plugin_id)
     target = plugins.database_path(plugin_id)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".snapshot-") as work:
+    with work_folder(target.parent, ".snapshot-") as work:
         received = Path(work) / "received.sqlite3"
         _receive(body, received)
         try:

@@ -556,3 +556,49 @@ def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_und
     assert "max_lot_size" in run(env, "config", "get", "price_action_v6").stdout
     assert len(list((data / "archived").glob("price_action_v6-*.sqlite3.zst"))) == 1  # the archive is kept
     run(env, "sync_plugins")
+
+
+def test_a_backup_killed_halfway_leaves_no_copy_for_good_and_a_running_ones_copy_is_left_alone(install):
+    """A backup killed while it holds its copy of a database (a worker restarted, the OOM
+    killer) could not remove that copy, as large as the database: each stayed for good. The
+    next backup removes it; a backup still running (here stopped by SIGSTOP) keeps its own."""
+    env, data = install
+    with closing(sqlite3.connect(data / "plugins" / "combined_v3.sqlite3")) as bot, bot:
+        bot.execute("CREATE TABLE bot_padding (data BLOB)")  # 64 MB: a copy that takes a moment
+        bot.executemany("INSERT INTO bot_padding VALUES (zeroblob(1048576))", [()] * 64)
+    backups = data / "backups"
+
+    def backup_holding_its_copy():
+        before = set(backups.glob(".work-*"))
+        job = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "backup_databases", "--db", "plugin_combined_v3"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not (folders := [f for f in set(backups.glob(".work-*")) - before if any(f.iterdir())]):
+            assert job.poll() is None and time.monotonic() < deadline, "the backup never made its copy"
+            time.sleep(0.005)
+        return job, folders[0]
+
+    killed, killed_folder = backup_holding_its_copy()
+    killed.kill()
+    killed.wait()
+    stopped, stopped_folder = backup_holding_its_copy()
+    try:
+        stopped.send_signal(signal.SIGSTOP)
+        assert killed_folder.exists()  # left behind, copy and all
+        an_hour_ago = time.time() - 3600
+        for folder in (killed_folder, stopped_folder):
+            os.utime(folder, (an_hour_ago, an_hour_ago))
+
+        run(env, "backup_databases", "--db", "plugin_combined_v3")
+        assert not killed_folder.exists()
+        assert stopped_folder.exists()
+    finally:
+        stopped.send_signal(signal.SIGCONT)
+    assert stopped.wait(timeout=60) == 0  # and it finishes its backup
+    assert not list(backups.glob(".work-*"))
+    assert len(list(backups.glob("plugin_combined_v3-*.sqlite3.zst"))) == 2

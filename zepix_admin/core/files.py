@@ -5,6 +5,9 @@ never leaves a lock behind."""
 
 import fcntl
 import os
+import shutil
+import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,3 +40,55 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+# The temporary folders of the jobs that handle whole database files: a backup's copy, a restore
+# drill's, a restore's, a received or sent snapshot, an archive's copy and its undo.
+WORK_PREFIXES = (".work-", ".verify-", ".restore-", ".snapshot-", ".undo-")
+# A folder is locked a moment after it is made: one younger than this is never taken for abandoned.
+ABANDONED_AFTER_SECONDS = 60
+
+
+@contextmanager
+def work_folder(parent: Path, prefix: str):
+    """A folder of its own under ``parent`` for a job's temporary files, removed afterwards.
+
+    Those files are as large as a database (a backup's copy of a 500 MB file is 500 MB), and a
+    job killed meanwhile (a worker restarted, the OOM killer) cannot remove its folder: each
+    one left stayed for good. So the job holds a lock on its folder while it runs, and making
+    a work folder first removes the folders under the same parent whose lock is free."""
+    if prefix not in WORK_PREFIXES:
+        raise ValueError(f"{prefix!r} is not one of the work folders' prefixes")
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_work_folders(parent)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=prefix, ignore_cleanup_errors=True) as work:
+        handle = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield Path(work)
+        finally:
+            os.close(handle)
+
+
+def remove_abandoned_work_folders(parent: Path) -> list[Path]:
+    """The work folders under ``parent`` that no running job holds; returns those removed."""
+    removed = []
+    for folder in parent.iterdir():
+        if not folder.name.startswith(WORK_PREFIXES) or not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            if time.time() - folder.stat().st_mtime < ABANDONED_AFTER_SECONDS:
+                continue
+            handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue  # gone meanwhile
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a running job's
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(handle)
+    return removed

@@ -1,6 +1,5 @@
 import argparse
 import json
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +12,7 @@ from django.core.management.base import CommandError
 from plugins_app import plugins
 from sync_app import backup, shipping
 from zepix_admin.core.commands import ZepixCommand
+from zepix_admin.core.files import work_folder
 
 TIMEOUT_SECONDS = 60
 SNAPSHOT_TIMEOUT_SECONDS = 3600  # the central checks and syncs a whole file before it answers
@@ -113,7 +113,7 @@ class Command(ZepixCommand):
 
     def send_snapshot(self, plugin_id: str, path) -> dict | None:
         """The whole file; None when the central takes none (it then gets batches)."""
-        with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".snapshot-") as work:
+        with work_folder(Path(path).parent, ".snapshot-") as work:
             copy = shipping.snapshot_of(path, Path(work))
             answer = self.call(  # compressed as it goes, sent in chunks
                 "POST",
