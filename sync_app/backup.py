@@ -283,10 +283,19 @@ def _check_tables(path: Path, alias: str, counts: dict, expected_counts: dict | 
     """A restored backup has the tables of its database's kind, and the row counts recorded."""
     missing = sorted(required_tables(alias) - set(counts))
     if missing:
-        raise BackupError(f"{path.name} is not a backup of {alias}: it has no table {', '.join(missing)}.")
+        raise BackupError(
+            f"{path.name} is not a backup of {alias}: it has no table {', '.join(missing)}{_adopt(alias)}."
+        )
     if expected_counts is not None and counts != expected_counts:
         different = sorted(t for t in counts.keys() | expected_counts.keys() if counts.get(t) != expected_counts.get(t))
         raise BackupError(f"{path.name}: row counts differ from those recorded in tables {', '.join(different)}.")
+
+
+def _adopt(alias: str) -> str:
+    """How a file refused as a plugin's backup may be what the operator wants: the bot's own."""
+    if not registry.plugin_id_for_alias(alias):
+        return ""
+    return " (a bot's own database is brought in with `startplugin <id> --adopt <file>`)"
 
 
 def _check_dump(path: Path, *, sha256: str, expected_counts: dict | None) -> Path:
@@ -465,6 +474,8 @@ def _bring_to_this_version(alias: str, path: Path) -> None:
     newer = sorted(
         f"{app}.{name}" for app, name in loader.applied_migrations if app in apps and (app, name) not in known
     )
+    if not any(app in apps for app, _ in loader.applied_migrations):
+        raise BackupError(f"{path.name} is not a backup of {alias}: it records none of its migrations{_adopt(alias)}.")
     if newer:
         raise BackupError(
             f"{path.name} was taken by a newer version of Zepix Admin (it has the migrations {', '.join(newer)}, "

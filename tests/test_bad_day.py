@@ -242,6 +242,12 @@ def test_a_plugin_backup_taken_before_an_upgrade_is_restored_into_this_versions_
     synced = run(env, "sync_plugins")
     assert "combined_v3" in synced.stdout
 
+    # Its backup file, copied from elsewhere (no record says whose it is), is not another plugin's.
+    copied = data / "copied.sqlite3.zst"
+    shutil.copyfile(central(data, f"SELECT path FROM sync_app_backup WHERE id = {backup}")[0][0], copied)
+    refused = run(env, "restore_backup", str(copied), "--db", "plugin_price_action_v6", ok=False)
+    assert "is not a backup of plugin_price_action_v6: it records none of its migrations" in refused.stderr
+
 
 def test_a_central_backup_taken_by_a_newer_version_is_refused_and_nothing_changes(install):
     """A backup whose schema is ahead of this version (taken before a downgrade) is refused

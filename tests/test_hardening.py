@@ -27,7 +27,7 @@ from django.utils import timezone
 from config_app import documents
 from config_app import service as config_service
 from config_app.models import ConfigVersion
-from plugins_app import plugins, registry
+from plugins_app import plugins, registry, schema
 from plugins_app.store import PluginStore
 from sync_app import backup as backups
 from sync_app.models import Backup, JobState
@@ -215,6 +215,10 @@ def empty_zstd(path: Path) -> Path:
 
 def test_restore_refuses_files_that_are_not_a_backup_of_that_database(config, tmp_path):
     central = backups.backup_database("default")
+    bots_own = tmp_path / "bot.sqlite3"  # the seed's shape, as the bot makes it: never declared here
+    with closing(sqlite3.connect(bots_own)) as bot:
+        bot.executescript(schema.SEED_DDL)
+    backups.compress(bots_own, tmp_path / "bot.sqlite3.zst")
     zero = tmp_path / "zero.sqlite3.zst"
     zero.write_bytes(b"")
     before = plugins.database_path("price_action_v6").read_bytes()
@@ -222,6 +226,10 @@ def test_restore_refuses_files_that_are_not_a_backup_of_that_database(config, tm
         (str(zero), "cannot be decompressed|not a backup"),
         (str(empty_zstd(tmp_path / "empty.sqlite3.zst")), "not a backup of plugin_price_action_v6"),
         (central.path, "is of default, not plugin_price_action_v6"),
+        (
+            str(tmp_path / "bot.sqlite3.zst"),
+            "not a backup of plugin_price_action_v6: it has no table signals .*--adopt",
+        ),
         (str(tmp_path), "not a backup file"),
     ):
         with pytest.raises(CommandError, match=f"Nothing was restored: .*({why})"):
