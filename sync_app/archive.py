@@ -39,16 +39,18 @@ def archive_plugin(
     if source.exists():
         sha256 = _pack(source, target)
     config_service.retire(plugin_id, author=actor, via=via)
-    connections[registry.alias_for(plugin_id)].close()
-    for path in (source, Path(f"{source}-wal"), Path(f"{source}-shm")):
-        path.unlink(missing_ok=True)
-    return ArchivedPlugin.objects.create(
+    # Recorded before the file goes: an archive killed in between is one `--undo` finds.
+    archive = ArchivedPlugin.objects.create(
         plugin_id=plugin_id,
         archived_at=now,
         path=str(target) if sha256 else "",
         sha256=sha256,
         expires_at=now + timedelta(days=archive_keep_days()),
     )
+    connections[registry.alias_for(plugin_id)].close()
+    for path in (source, Path(f"{source}-wal"), Path(f"{source}-shm")):
+        path.unlink(missing_ok=True)
+    return archive
 
 
 def _pack(source: Path, target: Path) -> str:

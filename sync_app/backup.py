@@ -1,20 +1,25 @@
-"""Backups of every database: a consistent online copy, checked, compressed, checksummed, recorded.
+"""Backups of every database: one consistent snapshot, compressed, checksummed, checked, recorded.
 
-The copy is SQLite's online backup in one pass (``pages=-1``): it reads one snapshot and does
-not block the bot's WAL writers, where a stepwise backup restarts at every commit of another
-connection. The integrity check and the zstd compression of the copy run side by side.
-A central database on PostgreSQL is dumped with pg_dump instead (sync_app.postgres_backup),
-under the same records, retention, drill and restore.
+A live database is read as one read transaction sees it, straight from its file into zstd
+(``live_snapshot``): 560 MB at 210-226 MB/s under a writer, zstd alone on the same file 238
+MB/s. The copy SQLite's online backup made first, then compressed, read it twice (and wrote it
+once more): 1.8 s for the copy, then the compression. What is written is then restored into a
+scratch file and checked (integrity, tables, row counts) before it is recorded: the database
+is no longer read meanwhile. A central database on PostgreSQL is dumped with pg_dump instead
+(sync_app.postgres_backup), under the same records, retention, drill and restore.
 """
 
 import hashlib
 import logging
 import os
 import re
+import secrets
 import sqlite3
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +51,7 @@ ZSTD_LEVEL = 3
 CHUNK_BYTES = 1 << 22
 SUFFIX = ".sqlite3.zst"
 STAMP = "%Y%m%dT%H%M%S%fZ"  # in every backup's name, after its database alias (BACKUP_NAME reads it back)
+Block = bytes | bytearray | memoryview  # of a file being compressed
 
 
 class BackupError(ZepixError):
@@ -105,37 +111,175 @@ def integrity_problems(path: Path) -> str:
 
 def row_counts(path: Path) -> dict[str, int]:
     with closing(connect(path, read_only=True)) as connection:
-        tables = [
-            name
-            for (name,) in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            )
-        ]
-        return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
+        return _row_counts(connection)
 
 
-def compressed(source: Path, *, level: int = ZSTD_LEVEL, on_bytes=None) -> Iterator[bytes]:
-    """A file zstd-compressed block by block, as it is read; ``on_bytes(n)`` hears of each
-    block of the source read."""
+def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    tables = [
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+    return {table: connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+
+def compressed(source: Path | Iterable[Block], *, level: int = ZSTD_LEVEL, on_bytes=None) -> Iterator[bytes]:
+    """A file (or blocks of one) zstd-compressed block by block, as it is read; ``on_bytes(n)``
+    hears of each block of the source read."""
     chunker = zstandard.ZstdCompressor(level=level, threads=-1).chunker(chunk_size=CHUNK_BYTES)
-    with open(source, "rb") as fin:
-        for block in iter(lambda: fin.read(CHUNK_BYTES), b""):
-            yield from chunker.compress(block)
-            if on_bytes:
-                on_bytes(len(block))
+    for block in _file_blocks(source) if isinstance(source, Path) else source:
+        yield from chunker.compress(block)
+        if on_bytes:
+            on_bytes(len(block))
     yield from chunker.finish()
 
 
-def compress(source: Path, target: Path, on_bytes=None) -> str:
-    """zstd-compress a file, fsync it, and return the SHA-256 of the compressed bytes."""
+def _file_blocks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as file:
+        yield from iter(lambda: file.read(CHUNK_BYTES), b"")
+
+
+def compress(source: Path | Iterable[Block], target: Path, on_bytes=None) -> str:
+    """zstd-compress a file (or blocks of one), fsync it, and return the SHA-256 of the
+    compressed bytes."""
     digest = hashlib.sha256()
-    with open(target, "wb") as fout:
+    with open(target, "wb") as fout, _flushed_meanwhile(fout):
         for chunk in compressed(source, on_bytes=on_bytes):
             digest.update(chunk)
             fout.write(chunk)
         fout.flush()
         os.fsync(fout.fileno())
     return digest.hexdigest()
+
+
+@contextmanager
+def _flushed_meanwhile(file, every_seconds: float = 0.2):
+    """The file's written data sent to the disk while more is compressed, rather than all by its
+    final fsync, which waited for the whole file (0.4-0.5 s of a 560 MB database's backup)."""
+    done = threading.Event()
+
+    def flush() -> None:
+        while not done.wait(every_seconds):
+            os.fdatasync(file.fileno())
+
+    flusher = threading.Thread(target=flush, name="backup-flush", daemon=True)
+    flusher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        flusher.join()
+
+
+class SnapshotUnavailable(Exception):
+    """A live database cannot be read from its file as one snapshot just now: the backup copies
+    it with SQLite's online backup instead."""
+
+
+SNAPSHOT_LOCK_SECONDS = 2  # the longest a backup waits for the bot's write transaction to end
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """A live database as one read transaction sees it: the first ``page_count`` pages of its
+    file, which no checkpoint changes while the transaction is open."""
+
+    path: Path
+    page_size: int
+    page_count: int
+    counts: dict[str, int]
+    identity: tuple[int, bytes, bytes] | None  # (page, its identity row's bytes, a new identity's)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.page_size * self.page_count
+
+    def blocks(self) -> Iterator[Block]:
+        """The pages, as a standalone file: in rollback-journal mode (the header's two bytes at
+        18), with the new identity in place of the old (same length: the row's cell keeps its
+        shape, and SQLite keeps no checksum of a page). Read into one buffer, used again for
+        each block: the compressor has taken a block in before it asks for the next."""
+        buffer = bytearray(CHUNK_BYTES)
+        with open(self.path, "rb", buffering=0) as file:
+            offset = 0
+            while offset < self.size_bytes:
+                block = memoryview(buffer)[: min(CHUNK_BYTES, self.size_bytes - offset)]
+                read = file.readinto(block)
+                if read != len(block):
+                    raise BackupError(f"{self.path.name} ended before its last page.")
+                if offset == 0:
+                    block[18:20] = b"\x01\x01"
+                if self.identity:
+                    page, old, new = self.identity
+                    start = (page - 1) * self.page_size - offset
+                    if 0 <= start < len(block):  # pages never straddle blocks: both are powers of two
+                        end = start + self.page_size
+                        block[start:end] = bytes(block[start:end]).replace(old, new)
+                yield block
+                offset += len(block)
+
+
+@contextmanager
+def live_snapshot(source: Path, *, new_identity: bool = False) -> Iterator[LiveSnapshot]:
+    """One read transaction on a live database whose pages are all in its file.
+
+    A checkpoint copies the write-ahead log into the file; then, for a moment, the write lock
+    is held (the bot's next commit waits: 0.1-0.7 ms measured) while a second checkpoint copies
+    what came since and the read transaction begins. From then on no checkpoint writes into the
+    file (it waits for a reader of the file alone), so the file's pages are that transaction's
+    view while the bot goes on writing to the log. ``new_identity``: the blocks carry a new
+    identity (see ``consistent_copy``). Raises SnapshotUnavailable when the log cannot be
+    copied whole (a reader of an older state holds it) or the write lock is held too long."""
+    opened: list[sqlite3.Connection] = []
+    try:
+        try:
+            locker, checkpointer, reader = (connect(source, timeout=SNAPSHOT_LOCK_SECONDS) for _ in range(3))
+            opened += [locker, checkpointer, reader]
+            checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the log's bulk, holding no one up
+            try:
+                locker.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise SnapshotUnavailable(f"its write lock stayed held ({error})") from None
+            try:
+                busy, logged, copied = checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                reader.execute("BEGIN")
+                reader.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the read transaction starts here
+            finally:
+                locker.execute("ROLLBACK")
+            if busy or copied != logged:
+                raise SnapshotUnavailable("a reader of an older state holds part of its log")
+            page_size = reader.execute("PRAGMA page_size").fetchone()[0]
+            page_count = reader.execute("PRAGMA page_count").fetchone()[0]
+            counts = _row_counts(reader)
+            identity = _new_identity(reader, source, page_size) if new_identity else None
+        except sqlite3.DatabaseError as error:
+            raise BackupError(f"{source.name} cannot be read: {error}") from None
+        if source.stat().st_size < page_size * page_count:
+            raise SnapshotUnavailable("its file is shorter than its pages")
+        yield LiveSnapshot(source, page_size, page_count, counts, identity)
+    finally:
+        for connection in opened:
+            connection.close()
+
+
+def _new_identity(reader: sqlite3.Connection, source: Path, page_size: int) -> tuple[int, bytes, bytes]:
+    """Where the identity row is (its table's one page), its bytes and a new identity's."""
+    try:
+        page, incarnation, stamped_at = reader.execute(
+            "SELECT m.rootpage, i.incarnation, i.stamped_at FROM sqlite_master m, zepix_identity i "
+            "WHERE m.name = 'zepix_identity'"
+        ).fetchone() or (0, "", "")
+    except sqlite3.OperationalError:  # no identity table
+        raise SnapshotUnavailable("it has no identity to change") from None
+    old = f"{incarnation}{stamped_at}".encode()
+    new = f"{secrets.token_hex(16)}{datetime.now(UTC):%Y-%m-%d %H:%M:%S}".encode()
+    with open(source, "rb") as file:
+        file.seek((page - 1) * page_size)
+        found = page > 0 and len(old) == len(new) and old in file.read(page_size)
+    if not found:
+        raise SnapshotUnavailable("its identity is not where a new one can be written in its place")
+    return page, old, new
 
 
 def decompress(source: Path, target: Path) -> str:
@@ -218,18 +362,25 @@ def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) 
     settings.BACKUP_DIR.mkdir(parents=True, exist_ok=True)
     final = settings.BACKUP_DIR / f"{alias}-{now:{STAMP}}{SUFFIX}"
     with work_folder(settings.BACKUP_DIR, ".work-") as work:
-        copy, packed = Path(work) / "copy.sqlite3", Path(work) / final.name
-        consistent_copy(source, copy, new_identity=alias != "default")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            checking = pool.submit(lambda: (integrity_problems(copy), row_counts(copy)))
-            packing = pool.submit(compress, copy, packed, on_bytes)
-            problems, counts = checking.result()
-            sha256 = packing.result()
-        if problems:
-            raise BackupError(f"{alias}: the copy failed its integrity check: {problems}")
-        database_bytes = copy.stat().st_size
+        packed = work / final.name
+        started = time.perf_counter()
+        try:
+            with live_snapshot(source, new_identity=alias != "default") as snapshot:
+                sha256 = compress(snapshot.blocks(), packed, on_bytes)
+                counts, database_bytes = snapshot.counts, snapshot.size_bytes
+        except SnapshotUnavailable as why:
+            logger.info("%s: %s; it is copied first", alias, why)
+            copy = work / "copy.sqlite3"
+            consistent_copy(source, copy, new_identity=alias != "default")
+            sha256 = compress(copy, packed, on_bytes)
+            counts, database_bytes = row_counts(copy), copy.stat().st_size
+            copy.unlink()
+        taken = time.perf_counter()
+        # Its restore drill before it is kept: a backup that does not restore whole is never recorded.
+        check_backup_file(packed, alias=alias, sha256=sha256, expected_counts=counts, work_dir=work)
         os.replace(packed, final)
         fsync_folder(settings.BACKUP_DIR)
+        checked = time.perf_counter()
     backup = Backup.objects.create(
         database=alias,
         created_at=now,
@@ -241,7 +392,14 @@ def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) 
         verified=True,
         verified_at=now,
     )
-    logger.info("Backed up %s to %s (%d bytes)", alias, final.name, backup.size_bytes)
+    logger.info(
+        "Backed up %s to %s (%d bytes): read and compressed in %.2f s, restored and checked in %.2f s",
+        alias,
+        final.name,
+        backup.size_bytes,
+        taken - started,
+        checked - taken,
+    )
     return backup
 
 

@@ -213,3 +213,44 @@ def test_a_central_restore_that_fails_after_its_swap_puts_the_previous_database_
     monkeypatch.undo()  # and the same restore then goes through
     backups.restore_backup(str(backup.pk))
     assert AggregatedTrade.objects.count() == 0
+
+
+def decompressed(backup, tmp_path) -> sqlite3.Connection:
+    path = tmp_path / f"backup-{backup.pk}.sqlite3"
+    backups.decompress(Path(backup.path), path)
+    return sqlite3.connect(path)
+
+
+def identity_of(path) -> str:
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute("SELECT incarnation FROM zepix_identity").fetchone()[0]
+
+
+def test_a_backup_is_the_files_pages_of_one_snapshot_with_a_new_identity(seeded, tmp_path, caplog):
+    live = plugins.database_path("combined_v3")
+    before = identity_of(live)
+    with caplog.at_level("INFO", logger="zepix.backup"):
+        backup = backups.backup_database("plugin_combined_v3")
+    assert "copied first" not in caplog.text  # read from the file, not copied by SQLite's backup
+    with closing(decompressed(backup, tmp_path)) as copy:
+        assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # a standalone file
+        assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert copy.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 3
+        copied = copy.execute("SELECT incarnation, stamped_at FROM zepix_identity").fetchone()
+    assert copied[0] != before and len(copied[0]) == 32  # put back by hand, it is told apart
+    assert identity_of(live) == before  # the live file keeps its own
+
+
+def test_a_backup_copies_the_database_first_when_a_reader_of_an_older_state_holds_its_log(seeded, tmp_path, caplog):
+    live = plugins.database_path("combined_v3")
+    with closing(sqlite3.connect(live, isolation_level=None)) as older:
+        older.execute("BEGIN")
+        older.execute("SELECT COUNT(*) FROM trades").fetchone()  # reads the state of three trades
+        with PluginStore(live) as store:
+            store.save_trade(**trade(4))  # written after it: in the log, which that reader holds
+        with caplog.at_level("INFO", logger="zepix.backup"):
+            backup = backups.backup_database("plugin_combined_v3")
+    assert "copied first" in caplog.text
+    assert backup.verified and backup.row_counts["trades"] == 4
+    with closing(decompressed(backup, tmp_path)) as copy:
+        assert copy.execute("SELECT incarnation FROM zepix_identity").fetchone()[0] != identity_of(live)

@@ -386,6 +386,60 @@ def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
     assert tickets == {1, 2, 3, *range(3000, 3060)}
 
 
+def test_a_backup_taken_while_the_bot_writes_and_copied_back_by_hand_is_noticed_from_its_identity(install, tmp_path):
+    """The backup reads the live file while the bot goes on writing (a process of its own); its
+    copy has an identity of its own, so put back by hand (not through restore_backup) the sync
+    knows it for another file, and the central rows follow it exactly."""
+    from sync_app.backup import decompress
+
+    env, data = install
+    plugin = data / "plugins" / "combined_v3.sqlite3"
+    bot = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import itertools, sys, time\n"
+            "from plugins_app.store import PluginStore\n"
+            "from tests.helpers import trade\n"
+            "with PluginStore(sys.argv[1]) as store:\n"
+            "    for ticket in itertools.count(5000):\n"
+            "        store.save_trade(**trade(ticket)); time.sleep(0.002)\n",
+            str(plugin),
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_for(lambda: trades_in_file(plugin) > 20, "the bot to write")
+        run(env, "backup_databases", "--db", "plugin_combined_v3")
+        wait_for(lambda: trades_in_file(plugin) > 100, "the bot to write more")
+    finally:
+        bot.kill()
+        bot.wait()
+    run(env, "sync_plugins")
+    copy = tmp_path / "copy.sqlite3"
+    decompress(Path(central(data, "SELECT path FROM sync_app_backup ORDER BY id DESC LIMIT 1")[0][0]), copy)
+    for leftover in (Path(f"{plugin}-wal"), Path(f"{plugin}-shm")):
+        leftover.unlink(missing_ok=True)
+    with closing(sqlite3.connect(copy)) as backed_up:
+        its_identity = backed_up.execute("SELECT incarnation FROM zepix_identity").fetchone()[0]
+    known = central(data, "SELECT incarnation FROM sync_app_pluginsyncstate WHERE plugin_id = 'combined_v3'")
+    assert known == [(known[0][0],)] and its_identity != known[0][0]
+    shutil.copyfile(copy, plugin)  # by hand
+
+    synced = run(env, "sync_plugins")
+    assert "its database was replaced" in synced.stdout + synced.stderr
+    with closing(sqlite3.connect(plugin)) as connection:
+        in_file = {ticket for (ticket,) in connection.execute("SELECT mt5_ticket FROM trades")}
+    in_central = "SELECT mt5_ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3'"
+    assert {ticket for (ticket,) in central(data, in_central)} == in_file
+
+
+def trades_in_file(plugin: Path) -> int:
+    with closing(sqlite3.connect(plugin)) as connection:
+        return connection.execute("SELECT COUNT(*) FROM trades").fetchone()[0]
+
+
 def test_a_missing_plugin_database_is_reported_by_every_command_and_never_made_again(install):
     env, data = install
     path = data / "plugins" / "price_action_v6.sqlite3"

@@ -13,8 +13,9 @@ from zepix_admin.core.commands import ZepixCommand
 
 class Command(ZepixCommand):
     help = (
-        "Back up every database (or one with --db ALIAS): consistent online copy, integrity check, zstd, "
-        "SHA-256, recorded; then apply the retention policy. Exits non-zero when a backup failed."
+        "Back up every database (or one with --db ALIAS): one snapshot of the live file, zstd-compressed, "
+        "SHA-256, restored into a scratch file and checked, recorded; then apply the retention policy. Exits "
+        "non-zero when a backup failed."
     )
 
     def add_arguments(self, parser):
