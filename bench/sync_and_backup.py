@@ -12,6 +12,7 @@
 
 import argparse
 import logging
+import os
 import sqlite3
 import statistics
 import subprocess
@@ -342,6 +343,7 @@ def backup_bench(settings, size_mb: int):
         seed_plugin(path, "bench_p0", 200_000, with_extras=False)
     with closing(sqlite3.connect(path)) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.sync()  # the seeding's writes on the disk before anything is timed, not written back meanwhile
     size = path.stat().st_size
     out = settings.DATA_DIR / "recipe.sqlite3"
 
