@@ -1,12 +1,13 @@
 """Backups of every database: one consistent snapshot, compressed, checksummed, checked, recorded.
 
 A live database is read as one read transaction sees it, straight from its file into zstd
-(``live_snapshot``): 560 MB at 210-226 MB/s under a writer, zstd alone on the same file 238
-MB/s. The copy SQLite's online backup made first, then compressed, read it twice (and wrote it
-once more): 1.8 s for the copy, then the compression. What is written is then restored into a
-scratch file and checked (integrity, tables, row counts) before it is recorded: the database
-is no longer read meanwhile. A central database on PostgreSQL is dumped with pg_dump instead
-(sync_app.postgres_backup), under the same records, retention, drill and restore.
+(``live_snapshot``): 560 MB at 206 MB/s under the bench's writer, zstd alone on the same file
+263 MB/s (0.72-0.84x of it in five runs). The copy SQLite's online backup made first, then
+compressed, read it twice and wrote it once more: 43 MB/s with its integrity check beside.
+What is written is then restored into a scratch file and checked (integrity, tables, row
+counts) before it is recorded: the database is no longer read meanwhile. A central database
+on PostgreSQL is dumped with pg_dump instead (sync_app.postgres_backup), under the same
+records, retention, drill and restore.
 """
 
 import hashlib
@@ -145,8 +146,7 @@ def compress(source: Path | Iterable[Block], target: Path, on_bytes=None) -> str
     """zstd-compress a file (or blocks of one), fsync it, and return the SHA-256 of the
     compressed bytes."""
     digest = hashlib.sha256()
-    with open(target, "wb") as file:
-        out = _SyncedFile(file)
+    with open(target, "wb") as file, _SyncedFile(file) as out:
         for chunk in compressed(source, on_bytes=on_bytes):
             digest.update(chunk)
             out.write(chunk)
@@ -160,21 +160,34 @@ class _SyncedFile:
     writer ahead by UNSYNCED_AT_MOST_BYTES waits): the bot's next fsync (a checkpoint) would
     wait for it too, its file system writing data in order. A backup's 560 MB check copy,
     written at once and synced at the end, held the bot's inserts up to 46-170 ms; its final
-    fsync took 0.4-0.5 s of the backup's read of the database."""
+    fsync took 0.4-0.5 s of the backup's read of the database. Used as ``with _SyncedFile(file)
+    as out: ... out.write(data) ... out.sync()``."""
 
     def __init__(self, file):
         self.file, self.written, self.synced, self.done = file, 0, 0, False
+        self.error: OSError | None = None
         self.changed = threading.Condition()
         self.syncer = threading.Thread(target=self._sync_as_it_comes, name="backup-sync", daemon=True)
+
+    def __enter__(self):
         self.syncer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        with self.changed:
+            self.done = True
+            self.changed.notify_all()
+        self.syncer.join()
 
     def write(self, data) -> int:
         written = self.file.write(data)
         with self.changed:
             self.written += written
             self.changed.notify_all()
-            while self.written - self.synced > UNSYNCED_AT_MOST_BYTES:
+            while self.written - self.synced > UNSYNCED_AT_MOST_BYTES and not self.error:
                 self.changed.wait()
+            if self.error:
+                raise self.error
         return written
 
     def flush(self) -> None:
@@ -188,18 +201,23 @@ class _SyncedFile:
                 if self.done:
                     return
                 written = self.written
-            self.file.flush()
-            os.fdatasync(self.file.fileno())
+            try:
+                self.file.flush()
+                os.fdatasync(self.file.fileno())
+            except OSError as error:  # a full disk: the writer hears of it at its next write
+                with self.changed:
+                    self.error = error
+                    self.changed.notify_all()
+                return
             with self.changed:
                 self.synced = written
                 self.changed.notify_all()
 
     def sync(self) -> None:
         """The rest, and the file's size: once written whole."""
-        with self.changed:
-            self.done = True
-            self.changed.notify_all()
-        self.syncer.join()
+        self.__exit__()
+        if self.error:
+            raise self.error
         self.file.flush()
         os.fsync(self.file.fileno())
 
@@ -327,8 +345,7 @@ def decompress(source: Path, target: Path) -> str:
     """Decompress a backup; returns the SHA-256 of the compressed bytes it read."""
     digest = hashlib.sha256()
     decompressor = zstandard.ZstdDecompressor()
-    with open(source, "rb") as fin, open(target, "wb") as file:
-        out = _SyncedFile(file)
+    with open(source, "rb") as fin, open(target, "wb") as file, _SyncedFile(file) as out:
         writer = decompressor.stream_writer(cast(IO[bytes], out), closefd=False)  # it needs write and flush
         for block in iter(lambda: fin.read(CHUNK_BYTES), b""):
             digest.update(block)

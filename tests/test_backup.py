@@ -254,3 +254,16 @@ def test_a_backup_copies_the_database_first_when_a_reader_of_an_older_state_hold
     assert backup.verified and backup.row_counts["trades"] == 4
     with closing(decompressed(backup, tmp_path)) as copy:
         assert copy.execute("SELECT incarnation FROM zepix_identity").fetchone()[0] != identity_of(live)
+
+
+def test_a_disk_error_while_a_backup_writes_ends_it_with_that_error_and_never_hangs():
+    import io
+
+    class FailingDisk(io.BytesIO):
+        def fileno(self):
+            return 987_654  # no such descriptor: its sync fails as a failing disk's does
+
+    with pytest.raises(OSError), backups._SyncedFile(FailingDisk()) as out:
+        for _ in range(8):  # past the first sync and past what may wait unsynced
+            out.write(bytes(backups.SYNC_EVERY_BYTES))
+        out.sync()
