@@ -44,7 +44,7 @@ from sync_app.models import ArchivedPlugin, Backup, ShippingState
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.errors import NotFound, ZepixError
-from zepix_admin.core.files import fsync_folder, work_folder
+from zepix_admin.core.files import fsync_folder, remove_gently, work_folder
 from zepix_admin.core.models import Alert, ApiToken, AuditEntry
 
 logger = logging.getLogger("zepix.backup")
@@ -174,6 +174,9 @@ class _SyncedFile:
         return self
 
     def __exit__(self, *exc_info):
+        self._stop()
+
+    def _stop(self) -> None:
         with self.changed:
             self.done = True
             self.changed.notify_all()
@@ -215,7 +218,7 @@ class _SyncedFile:
 
     def sync(self) -> None:
         """The rest, and the file's size: once written whole."""
-        self.__exit__()
+        self._stop()
         if self.error:
             raise self.error
         self.file.flush()
@@ -432,7 +435,7 @@ def _backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) 
             consistent_copy(source, copy, new_identity=alias != "default")
             sha256 = compress(copy, packed, on_bytes)
             counts, database_bytes = row_counts(copy), copy.stat().st_size
-            copy.unlink()
+            remove_gently(copy)  # before the check makes its own copy
         taken = time.perf_counter()
         # Its restore drill before it is kept: a backup that does not restore whole is never recorded.
         check_backup_file(packed, alias=alias, sha256=sha256, expected_counts=counts, work_dir=work)

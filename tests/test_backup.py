@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app import backup as backups
+from sync_app import shipping
 from sync_app.models import Backup
 from sync_app.retention import Policy, apply_retention, backups_to_keep
 from tests.helpers import closed_trade, trade
@@ -223,7 +224,7 @@ def decompressed(backup, tmp_path) -> sqlite3.Connection:
 
 def identity_of(path) -> str:
     with closing(sqlite3.connect(path)) as connection:
-        return connection.execute("SELECT incarnation FROM zepix_identity").fetchone()[0]
+        return shipping.identity_of(connection)
 
 
 def test_a_backup_is_the_files_pages_of_one_snapshot_with_a_new_identity(seeded, tmp_path, caplog):
@@ -236,8 +237,8 @@ def test_a_backup_is_the_files_pages_of_one_snapshot_with_a_new_identity(seeded,
         assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # a standalone file
         assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert copy.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 3
-        copied = copy.execute("SELECT incarnation, stamped_at FROM zepix_identity").fetchone()
-    assert copied[0] != before and len(copied[0]) == 32  # put back by hand, it is told apart
+        copied = shipping.identity_of(copy)
+    assert copied != before and len(copied) == 32  # put back by hand, it is told apart
     assert identity_of(live) == before  # the live file keeps its own
 
 
@@ -253,7 +254,7 @@ def test_a_backup_copies_the_database_first_when_a_reader_of_an_older_state_hold
     assert "copied first" in caplog.text
     assert backup.verified and backup.row_counts["trades"] == 4
     with closing(decompressed(backup, tmp_path)) as copy:
-        assert copy.execute("SELECT incarnation FROM zepix_identity").fetchone()[0] != identity_of(live)
+        assert shipping.identity_of(copy) != identity_of(live)
 
 
 def test_a_disk_error_while_a_backup_writes_ends_it_with_that_error_and_never_hangs():

@@ -67,12 +67,16 @@ def work_folder(parent: Path, prefix: str):
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield Path(work)
         finally:
-            for leftover in Path(work).iterdir():
-                remove_gently(leftover)
+            _empty_gently(Path(work))
             os.close(handle)
 
 
 SHRINK_STEP_BYTES = 64 << 20
+
+
+def _empty_gently(folder: Path) -> None:
+    for leftover in folder.iterdir():
+        remove_gently(leftover)
 
 
 def remove_gently(path: Path) -> None:
@@ -108,6 +112,7 @@ def remove_abandoned_work_folders(parent: Path) -> list[Path]:
         except BlockingIOError:
             continue  # a running job's
         else:
+            _empty_gently(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
         finally:
