@@ -16,6 +16,7 @@ from plugins_app.store import PluginStore
 from sync_app import sync
 from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics, TradeTotals
 from tests.helpers import NOW, closed_trade, trade
+from zepix_admin.core.databases import database_file
 from zepix_admin.core.models import Alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -340,6 +341,18 @@ def test_the_trade_totals_stay_exact_through_closes_corrections_and_a_replaced_f
     assert kept_totals() == recounted_totals()
     assert sync.run_sync(trigger="command").plugins["combined_v3"]["updated"] == 0
     assert kept_totals() == recounted_totals()
+
+
+def test_a_sync_run_leaves_what_it_wrote_in_the_central_file_itself(trades):
+    """The run's pages are copied from the log into the file before it ends, its own record
+    included: a copy of the file alone (or a log lost with a disk) has them."""
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("the central database is on PostgreSQL in this run (it checkpoints by itself)")
+    run = sync.run_sync(trigger="command")
+    central = database_file("default")
+    with closing(sqlite3.connect(f"file:{central}?immutable=1", uri=True)) as file_alone:  # the log unread
+        assert file_alone.execute("SELECT COUNT(*) FROM aggregated_trades").fetchone() == (5,)
+        assert file_alone.execute("SELECT status FROM sync_app_syncrun WHERE id = ?", (run.pk,)).fetchone() == ("OK",)
 
 
 def test_a_bot_host_silent_for_three_intervals_makes_its_plugin_degraded(trades):
