@@ -348,9 +348,9 @@ def decompress(source: Path, target: Path) -> str:
     """Decompress a backup; returns the SHA-256 of the compressed bytes it read."""
     digest = hashlib.sha256()
     decompressor = zstandard.ZstdDecompressor()
-    with open(source, "rb") as fin, open(target, "wb") as file, _SyncedFile(file) as out:
+    with open(target, "wb") as file, _SyncedFile(file) as out:
         writer = decompressor.stream_writer(cast(IO[bytes], out), closefd=False)  # it needs write and flush
-        for block in iter(lambda: fin.read(CHUNK_BYTES), b""):
+        for block in _file_blocks(source):
             digest.update(block)
             writer.write(block)
         writer.flush()

@@ -77,7 +77,7 @@ FIX_INDEXED_SQL = (
         f"{column} = (SELECT s.{column} FROM SRC.trades s WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
         for column in INDEXED_COLUMNS
     )
-    + " WHERE id IN (SELECT id FROM central_before WHERE moved)"
+    + " WHERE id IN (SELECT id FROM central_before WHERE moved)"  # CENTRAL_BEFORE_SQL, below the rollups
 )
 
 
@@ -612,6 +612,12 @@ class Rollup:
     only: str = ""  # which trades count
     money: tuple[str, ...] = ("profit",)  # summed columns kept to the cent
 
+    @property
+    def counted_columns(self) -> set[str]:
+        """The trade's columns its expressions read (t.column)."""
+        expressions = [expression for _, expression in (*self.keys, *self.sums)] + [self.only]
+        return set(re.findall(r"\bt\.(\w+)", " ".join(expressions)))
+
     def totals_sql(self, source: str, *, taken: bool = False) -> str:
         """Each group's totals over ``source``, negative when ``taken``."""
         sign = "0 - " if taken else ""
@@ -706,8 +712,7 @@ def _differs(columns) -> str:
     return "(" + " OR ".join(f"t.{column} IS DISTINCT FROM s.{column}" for column in columns) + ")"
 
 
-# What the rollups read of a trade (t.column in their expressions).
-COUNTED_COLUMNS = tuple(sorted({column for rollup in ROLLUPS for column in re.findall(r"\bt\.(\w+)", repr(rollup))}))
+COUNTED_COLUMNS = tuple(sorted(set().union(*(rollup.counted_columns for rollup in ROLLUPS))))
 # The central copies of the changed trades as they are before the sync, read once into a
 # temporary table: the count of updates, the rollups' old totals and the fix of indexed columns
 # all read them from there (each read them again through the central indexes: four joins of
