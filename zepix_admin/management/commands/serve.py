@@ -23,6 +23,7 @@ class Command(ZepixCommand):
         "A consumer that dies is restarted (the web server keeps serving meanwhile) and alerted; Ctrl-C "
         "stops both; if the web server dies, the consumer is stopped too."
     )
+    requires_system_checks = "__all__"  # see ZepixCommand
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.SERVE_HOST)

@@ -25,6 +25,7 @@ class Command(ZepixCommand):
         "static files, and demo data on a new install. Idempotent: safe on every start. A plugin database "
         "that is missing or broken is reported and left alone; the rest is set up."
     )
+    requires_system_checks = "__all__"  # see ZepixCommand
 
     def add_arguments(self, parser):
         parser.add_argument("--no-demo", action="store_true", help="Never load demo data.")
