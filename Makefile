@@ -20,10 +20,10 @@ run: $(VENV)/.installed
 setup: $(VENV)/.installed
 	$(PY) manage.py setup
 
-# Two workers (pytest-xdist), a test file each at a time (a file's shared server stays shared):
-# the first pass in about 4.5 minutes on this 2-core machine (9.5 of test time). Three workers,
-# or stealing tests across files, gained nothing measurable (4:25 and 4:59 against 4:36).
-PYTEST_PARALLEL := -n 2 --dist loadfile
+# Three workers (pytest-xdist), a test file each at a time (a file's shared server stays shared).
+# The tests wait on the processes they start for a third of their time: on this 2-core machine
+# the first pass took 5:40 on two workers, 4:49 on three, 5:19 on four (and starved a test).
+PYTEST_PARALLEL := -n 3 --dist loadfile
 # The tests start some 250 commands and a hundred servers and consumers, each compiling the
 # project's modules again where PYTHONDONTWRITEBYTECODE is set (as on these machines): 0.1-0.2 s
 # of each start's 0.9 s. Their bytecode is kept under .cache, out of the source tree.

@@ -64,7 +64,18 @@ def test_a_saver_killed_at_random_moments_always_leaves_a_valid_recorded_file(tm
     rng = random.Random(seed)
     env, _, _ = installed(tmp_path)
     path = tmp_path / "config" / "plugins" / "combined_v3.json"
+
+    def recorded(what: str = "document") -> list:
+        with closing(sqlite3.connect(tmp_path / "data" / "central.sqlite3")) as central:
+            return [
+                value
+                for (value,) in central.execute(
+                    f"SELECT {what} FROM config_app_configversion WHERE scope = 'combined_v3'"
+                )
+            ]
+
     for _ in range(6):
+        saved_before = recorded("COUNT(*)")[0]
         saver = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "shell", "-c", SAVE_LOOP],
             env=env,
@@ -72,20 +83,14 @@ def test_a_saver_killed_at_random_moments_always_leaves_a_valid_recorded_file(tm
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.6, 1.5))
+        # killed at a random moment once it saves (however long this machine takes to start it)
+        assert wait_for(lambda before=saved_before: recorded("COUNT(*)")[0] > before, timeout=30), "it never saved"
+        time.sleep(rng.uniform(0, 0.3))
         saver.send_signal(signal.SIGKILL)
         saver.wait()
         document = json.loads(path.read_text())  # never torn: always parses
-        with closing(sqlite3.connect(tmp_path / "data" / "central.sqlite3")) as central:
-            recorded = [
-                json.loads(text)
-                for (text,) in central.execute(
-                    "SELECT document FROM config_app_configversion WHERE scope = 'combined_v3'"
-                )
-            ]
-        assert document in recorded, f"seed {seed}: the file holds a document no version recorded"
+        assert document in map(json.loads, recorded()), f"seed {seed}: the file holds a document no version recorded"
         assert document["max_lot_size"] > 0
-    assert len(recorded) > 6, f"seed {seed}: the loop barely saved; the test proved little"
     result = manage("config", "validate", env=env)
     assert result.returncode == 0, result.stderr
 
