@@ -39,6 +39,25 @@ def closed_trade(ticket: int, profit: float, exit_time: datetime = NOW, **overri
     )
 
 
+def run_async(coroutine_function):
+    """``async_to_sync(coroutine_function)()``, also in a test worker that ran a browser test
+    before: Playwright's session (kept for the worker's life) leaves its event loop set as this
+    thread's running loop between its calls, and asgiref then refuses to start (a test after
+    a browser file on the same worker failed with "You cannot use AsyncToSync in the same
+    thread as an async event loop"). Playwright's loop runs only inside its own calls: it is
+    set aside meanwhile. The coroutine's database work still comes back to this thread."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    playwrights_loop = asyncio._get_running_loop()
+    asyncio._set_running_loop(None)
+    try:
+        return async_to_sync(coroutine_function)()
+    finally:
+        asyncio._set_running_loop(playwrights_loop)
+
+
 def manage(*args: str, env: dict, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run manage.py in a real child process with its own data and config folders."""
     return subprocess.run(

@@ -10,7 +10,7 @@ from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app import trade_search
 from sync_app.sync import run_sync
-from tests.helpers import NOW, closed_trade, trade
+from tests.helpers import NOW, closed_trade, run_async, trade
 from zepix_admin.core.alerts import raise_alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -203,7 +203,6 @@ def test_the_trade_search_exports_csv(viewer_client, trading):
 def test_under_the_asgi_server_the_csv_export_is_sent_block_by_block_as_it_is_read(viewer, trading, monkeypatch):
     """`serve` is an ASGI server: there Django reads a sync iterator whole before sending a
     byte, so the export is an async one, each block read in the request's thread."""
-    from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
     from zepix_admin.core import exports
@@ -217,7 +216,7 @@ def test_under_the_asgi_server_the_csv_export_is_sent_block_by_block_as_it_is_re
         assert response.status_code == 200 and response.is_async
         return [block async for block in response.streaming_content]
 
-    blocks = async_to_sync(export)()
+    blocks = run_async(export)
     assert len(blocks) == 3  # the header and seven trades, three lines a block
     rows = list(csv.DictReader(io.StringIO(b"".join(blocks).decode())))
     assert len(rows) == 7 and {row["plugin_id"] for row in rows} == {"combined_v3", "price_action_v6"}

@@ -9,7 +9,7 @@ import pytest
 from plugins_app import plugins
 from plugins_app.plugin_apps import models_for
 from plugins_app.store import PluginStore
-from tests.helpers import closed_trade, trade
+from tests.helpers import closed_trade, run_async, trade
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
@@ -127,7 +127,6 @@ def test_csv_export_holds_exactly_the_selected_trades(admin_client, trades):
 def test_under_the_asgi_server_the_csv_export_is_streamed(admin_user, trades):
     """Selecting every trade of a big plugin must not put them all in the web node's memory:
     under ASGI (`serve`) the export is an async iterator (Django reads a sync one whole first)."""
-    from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
     selected = list(models_for("combined_v3")["Trade"].objects.values_list("pk", flat=True))
@@ -139,7 +138,7 @@ def test_under_the_asgi_server_the_csv_export_is_streamed(admin_user, trades):
         assert response.status_code == 200 and response.is_async
         return b"".join([block async for block in response.streaming_content])
 
-    rows = list(csv.DictReader(io.StringIO(async_to_sync(export)().decode())))
+    rows = list(csv.DictReader(io.StringIO(run_async(export).decode())))
     assert len(rows) == len(selected) > 1
 
 
