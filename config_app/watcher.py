@@ -63,6 +63,7 @@ def take_in(scope: str) -> None:
 def start(delay: float = DEBOUNCE_SECONDS) -> BaseObserver:
     """Start watching ZEPIX_CONFIG_DIR in a background thread; returns the observer (stop() it)."""
     (settings.CONFIG_DIR / "plugins").mkdir(parents=True, exist_ok=True)
+    documents.load_validator()
     observer = Observer()
     observer.schedule(_Debouncer(take_in, delay), str(settings.CONFIG_DIR), recursive=True)
     observer.daemon = True

@@ -1,5 +1,6 @@
 import collections
 import gc
+import importlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -17,7 +18,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
 skip_unused_drivers()
 django.setup(set_prefix=False)  # what get_asgi_application() does
 
-from zepix_admin.core.access import bearer_token, user_for_token  # noqa: E402 - needs the settings
+from config_app import documents  # noqa: E402 - needs the settings
+from zepix_admin.core.access import bearer_token, user_for_token  # noqa: E402
 from zepix_admin.core.http import EventStreamResponse  # noqa: E402
 
 IDLE_REQUEST_THREADS = 16  # kept for the next requests; more are made while more run at once
@@ -143,6 +145,10 @@ class Handler(ASGIHandler):
 
 
 application = Handler()
+# What the first requests would import is imported now, and frozen with the rest below: every
+# view (through the URLconf) and the validator of config saves.
+importlib.import_module(settings.ROOT_URLCONF)
+documents.load_validator()
 # What start-up made (Django, the apps and their modules: about 100,000 objects) stays out of
 # the garbage collector's full passes. A full pass over them took 67 ms with the whole process
 # stopped, every stream and request of the worker with it; 1.3 ms without them.
