@@ -137,6 +137,25 @@ def test_with_the_worker_down_pages_say_so_and_actions_say_they_wait_for_it(oper
     assert "Sync queued; the worker starts it within seconds." in answer
 
 
+def test_a_dead_consumers_alert_is_resolved_by_the_restarted_consumers_beat_not_by_the_last_one_it_left(config):
+    """`serve`'s supervisor (the process test is in test_bad_day): the beat a killed consumer
+    left stays fresh for 45 s, and resolved the alert of its death before its successor ran."""
+    import io
+    import time
+
+    from zepix_admin.management.commands.serve import Command
+
+    worker.beat(timezone.now() - timedelta(seconds=5))  # the killed consumer's last beat
+    supervisor = Command(stdout=io.StringIO(), stderr=io.StringIO())
+    supervisor.consumer_died(-9, restarts=0)
+    restarted_at = timezone.now()
+    assert supervisor.watch_heartbeat(time.monotonic(), restarted_at) is False
+    assert Alert.objects.get(source="worker").resolved_at is None
+    worker.beat()  # the restarted consumer's first beat
+    assert supervisor.watch_heartbeat(time.monotonic(), restarted_at) is True
+    assert Alert.objects.get(source="worker").resolved_at is not None
+
+
 def test_healthz_is_503_while_the_worker_is_down_and_tells_anonymous_callers_names_only(client, viewer, config):
     Heartbeat.objects.create(name="huey", beat_at=timezone.now() - timedelta(minutes=2))
     anonymous = client.get("/healthz")

@@ -6,6 +6,7 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import close_old_connections
+from django.utils import timezone
 
 from zepix_admin.core import worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
@@ -15,6 +16,7 @@ WORKER_SUBJECT = "huey consumer"
 RESTART_DELAYS = (1, 2, 5, 10, 30)  # seconds before each restart of a consumer that keeps dying
 STEADY_SECONDS = 60  # a consumer up this long starts the delays over
 WATCH_SECONDS = 15  # how often the heartbeat is looked at
+STARTING_WATCH_SECONDS = 1  # ... until a consumer just (re)started first beats
 
 
 class Command(ZepixCommand):
@@ -56,6 +58,7 @@ class Command(ZepixCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         exit_code, restarts, started_at, next_watch, restart_at = 0, -1, time.monotonic(), 0.0, None
+        beats_since = timezone.now()
         while not stopping:
             if web.poll() is not None:
                 self.stderr.write(f"The web server exited with status {web.returncode}; stopping.")
@@ -66,9 +69,13 @@ class Command(ZepixCommand):
                 restart_at = time.monotonic() + self.consumer_died(consumer.returncode, restarts)
             if restart_at is not None and time.monotonic() >= restart_at:
                 consumer, started_at, restart_at = self.start_consumer(), time.monotonic(), None
+                beats_since, next_watch = timezone.now(), time.monotonic() + STARTING_WATCH_SECONDS
             if time.monotonic() >= next_watch:
-                self.watch_heartbeat(started_at)
-                next_watch = time.monotonic() + WATCH_SECONDS
+                beating = self.watch_heartbeat(started_at, beats_since)
+                # A restarted consumer's first beat resolves its alert within a second (it was
+                # up to WATCH_SECONDS later); a consumer that does not beat is looked at as usual.
+                starting = not beating and time.monotonic() - started_at < worker.STALE_AFTER.total_seconds()
+                next_watch = time.monotonic() + (STARTING_WATCH_SECONDS if starting else WATCH_SECONDS)
             time.sleep(0.2)
         for child in (web, consumer):
             if child.poll() is None:
@@ -95,15 +102,21 @@ class Command(ZepixCommand):
         self.quietly(raise_alert, "worker", WORKER_SUBJECT, message)
         return delay
 
-    def watch_heartbeat(self, started_at: float) -> None:
-        """Resolve the worker alert once it beats again; raise it when it stops beating while alive."""
+    def watch_heartbeat(self, started_at: float, beats_since) -> bool:
+        """Resolve the worker alert once the consumer beats again; raise it when it stops
+        beating while alive. Only a beat since ``beats_since`` (the consumer's last start)
+        counts: the beat a killed consumer left stays fresh for STALE_AFTER, and resolved the
+        alert of its death before the restarted one had started, or when it never did.
+        Returns whether the consumer beats."""
         state = self.quietly(worker.state)
         if state is None:
-            return
-        if state.up:
+            return False
+        beating = state.up and state.last_beat is not None and state.last_beat >= beats_since
+        if beating:
             self.quietly(resolve_alert, "worker", WORKER_SUBJECT)
         elif time.monotonic() - started_at > worker.STALE_AFTER.total_seconds():
             self.quietly(raise_alert, "worker", WORKER_SUBJECT, f"The {state.text}.", level="CRITICAL")
+        return beating
 
     def quietly(self, function, *args, **kwargs):
         """The supervisor outlives a central database that is briefly unavailable."""
