@@ -103,11 +103,19 @@ def check_disk_space() -> None:
         resolve_alert("disk", "data folder")
 
 
+def retry_wait(seconds: float) -> None:
+    """The wait before a sync retries its failing plugins, cut short when the consumer is asked
+    to stop: the retries then come at once and the run ends (see zepix_admin.core.queue)."""
+    HUEY.consumer_stopping.wait(seconds)
+
+
 @db_task()
 def sync_task(trigger: str = "schedule", actor: str = "system", plugin_id: str | None = None):
     try:
         with heavy_job():
-            return run_sync(plugin_ids=[plugin_id] if plugin_id else None, trigger=trigger, actor=actor).pk
+            return run_sync(
+                plugin_ids=[plugin_id] if plugin_id else None, trigger=trigger, actor=actor, sleep=retry_wait
+            ).pk
     except SyncAlreadyRunning:
         logger.info("A sync is already running; this one is skipped.")
         return None

@@ -545,6 +545,31 @@ def test_serve_with_a_broken_plugin_serves_every_page_and_names_the_broken_one(i
         server.stop()
 
 
+def test_ctrl_c_while_a_sync_waits_to_retry_a_broken_plugin_lets_the_run_finish_and_stops(install):
+    """Huey's graceful shutdown waits for the running task: a sync waiting 5, 10 then 20 s to
+    retry a broken plugin held `serve` up until it killed the consumer, its run left running."""
+    env, data = install
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        connection.execute("ALTER TABLE trades RENAME TO x")
+    server = Served(env)
+    try:
+        wait_for(
+            lambda: (
+                central(
+                    data,
+                    "SELECT COUNT(*) FROM sync_app_syncrun WHERE status = 'RUNNING' AND plugins LIKE ?",
+                    "%waiting to retry%",
+                )
+                == [(1,)]
+            ),
+            "a sync waiting to retry the broken plugin",
+        )
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    assert central(data, "SELECT status FROM sync_app_syncrun") == [("PARTIAL",)]
+
+
 def heartbeat_pid(data):
     rows = central(data, "SELECT pid FROM zepix_admin_heartbeat WHERE name = 'huey'")
     return rows[0][0] if rows else None

@@ -274,7 +274,7 @@ SECURE_CSP = {
 # several consumers on several machines share (the scheduler tick still runs once a minute).
 REDIS_URL = os.environ.get("REDIS_URL", "")
 HUEY = {
-    "huey_class": "huey.RedisHuey" if REDIS_URL else "huey.SqliteHuey",
+    "huey_class": f"zepix_admin.core.queue.{'RedisQueue' if REDIS_URL else 'SqliteQueue'}",
     "name": "zepix",
     **({"url": REDIS_URL} if REDIS_URL else {"filename": str(DATA_DIR / "huey.sqlite3")}),
     "immediate": envbool("ZEPIX_HUEY_IMMEDIATE", "0"),
