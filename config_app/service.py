@@ -2,11 +2,13 @@
 
 A save is validated, checked against the version it was based on, recorded as a new
 ``ConfigVersion`` in the central database, written to its file atomically, audited and
-announced (``config_changed``). A lock file serialises savers across processes so the
-file always ends up holding the newest recorded version.
+announced (``config_changed``). Savers take turns (``config_lock``), across processes and,
+with PostgreSQL, across machines.
 """
 
+import contextlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,8 +46,31 @@ class ConfigConflict(Conflict):
         )
 
 
+# Any number that no other advisory lock on the central database uses ("zepix" in ASCII).
+CONFIG_ADVISORY_LOCK = 0x7A65706978
+
+
+@contextmanager
 def config_lock():
-    return file_lock(settings.CONFIG_DIR / ".zepix-config.lock")
+    """Saves one at a time. The lock file orders this machine's processes (so the file ends up
+    holding the newest version); with the central database on PostgreSQL an advisory lock also
+    orders every machine's. Without it two web nodes could each number a version on the same
+    one (the second a 500 on the unique constraint instead of a 409), and a version whose commit
+    came after a later row's was never sent: the streams follow the versions by row id, and had
+    read past it."""
+    with file_lock(settings.CONFIG_DIR / ".zepix-config.lock"):
+        if not on_postgresql():
+            yield
+            return
+        # Held by the session, not a transaction: a save commits before it writes its file.
+        # A connection that is lost lets go of it with the session.
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
+        try:
+            yield
+        finally:
+            with contextlib.suppress(DatabaseError), connections["default"].cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [CONFIG_ADVISORY_LOCK])
 
 
 def current(scope: str) -> ConfigVersion | None:

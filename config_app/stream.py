@@ -446,7 +446,8 @@ class PostgresVersions:
     """The central PostgreSQL database through two async connections of the hub's own: one
     LISTENs for the saves' NOTIFY, one reads the versions (a connection waiting for
     notifications runs no query). A lost connection (PostgreSQL restarted) is made again at the
-    next look; what was saved meanwhile is read then."""
+    next look; what was saved meanwhile is read then. Rows are read after the newest id seen:
+    saves take turns on every machine (``service.config_lock``), so they commit in id order."""
 
     def __init__(self, woken: asyncio.Event):
         import psycopg

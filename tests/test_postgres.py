@@ -318,3 +318,90 @@ def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(clus
     assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(3000,)]
     assert cluster.sql("SELECT trades_count, wins, profit FROM cross_plugin_stats", database) == [(3000, 3000, 3750.0)]
     assert cluster.sql("SELECT SUM(trades_count) FROM trade_totals", database) == [(3000,)]
+
+
+def put_config(url, token, scope, document, version):
+    """PUT a document on ``version`` of ``scope``: (status, answer)."""
+    request = urllib.request.Request(f"{url}/api/config/{scope}", method="PUT", data=json.dumps(document).encode())
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("If-Match", f'"{version}"')
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+
+
+def test_saves_on_two_machines_at_once_reach_every_stream_in_order(cluster, template, tmp_path):
+    """Two web nodes on two machines: each its own folders, so no lock file in common. A save
+    held up inside its transaction (a slow database: a trigger that sleeps after the version's
+    row is written) is not overtaken by a save of another scope on the other node: the streams
+    follow the versions by row id, and a row committed after a later one was read never reached
+    them. A save of the same scope made meanwhile on the other node is a conflict (409), not an
+    error (500)."""
+    import shutil
+    import threading
+
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path, "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("*.lock"))
+    other = {**env, "ZEPIX_DATA_DIR": str(tmp_path / "b" / "data"), "ZEPIX_CONFIG_DIR": str(tmp_path / "b" / "config")}
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    nodes = []
+    for name, node_env, port in zip("ab", (env, other), ports, strict=True):
+        (tmp_path / f"tmp-{name}").mkdir()
+        nodes.append(web_node({**node_env, "TMPDIR": str(tmp_path / f"tmp-{name}")}, port))
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    cluster.sql(
+        "CREATE FUNCTION slow_save() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.scope = 'combined_v3' THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$; "
+        "CREATE TRIGGER slow_save AFTER INSERT ON config_app_configversion "
+        "FOR EACH ROW EXECUTE FUNCTION slow_save()",
+        database,
+    )
+    # The combined_v3 stream on node B, the price_action_v6 stream on node A.
+    subscribers = {
+        scope: ConfigSubscriber(url, viewer_token, scope=scope, name=f"{scope}-bot")
+        for scope, url in ((SCOPE, urls[1]), ("price_action_v6", urls[0]))
+    }
+    try:
+        for url in urls:
+            wait_for(lambda url=url: answers(url), f"{url} to answer")
+        for subscriber in subscribers.values():
+            subscriber.start()
+        wait_for(lambda: all(s.seen_version == 1 for s in subscribers.values()), "both subscribers to load version 1")
+        documents = {scope: subscriber.document for scope, subscriber in subscribers.items()}
+        answered = {}
+
+        def save(key, url, scope, lot):
+            answered[key] = put_config(url, operator_token, scope, {**documents[scope], "max_lot_size": lot}, 1)
+
+        slow = threading.Thread(target=save, args=("slow", urls[0], SCOPE, 0.25))
+        slow.start()  # on node A
+        wait_for(
+            lambda: (
+                cluster.sql(
+                    f"SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = '{database}'"
+                )
+                == [(1,)]
+            ),
+            "node A's save to be held up in its transaction",
+        )
+        same_scope = threading.Thread(target=save, args=("same scope", urls[1], SCOPE, 0.3))
+        same_scope.start()  # on node B, on the version node A's save is replacing
+        save("other scope", urls[1], "price_action_v6", 0.35)  # on node B
+        slow.join(timeout=20)
+        same_scope.join(timeout=20)
+
+        assert answered["slow"][0] == 200 and answered["slow"][1]["version"] == 2
+        assert answered["other scope"][0] == 200 and answered["other scope"][1]["version"] == 2
+        wait_for(lambda: all(s.seen_version == 2 for s in subscribers.values()), "each stream to deliver its version 2")
+        assert subscribers[SCOPE].document["max_lot_size"] == 0.25
+        assert subscribers["price_action_v6"].document["max_lot_size"] == 0.35
+        assert answered["same scope"][0] == 409, answered["same scope"]
+    finally:
+        for subscriber in subscribers.values():
+            subscriber.stop()
+        for node in nodes:
+            stop_node(node)
