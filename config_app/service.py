@@ -6,7 +6,6 @@ announced (``config_changed``). Savers take turns (``config_lock``), across proc
 with PostgreSQL, across machines.
 """
 
-import contextlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,13 +63,20 @@ def config_lock():
             return
         # Held by the session, not a transaction: a save commits before it writes its file.
         # A connection that is lost lets go of it with the session.
-        with connections["default"].cursor() as cursor:
+        connection = connections["default"]
+        with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
         try:
             yield
         finally:
-            with contextlib.suppress(DatabaseError), connections["default"].cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [CONFIG_ADVISORY_LOCK])
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [CONFIG_ADVISORY_LOCK])
+            except DatabaseError:
+                # A transaction of the caller's that failed refuses every statement until it is
+                # rolled back: the session ends instead, and the lock with it (back in the pool
+                # still holding it, the connection would hold up every save of every machine).
+                connection.close()
 
 
 def current(scope: str) -> ConfigVersion | None:

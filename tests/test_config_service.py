@@ -4,7 +4,7 @@ import json
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from config_app import documents, service
 from config_app.models import ConfigVersion
@@ -99,6 +99,28 @@ def test_two_concurrent_saves_on_the_same_base_give_one_success_and_one_conflict
         thread.join()
     assert sorted(outcomes) == ["conflict", "saved"]
     assert ConfigVersion.objects.filter(scope="combined_v3").count() == 2
+
+
+def test_a_save_that_fails_inside_a_callers_transaction_lets_the_next_saver_in(config):
+    """The caller's transaction failed under the config lock (on PostgreSQL its connection then
+    refuses every statement until the rollback, its lock's release included): the next save,
+    made on another connection, is not held up."""
+    document = current("combined_v3").document
+    with pytest.raises(DatabaseError), transaction.atomic(), service.config_lock(), connection.cursor() as cursor:
+        cursor.execute("SELECT no_such_column FROM config_app_configversion")
+    saved = []
+
+    def other_operator():
+        close_old_connections()
+        try:
+            saved.append(save("combined_v3", {**document, "max_lot_size": 0.7}, 1).version)
+        finally:
+            close_old_connections()
+
+    thread = threading.Thread(target=other_operator, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert saved == [2]
 
 
 def test_rollback_writes_a_new_version_with_the_old_content(config):
