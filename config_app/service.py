@@ -7,7 +7,8 @@ with PostgreSQL, across machines.
 """
 
 import logging
-from contextlib import contextmanager
+import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,8 +25,8 @@ from plugins_app import registry
 from zepix_admin.core import audit
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import on_postgresql
-from zepix_admin.core.errors import Conflict, NotFound
-from zepix_admin.core.files import file_lock
+from zepix_admin.core.errors import Conflict, NotFound, Unavailable
+from zepix_admin.core.files import LOCK_POLL_SECONDS, Busy, file_lock
 
 logger = logging.getLogger("zepix.config")
 
@@ -47,36 +48,69 @@ class ConfigConflict(Conflict):
 
 # Any number that no other advisory lock on the central database uses ("zepix" in ASCII).
 CONFIG_ADVISORY_LOCK = 0x7A65706978
+# How long a change asked for by an operator (a request, a command) waits for the one before it:
+# a restore of the central database holds the lock throughout, minutes for a big one.
+CHANGE_WAIT_SECONDS = 5.0
+
+
+class ConfigBusy(Unavailable):
+    title = "Configuration busy"
+
+
+BUSY_MESSAGE = (
+    "Another change to the configuration has not finished (a restore of the central database, or a "
+    "save): nothing was saved. Try again in a moment."
+)
 
 
 @contextmanager
-def config_lock():
-    """Saves one at a time. The lock file orders this machine's processes (so the file ends up
+def config_lock(wait_seconds: float | None = None):
+    """Changes one at a time. The lock file orders this machine's processes (so the file ends up
     holding the newest version); with the central database on PostgreSQL an advisory lock also
     orders every machine's. Without it two web nodes could each number a version on the same
     one (the second a 500 on the unique constraint instead of a 409), and a version whose commit
     came after a later row's was never sent: the streams follow the versions by row id, and had
-    read past it."""
-    with file_lock(settings.CONFIG_DIR / ".zepix-config.lock"):
-        if not on_postgresql():
-            yield
-            return
-        # Held by the session, not a transaction: a save commits before it writes its file.
-        # A connection that is lost lets go of it with the session.
-        connection = connections["default"]
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
+    read past it. ``wait_seconds``: at most so long, then ConfigBusy (None: as long as it takes)."""
+    deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
+    with ExitStack() as held:
         try:
-            yield
-        finally:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [CONFIG_ADVISORY_LOCK])
-            except DatabaseError:
-                # A transaction of the caller's that failed refuses every statement until it is
-                # rolled back: the session ends instead, and the lock with it (back in the pool
-                # still holding it, the connection would hold up every save of every machine).
-                connection.close()
+            held.enter_context(file_lock(settings.CONFIG_DIR / ".zepix-config.lock", wait_seconds=wait_seconds))
+        except Busy:
+            raise ConfigBusy(BUSY_MESSAGE) from None
+        if on_postgresql():
+            held.enter_context(_advisory_lock(deadline))
+        yield
+
+
+@contextmanager
+def _advisory_lock(deadline: float | None):
+    """Held by the session, not a transaction: a save commits before it writes its file. A
+    connection that is lost lets go of it with the session."""
+    connection = connections["default"]
+    with connection.cursor() as cursor:
+        if deadline is None:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
+        else:
+            while not _took(cursor, "SELECT pg_try_advisory_lock(%s)"):
+                if time.monotonic() >= deadline:
+                    raise ConfigBusy(BUSY_MESSAGE)
+                time.sleep(LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [CONFIG_ADVISORY_LOCK])
+        except DatabaseError:
+            # A transaction of the caller's that failed refuses every statement until it is
+            # rolled back: the session ends instead, and the lock with it (back in the pool
+            # still holding it, the connection would hold up every save of every machine).
+            connection.close()
+
+
+def _took(cursor, sql: str) -> bool:
+    cursor.execute(sql, [CONFIG_ADVISORY_LOCK])
+    return cursor.fetchone()[0]
 
 
 def current(scope: str) -> ConfigVersion | None:
@@ -123,7 +157,7 @@ def save(scope: str, document, *, base_version: int, author: str, via: str, comm
     """Save a whole document; raises UnknownScope, InvalidDocument or ConfigConflict, changing nothing."""
     documents.check_scope(scope)
     documents.check_document(scope, document)
-    with config_lock():
+    with config_lock(CHANGE_WAIT_SECONDS):
         latest = current(scope)
         latest_number = latest.version if latest else 0
         if base_version != latest_number:
@@ -169,7 +203,7 @@ def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
     """Archive a plugin's scope: a tombstone version (its document kept), then its file goes, so
     the plugin is no longer declared. Under the config lock, so the watcher, which restores a
     deleted file of a live scope, sees the tombstone first and leaves the file gone."""
-    with config_lock():
+    with config_lock(CHANGE_WAIT_SECONDS):
         latest = current(documents.check_scope(scope))
         if scope == documents.GLOBAL_SCOPE or latest is None:
             raise documents.UnknownScope(f"Only a declared plugin's scope can be retired, not {scope!r}.")
@@ -182,7 +216,7 @@ def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
 
 def reinstate(scope: str, *, author: str, via: str) -> ConfigVersion:
     """Undo ``retire``: the document it kept becomes a new version and its file comes back."""
-    with config_lock():
+    with config_lock(CHANGE_WAIT_SECONDS):
         latest = current(scope)
         if latest is None or not latest.retired:
             raise documents.UnknownScope(f"{scope!r} is not an archived plugin's scope.")

@@ -215,16 +215,11 @@ def only_one_sync(wait_seconds: float = 0.0):
     """Hold the sync lock; SyncAlreadyRunning when another sync holds it still after
     ``wait_seconds``."""
     refusal = "Another sync is running; try again when it has finished."
-    deadline = time.monotonic() + wait_seconds
     with ExitStack() as held:
-        while True:
-            try:
-                held.enter_context(file_lock(settings.DATA_DIR / "sync.lock", wait=False))
-                break
-            except Busy:
-                if time.monotonic() >= deadline:
-                    raise SyncAlreadyRunning(refusal) from None
-                time.sleep(0.1)
+        try:
+            held.enter_context(file_lock(settings.DATA_DIR / "sync.lock", wait_seconds=wait_seconds))
+        except Busy:
+            raise SyncAlreadyRunning(refusal) from None
         try:
             yield
         except Busy:

@@ -71,6 +71,23 @@ def manage(*args: str, env: dict, check: bool = False, timeout: float = 120) -> 
     )
 
 
+def put_config(url: str, token: str, scope: str, document: dict, version: int) -> tuple[int, dict | str]:
+    """PUT a document on ``version`` of ``scope`` through the served API: (status, answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/api/config/{scope}", method="PUT", data=json.dumps(document).encode())
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("If-Match", f'"{version}"')
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read().decode())
+
+
 def fresh_env(tmp_path: Path, **extra) -> dict:
     import os
 

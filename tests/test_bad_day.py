@@ -197,6 +197,32 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         server.stop()
 
 
+def test_a_save_while_a_restore_holds_the_configuration_answers_503_and_saves_nothing(tmp_path):
+    """A restore of the central database holds the config lock throughout (minutes for a big
+    one; held here by the test, as the restore holds it): a save waits for it a few seconds,
+    then answers 503 saying why and saves nothing; it used to wait for as long as the lock was
+    held. Once the lock is let go the same save goes through."""
+    from tests.helpers import Server, put_config
+    from tests.test_several_nodes import SCOPE, config_api
+    from zepix_admin.core.files import file_lock
+
+    server = Server(tmp_path)
+    try:
+        document = {**config_api(server.url, server.token)["data"], "max_lot_size": 0.45}
+        with file_lock(tmp_path / "config" / ".zepix-config.lock"):
+            started = time.monotonic()
+            status, answer = put_config(server.url, server.token, SCOPE, document, 1)
+            waited = time.monotonic() - started
+        assert status == 503, answer
+        assert "nothing was saved" in answer["error"] and "Try again" in answer["error"]
+        assert 4 < waited < 25
+        assert config_api(server.url, server.token)["version"] == 1
+        status, answer = put_config(server.url, server.token, SCOPE, document, 1)
+        assert status == 200 and answer["version"] == 2
+    finally:
+        server.stop()
+
+
 def new_token(env, name, role, *plugins):
     created = run(env, "create_token", name, "--role", role, *plugins)
     return created.stdout.strip().splitlines()[-1]

@@ -22,6 +22,7 @@ from tests.helpers import (
     fresh_env,
     installed,
     manage,
+    put_config,
     stop_node,
     trade,
     web_node,
@@ -320,19 +321,6 @@ def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(clus
     assert cluster.sql("SELECT SUM(trades_count) FROM trade_totals", database) == [(3000,)]
 
 
-def put_config(url, token, scope, document, version):
-    """PUT a document on ``version`` of ``scope``: (status, answer)."""
-    request = urllib.request.Request(f"{url}/api/config/{scope}", method="PUT", data=json.dumps(document).encode())
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("If-Match", f'"{version}"')
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read().decode()
-
-
 def test_saves_on_two_machines_at_once_reach_every_stream_in_order(cluster, template, tmp_path):
     """Two web nodes on two machines: each its own folders, so no lock file in common. A save
     held up inside its transaction (a slow database: a trigger that sleeps after the version's
@@ -400,6 +388,20 @@ def test_saves_on_two_machines_at_once_reach_every_stream_in_order(cluster, temp
         assert subscribers[SCOPE].document["max_lot_size"] == 0.25
         assert subscribers["price_action_v6"].document["max_lot_size"] == 0.35
         assert answered["same scope"][0] == 409, answered["same scope"]
+
+        # Another machine holding the lock (a restore there) longer than a save waits: 503.
+        import psycopg
+
+        from config_app.service import CONFIG_ADVISORY_LOCK
+
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as other_machine:
+            other_machine.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
+            status, answer = put_config(urls[1], operator_token, SCOPE, subscribers[SCOPE].document, 2)
+        assert status == 503 and "nothing was saved" in answer["error"], answer
+        assert (
+            put_config(urls[1], operator_token, SCOPE, {**subscribers[SCOPE].document, "max_lot_size": 0.5}, 2)[0]
+            == 200
+        )
     finally:
         for subscriber in subscribers.values():
             subscriber.stop()

@@ -18,15 +18,27 @@ class Busy(Conflict):
     pass
 
 
+LOCK_POLL_SECONDS = 0.01
+
+
 @contextmanager
-def file_lock(path: Path, *, wait: bool = True):
-    """Hold an exclusive lock on ``path``; with ``wait=False`` raise Busy when someone holds it."""
+def file_lock(path: Path, *, wait_seconds: float | None = None):
+    """Hold an exclusive lock on ``path``, waiting for it as long as it takes (None), or at most
+    ``wait_seconds`` (0: not at all) before raising Busy."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise Busy(str(path)) from None
+        if wait_seconds is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise Busy(str(path)) from None
+                    time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:
