@@ -26,7 +26,7 @@ from zepix_admin.core import audit
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import on_postgresql
 from zepix_admin.core.errors import Conflict, NotFound, Unavailable
-from zepix_admin.core.files import LOCK_POLL_SECONDS, Busy, file_lock
+from zepix_admin.core.files import Busy, file_lock, lock_pauses
 
 logger = logging.getLogger("zepix.config")
 
@@ -91,10 +91,11 @@ def _advisory_lock(deadline: float | None):
         if deadline is None:
             cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
         else:
+            pauses = lock_pauses()
             while not _took(cursor, "SELECT pg_try_advisory_lock(%s)"):
                 if time.monotonic() >= deadline:
                     raise ConfigBusy(BUSY_MESSAGE)
-                time.sleep(LOCK_POLL_SECONDS)
+                time.sleep(next(pauses))
     try:
         yield
     finally:

@@ -18,7 +18,14 @@ class Busy(Conflict):
     pass
 
 
-LOCK_POLL_SECONDS = 0.01
+def lock_pauses():
+    """The pauses between tries for a lock someone holds: short at first (a config save holds
+    its lock for a few milliseconds, and a blocking lock would have been handed over at once),
+    then 50 ms at most."""
+    pause = 0.001
+    while True:
+        yield pause
+        pause = min(pause * 2, 0.05)
 
 
 @contextmanager
@@ -30,7 +37,7 @@ def file_lock(path: Path, *, wait_seconds: float | None = None):
         if wait_seconds is None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         else:
-            deadline = time.monotonic() + wait_seconds
+            deadline, pauses = time.monotonic() + wait_seconds, lock_pauses()
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -38,7 +45,7 @@ def file_lock(path: Path, *, wait_seconds: float | None = None):
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise Busy(str(path)) from None
-                    time.sleep(LOCK_POLL_SECONDS)
+                    time.sleep(next(pauses))
         try:
             yield
         finally:
