@@ -69,7 +69,7 @@ def save_row(request: AuthenticatedHttpRequest, scope: str):
         saved = service.set_value(
             scope, path, value, base_version=base_version, author=actor_name(request.user), via="web"
         )
-    except ValueError as error:  # parse errors and InvalidDocument
+    except (ValueError, service.ConfigBusy) as error:  # parse errors, InvalidDocument, a change not finished
         problems = getattr(error, "problems", None)
         context["error"] = "; ".join(p.message for p in problems) if problems else str(error)
         context["attempted"] = raw

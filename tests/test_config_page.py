@@ -71,6 +71,24 @@ def test_an_invalid_value_is_refused_inline_and_nothing_is_saved(operator_client
     assert service.current("combined_v3").version == 1
 
 
+def test_an_edit_while_another_change_holds_the_configuration_is_refused_inline(
+    operator_client, config, settings, monkeypatch
+):
+    """A restore of the central database holds the config lock (here the test holds it): the
+    row says the value was not saved and why, instead of an error page that an inline edit
+    never shows; the value stays among the unsaved edits."""
+    from zepix_admin.core.files import file_lock
+
+    monkeypatch.setattr(service, "CHANGE_WAIT_SECONDS", 0.2)
+    with file_lock(settings.CONFIG_DIR / ".zepix-config.lock"):
+        response = save_row(operator_client, "max_lot_size", "0.5")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Not saved:" in body and "nothing was saved. Try again in a moment." in body
+    assert service.current("combined_v3").version == 1
+    assert "Saved as version 2" in save_row(operator_client, "max_lot_size", "0.5").content.decode()
+
+
 def test_a_list_is_edited_as_a_list_of_items_separated_by_commas(operator_client, config):
     page = operator_client.get("/config/combined_v3/").content.decode()
     shown = re.search(r'name="value" value="([^"]*)"[^>]*aria-label="symbols"', page).group(1)
