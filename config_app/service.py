@@ -92,7 +92,10 @@ def _advisory_lock(deadline: float | None):
             cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
         else:
             pauses = lock_pauses()
-            while not _took(cursor, "SELECT pg_try_advisory_lock(%s)"):
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
+                if cursor.fetchone()[0]:
+                    break
                 if time.monotonic() >= deadline:
                     raise ConfigBusy(BUSY_MESSAGE)
                 time.sleep(next(pauses))
@@ -107,11 +110,6 @@ def _advisory_lock(deadline: float | None):
             # rolled back: the session ends instead, and the lock with it (back in the pool
             # still holding it, the connection would hold up every save of every machine).
             connection.close()
-
-
-def _took(cursor, sql: str) -> bool:
-    cursor.execute(sql, [CONFIG_ADVISORY_LOCK])
-    return cursor.fetchone()[0]
 
 
 def current(scope: str) -> ConfigVersion | None:
@@ -155,7 +153,8 @@ def webhook_settings() -> tuple[str, str]:
 
 
 def save(scope: str, document, *, base_version: int, author: str, via: str, comment: str = "") -> ConfigVersion:
-    """Save a whole document; raises UnknownScope, InvalidDocument or ConfigConflict, changing nothing."""
+    """Save a whole document; raises UnknownScope, InvalidDocument, ConfigConflict or ConfigBusy,
+    changing nothing."""
     documents.check_scope(scope)
     documents.check_document(scope, document)
     with config_lock(CHANGE_WAIT_SECONDS):
