@@ -48,8 +48,9 @@ class ConfigConflict(Conflict):
 
 # Any number that no other advisory lock on the central database uses ("zepix" in ASCII).
 CONFIG_ADVISORY_LOCK = 0x7A65706978
-# How long a change asked for by an operator (a request, a command) waits for the one before it:
-# a restore of the central database holds the lock throughout, minutes for a big one.
+# How long a save (a request, a command) waits for the change before it: a restore of the
+# central database holds the lock throughout, minutes for a big one. (An archive and its undo
+# wait as long as it takes: each is one step of several, which a refusal would leave half done.)
 CHANGE_WAIT_SECONDS = 5.0
 
 
@@ -203,7 +204,7 @@ def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
     """Archive a plugin's scope: a tombstone version (its document kept), then its file goes, so
     the plugin is no longer declared. Under the config lock, so the watcher, which restores a
     deleted file of a live scope, sees the tombstone first and leaves the file gone."""
-    with config_lock(CHANGE_WAIT_SECONDS):
+    with config_lock():
         latest = current(documents.check_scope(scope))
         if scope == documents.GLOBAL_SCOPE or latest is None:
             raise documents.UnknownScope(f"Only a declared plugin's scope can be retired, not {scope!r}.")
@@ -216,7 +217,7 @@ def retire(scope: str, *, author: str, via: str) -> ConfigVersion:
 
 def reinstate(scope: str, *, author: str, via: str) -> ConfigVersion:
     """Undo ``retire``: the document it kept becomes a new version and its file comes back."""
-    with config_lock(CHANGE_WAIT_SECONDS):
+    with config_lock():
         latest = current(scope)
         if latest is None or not latest.retired:
             raise documents.UnknownScope(f"{scope!r} is not an archived plugin's scope.")
