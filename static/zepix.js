@@ -34,6 +34,23 @@ function markStale(event) {
 document.addEventListener("htmx:afterRequest", markStale);
 document.addEventListener("htmx:sendError", markStale);
 
+// A click or a form the server refuses (a 409, a 503...) gets no swap from htmx: without this the
+// button seemed to do nothing. The refusal is said next to what sent it, in the error page's words.
+document.addEventListener("htmx:responseError", function (event) {
+  const element = event.detail.elt;
+  if (!element || (element.getAttribute("hx-trigger") || "").startsWith("every")) return;  // see markStale
+  const answer = new DOMParser().parseFromString(event.detail.xhr.responseText, "text/html");
+  const message = answer.getElementById("error-message");
+  let refusal = element.nextElementSibling;
+  if (!refusal || !refusal.classList.contains("refusal")) {
+    refusal = document.createElement("p");
+    refusal.className = "error refusal";
+    refusal.setAttribute("role", "alert");
+    element.insertAdjacentElement("afterend", refusal);
+  }
+  refusal.textContent = message ? message.textContent : "Refused (" + event.detail.xhr.status + "): nothing was changed.";
+});
+
 // An edit sent when the session had ended is not lost: it is kept in sessionStorage until the
 // server takes it, and offered back when the page opens again after logging in.
 const unsavedKey = "zepix.unsaved:" + window.location.pathname;

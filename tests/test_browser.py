@@ -130,6 +130,32 @@ def test_edit_a_value_inline_see_an_invalid_one_refused_and_a_second_page_update
     assert service.active_document("combined_v3")["enabled"] is False and service.current("combined_v3").version == 6
 
 
+def test_a_click_the_server_refuses_says_why_next_to_the_button(
+    page, live_server, operator, three_open_trades, settings, monkeypatch
+):
+    """A rollback asked for while a restore of the central database holds the configuration
+    (held here by the test) is refused with a 503: htmx swaps nothing for it, and the button
+    seemed to do nothing. The refusal is shown beside it; nothing was saved; a second try once
+    the lock is let go goes through."""
+    from zepix_admin.core.files import file_lock
+
+    monkeypatch.setattr(service, "CHANGE_WAIT_SECONDS", 0.3)
+    document = service.active_document("combined_v3")
+    service.save("combined_v3", {**document, "max_lot_size": 0.45}, base_version=1, author="otto", via="test")
+    log_in(page, live_server, operator.username)
+    page.goto(f"{live_server.url}/config/combined_v3/history/")
+    page.on("dialog", lambda dialog: dialog.accept())
+    roll_back = page.get_by_role("button", name="Roll back to this")
+    with file_lock(settings.CONFIG_DIR / ".zepix-config.lock"):
+        roll_back.click()
+        expect(page.get_by_role("alert")).to_contain_text("nothing was saved. Try again in a moment.")
+    assert service.current("combined_v3").version == 2
+    roll_back.click()
+    expect(page).to_have_url(f"{live_server.url}/config/combined_v3/")
+    assert service.current("combined_v3").version == 3
+    assert service.active_document("combined_v3")["max_lot_size"] == document["max_lot_size"]
+
+
 def test_an_open_overview_shows_a_plugin_breaking_by_name_while_the_others_keep_updating(
     page, live_server, operator, three_open_trades
 ):
