@@ -49,9 +49,11 @@ class ConfigConflict(Conflict):
 # Any number that no other advisory lock on the central database uses ("zepix" in ASCII).
 CONFIG_ADVISORY_LOCK = 0x7A65706978
 # How long a save (a request, a command) waits for the change before it: a restore of the
-# central database holds the lock throughout, minutes for a big one. (An archive and its undo
-# wait as long as it takes: each is one step of several, which a refusal would leave half done.)
-CHANGE_WAIT_SECONDS = 5.0
+# central database holds the lock throughout, minutes for a big one. Within a request's time
+# limit for its queries (5 s, STATEMENT_TIME_LIMIT_SECONDS, counted from the request's start),
+# with room left for the save's own. (An archive and its undo wait as long as it takes: each is
+# one step of several, which a refusal would leave half done.)
+CHANGE_WAIT_SECONDS = 3.0
 
 
 class ConfigBusy(Unavailable):

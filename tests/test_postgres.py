@@ -343,7 +343,7 @@ def test_saves_on_two_machines_at_once_reach_every_stream_in_order(cluster, temp
     database = env["DATABASE_URL"].rsplit("/", 1)[1]
     cluster.sql(
         "CREATE FUNCTION slow_save() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.scope = 'combined_v3' THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$; "
+        "IF NEW.scope = 'combined_v3' THEN PERFORM pg_sleep(1); END IF; RETURN NEW; END $$; "
         "CREATE TRIGGER slow_save AFTER INSERT ON config_app_configversion "
         "FOR EACH ROW EXECUTE FUNCTION slow_save()",
         database,
