@@ -34,13 +34,18 @@ function markStale(event) {
 document.addEventListener("htmx:afterRequest", markStale);
 document.addEventListener("htmx:sendError", markStale);
 
-// A click or a form the server refuses (a 409, a 503...) gets no swap from htmx: without this the
-// button seemed to do nothing. The refusal is said next to what sent it, in the error page's words.
-document.addEventListener("htmx:responseError", function (event) {
+// A click or a form the server refuses (a 409, a 503...) gets no swap from htmx, nor one the
+// server never answered: without this the button seemed to do nothing. What happened is said
+// next to what sent it, a refusal in the error page's words.
+function sayBeside(event) {
   const element = event.detail.elt;
   if (!element || (element.getAttribute("hx-trigger") || "").startsWith("every")) return;  // see markStale
-  const answer = new DOMParser().parseFromString(event.detail.xhr.responseText, "text/html");
-  const message = answer.getElementById("error-message");
+  let message = "The console did not answer: look before trying again.";
+  if (event.type === "htmx:responseError") {
+    const answer = new DOMParser().parseFromString(event.detail.xhr.responseText, "text/html");
+    const said = answer.getElementById("error-message");
+    message = said ? said.textContent : "Refused (" + event.detail.xhr.status + "): nothing was changed.";
+  }
   let refusal = element.nextElementSibling;
   if (!refusal || !refusal.classList.contains("refusal")) {
     refusal = document.createElement("p");
@@ -48,8 +53,10 @@ document.addEventListener("htmx:responseError", function (event) {
     refusal.setAttribute("role", "alert");
     element.insertAdjacentElement("afterend", refusal);
   }
-  refusal.textContent = message ? message.textContent : "Refused (" + event.detail.xhr.status + "): nothing was changed.";
-});
+  refusal.textContent = message;
+}
+document.addEventListener("htmx:responseError", sayBeside);
+document.addEventListener("htmx:sendError", sayBeside);
 
 // An edit sent when the session had ended is not lost: it is kept in sessionStorage until the
 // server takes it, and offered back when the page opens again after logging in.

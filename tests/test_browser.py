@@ -135,8 +135,8 @@ def test_a_click_the_server_refuses_says_why_next_to_the_button(
 ):
     """A rollback asked for while a restore of the central database holds the configuration
     (held here by the test) is refused with a 503: htmx swaps nothing for it, and the button
-    seemed to do nothing. The refusal is shown beside it; nothing was saved; a second try once
-    the lock is let go goes through."""
+    seemed to do nothing. The refusal is shown beside it, and so is a request the network cut;
+    nothing was saved; a try once both are past goes through."""
     from zepix_admin.core.files import file_lock
 
     monkeypatch.setattr(service, "CHANGE_WAIT_SECONDS", 0.3)
@@ -150,6 +150,10 @@ def test_a_click_the_server_refuses_says_why_next_to_the_button(
         roll_back.click()
         expect(page.get_by_role("alert")).to_contain_text("nothing was saved. Try again in a moment.")
     assert service.current("combined_v3").version == 2
+    page.route("**/rollback/**", lambda route: route.abort())  # the network cut on the way
+    roll_back.click()
+    expect(page.get_by_role("alert")).to_contain_text("The console did not answer")
+    page.unroute("**/rollback/**")
     roll_back.click()
     expect(page).to_have_url(f"{live_server.url}/config/combined_v3/")
     assert service.current("combined_v3").version == 3
