@@ -38,7 +38,13 @@ def archive_plugin(
     sha256 = ""
     if source.exists():
         sha256 = _pack(source, target)
-    config_service.retire(plugin_id, author=actor, via=via)
+    try:
+        config_service.retire(plugin_id, author=actor, via=via)
+    except Exception:
+        # Nothing is archived (the plugin stays in service): neither is its packed copy kept,
+        # which nothing would ever purge (each retry packed another).
+        target.unlink(missing_ok=True)
+        raise
     # Recorded before the file goes: an archive killed in between is one `--undo` finds.
     archive = ArchivedPlugin.objects.create(
         plugin_id=plugin_id,

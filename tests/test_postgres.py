@@ -284,6 +284,12 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
             refused.value.close()
             assert refused.value.code == 503
             assert manage("sync_plugins", env=env).returncode != 0  # says so, changes nothing
+            # An archive packs the plugin's file, then cannot record the tombstone: refused, and
+            # no packed copy left behind (nothing would purge it; each retry packed another).
+            archived = manage("archive_plugin", "price_action_v6", env=env)
+            assert archived.returncode != 0
+            assert list((tmp_path / "node" / "data" / "archived").glob("price_action_v6-*")) == []
+            assert (tmp_path / "node" / "data" / "plugins" / "price_action_v6.sqlite3").exists()
         finally:
             cluster.start()
         wait_for(lambda: get(f"{url}/", viewer_token)[0] == 200, "the pages to come back by themselves")
