@@ -283,7 +283,14 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
                 save_lot(url, operator_token, 0.3)
             refused.value.close()
             assert refused.value.code == 503
-            assert manage("sync_plugins", env=env).returncode != 0  # says so, changes nothing
+            synced = manage("sync_plugins", env=env)  # says so, as the pages do, and changes nothing
+            assert synced.returncode != 0 and "The central database (PostgreSQL) does not answer" in synced.stderr
+            assert "Traceback" not in synced.stderr
+            # A plugin's backup is made, then cannot be recorded: not kept either (unrecorded, it
+            # would never be listed, verified or let go by retention).
+            backed_up = manage("backup_databases", "--db", "plugin_combined_v3", env=env)
+            assert backed_up.returncode != 0 and "does not answer" in backed_up.stderr
+            assert list((tmp_path / "node" / "data" / "backups").glob("plugin_combined_v3-*")) == []
             # An archive packs the plugin's file, then cannot record the tombstone: refused, and
             # no packed copy left behind (nothing would purge it; each retry packed another).
             archived = manage("archive_plugin", "price_action_v6", env=env)

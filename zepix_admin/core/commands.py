@@ -3,8 +3,10 @@
 from typing import Literal
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError
 
 from zepix_admin.core import audit
+from zepix_admin.core.databases import on_postgresql
 from zepix_admin.core.errors import ZepixError
 from zepix_admin.core.progress import progress_bar
 
@@ -26,6 +28,15 @@ class ZepixCommand(BaseCommand):
             return super().execute(*args, **options)
         except ZepixError as error:
             raise CommandError(f"{self.refusal_prefix}{error}") from None
+        except (OperationalError, InterfaceError) as error:
+            if not on_postgresql():
+                raise
+            # As the pages say it (a 503), not as a traceback.
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CommandError(
+                f"The central database (PostgreSQL) does not answer ({first_line}): the command stopped. "
+                "Run it again once it is back."
+            ) from None
 
     def progress(self, total: int | None, *, unit: str, description: str):
         """A progress bar on the terminal's standard error (see core.progress): ``with
