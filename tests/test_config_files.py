@@ -45,6 +45,22 @@ def test_the_watcher_takes_in_an_outside_edit_within_a_second(config, settings):
         observer.join()
 
 
+def test_an_edit_made_while_no_watcher_ran_is_taken_in_when_one_starts(config, settings):
+    """The consumer was down (killed, restarting) while the operator edited the file: the watcher
+    that starts looks at every file once, instead of waiting for the next edit."""
+    path = settings.CONFIG_DIR / "plugins" / "combined_v3.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "max_open_trades": 7}))
+    observer = watcher.start(delay=0.1)
+    try:
+        assert wait_for(lambda: service.current("combined_v3").version == 2, timeout=5.0)
+        assert service.active_document("combined_v3")["max_open_trades"] == 7
+        assert service.current("combined_v3").author == "file"
+        assert service.current("price_action_v6").version == 1  # an unedited file changes nothing
+    finally:
+        observer.stop()
+        observer.join()
+
+
 SAVE_LOOP = """
 import itertools
 from config_app import service

@@ -4,6 +4,7 @@ the central-database tests run on PostgreSQL too: `make test` runs them a second
 ZEPIX_TEST_POSTGRES=1.)"""
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -270,11 +271,21 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     node = web_node(env, port)
+    consumer = subprocess.Popen(  # its file watcher
+        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    document_file = tmp_path / "node" / "config" / "plugins" / f"{SCOPE}.json"
     try:
         wait_for(lambda: answers(url), "the web node to answer")
         assert save_lot(url, operator_token, 0.2) == 2
         cluster.stop()
         try:
+            # The operator edits the file meanwhile: taken in once the database is back, not dropped.
+            document_file.write_text(json.dumps({**json.loads(document_file.read_text()), "max_open_trades": 9}))
             status, body = get(f"{url}/healthz")
             assert status == 503 and "database default" in json.loads(body)["failing"]
             status, body = get(f"{url}/", viewer_token)
@@ -301,10 +312,20 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
             cluster.start()
         wait_for(lambda: get(f"{url}/", viewer_token)[0] == 200, "the pages to come back by themselves")
         assert get(f"{url}/healthz", viewer_token)[0] in (200, 503)
-        assert save_lot(url, operator_token, 0.3) == 3  # nothing was lost: version 2 is still there
+        wait_for(
+            lambda: json.loads(get(f"{url}/api/config/{SCOPE}", viewer_token)[1])["version"] == 3,
+            "the edit made during the outage to be taken in",
+        )
+        assert save_lot(url, operator_token, 0.3) == 4  # nothing was lost: versions 2 and 3 are there
         status, history = get(f"{url}/api/config/{SCOPE}", viewer_token)
         assert json.loads(history)["data"]["max_lot_size"] == 0.3
+        assert json.loads(history)["data"]["max_open_trades"] == 9
     finally:
+        consumer.send_signal(signal.SIGINT)
+        try:
+            consumer.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
         stop_node(node)
 
 
