@@ -26,7 +26,7 @@ from zepix_admin.core import audit
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import on_postgresql
 from zepix_admin.core.errors import Conflict, NotFound, Unavailable
-from zepix_admin.core.files import Busy, file_lock, lock_pauses
+from zepix_admin.core.files import Busy, file_lock, tried_until
 
 logger = logging.getLogger("zepix.config")
 
@@ -91,17 +91,15 @@ def _advisory_lock(deadline: float | None):
     connection that is lost lets go of it with the session."""
     connection = connections["default"]
     with connection.cursor() as cursor:
+
+        def taken_at_once() -> bool:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
+            return cursor.fetchone()[0]
+
         if deadline is None:
             cursor.execute("SELECT pg_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
-        else:
-            pauses = lock_pauses()
-            while True:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [CONFIG_ADVISORY_LOCK])
-                if cursor.fetchone()[0]:
-                    break
-                if time.monotonic() >= deadline:
-                    raise ConfigBusy(BUSY_MESSAGE)
-                time.sleep(next(pauses))
+        elif not tried_until(deadline, taken_at_once):
+            raise ConfigBusy(BUSY_MESSAGE)
     try:
         yield
     finally:

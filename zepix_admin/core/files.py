@@ -18,14 +18,18 @@ class Busy(Conflict):
     pass
 
 
-def lock_pauses():
-    """The pauses between tries for a lock someone holds: short at first (a config save holds
-    its lock for a few milliseconds, and a blocking lock would have been handed over at once),
-    then 50 ms at most."""
+def tried_until(deadline: float, attempt) -> bool:
+    """Calls ``attempt()`` (a try for a lock) until it returns True, then True; False once
+    ``deadline`` (``time.monotonic()``) has passed. The pauses between tries are short at first
+    (a config save holds its lock for a few milliseconds, and a blocking lock would have been
+    handed over at once), then 50 ms at most."""
     pause = 0.001
-    while True:
-        yield pause
+    while not attempt():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
         pause = min(pause * 2, 0.05)
+    return True
 
 
 @contextmanager
@@ -36,20 +40,20 @@ def file_lock(path: Path, *, wait_seconds: float | None = None):
     with open(path, "a") as handle:
         if wait_seconds is None:
             fcntl.flock(handle, fcntl.LOCK_EX)
-        else:
-            deadline, pauses = time.monotonic() + wait_seconds, lock_pauses()
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise Busy(str(path)) from None
-                    time.sleep(next(pauses))
+        elif not tried_until(time.monotonic() + wait_seconds, lambda: _locked_at_once(handle)):
+            raise Busy(str(path))
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked_at_once(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def fsync_folder(folder: Path) -> None:
