@@ -3,7 +3,6 @@ import sys
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
@@ -13,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from zepix_admin import trends
 from zepix_admin.core import alerts, audit
 from zepix_admin.core.access import OPERATOR, VIEWER, actor_name, has_role, role_required
-from zepix_admin.core.databases import on_postgresql
+from zepix_admin.core.databases import central_unreachable
 from zepix_admin.core.errors import Invalid, error_response
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 from zepix_admin.core.models import Alert, AuditEntry
@@ -133,7 +132,7 @@ def page_not_found(request, exception=None):
 def server_error(request):
     """Rendered without the database (it may be what failed): no navigation, no context processors.
     A central database that does not answer (PostgreSQL down or restarting) is a 503 that says so."""
-    if isinstance(sys.exception(), (OperationalError, InterfaceError)) and on_postgresql():
+    if central_unreachable(sys.exception()):
         message = (
             "The central database (PostgreSQL) does not answer. What you sent was not saved: send it "
             "again once it is back. The console reconnects by itself."

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 
 from zepix_admin.core import audit
-from zepix_admin.core.databases import on_postgresql
+from zepix_admin.core.databases import central_unreachable
 from zepix_admin.core.errors import ZepixError
 from zepix_admin.core.progress import progress_bar
 
@@ -29,7 +29,7 @@ class ZepixCommand(BaseCommand):
         except ZepixError as error:
             raise CommandError(f"{self.refusal_prefix}{error}") from None
         except (OperationalError, InterfaceError) as error:
-            if not on_postgresql():
+            if not central_unreachable(error):
                 raise
             # As the pages say it (a 503), not as a traceback.
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]

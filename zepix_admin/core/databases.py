@@ -6,7 +6,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 from zepix_admin.core.errors import NotFound
 
@@ -34,6 +34,12 @@ def on_postgresql(alias: str = "default") -> bool:
     """Whether a database alias is on PostgreSQL (only the central one can be: DATABASE_URL); an
     unknown alias is not (the caller refuses it by name)."""
     return alias in settings.DATABASES and connections[alias].vendor == "postgresql"
+
+
+def central_unreachable(error: BaseException | None) -> bool:
+    """Whether an error is the central PostgreSQL database not answering (down, restarting):
+    said as such, by the pages (503) and the commands, rather than as a server error."""
+    return isinstance(error, (OperationalError, InterfaceError)) and on_postgresql()
 
 
 def checkpoint(alias: str = "default") -> None:
