@@ -269,9 +269,31 @@ def _record(
     # Written after the commit: a crash in between leaves the file at an older recorded
     # version, which ingest_file() recognises and repairs.
     if write_file:
-        documents.write_atomic(documents.document_path(scope), documents.render(document))
+        _write_document(version, document)
     config_changed.send(sender=ConfigVersion, scope=scope, version=version.version, diff=changes, author=author)
     return version
+
+
+def _write_document(version: ConfigVersion, document: dict) -> None:
+    """The file follows the version just committed. A full disk under the config folder leaves it
+    at the version before: the version is saved and on its way to the subscribers all the same,
+    so the save is not refused for it (it answered 500, saved). An alert says so until the
+    file holds the active version again: the watcher's next look at the file writes it, or
+    `setup`, or the next save."""
+    path = documents.document_path(version.scope)
+    try:
+        documents.write_atomic(path, documents.render(document))
+    except OSError as error:
+        message = (
+            f"Version {version.version} of {version.scope} is saved and in use, but {path} could not be written "
+            f"({error.strerror or error}): the file still holds the version before. It is written again once "
+            "there is room, by the next save or `python manage.py setup`."
+        )
+        logger.error(message)
+        try:
+            raise_alert("config", path.name, message)
+        except DatabaseError:  # the same full disk: the log has it
+            logger.exception("The alert about %s could not be raised", path.name)
 
 
 @dataclass
@@ -373,6 +395,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
             return None
         resolve_alert("config", scope)
         if latest and document == latest.document and not latest.retired:
+            resolve_alert("config", path.name)  # a save's file not written (a full disk): it is now
             return None
         if (
             latest
@@ -380,6 +403,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
             and (path.stat().st_mtime <= latest.created_at.timestamp())
         ):
             documents.write_atomic(path, documents.render(document_of(latest)))
+            resolve_alert("config", path.name)
             return None
         return _record(
             scope, document, latest, author="file", via="file", comment=f"edited {path.name}", write_file=False

@@ -713,3 +713,132 @@ def test_a_backup_killed_halfway_leaves_no_copy_for_good_and_a_running_ones_copy
     assert stopped.wait(timeout=60) == 0  # and it finishes its backup
     assert not list(backups.glob(".work-*"))
     assert len(list(backups.glob("plugin_combined_v3-*.sqlite3.zst"))) == 2
+
+
+def test_a_damaged_queue_file_stops_no_command_and_the_console_makes_a_new_one(tmp_path):
+    """Huey's queue is a SQLite file too (without REDIS_URL), and every process opened it as it
+    started: damaged, it stopped every command and the server at start-up with a traceback."""
+    env, operator_token, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    (data / "huey.sqlite3").write_bytes(b"this is not a database at all, sorry" * 100)
+
+    assert '"schedules"' in run(env, "config", "get", "global").stdout
+    assert "combined_v3" in run(env, "sync_plugins").stdout
+    server = Served(env)
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        asked = urllib.request.Request(
+            f"{server.url}/sync/run", data=b"", headers={"Authorization": f"Bearer {operator_token}"}
+        )
+        urllib.request.urlopen(asked, timeout=10).close()
+        wait_for(
+            lambda: central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'") == [(1,)],
+            "the sync asked for from the console to run through the new queue",
+        )
+    finally:
+        server.stop()
+    (aside,) = data.glob("huey.sqlite3.damaged-*")  # kept for a look, not used again
+    assert aside.read_bytes().startswith(b"this is not a database")
+    assert central(data, "SELECT source, subject, resolved_at FROM zepix_admin_alert WHERE source = 'queue'") == [
+        ("queue", "huey.sqlite3", None)
+    ]
+    (message,) = central(data, "SELECT message FROM zepix_admin_alert WHERE source = 'queue'")[0]
+    assert aside.name in message
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of its own (a 48 MB tmpfs), to be filled. Mounting one needs root
+    (CAP_SYS_ADMIN), as on these machines: a full disk cannot be made otherwise."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"no small file system to fill: mount refused ({mounted.stderr.decode().strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write into a file until the disk refuses another byte."""
+    filler = disk / "filler"
+    handle = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(handle, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(handle)
+    return filler
+
+
+def said_clearly(result, *words):
+    """Exit 1 with the operator's words, never a traceback."""
+    assert result.returncode == 1, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert all(word in result.stdout + result.stderr for word in words), result.stdout + result.stderr
+
+
+def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost_once_there_is_room(small_disk):
+    """Whether a save's commit finds room depends on what the database's log had grown to: a
+    save is then either refused (503, exit 1: nothing saved) or saved with its file left behind
+    (said, and written again once there is room). Either way what the operator is told is true,
+    and the file follows the active version once there is room."""
+    from tests.helpers import put_config
+
+    env, operator_token, _ = installed(small_disk)
+    data, config_file = small_disk / "data", small_disk / "config" / "plugins" / "combined_v3.json"
+    server = Served(env)
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        request = urllib.request.Request(
+            f"{server.url}/api/config/combined_v3", headers={"Authorization": f"Bearer {operator_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            document = json.load(answer)["data"]
+        filler = fill(small_disk)
+
+        status, answer = put_config(server.url, operator_token, "combined_v3", {**document, "max_lot_size": 0.7}, 1)
+        assert status in (200, 503), answer
+        if status == 503:
+            assert "is full" in answer["error"] and "not saved" in answer["error"]
+        set_by_command = manage("config", "set", "combined_v3", "max_lot_size", "0.8", env=env)
+        assert "Traceback" not in set_by_command.stderr, set_by_command.stderr
+        if set_by_command.returncode == 0:
+            assert "could not be written (No space left on device)" in set_by_command.stderr
+        else:
+            said_clearly(set_by_command, "is full")
+        said_clearly(manage("health_check", env=env), "the disk is full")
+        filler.unlink()
+
+        told_saved = [lot for lot, saved in ((0.7, status == 200), (0.8, set_by_command.returncode == 0)) if saved]
+        history = central(data, "SELECT version, document FROM config_app_configversion WHERE scope = 'combined_v3'")
+        assert [json.loads(kept)["max_lot_size"] for _, kept in history[1:]] == told_saved
+        status, saved = put_config(
+            server.url, operator_token, "combined_v3", {**document, "max_lot_size": 0.9}, len(history)
+        )
+        assert status == 200, saved
+        assert json.loads(config_file.read_text())["max_lot_size"] == 0.9
+        wait_for(
+            lambda: (
+                not central(
+                    data, "SELECT 1 FROM zepix_admin_alert WHERE subject = ? AND resolved_at IS NULL", config_file.name
+                )
+            ),
+            "the alert of a file left behind to be resolved by the watcher's look at the file",
+        )
+        assert "combined_v3" in run(env, "sync_plugins").stdout
+    finally:
+        server.stop()
+
+    filler = fill(small_disk)  # and with nothing holding the databases open
+    for args in (("config", "get", "global"), ("sync_plugins",), ("backup_databases",)):
+        said_clearly(manage(*args, env=env), "is full", "Run it again once there is room")
+    said_clearly(manage("health_check", env=env), "the disk is full", "central database cannot be read")
+    filler.unlink()
+    assert '"schedules"' in run(env, "config", "get", "global").stdout

@@ -19,7 +19,7 @@ from sync_app.scheduler import intervals
 from sync_app.sync import FAILING, enabled_plugins
 from sync_app.sync import health as sync_health
 from zepix_admin.core import worker
-from zepix_admin.core.databases import database_file, on_postgresql
+from zepix_admin.core.databases import FULL_BELOW_BYTES, database_file, on_postgresql
 
 INTEGRITY_CACHE_SECONDS = 600
 
@@ -45,7 +45,7 @@ def database_check(alias: str) -> dict:
                 integrity = connection.execute("PRAGMA quick_check").fetchone()[0]
                 cache.set(key, integrity, INTEGRITY_CACHE_SECONDS)
     except sqlite3.DatabaseError as error:
-        return {**entry, "problem": str(error)}
+        return {**entry, "problem": str(error), "unreadable": True}
     entry["integrity"] = integrity
     problems = []
     if integrity != "ok":
@@ -69,7 +69,11 @@ def _postgres_check(alias: str) -> dict:
             cursor.execute("SELECT pg_database_size(current_database())")
             entry["size_bytes"] = cursor.fetchone()[0]
     except Exception as error:  # noqa: BLE001 - reported, never raised, by a health check
-        return {**entry, "problem": f"PostgreSQL unreachable: {str(error).strip().splitlines()[0]}"}
+        return {
+            **entry,
+            "problem": f"PostgreSQL unreachable: {str(error).strip().splitlines()[0]}",
+            "unreadable": True,
+        }
     return _migrations_check(alias, entry, [])
 
 
@@ -121,19 +125,28 @@ def sync_check() -> dict:
     return entry
 
 
+def disk_check(min_free: int) -> dict:
+    free = min(shutil.disk_usage(folder).free for folder in (settings.DATA_DIR, settings.CONFIG_DIR))
+    entry: dict = {"free_bytes": free, "ok": free >= min_free}
+    if free < FULL_BELOW_BYTES:
+        entry["problem"] = f"the disk is full ({free:,} bytes free) under {settings.DATA_DIR} or {settings.CONFIG_DIR}"
+    elif not entry["ok"]:
+        entry["problem"] = f"less than {min_free / 1024**3:g} GiB free under {settings.DATA_DIR}"
+    return entry
+
+
 def collect() -> dict:
     databases = [database_check(alias) for alias in database_aliases()]
-    disk = shutil.disk_usage(settings.DATA_DIR)
-    if any(entry["alias"] == "default" and "unreachable" in entry.get("problem", "") for entry in databases):
-        # The central database (PostgreSQL) is down: nothing else can be read from it.
+    if any(entry["alias"] == "default" and entry.get("unreadable") for entry in databases):
+        # The central database cannot be read (PostgreSQL down, a full disk): nothing else can be.
         return {
             "status": "attention",
             "checked_at": timezone.now().isoformat(),
             "databases": databases,
             "jobs": [],
-            "sync": {"ok": False, "failing_plugins": [], "problem": "the central database is unreachable"},
-            "huey_consumer": {"ok": False, "problem": "unknown while the central database is unreachable"},
-            "disk": {"free_bytes": disk.free, "ok": True},
+            "sync": {"ok": False, "failing_plugins": [], "problem": "the central database cannot be read"},
+            "huey_consumer": {"ok": False, "problem": "unknown while the central database cannot be read"},
+            "disk": disk_check(FULL_BELOW_BYTES),
         }
     schedule = intervals()
     last_sync = (
@@ -155,10 +168,7 @@ def collect() -> dict:
         consumer["problem"] = current.text
     if current.queue_problem:
         consumer["queue"] = current.queue_problem
-    min_free = global_settings("alerts")["min_free_disk_gb"] * 1024**3
-    disk_entry = {"free_bytes": disk.free, "ok": disk.free >= min_free}
-    if not disk_entry["ok"]:
-        disk_entry["problem"] = f"less than {min_free / 1024**3:g} GiB free under {settings.DATA_DIR}"
+    disk_entry = disk_check(global_settings("alerts")["min_free_disk_gb"] * 1024**3)
     sync_entry = sync_check()
     healthy = all(entry["ok"] for entry in [*databases, *jobs, consumer, disk_entry, sync_entry])
     return {

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from zepix_admin import trends
 from zepix_admin.core import alerts, audit
 from zepix_admin.core.access import OPERATOR, VIEWER, actor_name, has_role, role_required
-from zepix_admin.core.databases import central_unreachable
+from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import Invalid, error_response
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
 from zepix_admin.core.models import Alert, AuditEntry
@@ -131,15 +131,15 @@ def page_not_found(request, exception=None):
 
 def server_error(request):
     """Rendered without the database (it may be what failed): no navigation, no context processors.
-    A central database that does not answer (PostgreSQL down or restarting) is a 503 that says so."""
-    if central_unreachable(sys.exception()):
-        message = (
-            "The central database (PostgreSQL) does not answer. What you sent was not saved: send it "
-            "again once it is back. The console reconnects by itself."
-        )
+    An outage (the central PostgreSQL database down or restarting, a full disk) is a 503 that says so."""
+    away = outage(sys.exception())
+    if away is not None:
+        message = f"{away.what}. What you sent was not saved: send it again {away.again}. {away.recovers}"
         if request.path.startswith("/api/"):
             return JsonResponse({"error": message}, status=503)
-        return HttpResponse(loader.get_template("503.html").render({"message": message}), status=503)
+        return HttpResponse(
+            loader.get_template("503.html").render({"title": away.title, "message": message}), status=503
+        )
     if request.path.startswith("/api/"):
         return JsonResponse({"error": "Server error; it was logged."}, status=500)
     return HttpResponseServerError(loader.get_template("500.html").render())

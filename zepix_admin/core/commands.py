@@ -1,12 +1,13 @@
 """The base of every Zepix management command."""
 
+import sqlite3
 from typing import Literal
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 
 from zepix_admin.core import audit
-from zepix_admin.core.databases import central_unreachable
+from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import ZepixError
 from zepix_admin.core.progress import progress_bar
 
@@ -28,15 +29,13 @@ class ZepixCommand(BaseCommand):
             return super().execute(*args, **options)
         except ZepixError as error:
             raise CommandError(f"{self.refusal_prefix}{error}") from None
-        except (OperationalError, InterfaceError) as error:
-            if not central_unreachable(error):
+        except (OperationalError, InterfaceError, sqlite3.Error, OSError) as error:
+            away = outage(error)
+            if away is None:
                 raise
             # As the pages say it (a 503), not as a traceback.
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CommandError(
-                f"The central database (PostgreSQL) does not answer ({first_line}): the command stopped. "
-                "Run it again once it is back."
-            ) from None
+            raise CommandError(f"{away.what} ({first_line}): the command stopped. Run it again {away.again}.") from None
 
     def progress(self, total: int | None, *, unit: str, description: str):
         """A progress bar on the terminal's standard error (see core.progress): ``with

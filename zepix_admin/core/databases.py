@@ -1,8 +1,11 @@
+import errno
 import logging
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -36,10 +39,66 @@ def on_postgresql(alias: str = "default") -> bool:
     return alias in settings.DATABASES and connections[alias].vendor == "postgresql"
 
 
-def central_unreachable(error: BaseException | None) -> bool:
-    """Whether an error is the central PostgreSQL database not answering (down, restarting):
-    said as such, by the pages (503) and the commands, rather than as a server error."""
-    return isinstance(error, (OperationalError, InterfaceError)) and on_postgresql()
+@dataclass(frozen=True)
+class Outage:
+    """Something the console needs is away, not a bug: said by the pages (a 503) and the
+    commands as such, never as a server error or a traceback."""
+
+    title: str  # the 503 page's heading
+    what: str  # "The central database (PostgreSQL) does not answer"
+    again: str  # when to send it again: "once it is back"
+    recovers: str  # what the console does meanwhile
+
+
+# Under this much free space, a disk error is the disk being full: a WAL database cannot even be
+# opened then (its 32 KB index file cannot be made), which SQLite says as "disk I/O error".
+FULL_BELOW_BYTES = 1 << 20
+
+
+def outage(error: BaseException | None) -> Outage | None:
+    """The outage an error comes from: the central PostgreSQL database not answering (down,
+    restarting), or the disk of the data or the config folder full; None for anything else."""
+    if error is None:
+        return None
+    full = _full_folder(error)
+    if full is not None:
+        folder, free = full
+        return Outage(
+            "The console's disk is full",
+            f"The disk holding {folder} is full ({free:,} bytes free)",
+            f"once there is room (old backups are in {settings.BACKUP_DIR})",
+            "The console goes on by itself once there is room.",
+        )
+    if isinstance(error, (OperationalError, InterfaceError)) and on_postgresql():
+        return Outage(
+            "The console cannot reach its database",
+            "The central database (PostgreSQL) does not answer",
+            "once it is back",
+            "The console reconnects by itself.",
+        )
+    return None
+
+
+def _full_folder(error: BaseException) -> tuple[Path, int] | None:
+    """(the folder, its free bytes) when an error comes from a full disk under the data or the
+    config folder (a SQLite error through Django is the cause of Django's)."""
+    cause = error if isinstance(error, (sqlite3.Error, OSError)) else error.__cause__
+    if isinstance(cause, OSError):
+        if cause.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        certain = True
+    elif isinstance(cause, sqlite3.Error):
+        code = (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+            return None
+        certain = code == sqlite3.SQLITE_FULL
+    else:
+        return None
+    fullest = min(
+        ((folder, shutil.disk_usage(folder).free) for folder in (settings.DATA_DIR, settings.CONFIG_DIR)),
+        key=lambda entry: entry[1],
+    )
+    return fullest if certain or fullest[1] < FULL_BELOW_BYTES else None
 
 
 def checkpoint(alias: str = "default") -> None:

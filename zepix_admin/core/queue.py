@@ -1,4 +1,5 @@
-"""Huey's queue classes (settings.HUEY's ``huey_class``), knowing when their consumer stops.
+"""Huey's queue classes (settings.HUEY's ``huey_class``), knowing when their consumer stops,
+and the queue's SQLite file opened when first used and made again when damaged.
 
 A consumer asked to stop gracefully (Ctrl-C on ``serve``, SIGINT) waits for its running tasks.
 A task that waits, a sync waiting to retry a failing plugin, waits on ``consumer_stopping``
@@ -6,9 +7,20 @@ instead of sleeping, and ends at once: it held ``serve`` up until it killed the 
 10 s later, its run left running. Imported while the apps load: no models here.
 """
 
+import logging
+import sqlite3
 import threading
+from datetime import UTC, datetime
+from pathlib import Path
 
 from huey import RedisHuey, SqliteHuey
+from huey.storage import SqliteStorage
+
+from zepix_admin.core.files import file_lock, fsync_folder
+
+logger = logging.getLogger("zepix.queue")
+
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class _KnowsWhenItsConsumerStops:
@@ -20,8 +32,82 @@ class _KnowsWhenItsConsumerStops:
         return consumer
 
 
+class QueueFile(SqliteStorage):
+    """Huey opens its file, and makes its tables, as the queue is made while the apps load: a
+    damaged queue file stopped every command and the server at start-up with a traceback. Now
+    the file is opened when the queue is first used, and one that is not a database (or a
+    damaged one) is set aside and a new one made. What it held is tasks waiting to run (the
+    periodic ones come again within a minute; a sync or a backup asked for by hand is asked
+    again) and huey's locks: nothing an operator saved."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "create_tables": False})
+
+    def _create_connection(self) -> sqlite3.Connection:
+        try:
+            return self._opened()
+        except sqlite3.DatabaseError as error:
+            if not _damaged(error):
+                raise
+        path = Path(self.filename)
+        with file_lock(path.with_name(f"{path.name}.lock")):
+            try:
+                return self._opened()  # another process made it again meanwhile
+            except sqlite3.DatabaseError as error:
+                if not _damaged(error):
+                    raise
+                problem = str(error)
+            aside = _set_aside(path)
+            connection = self._opened()
+        _report(path, aside, problem)
+        return connection
+
+    def _opened(self) -> sqlite3.Connection:
+        connection = super()._create_connection()
+        try:
+            if not connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'task'").fetchone():
+                for statement in self.ddl:
+                    connection.execute(statement)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in DAMAGED
+
+
+def _set_aside(path: Path) -> Path:
+    """The damaged file renamed beside it (kept for a look), its log and index gone with it: a
+    new file must not be read through the old one's write-ahead log."""
+    aside = path.with_name(f"{path.name}.damaged-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        leftover = path.with_name(path.name + suffix)
+        if leftover.exists():
+            leftover.rename(aside.with_name(aside.name + suffix))
+    fsync_folder(path.parent)
+    return aside
+
+
+def _report(path: Path, aside: Path, problem: str) -> None:
+    message = (
+        f"The task queue's file {path.name} could not be read ({problem}): it was set aside as {aside.name} "
+        "and a new one made. Tasks waiting in it were lost: the periodic ones run again within a minute; "
+        "ask again for a sync or a backup asked for just before."
+    )
+    logger.error(message)
+    try:
+        from zepix_admin.core.alerts import raise_alert
+
+        raise_alert("queue", path.name, message)
+    except Exception:
+        logger.exception("The alert about the task queue could not be raised")
+
+
 class SqliteQueue(_KnowsWhenItsConsumerStops, SqliteHuey):
-    pass
+    storage_class = QueueFile
 
 
 class RedisQueue(_KnowsWhenItsConsumerStops, RedisHuey):
