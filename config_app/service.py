@@ -292,8 +292,8 @@ def _write_document(version: ConfigVersion, document: dict) -> None:
         logger.error(message)
         try:
             raise_alert("config", path.name, message)
-        except DatabaseError:  # the same full disk: the log has it
-            logger.exception("The alert about %s could not be raised", path.name)
+        except DatabaseError as refused:  # the same full disk: the log has it
+            logger.error("The alert about %s could not be raised: %s", path.name, refused)
 
 
 @dataclass

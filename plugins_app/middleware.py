@@ -34,7 +34,7 @@ class PluginDatabaseErrorMiddleware(MiddlewareMixin):
         if plugin_id is None or timed_out(exception):
             return None  # a query stopped for taking too long is the request's fault, not the plugin's
         problem = plugins.database_problem(plugin_id) or f"its database failed: {exception}"
-        context = {"plugin_id": plugin_id, "problem": str(problem), "repair": plugins.repair_hint(plugin_id)}
+        context = {"plugin_id": plugin_id, "problem": str(problem), "repair": plugins.repair_hint(plugin_id, problem)}
         if request.path.startswith("/api/"):
             return JsonResponse({"error": f"Plugin {plugin_id}: {problem}", **context}, status=503)
         return render(request, "plugin_unavailable.html", context, status=503)

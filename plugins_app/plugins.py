@@ -9,7 +9,7 @@ from django.conf import settings
 
 from plugins_app import plugin_apps, registry
 from plugins_app.sqlite import connect
-from zepix_admin.core.databases import database_file
+from zepix_admin.core.databases import database_file, outage
 from zepix_admin.core.errors import Invalid, NotFound
 
 
@@ -114,14 +114,14 @@ def expected_tables() -> set[str]:
 
 @dataclass(frozen=True)
 class DatabaseProblem:
-    kind: str  # MISSING, UNREADABLE or SCHEMA
+    kind: str  # MISSING, UNREADABLE, SCHEMA or NO_ROOM
     message: str
 
     def __str__(self):
         return self.message
 
 
-MISSING, UNREADABLE, SCHEMA = "missing", "unreadable", "schema"
+MISSING, UNREADABLE, SCHEMA, NO_ROOM = "missing", "unreadable", "schema", "no room"
 
 
 def database_problem(plugin_id: str) -> DatabaseProblem | None:
@@ -142,6 +142,9 @@ def _file_problem(path: Path) -> DatabaseProblem | None:
     except sqlite3.DatabaseError as error:
         if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             return None
+        away = outage(error)
+        if away is not None:  # the file is fine: a WAL database cannot be opened without room for its index
+            return DatabaseProblem(NO_ROOM, f"its database cannot be opened: {away.what[0].lower()}{away.what[1:]}")
         return DatabaseProblem(UNREADABLE, f"its database cannot be read: {error}")
     missing = sorted(expected_tables() - tables)
     if missing:
@@ -149,7 +152,9 @@ def _file_problem(path: Path) -> DatabaseProblem | None:
     return None
 
 
-def repair_hint(plugin_id: str) -> str:
+def repair_hint(plugin_id: str, problem: DatabaseProblem | str | None = None) -> str:
+    if isinstance(problem, DatabaseProblem) and problem.kind == NO_ROOM:  # nothing to restore
+        return f"Make room on that disk (old backups are in {settings.BACKUP_DIR}): the console goes on by itself."
     return (
         f"Stop the bot's {plugin_id} process, then restore its latest backup (Backups page, or "
         f"`python manage.py restore_backup <id> --db {registry.alias_for(plugin_id)}`), or take it out of "

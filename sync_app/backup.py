@@ -42,7 +42,7 @@ from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
 from sync_app.models import ArchivedPlugin, Backup, ShippingState
 from zepix_admin.core.alerts import raise_alert, resolve_alert
-from zepix_admin.core.databases import database_file, on_postgresql
+from zepix_admin.core.databases import database_file, on_postgresql, outage
 from zepix_admin.core.errors import NotFound, ZepixError
 from zepix_admin.core.files import fsync_folder, remove_gently, work_folder
 from zepix_admin.core.models import Alert, ApiToken, AuditEntry
@@ -367,10 +367,24 @@ def backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -
     try:
         backup = _backup_database(alias, now=now, on_bytes=on_bytes)
     except BackupError as error:
-        raise_alert("backup", alias, f"Backup of {alias} failed: {error}", level="CRITICAL")
+        _alert_failed_backup(alias, error)
         raise
+    except (OSError, sqlite3.Error) as error:
+        away = outage(error)  # a full disk: said as a failed backup, and the others are still tried
+        if away is None:
+            raise
+        failure = BackupError(f"{away.what}: no backup was made")
+        _alert_failed_backup(alias, failure)
+        raise failure from error
     resolve_alert("backup", alias)
     return backup
+
+
+def _alert_failed_backup(alias: str, error: BackupError) -> None:
+    try:
+        raise_alert("backup", alias, f"Backup of {alias} failed: {error}", level="CRITICAL")
+    except DatabaseError as refused:  # the central database on the same full disk: the log and the run have it
+        logger.error("The alert about the backup of %s could not be raised: %s", alias, refused)
 
 
 def _file_sha256(path: Path) -> str:

@@ -349,7 +349,7 @@ def describe_failure(plugin_id: str, error: Exception) -> str:
     """What went wrong, in an operator's words when the plugin's database is the cause."""
     problem = plugins.database_problem(plugin_id) if isinstance(error, sqlite3.DatabaseError) else None
     if problem:
-        return f"{problem}. {plugins.repair_hint(plugin_id)}"
+        return f"{problem}. {plugins.repair_hint(plugin_id, problem)}"
     return f"{type(error).__name__}: {error}"
 
 

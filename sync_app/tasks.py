@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task, lock_task
@@ -30,6 +31,7 @@ from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
 from zepix_admin.core import worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import Unavailable
 from zepix_admin.core.files import file_lock
 
@@ -190,8 +192,12 @@ def _request_manual(name: str, task, *args) -> bool:
     JobState.objects.update_or_create(name=name, defaults={"last_started_at": timezone.now()})
     try:
         task(*args)
-    except Exception as error:  # the queue's server (Redis) is down: say so, keep nothing half-done
-        JobState.objects.filter(name=name).delete()
+    except Exception as error:  # the queue's server (Redis) is down, the disk full: say so, keep nothing half-done
+        with suppress(DatabaseError):  # the same full disk: the marker counts for nothing once stale
+            JobState.objects.filter(name=name).delete()
+        away = outage(error)
+        if away is not None:
+            raise Unavailable(f"{away.what}: nothing was queued; ask again {away.again}.") from error
         raise Unavailable(
             f"The task queue does not answer ({type(error).__name__}): nothing was queued; ask again once it is back."
         ) from error

@@ -26,7 +26,7 @@ def sync_health_with_databases() -> dict:
     report = sync.health()
     for plugin_id, entry in report["plugins"].items():
         problem = plugins.database_problem(plugin_id)
-        entry["database_problem"] = f"{problem}. {plugins.repair_hint(plugin_id)}" if problem else ""
+        entry["database_problem"] = f"{problem}. {plugins.repair_hint(plugin_id, problem)}" if problem else ""
     return report
 
 

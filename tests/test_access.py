@@ -184,3 +184,36 @@ def test_a_logged_in_user_without_a_role_sees_no_page_but_can_log_out(client, ma
     assert client.get("/admin/").status_code == 302  # the admin's own login page: no access either
     assert client.get("/healthz").status_code in (200, 503)
     assert client.post("/logout/").status_code == 302
+
+
+def full_disk_for_writes(execute, sql, params, many, context):
+    """The central database on a full disk: its reads go on, every write is refused as SQLite
+    refuses it (a Django error caused by SQLite's SQLITE_FULL)."""
+    import sqlite3
+
+    from django.db import OperationalError
+
+    if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+        cause = sqlite3.OperationalError("database or disk is full")
+        cause.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise OperationalError(str(cause)) from cause
+    return execute(sql, params, many, context)
+
+
+def test_on_a_full_disk_a_page_is_read_whatever_its_bookkeeping_and_a_change_is_refused_as_such(
+    client, operator_client
+):
+    """A page read wrote a session's last activity (once a minute) and a token's last use, and
+    failed with them: on a full disk the operator could not look at the console to see why."""
+    from django.db import connection
+
+    from zepix_admin.core.access import create_token
+
+    token = create_token("full-disk-bot", "operator")
+    client.raise_request_exception = False
+    operator_client.raise_request_exception = False
+    with connection.execute_wrapper(full_disk_for_writes):
+        assert operator_client.get("/config/").status_code == 200  # its first activity written: refused
+        assert client.get("/config/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200  # its first use
+        refused = operator_client.post("/sync/run")
+        assert refused.status_code == 503 and b"is full" in refused.content and b"not saved" in refused.content

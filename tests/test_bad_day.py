@@ -793,6 +793,7 @@ def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost
 
     env, operator_token, _ = installed(small_disk)
     data, config_file = small_disk / "data", small_disk / "config" / "plugins" / "combined_v3.json"
+    env.update(PRODUCTION)  # the outage's 503 is the production error handler's (debug mode shows Django's page)
     server = Served(env)
     try:
         wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
@@ -814,6 +815,9 @@ def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost
         else:
             said_clearly(set_by_command, "is full")
         said_clearly(manage("health_check", env=env), "the disk is full")
+        overview = urllib.request.Request(f"{server.url}/", headers={"Authorization": f"Bearer {operator_token}"})
+        with urllib.request.urlopen(overview, timeout=10) as answer:  # the operator can still look around
+            assert answer.status == 200 and 'id="card-combined_v3"' in answer.read().decode()
         filler.unlink()
 
         told_saved = [lot for lot, saved in ((0.7, status == 200), (0.8, set_by_command.returncode == 0)) if saved]
@@ -832,13 +836,28 @@ def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost
             ),
             "the alert of a file left behind to be resolved by the watcher's look at the file",
         )
-        assert "combined_v3" in run(env, "sync_plugins").stdout
     finally:
         server.stop()
+    assert "combined_v3" in run(env, "sync_plugins").stdout  # (beside the consumer, its own might be running)
 
-    filler = fill(small_disk)  # and with nothing holding the databases open
+    # The disk full with nothing holding the databases open: none of them can be opened then (the
+    # last connection to close a database removes its index file, which cannot be made again).
+    for database in [*data.glob("*.sqlite3"), *data.glob("plugins/*.sqlite3")]:
+        with closing(sqlite3.connect(database)) as connection:
+            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        assert not Path(f"{database}-shm").exists(), database
+    filler = fill(small_disk)
     for args in (("config", "get", "global"), ("sync_plugins",), ("backup_databases",)):
-        said_clearly(manage(*args, env=env), "is full", "Run it again once there is room")
-    said_clearly(manage("health_check", env=env), "the disk is full", "central database cannot be read")
+        said_clearly(manage(*args, env=env), "is full")
+    said_clearly(manage("health_check", env=env), "the disk is full")
+    said_clearly(manage("serve", "--port", str(free_port()), env=env), "is full")  # a console started meanwhile
     filler.unlink()
     assert '"schedules"' in run(env, "config", "get", "global").stdout
+
+
+PRODUCTION = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "k" * 20 + "-a-long-random-production-key-0123456789",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+}

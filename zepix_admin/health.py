@@ -32,7 +32,7 @@ def database_check(alias: str) -> dict:
     entry = {"alias": alias, "path": str(path), "ok": False, **({"plugin_id": plugin_id} if plugin_id else {})}
     problem = plugins.database_problem(plugin_id) if plugin_id else None
     if plugin_id and problem:
-        return {**entry, "problem": f"plugin {plugin_id}: {problem}", "repair": plugins.repair_hint(plugin_id)}
+        return {**entry, "problem": f"plugin {plugin_id}: {problem}", "repair": plugins.repair_hint(plugin_id, problem)}
     if not path.exists():
         return {**entry, "problem": "file missing"}
     entry["size_bytes"] = database_bytes(path)

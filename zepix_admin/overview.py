@@ -29,7 +29,7 @@ def plugin_card(plugin_id: str, sync_state: dict, last_backup, document: dict) -
     return {
         "plugin_id": plugin_id,
         "broken": str(problem),
-        "repair": plugins.repair_hint(plugin_id),
+        "repair": plugins.repair_hint(plugin_id, problem),
         "enabled": document.get("enabled", True),
         "sync": sync_state,
         "last_backup": last_backup,

@@ -10,6 +10,7 @@ so changes nothing (tests/test_guard_rails.py fails when a view that takes a POS
 Machine clients send ``Authorization: Bearer <token>``; each token acts as its own user.
 """
 
+import logging
 import secrets
 from datetime import timedelta
 from functools import cache, wraps
@@ -17,13 +18,18 @@ from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import PermissionDenied
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.http import HttpResponse
 from django.shortcuts import resolve_url
 from django.utils import timezone
 
+from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import Invalid
+
+logger = logging.getLogger("zepix.access")
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 # A bot host's token: it may ship the changes of the plugins written on it, and nothing else
@@ -196,7 +202,10 @@ def user_for_token(raw_token: str):
     if not is_active:
         return None
     if last_use_to_write:
-        ApiToken.objects.filter(pk=token_pk).update(last_used_at=now)
+        try:
+            ApiToken.objects.filter(pk=token_pk).update(last_used_at=now)
+        except DatabaseError as error:  # a full disk: the request is not refused for the token's bookkeeping
+            logger.warning("The last use of token %s could not be written: %s", token_pk, error)
     loaded = {"id": user_pk, "username": username, "is_active": True, "is_superuser": bool(is_superuser)}
     User = get_user_model()
     fields = [field.attname for field in User._meta.concrete_fields if field.attname in loaded]  # the model's order
@@ -230,6 +239,28 @@ class BearerTokenMiddleware:
                 request.authenticated_by_token = True
                 request._dont_enforce_csrf_checks = True
         return self.get_response(request)
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's, except that a page read (GET, HEAD) is not refused because its session could
+    not be saved for an outage (a full disk): the note of the operator's last activity (once a
+    minute, see IdleSessionMiddleware) failed their next page with a 400 "the session was
+    deleted", and they could not look at the console to see why. What changes a session for
+    good (signing in or out) is a POST, and fails as it should."""
+
+    def process_response(self, request, response):
+        try:
+            return super().process_response(request, response)
+        except (DatabaseError, SessionInterrupted) as error:
+            # Django says any failed update of a session as SessionInterrupted (a 400: "deleted
+            # before the request completed"): the database's own error is in its context.
+            failure: BaseException | None = error
+            while failure is not None and not isinstance(failure, DatabaseError):
+                failure = failure.__context__
+            if request.method not in ("GET", "HEAD") or outage(failure) is None:
+                raise
+            logger.warning("The session could not be saved (%s); %s is answered all the same", failure, request.path)
+            return response
 
 
 class IdleSessionMiddleware:

@@ -13,6 +13,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from django.db import DatabaseError
 from huey import RedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
@@ -102,8 +103,8 @@ def _report(path: Path, aside: Path, problem: str) -> None:
         from zepix_admin.core.alerts import raise_alert
 
         raise_alert("queue", path.name, message)
-    except Exception:
-        logger.exception("The alert about the task queue could not be raised")
+    except DatabaseError as refused:  # the same full disk: the log has it; the queue works either way
+        logger.error("The alert about the task queue could not be raised: %s", refused)
 
 
 class SqliteQueue(_KnowsWhenItsConsumerStops, SqliteHuey):

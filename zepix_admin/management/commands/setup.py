@@ -91,7 +91,7 @@ class Command(ZepixCommand):
             problem = plugins.database_problem(plugin_id)
             if problem and problem.kind in (plugins.MISSING, plugins.UNREADABLE):
                 self.stderr.write(
-                    self.style.WARNING(f"Plugin {plugin_id}: {problem}. {plugins.repair_hint(plugin_id)}")
+                    self.style.WARNING(f"Plugin {plugin_id}: {problem}. {plugins.repair_hint(plugin_id, problem)}")
                 )
                 continue
             try:
