@@ -606,14 +606,23 @@ def _checkpoint(path: Path) -> None:
 
 def find_backup(reference: str, alias: str | None) -> tuple[Path, str, Backup | None]:
     """A backup by id or by path; returns (file, database alias, record or None)."""
-    backup = None
+    try:
+        if reference.isdigit():
+            backup = Backup.objects.filter(pk=int(reference)).first()
+        else:
+            backup = Backup.objects.filter(path=str(Path(reference).resolve())).first()
+    except DatabaseError as error:  # a damaged central database is what is being restored
+        if reference.isdigit():
+            raise BackupError(
+                f"the central database cannot be read ({error}), so backup {reference} cannot be looked up: "
+                f"give the backup's file instead (they are in {settings.BACKUP_DIR})."
+            ) from error
+        backup = None
     if reference.isdigit():
-        backup = Backup.objects.filter(pk=int(reference)).first()
         if backup is None:
             raise BackupError(f"No backup with id {reference}.")
     else:
         path = Path(reference).resolve()
-        backup = Backup.objects.filter(path=str(path)).first()
         if backup is None:
             inferred = path.name.split("-", 1)[0] if path.name.endswith((SUFFIX, postgres_backup.SUFFIX)) else None
             alias = alias or inferred

@@ -861,3 +861,33 @@ PRODUCTION = {
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
 }
+
+
+def test_a_damaged_central_database_stops_every_command_with_what_to_do_and_is_restored_from_its_file(install):
+    """The central database damaged: every command died with a traceback, and so did the one
+    that repairs it (`restore_backup` looked the file up in the damaged database first)."""
+    env, data = install
+    run(env, "sync_plugins")
+    run(env, "backup_databases", "--db", "default")
+    (backup_file,) = (data / "backups").glob("default-*.sqlite3.zst")
+    run(env, "config", "set", "combined_v3", "max_lot_size", "0.6")
+    corrupt(data / "central.sqlite3")
+
+    for args in (("config", "get", "global"), ("sync_plugins",), ("serve", "--port", str(free_port()))):
+        said_clearly(manage(*args, env=env), "The central database is damaged", "restore_backup")
+    said_clearly(manage("health_check", env=env), "file is not a database", "restore_backup")
+    said_clearly(manage("restore_backup", "1", env=env), "give the backup's file", str(data / "backups"))
+
+    restored = run(env, "restore_backup", str(backup_file))
+    assert "Restored default" in restored.stdout
+    assert central(data, "SELECT plugin_id, COUNT(*) FROM aggregated_trades GROUP BY 1") == [
+        ("combined_v3", 3),
+        ("price_action_v6", 3),
+    ]
+    # The version saved after the backup went with the damaged file; its config file still holds
+    # it, taken in by `setup` (which `make run` runs first) as the next version.
+    run(env, "setup", "--no-demo")
+    assert json.loads(run(env, "config", "get", "combined_v3", "max_lot_size").stdout) == 0.6
+    run(env, "sync_plugins")
+    health = json.loads(manage("health_check", "--json", env=env).stdout)
+    assert all(entry["ok"] for entry in health["databases"]), health["databases"]

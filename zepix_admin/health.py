@@ -19,7 +19,13 @@ from sync_app.scheduler import intervals
 from sync_app.sync import FAILING, enabled_plugins
 from sync_app.sync import health as sync_health
 from zepix_admin.core import worker
-from zepix_admin.core.databases import FULL_BELOW_BYTES, database_file, on_postgresql
+from zepix_admin.core.databases import (
+    FULL_BELOW_BYTES,
+    central_restore_hint,
+    damaged,
+    database_file,
+    on_postgresql,
+)
 
 INTEGRITY_CACHE_SECONDS = 600
 
@@ -45,7 +51,10 @@ def database_check(alias: str) -> dict:
                 integrity = connection.execute("PRAGMA quick_check").fetchone()[0]
                 cache.set(key, integrity, INTEGRITY_CACHE_SECONDS)
     except sqlite3.DatabaseError as error:
-        return {**entry, "problem": str(error), "unreadable": True}
+        entry.update(problem=str(error), unreadable=True)
+        if alias == "default" and damaged(error):
+            entry["repair"] = f"Restore its latest backup: {central_restore_hint()}."
+        return entry
     entry["integrity"] = integrity
     problems = []
     if integrity != "ok":

@@ -4,7 +4,7 @@ import sqlite3
 from typing import Literal
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError
 
 from zepix_admin.core import audit
 from zepix_admin.core.databases import outage
@@ -29,7 +29,7 @@ class ZepixCommand(BaseCommand):
             return super().execute(*args, **options)
         except ZepixError as error:
             raise CommandError(f"{self.refusal_prefix}{error}") from None
-        except (OperationalError, InterfaceError, sqlite3.Error, OSError) as error:
+        except (DatabaseError, InterfaceError, sqlite3.Error, OSError) as error:
             away = outage(error)
             if away is None:
                 raise

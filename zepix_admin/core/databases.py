@@ -57,9 +57,17 @@ FULL_BELOW_BYTES = 1 << 20
 
 def outage(error: BaseException | None) -> Outage | None:
     """The outage an error comes from: the central PostgreSQL database not answering (down,
-    restarting), or the disk of the data or the config folder full; None for anything else."""
+    restarting), the disk of the data or the config folder full, or the central SQLite
+    database damaged; None for anything else."""
     if error is None:
         return None
+    if _central_damaged(error):
+        return Outage(
+            "The console's database is damaged",
+            "The central database is damaged",
+            f"once it is restored from its latest backup: {central_restore_hint()}",
+            "Every page needs it.",
+        )
     full = _full_folder(error)
     if full is not None:
         folder, free = full
@@ -77,6 +85,33 @@ def outage(error: BaseException | None) -> Outage | None:
             "The console reconnects by itself.",
         )
     return None
+
+
+def central_restore_hint() -> str:
+    return (
+        f"`python manage.py restore_backup <backup file>` (its backups are {settings.BACKUP_DIR}/default-*.sqlite3.zst)"
+    )
+
+
+def damaged(error: BaseException) -> bool:
+    """Whether a SQLite error (or a Django one it caused) says a file is not a database or is
+    damaged, rather than busy, locked or out of room."""
+    cause = error if isinstance(error, sqlite3.Error) else error.__cause__
+    code = (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
+    return isinstance(cause, sqlite3.Error) and code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _central_damaged(error: BaseException) -> bool:
+    """A damaged-file error whose file is the central SQLite database (its schema cannot be read:
+    a page deep in it can be damaged and its schema read, which is then not said as such)."""
+    if not damaged(error) or on_postgresql():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{database_file('default').as_uri()}?mode=ro", uri=True)) as connection:
+            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+    except sqlite3.DatabaseError as reading:
+        return damaged(reading)
+    return False
 
 
 def _full_folder(error: BaseException) -> tuple[Path, int] | None:

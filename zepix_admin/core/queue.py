@@ -17,11 +17,10 @@ from django.db import DatabaseError
 from huey import RedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
+from zepix_admin.core.databases import damaged
 from zepix_admin.core.files import file_lock, fsync_folder
 
 logger = logging.getLogger("zepix.queue")
-
-DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class _KnowsWhenItsConsumerStops:
@@ -48,14 +47,14 @@ class QueueFile(SqliteStorage):
         try:
             return self._opened()
         except sqlite3.DatabaseError as error:
-            if not _damaged(error):
+            if not damaged(error):
                 raise
         path = Path(self.filename)
         with file_lock(path.with_name(f"{path.name}.lock")):
             try:
                 return self._opened()  # another process made it again meanwhile
             except sqlite3.DatabaseError as error:
-                if not _damaged(error):
+                if not damaged(error):
                     raise
                 problem = str(error)
             aside = _set_aside(path)
@@ -73,10 +72,6 @@ class QueueFile(SqliteStorage):
             connection.close()
             raise
         return connection
-
-
-def _damaged(error: sqlite3.DatabaseError) -> bool:
-    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in DAMAGED
 
 
 def _set_aside(path: Path) -> Path:

@@ -24,7 +24,7 @@ class Command(ZepixCommand):
                 self.line(
                     entry["ok"],
                     f"database {entry['alias']}",
-                    entry.get("problem")
+                    " ".join(filter(None, (entry.get("problem"), entry.get("repair"))))
                     or (
                         f"{entry['size_bytes']:,} bytes, PostgreSQL {entry['database']}"
                         if entry.get("engine") == "postgresql"
