@@ -891,3 +891,17 @@ def test_a_damaged_central_database_stops_every_command_with_what_to_do_and_is_r
     run(env, "sync_plugins")
     health = json.loads(manage("health_check", "--json", env=env).stdout)
     assert all(entry["ok"] for entry in health["databases"]), health["databases"]
+
+
+def test_a_disk_made_read_only_is_said_by_every_command_and_writing_goes_on_once_it_is_writable(small_disk):
+    """What the system does to a disk after errors (ext4's errors=remount-ro): every write fails."""
+    env, _, _ = installed(small_disk)
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)]).returncode == 0
+    try:
+        for args in (("config", "set", "combined_v3", "max_lot_size", "0.4"), ("sync_plugins",), ("backup_databases",)):
+            said_clearly(manage(*args, env=env), "is read-only", "once it can be written again")
+        said_clearly(manage("health_check", env=env), "the disk is read-only")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert "saved version 2" in run(env, "config", "set", "combined_v3", "max_lot_size", "0.4").stdout
+    assert "combined_v3" in run(env, "sync_plugins").stdout

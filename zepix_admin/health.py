@@ -25,6 +25,7 @@ from zepix_admin.core.databases import (
     damaged,
     database_file,
     on_postgresql,
+    read_only,
 )
 
 INTEGRITY_CACHE_SECONDS = 600
@@ -135,9 +136,13 @@ def sync_check() -> dict:
 
 
 def disk_check(min_free: int) -> dict:
-    free = min(shutil.disk_usage(folder).free for folder in (settings.DATA_DIR, settings.CONFIG_DIR))
+    folders = [folder for folder in (settings.DATA_DIR, settings.CONFIG_DIR) if folder.is_dir()]
+    free = min(shutil.disk_usage(folder).free for folder in folders)
     entry: dict = {"free_bytes": free, "ok": free >= min_free}
-    if free < FULL_BELOW_BYTES:
+    unwritable = [str(folder) for folder in folders if read_only(folder)]
+    if unwritable:
+        entry.update(ok=False, problem=f"the disk is read-only under {' and '.join(unwritable)}")
+    elif free < FULL_BELOW_BYTES:
         entry["problem"] = f"the disk is full ({free:,} bytes free) under {settings.DATA_DIR} or {settings.CONFIG_DIR}"
     elif not entry["ok"]:
         entry["problem"] = f"less than {min_free / 1024**3:g} GiB free under {settings.DATA_DIR}"

@@ -1,5 +1,6 @@
 import errno
 import logging
+import os
 import shutil
 import sqlite3
 import threading
@@ -50,15 +51,14 @@ class Outage:
     recovers: str  # what the console does meanwhile
 
 
-# Under this much free space, a disk error is the disk being full: a WAL database cannot even be
-# opened then (its 32 KB index file cannot be made), which SQLite says as "disk I/O error".
+# Under this much free space, a disk error is the disk being full (see _disk_outage).
 FULL_BELOW_BYTES = 1 << 20
 
 
 def outage(error: BaseException | None) -> Outage | None:
     """The outage an error comes from: the central PostgreSQL database not answering (down,
-    restarting), the disk of the data or the config folder full, or the central SQLite
-    database damaged; None for anything else."""
+    restarting), the disk of the data or the config folder full or read-only, or the central
+    SQLite database damaged; None for anything else."""
     if error is None:
         return None
     if _central_damaged(error):
@@ -68,15 +68,9 @@ def outage(error: BaseException | None) -> Outage | None:
             f"once it is restored from its latest backup: {central_restore_hint()}",
             "Every page needs it.",
         )
-    full = _full_folder(error)
-    if full is not None:
-        folder, free = full
-        return Outage(
-            "The console's disk is full",
-            f"The disk holding {folder} is full ({free:,} bytes free)",
-            f"once there is room (old backups are in {settings.BACKUP_DIR})",
-            "The console goes on by itself once there is room.",
-        )
+    disk = _disk_outage(error)
+    if disk is not None:
+        return disk
     if isinstance(error, (OperationalError, InterfaceError)) and on_postgresql():
         return Outage(
             "The console cannot reach its database",
@@ -114,26 +108,45 @@ def _central_damaged(error: BaseException) -> bool:
     return False
 
 
-def _full_folder(error: BaseException) -> tuple[Path, int] | None:
-    """(the folder, its free bytes) when an error comes from a full disk under the data or the
-    config folder (a SQLite error through Django is the cause of Django's)."""
+def _disk_outage(error: BaseException) -> Outage | None:
+    """A full or read-only disk under the data or the config folder (a SQLite error through
+    Django is the cause of Django's). SQLite says either as several errors (a WAL database
+    cannot even be opened without room for its index file, or on a read-only disk: "disk I/O
+    error", "unable to open database file"), so the folders themselves are looked at."""
     cause = error if isinstance(error, (sqlite3.Error, OSError)) else error.__cause__
     if isinstance(cause, OSError):
-        if cause.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if cause.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             return None
-        certain = True
+        certain = cause.errno != errno.EROFS
     elif isinstance(cause, sqlite3.Error):
         code = (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
-        if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
             return None
         certain = code == sqlite3.SQLITE_FULL
     else:
         return None
-    fullest = min(
-        ((folder, shutil.disk_usage(folder).free) for folder in (settings.DATA_DIR, settings.CONFIG_DIR)),
-        key=lambda entry: entry[1],
+    folders = [folder for folder in (settings.DATA_DIR, settings.CONFIG_DIR) if folder.is_dir()]
+    for folder in folders:
+        if read_only(folder):
+            return Outage(
+                "The console's disk is read-only",
+                f"The disk holding {folder} is read-only",
+                "once it can be written again (a disk the system made read-only after errors is to be checked first)",
+                "The console goes on by itself once it can write.",
+            )
+    folder, free = min(((folder, shutil.disk_usage(folder).free) for folder in folders), key=lambda entry: entry[1])
+    if not certain and free >= FULL_BELOW_BYTES:
+        return None
+    return Outage(
+        "The console's disk is full",
+        f"The disk holding {folder} is full ({free:,} bytes free)",
+        f"once there is room (old backups are in {settings.BACKUP_DIR})",
+        "The console goes on by itself once there is room.",
     )
-    return fullest if certain or fullest[1] < FULL_BELOW_BYTES else None
+
+
+def read_only(folder: Path) -> bool:
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 def checkpoint(alias: str = "default") -> None:
