@@ -746,6 +746,25 @@ def test_a_damaged_queue_file_stops_no_command_and_the_console_makes_a_new_one(t
     assert aside.name in message
 
 
+def test_a_queue_file_removed_while_the_console_runs_is_made_again_and_its_consumer_follows(tmp_path):
+    """The consumer kept its connection to the removed file (as it would to one another process
+    set aside as damaged): the tasks queued in the new file by any other process never ran."""
+    env, _, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    server = Served(env)
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        for leftover in data.glob("huey.sqlite3*"):
+            leftover.unlink()
+        run(env, "shell", "-c", "from sync_app import tasks\ntasks.sync_task('manual', 'tester')")
+        wait_for(
+            lambda: central(data, "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'") == [(1,)],
+            "the sync queued in the new file to run",
+        )
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A file system of its own (a 48 MB tmpfs), to be filled. Mounting one needs root

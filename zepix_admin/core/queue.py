@@ -8,6 +8,7 @@ instead of sleeping, and ends at once: it held ``serve`` up until it killed the 
 """
 
 import logging
+import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -38,10 +39,28 @@ class QueueFile(SqliteStorage):
     the file is opened when the queue is first used, and one that is not a database (or a
     damaged one) is set aside and a new one made. What it held is tasks waiting to run (the
     periodic ones come again within a minute; a sync or a backup asked for by hand is asked
-    again) and huey's locks: nothing an operator saved."""
+    again) and huey's locks: nothing an operator saved.
+
+    A process keeps its connection while the file it opened is the one at the queue's path: a
+    consumer kept reading a file another process had set aside (or an operator had removed),
+    and the tasks queued in the new one never ran."""
+
+    _conn: sqlite3.Connection | None  # huey's own, typed
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "create_tables": False})
+        self._opened_file: int | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        # Every use of the queue comes here under the storage's lock (huey's db()): a stat, 2 us.
+        if self._conn is not None and _file_id(self.filename) != self._opened_file:
+            self._conn.close()
+            self._conn = None
+        if self._conn is None:
+            self._conn = self._create_connection()
+            self._opened_file = _file_id(self.filename)
+        return self._conn
 
     def _create_connection(self) -> sqlite3.Connection:
         try:
@@ -72,6 +91,13 @@ class QueueFile(SqliteStorage):
             connection.close()
             raise
         return connection
+
+
+def _file_id(filename: str) -> int | None:
+    try:
+        return os.stat(filename).st_ino
+    except FileNotFoundError:
+        return None
 
 
 def _set_aside(path: Path) -> Path:
