@@ -924,3 +924,26 @@ def test_a_disk_made_read_only_is_said_by_every_command_and_writing_goes_on_once
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert "saved version 2" in run(env, "config", "set", "combined_v3", "max_lot_size", "0.4").stdout
     assert "combined_v3" in run(env, "sync_plugins").stdout
+
+
+def test_a_missing_central_database_is_said_never_made_again_empty_and_is_restored_from_its_file(install):
+    """Every command made an empty central database in place of a missing one (then failed on
+    its tables), and `setup` migrated it: the console started over empty beside its backups."""
+    env, data = install
+    run(env, "sync_plugins")
+    run(env, "backup_databases", "--db", "default")
+    (backup_file,) = (data / "backups").glob("default-*.sqlite3.zst")
+    for leftover in data.glob("central.sqlite3*"):
+        leftover.unlink()
+
+    for args in (("config", "get", "global"), ("sync_plugins",), ("health_check",)):
+        said_clearly(manage(*args, env=env), "The central database's file is missing", "restore_backup")
+    said_clearly(manage("setup", "--no-demo", env=env), "backup(s) of it are in", str(backup_file))
+    assert not (data / "central.sqlite3").exists()
+
+    run(env, "restore_backup", str(backup_file))
+    run(env, "setup", "--no-demo")
+    assert central(data, "SELECT plugin_id, COUNT(*) FROM aggregated_trades GROUP BY 1") == [
+        ("combined_v3", 3),
+        ("price_action_v6", 3),
+    ]

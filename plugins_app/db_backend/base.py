@@ -9,7 +9,7 @@ fails alone and is never made behind the operator's back:
   (``plugins_app.sqlite.create``).
 - Nothing at start-up connects: Django's system checks ask every alias whether it
   supports JSON by running a query, so one corrupt plugin file stopped every command.
-  The bot's SQLite has JSON built in (3.38+), so the answer is fixed.
+  The answer is fixed, as for the central database (``DatabaseFeatures``).
 - Every database error says which plugin it came from (``error.plugin_id``), so a page or
   command can name the broken plugin instead of answering 500.
 """
@@ -17,17 +17,12 @@ fails alone and is never made behind the operator's back:
 import sqlite3
 from pathlib import Path
 
-from django.db.backends.sqlite3 import base, creation, features
+from django.db.backends.sqlite3 import base, creation
 from django.db.utils import DatabaseError, DatabaseErrorWrapper
 
 from plugins_app import registry
 from plugins_app.sqlite import create, writable_uri
-
-
-class DatabaseFeatures(features.DatabaseFeatures):
-    supports_json_field = True
-    can_introspect_json_field = True
-    has_json_object_function = True
+from zepix_admin.core.sqlite_backend.base import DatabaseFeatures
 
 
 class DatabaseCreation(creation.DatabaseCreation):

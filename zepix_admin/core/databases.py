@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
 from zepix_admin.core.errors import NotFound
+from zepix_admin.core.sqlite_backend.base import CentralMissing
 
 logger = logging.getLogger("zepix.databases")
 
@@ -61,6 +62,14 @@ def outage(error: BaseException | None) -> Outage | None:
     SQLite database damaged; None for anything else."""
     if error is None:
         return None
+    if isinstance(error.__cause__ or error, CentralMissing):
+        return Outage(
+            "The console's database is missing",
+            f"The central database's file is missing ({database_file('default')})",
+            f"once it is restored from its latest backup: {central_restore_hint()}; on a new install, "
+            "`python manage.py setup` makes it",
+            "Every page needs it.",
+        )
     if _central_damaged(error):
         return Outage(
             "The console's database is damaged",

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, features
 
 KEPT_PER_PROCESS = 8  # more threads at once than that open connections of their own, closed after
 
@@ -75,7 +75,33 @@ def _leave_the_parents_connections() -> None:
 os.register_at_fork(after_in_child=_leave_the_parents_connections)
 
 
+class CentralMissing(sqlite3.OperationalError):
+    """The central database's file is missing. Any command or page made an empty one in its
+    place (and failed on its missing tables); then `setup` migrated it, and the console started
+    over empty beside the backups that would have brought it back. It is said as missing instead
+    (core.databases.outage); only `setup` makes one, on a new install (``may_create``)."""
+
+
+_may_create: set[str] = set()
+
+
+def may_create(path) -> None:
+    """This process may make the central database's file at ``path`` (`setup`, a new install)."""
+    _may_create.add(str(path))
+
+
+class DatabaseFeatures(features.DatabaseFeatures):
+    """Django's system checks ask a database whether it supports JSON by running a query: a
+    missing file (never made but by `setup`) or a damaged one stopped `check` and every command
+    that runs them. This SQLite has JSON built in (3.38+), so the answer is fixed."""
+
+    supports_json_field = True
+    can_introspect_json_field = True
+    has_json_object_function = True
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    features_class = DatabaseFeatures
     _identity: tuple[int, int] | None = None  # the file this wrapper's connection was opened on
 
     def get_new_connection(self, conn_params):
@@ -84,7 +110,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         path = str(self.settings_dict["NAME"])
         # Before it opens: a file swapped in between is taken for another one, and not kept.
         self._identity = file_identity(path)
+        if self._identity is None and not self._may_create(path):
+            raise CentralMissing(f"the central database's file is missing ({path})")
         return kept.take(path, self._identity) or super().get_new_connection(conn_params)
+
+    def _may_create(self, path: str) -> bool:
+        return path in _may_create or path == str(self.settings_dict.get("TEST", {}).get("NAME"))  # the tests' own
 
     def _close(self):
         connection = self.connection

@@ -33,6 +33,27 @@ class Command(ZepixCommand):
         parser.add_argument("--workers", type=int, default=settings.SERVE_WORKERS)
 
     def handle(self, *args, host, port, workers, **options):
+        # Before anything is started: a central database that cannot be read (missing, damaged,
+        # a full disk) stops `serve` here, with nothing left running. It stopped it after the
+        # web server and the consumer had started, and both ran on, orphaned.
+        admins = list(get_user_model().objects.filter(is_superuser=True).values_list("username", flat=True)[:3])
+        children: list[subprocess.Popen] = []
+        try:
+            exit_code = self.serve(host, port, workers, admins, children)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        sys.exit(exit_code)
+
+    def serve(self, host, port, workers, admins: list[str], children: list[subprocess.Popen]) -> int:
+        """Runs the web server and a supervised consumer (each put in ``children`` as it starts)
+        until Ctrl-C or the web server's end; returns the exit status."""
         web = subprocess.Popen(
             [
                 sys.executable,
@@ -47,8 +68,10 @@ class Command(ZepixCommand):
             ],
             cwd=settings.BASE_DIR,
         )
+        children.append(web)
         consumer = self.start_consumer()
-        self.print_welcome(host, port)
+        children.append(consumer)
+        self.print_welcome(host, port, admins)
         stopping = False
 
         def stop(signum, frame):
@@ -69,6 +92,7 @@ class Command(ZepixCommand):
                 restart_at = time.monotonic() + self.consumer_died(consumer.returncode, restarts)
             if restart_at is not None and time.monotonic() >= restart_at:
                 consumer, started_at, restart_at = self.start_consumer(), time.monotonic(), None
+                children.append(consumer)
                 beats_since, next_watch = timezone.now(), time.monotonic() + STARTING_WATCH_SECONDS
             if time.monotonic() >= next_watch:
                 beating = self.watch_heartbeat(started_at, beats_since)
@@ -77,15 +101,7 @@ class Command(ZepixCommand):
                 starting = not beating and time.monotonic() - started_at < worker.STALE_AFTER.total_seconds()
                 next_watch = time.monotonic() + (STARTING_WATCH_SECONDS if starting else WATCH_SECONDS)
             time.sleep(0.2)
-        for child in (web, consumer):
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in (web, consumer):
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        sys.exit(exit_code)
+        return exit_code
 
     def start_consumer(self) -> subprocess.Popen:
         return subprocess.Popen(
@@ -127,8 +143,7 @@ class Command(ZepixCommand):
             self.stderr.write(f"Could not record the worker's state: {error}")
             return None
 
-    def print_welcome(self, host, port):
-        admins = list(get_user_model().objects.filter(is_superuser=True).values_list("username", flat=True)[:3])
+    def print_welcome(self, host, port, admins: list[str]):
         self.stdout.write(self.style.SUCCESS(f"\nZepix Admin: http://{host}:{port}/"))
         if admins:
             self.stdout.write(

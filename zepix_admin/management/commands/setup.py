@@ -16,6 +16,8 @@ from plugins_app import plugins, registry, sqlite
 from plugins_app.demo import seed_plugin
 from zepix_admin.core import access
 from zepix_admin.core.commands import ZepixCommand
+from zepix_admin.core.databases import database_file, on_postgresql
+from zepix_admin.core.sqlite_backend.base import may_create
 
 
 class Command(ZepixCommand):
@@ -30,6 +32,10 @@ class Command(ZepixCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-demo", action="store_true", help="Never load demo data.")
         parser.add_argument("--demo-trades", type=int, default=2000, help="Demo trades per plugin (default 2000).")
+
+    def execute(self, *args, **options):
+        self.make_central_if_new()  # before the system checks, which open it
+        return super().execute(*args, **options)
 
     def handle(self, *args, no_demo, demo_trades, **options):
         done = []
@@ -71,6 +77,23 @@ class Command(ZepixCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         collected.write_text(sources.hexdigest())
         return ["static files: collected"]
+
+    def make_central_if_new(self) -> None:
+        """Only `setup` makes the central database's file. One that is missing while the backup
+        folder holds its backups was lost, not never made: said, and left to a restore."""
+        if on_postgresql():
+            return
+        path = database_file("default")
+        if path.exists():
+            return
+        backups = sorted(settings.BACKUP_DIR.glob("default-*.sqlite3.zst"))
+        if backups:
+            raise CommandError(
+                f"The central database's file is missing ({path}), and {len(backups)} backup(s) of it are in "
+                f"{settings.BACKUP_DIR}: restore the latest, `python manage.py restore_backup {backups[-1]}`, "
+                f"then run setup again. To start over with an empty one instead, move those backups away first."
+            )
+        may_create(path)
 
     def central_ready(self) -> bool:
         return "django_migrations" in connections["default"].introspection.table_names()
