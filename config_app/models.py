@@ -26,6 +26,8 @@ class ConfigVersion(models.Model):
     )
 
     objects = ConfigVersionQuerySet.as_manager()
+    # Not stored: set on a version just saved whose file could not be written (service._write_document).
+    file_not_written = ""
 
     class Meta:
         ordering = ["scope", "-version"]

@@ -290,6 +290,7 @@ def _write_document(version: ConfigVersion, document: dict) -> None:
             "there is room, by the next save or `python manage.py setup`."
         )
         logger.error(message)
+        version.file_not_written = message  # the API says it beside the saved version
         try:
             raise_alert("config", path.name, message)
         except DatabaseError as refused:  # the same full disk: the log has it

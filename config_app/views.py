@@ -171,9 +171,10 @@ def event_stream(request: AuthenticatedHttpRequest):
 
 
 def _version_response(version: ConfigVersion, status: int = 200) -> JsonResponse:
-    response = JsonResponse(
-        {"scope": version.scope, "version": version.version, "data": version.document}, status=status
-    )
+    answer = {"scope": version.scope, "version": version.version, "data": version.document}
+    if version.file_not_written:  # saved and in use all the same
+        answer["warning"] = version.file_not_written
+    response = JsonResponse(answer, status=status)
     response["ETag"] = f'"{version.version}"'
     return response
 

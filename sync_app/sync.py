@@ -42,7 +42,7 @@ from sync_app.models import (
     TradeTotals,
 )
 from zepix_admin.core.alerts import raise_alert, resolve_alert
-from zepix_admin.core.databases import checkpointing, database_file, on_postgresql
+from zepix_admin.core.databases import checkpointing, database_file, on_postgresql, outage
 from zepix_admin.core.errors import Conflict
 from zepix_admin.core.files import Busy, file_lock
 
@@ -350,6 +350,9 @@ def describe_failure(plugin_id: str, error: Exception) -> str:
     problem = plugins.database_problem(plugin_id) if isinstance(error, sqlite3.DatabaseError) else None
     if problem:
         return f"{problem}. {plugins.repair_hint(plugin_id, problem)}"
+    away = outage(error)  # the central database's side: a full disk, PostgreSQL away
+    if away is not None:
+        return f"{away.what}: {error}. It is synced {away.again}."
     return f"{type(error).__name__}: {error}"
 
 

@@ -41,6 +41,13 @@ def database_check(alias: str) -> dict:
     if plugin_id and problem:
         return {**entry, "problem": f"plugin {plugin_id}: {problem}", "repair": plugins.repair_hint(plugin_id, problem)}
     if not path.exists():
+        if alias == "default":  # nothing else can be read: its latest backup brings it back
+            return {
+                **entry,
+                "problem": "file missing",
+                "unreadable": True,
+                "repair": f"Restore its latest backup: {central_restore_hint()}.",
+            }
         return {**entry, "problem": "file missing"}
     entry["size_bytes"] = database_bytes(path)
     try:
