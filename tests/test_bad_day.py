@@ -860,6 +860,9 @@ def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost
     finally:
         server.stop()
     assert "combined_v3" in run(env, "sync_plugins").stdout  # (beside the consumer, its own might be running)
+    run(env, "backup_databases", "--db", "plugin_combined_v3")
+    (plugin_backup,) = (data / "backups").glob("plugin_combined_v3-*.sqlite3.zst")
+    plugin_file = data / "plugins" / "combined_v3.sqlite3"
 
     # The disk full with nothing holding the databases open: none of them can be opened then (the
     # last connection to close a database removes its index file, which cannot be made again).
@@ -872,6 +875,9 @@ def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost
         said_clearly(manage(*args, env=env), "is full")
     said_clearly(manage("health_check", env=env), "the disk is full")
     said_clearly(manage("serve", "--port", str(free_port()), env=env), "is full")  # a console started meanwhile
+    before = plugin_file.read_bytes()
+    said_clearly(manage("restore_backup", str(plugin_backup), env=env), "Nothing was restored: The disk", "is full")
+    assert plugin_file.read_bytes() == before and not list((data / "plugins").glob(".restore-*"))
     filler.unlink()
     assert '"schedules"' in run(env, "config", "get", "global").stdout
 

@@ -35,7 +35,9 @@ class ZepixCommand(BaseCommand):
                 raise
             # As the pages say it (a 503), not as a traceback.
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CommandError(f"{away.what} ({first_line}): the command stopped. Run it again {away.again}.") from None
+            raise CommandError(
+                f"{self.refusal_prefix}{away.what} ({first_line}): the command stopped. Run it again {away.again}."
+            ) from None
 
     def progress(self, total: int | None, *, unit: str, description: str):
         """A progress bar on the terminal's standard error (see core.progress): ``with
