@@ -765,6 +765,27 @@ def test_a_queue_file_removed_while_the_console_runs_is_made_again_and_its_consu
         server.stop()
 
 
+def test_a_queue_that_cannot_be_read_is_logged_once_not_at_every_look(tmp_path):
+    """The consumer's scheduler looks at the queue every second and each worker after each
+    pause: with the queue unreadable (a full disk, here a folder where its file should be) each
+    look logged a whole traceback, sixty a minute into the operator's logs."""
+    env, _, _ = installed(tmp_path)
+    (tmp_path / "data" / "huey.sqlite3").mkdir()
+    consumer = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)
+    consumer.send_signal(signal.SIGINT)
+    _, logged = consumer.communicate(timeout=20)
+    assert "unable to open database file" in logged
+    assert logged.count("Traceback") <= 3, logged  # the scheduler's and each worker's first
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A file system of its own (a 48 MB tmpfs), to be filled. Mounting one needs root

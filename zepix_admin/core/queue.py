@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +31,40 @@ class _KnowsWhenItsConsumerStops:
     def create_consumer(self, **options):
         consumer = super().create_consumer(**options)  # type: ignore[misc]
         self.consumer_stopping = consumer.stop_flag
+        repeats = QuietRepeats()
+        for process in ("Scheduler", "Worker"):
+            logging.getLogger(f"huey.consumer.{process}").addFilter(repeats)
         return consumer
+
+
+class QuietRepeats(logging.Filter):
+    """The consumer's scheduler looks at the queue every second and each worker after each pause:
+    with the queue unreadable (a full disk, Redis away) each look logged a whole traceback, 35 in
+    8 s. The first of a failure is logged whole; the same failure again at most once a minute,
+    saying how many were left out."""
+
+    EVERY_SECONDS = 60.0
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[tuple, tuple[float, int]] = {}  # failure -> (last logged, left out since)
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        error = record.exc_info[1]
+        failure = (record.name, record.getMessage(), type(error).__name__, str(error))  # a task's id included
+        now = time.monotonic()
+        with self.lock:
+            logged_at, left_out = self.seen.get(failure, (None, 0))
+            if logged_at is not None and now - logged_at < self.EVERY_SECONDS:
+                self.seen[failure] = (logged_at, left_out + 1)
+                return False
+            self.seen[failure] = (now, 0)
+        if left_out:
+            record.msg = f"{record.msg} (again; {left_out} more like it in the last minute were not logged)"
+        return True
 
 
 class QueueFile(SqliteStorage):
