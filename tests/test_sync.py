@@ -372,3 +372,13 @@ def test_a_bot_host_silent_for_three_intervals_makes_its_plugin_degraded(trades)
     assert report["plugins"]["combined_v3"]["health"] == sync.DEGRADED
     assert "host-a has not shipped for 31 s (it ships every 10 s)" in report["plugins"]["combined_v3"]["host_silent"]
     assert report["plugins"]["price_action_v6"]["health"] == sync.OK
+
+
+def test_a_sync_refused_by_a_full_disk_says_so_in_the_operators_words(config):
+    """What the sync page and the alert say of a plugin whose copy the central database refused
+    for want of room: it said "OperationalError: database or disk is full"."""
+    refused = sqlite3.OperationalError("database or disk is full")
+    refused.sqlite_errorcode = sqlite3.SQLITE_FULL
+    said = sync.describe_failure("combined_v3", refused)
+    assert said.startswith("The disk holding") and "is full" in said
+    assert "It is synced once there is room" in said and str(settings.BACKUP_DIR) in said
