@@ -22,6 +22,7 @@ from zepix_admin.core import worker
 from zepix_admin.core.databases import (
     FULL_BELOW_BYTES,
     central_restore_hint,
+    console_folders,
     damaged,
     database_file,
     on_postgresql,
@@ -42,12 +43,7 @@ def database_check(alias: str) -> dict:
         return {**entry, "problem": f"plugin {plugin_id}: {problem}", "repair": plugins.repair_hint(plugin_id, problem)}
     if not path.exists():
         if alias == "default":  # nothing else can be read: its latest backup brings it back
-            return {
-                **entry,
-                "problem": "file missing",
-                "unreadable": True,
-                "repair": f"Restore its latest backup: {central_restore_hint()}.",
-            }
+            return {**entry, "problem": "file missing", "unreadable": True, "repair": _central_repair()}
         return {**entry, "problem": "file missing"}
     entry["size_bytes"] = database_bytes(path)
     try:
@@ -61,7 +57,7 @@ def database_check(alias: str) -> dict:
     except sqlite3.DatabaseError as error:
         entry.update(problem=str(error), unreadable=True)
         if alias == "default" and damaged(error):
-            entry["repair"] = f"Restore its latest backup: {central_restore_hint()}."
+            entry["repair"] = _central_repair()
         return entry
     entry["integrity"] = integrity
     problems = []
@@ -70,6 +66,10 @@ def database_check(alias: str) -> dict:
     if entry["journal_mode"] != "wal":
         problems.append(f"journal_mode is {entry['journal_mode']}, not wal")
     return _migrations_check(alias, entry, problems)
+
+
+def _central_repair() -> str:
+    return f"Restore its latest backup: {central_restore_hint()}."
 
 
 def _postgres_check(alias: str) -> dict:
@@ -143,7 +143,7 @@ def sync_check() -> dict:
 
 
 def disk_check(min_free: int) -> dict:
-    folders = [folder for folder in (settings.DATA_DIR, settings.CONFIG_DIR) if folder.is_dir()]
+    folders = console_folders()
     free = min(shutil.disk_usage(folder).free for folder in folders)
     entry: dict = {"free_bytes": free, "ok": free >= min_free}
     unwritable = [str(folder) for folder in folders if read_only(folder)]

@@ -96,12 +96,19 @@ def central_restore_hint() -> str:
     )
 
 
+def sqlite_code(error: BaseException) -> int | None:
+    """The primary result code of a SQLite error, or of the one a Django error was raised from;
+    None for any other error."""
+    cause = error if isinstance(error, sqlite3.Error) else error.__cause__
+    if not isinstance(cause, sqlite3.Error):
+        return None
+    return (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
+
+
 def damaged(error: BaseException) -> bool:
     """Whether a SQLite error (or a Django one it caused) says a file is not a database or is
     damaged, rather than busy, locked or out of room."""
-    cause = error if isinstance(error, sqlite3.Error) else error.__cause__
-    code = (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
-    return isinstance(cause, sqlite3.Error) and code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return sqlite_code(error) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 def _central_damaged(error: BaseException) -> bool:
@@ -122,19 +129,19 @@ def _disk_outage(error: BaseException) -> Outage | None:
     Django is the cause of Django's). SQLite says either as several errors (a WAL database
     cannot even be opened without room for its index file, or on a read-only disk: "disk I/O
     error", "unable to open database file"), so the folders themselves are looked at."""
-    cause = error if isinstance(error, (sqlite3.Error, OSError)) else error.__cause__
+    cause = error if isinstance(error, OSError) else error.__cause__
+    code = sqlite_code(error)
     if isinstance(cause, OSError):
         if cause.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             return None
         certain = cause.errno != errno.EROFS
-    elif isinstance(cause, sqlite3.Error):
-        code = (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
+    elif code is not None:
         if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
             return None
         certain = code == sqlite3.SQLITE_FULL
     else:
         return None
-    folders = [folder for folder in (settings.DATA_DIR, settings.CONFIG_DIR) if folder.is_dir()]
+    folders = console_folders()
     for folder in folders:
         if read_only(folder):
             return Outage(
@@ -152,6 +159,11 @@ def _disk_outage(error: BaseException) -> Outage | None:
         f"once there is room (old backups are in {settings.BACKUP_DIR})",
         "The console goes on by itself once there is room.",
     )
+
+
+def console_folders() -> list[Path]:
+    """The folders the console writes in (the data folder, the config folder), those there are."""
+    return [folder for folder in (settings.DATA_DIR, settings.CONFIG_DIR) if folder.is_dir()]
 
 
 def read_only(folder: Path) -> bool:
