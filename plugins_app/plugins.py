@@ -114,14 +114,15 @@ def expected_tables() -> set[str]:
 
 @dataclass(frozen=True)
 class DatabaseProblem:
-    kind: str  # MISSING, UNREADABLE, SCHEMA or NO_ROOM
+    kind: str  # MISSING, UNREADABLE, SCHEMA or OUTAGE
     message: str
+    repair: str = ""  # what to do instead of the usual restore (an outage: nothing to restore)
 
     def __str__(self):
         return self.message
 
 
-MISSING, UNREADABLE, SCHEMA, NO_ROOM = "missing", "unreadable", "schema", "no room"
+MISSING, UNREADABLE, SCHEMA, OUTAGE = "missing", "unreadable", "schema", "outage"
 
 
 def database_problem(plugin_id: str) -> DatabaseProblem | None:
@@ -143,8 +144,12 @@ def _file_problem(path: Path) -> DatabaseProblem | None:
         if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             return None
         away = outage(error)
-        if away is not None:  # the file is fine: a WAL database cannot be opened without room for its index
-            return DatabaseProblem(NO_ROOM, f"its database cannot be opened: {away.what[0].lower()}{away.what[1:]}")
+        if away is not None:  # the file is fine (a WAL database cannot be opened on a full or read-only disk)
+            return DatabaseProblem(
+                OUTAGE,
+                f"its database cannot be opened: {away.what[0].lower()}{away.what[1:]}",
+                f"Nothing is to be restored: the console opens it again by itself {away.again}.",
+            )
         return DatabaseProblem(UNREADABLE, f"its database cannot be read: {error}")
     missing = sorted(expected_tables() - tables)
     if missing:
@@ -153,8 +158,8 @@ def _file_problem(path: Path) -> DatabaseProblem | None:
 
 
 def repair_hint(plugin_id: str, problem: DatabaseProblem | str | None = None) -> str:
-    if isinstance(problem, DatabaseProblem) and problem.kind == NO_ROOM:  # nothing to restore
-        return f"Make room on that disk (old backups are in {settings.BACKUP_DIR}): the console goes on by itself."
+    if isinstance(problem, DatabaseProblem) and problem.repair:
+        return problem.repair
     return (
         f"Stop the bot's {plugin_id} process, then restore its latest backup (Backups page, or "
         f"`python manage.py restore_backup <id> --db {registry.alias_for(plugin_id)}`), or take it out of "
