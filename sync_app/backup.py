@@ -606,29 +606,24 @@ def _checkpoint(path: Path) -> None:
 
 def find_backup(reference: str, alias: str | None) -> tuple[Path, str, Backup | None]:
     """A backup by id or by path; returns (file, database alias, record or None)."""
+    path = None if reference.isdigit() else Path(reference).resolve()
     try:
-        if reference.isdigit():
-            backup = Backup.objects.filter(pk=int(reference)).first()
-        else:
-            backup = Backup.objects.filter(path=str(Path(reference).resolve())).first()
+        backup = Backup.objects.filter(**({"pk": int(reference)} if path is None else {"path": str(path)})).first()
     except DatabaseError as error:  # a damaged central database is what is being restored
-        if reference.isdigit():
+        if path is None:
             raise BackupError(
                 f"the central database cannot be read ({error}), so backup {reference} cannot be looked up: "
                 f"give the backup's file instead (they are in {settings.BACKUP_DIR})."
             ) from error
         backup = None
-    if reference.isdigit():
-        if backup is None:
+    if backup is None:
+        if path is None:
             raise BackupError(f"No backup with id {reference}.")
-    else:
-        path = Path(reference).resolve()
-        if backup is None:
-            inferred = path.name.split("-", 1)[0] if path.name.endswith((SUFFIX, postgres_backup.SUFFIX)) else None
-            alias = alias or inferred
-            if not alias:
-                raise BackupError("Say which database this file restores with --db ALIAS.")
-            return path, alias, None
+        inferred = path.name.split("-", 1)[0] if path.name.endswith((SUFFIX, postgres_backup.SUFFIX)) else None
+        alias = alias or inferred
+        if not alias:
+            raise BackupError("Say which database this file restores with --db ALIAS.")
+        return path, alias, None
     if alias and alias != backup.database:
         raise BackupError(f"Backup {backup.pk} is of {backup.database}, not {alias}.")
     return Path(backup.path), backup.database, backup

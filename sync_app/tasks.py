@@ -196,11 +196,12 @@ def _request_manual(name: str, task, *args) -> bool:
         with suppress(DatabaseError):  # the same full disk: the marker counts for nothing once stale
             JobState.objects.filter(name=name).delete()
         away = outage(error)
-        if away is not None:
-            raise Unavailable(f"{away.what}: nothing was queued; ask again {away.again}.") from error
-        raise Unavailable(
-            f"The task queue does not answer ({type(error).__name__}): nothing was queued; ask again once it is back."
-        ) from error
+        what, again = (
+            (away.what, away.again)
+            if away
+            else (f"The task queue does not answer ({type(error).__name__})", "once it is back")
+        )
+        raise Unavailable(f"{what}: nothing was queued; ask again {again}.") from error
     return True
 
 
