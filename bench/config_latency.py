@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import _django  # noqa: E402
 
-from tests.helpers import free_port, fresh_env, manage, start_redis, web_node  # noqa: E402
+from tests.helpers import free_port, fresh_env, manage, start_consumer, start_redis, web_node  # noqa: E402
 
 BARE_SERVER = """
 import asyncio, sys
@@ -155,13 +155,7 @@ async def measure(args, env):
             separate_node(env, p, folder / f"tmp-{n}") if separate else web_node(env, p, quiet=False)
             for n, p in enumerate(ports)
         ),
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "run_huey"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
+        start_consumer(env),
         subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)]),
     ]
     try:

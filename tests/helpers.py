@@ -230,6 +230,17 @@ def web_node(env: dict, port: int, *, quiet: bool = True, log: Path | None = Non
         )
 
 
+def start_consumer(env: dict, **output) -> subprocess.Popen:
+    """A Huey consumer: `manage.py run_huey`, what `serve` runs beside the web server (its output
+    hidden unless ``output`` says where it goes: ``stderr=subprocess.PIPE, text=True``)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
+        env=env,
+        cwd=ROOT,
+        **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **output},
+    )
+
+
 def stop_node(node: subprocess.Popen) -> None:
     """A web node stopped as Ctrl-C stops it (killed if it has not stopped in 10 s); nothing
     for one that has ended already."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from plugins_app.store import PluginStore
-from tests.helpers import ROOT, closed_trade, free_port, installed, manage, trade
+from tests.helpers import ROOT, closed_trade, free_port, installed, manage, start_consumer, trade
 
 pytestmark = pytest.mark.slow
 PASSWORD = "a-long-test-password-42"
@@ -631,13 +631,7 @@ def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_und
     env, data = install
     config_dir = Path(env["ZEPIX_CONFIG_DIR"])
     document = config_dir / "plugins" / "price_action_v6.json"
-    consumer = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    consumer = start_consumer(env)
     try:
         wait_for(lambda: heartbeat_pid(data) == consumer.pid, "the consumer to start watching")
         archived = run(env, "archive_plugin", "price_action_v6")
@@ -771,14 +765,7 @@ def test_a_queue_that_cannot_be_read_is_logged_once_not_at_every_look(tmp_path):
     look logged a whole traceback, sixty a minute into the operator's logs."""
     env, _, _ = installed(tmp_path)
     (tmp_path / "data" / "huey.sqlite3").mkdir()
-    consumer = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    consumer = start_consumer(env, stderr=subprocess.PIPE, text=True)
     time.sleep(8)
     consumer.send_signal(signal.SIGINT)
     _, logged = consumer.communicate(timeout=20)

@@ -24,6 +24,7 @@ from tests.helpers import (
     installed,
     manage,
     put_config,
+    start_consumer,
     stop_node,
     trade,
     web_node,
@@ -271,13 +272,7 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     node = web_node(env, port)
-    consumer = subprocess.Popen(  # its file watcher
-        [sys.executable, str(ROOT / "manage.py"), "run_huey"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    consumer = start_consumer(env)  # its file watcher
     document_file = tmp_path / "node" / "config" / "plugins" / f"{SCOPE}.json"
     try:
         wait_for(lambda: answers(url), "the web node to answer")

@@ -4,13 +4,12 @@ consumer starts each minute runs once for all of them. Real redis-server, real c
 import json
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 
 import pytest
 
-from tests.helpers import ROOT, free_port, installed, manage, start_redis
+from tests.helpers import free_port, installed, manage, start_consumer, start_redis
 from tests.test_bad_day import Served, bearer, central, wait_for
 
 pytestmark = pytest.mark.slow
@@ -26,16 +25,7 @@ def test_three_consumers_share_the_queue_and_a_minute_is_ticked_once(tmp_path, r
     # alert counted twice). Begin well inside a minute.
     while datetime.now().second > 40:
         time.sleep(1)
-    consumers = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "run_huey"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(3)
-    ]
+    consumers = [start_consumer(env) for _ in range(3)]
     try:
         # As each consumer's scheduler does at the top of a minute: three ticks, at once.
         enqueued = manage(
