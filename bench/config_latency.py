@@ -53,6 +53,15 @@ asyncio.run(main())
 """
 
 
+# What operators run (DJANGO_DEBUG=0), over plain HTTP on loopback as a proxy would reach it.
+PRODUCTION = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "bench-" + "k" * 50,
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+}
+
+
 def percentiles(samples_ms):
     ordered = sorted(samples_ms)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -134,6 +143,8 @@ async def main(args):
             engines.callback(redis_server.wait)
             engines.callback(redis_server.terminate)
             extra["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        if not args.debug:
+            extra.update(PRODUCTION)
         await measure(args, fresh_env(folder, ZEPIX_CONFIG_DEBOUNCE_MS=str(args.debounce_ms), **extra))
 
 
@@ -251,4 +262,5 @@ if __name__ == "__main__":
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--redis", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="serve with DJANGO_DEBUG=1, as the runs before 2026-11-27")
     asyncio.run(main(parser.parse_args()))
