@@ -256,7 +256,7 @@ def _record(
             diff=changes,
             retired=retired,
         )
-        transaction.on_commit(stream.announce)  # every process's streams, once it is committed
+        transaction.on_commit(lambda: stream.announce(version))  # every process's streams, once it is committed
         stream.notify_in_transaction()  # and with PostgreSQL, every web node's, at the commit
         action = "config.retire" if retired else "config.save"
         # The values are in the version's diff: the audit entry names the paths only (a 1 MB

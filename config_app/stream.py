@@ -26,6 +26,7 @@ import socket
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -52,8 +53,11 @@ VERSION_COLUMNS = "id, scope, version, author, via, created_at, comment, diff, d
 
 def format_event(event: dict, scope: str | None) -> str:
     """One SSE message; the id is the version number on a scoped stream, the change id otherwise."""
-    event_id = event["version"] if scope else event["id"]
-    return f"id: {event_id}\nevent: version\ndata: {json.dumps(event)}\n\n"
+    return _message(event, scope is not None, json.dumps(event))
+
+
+def _message(event: dict, scoped: bool, data: str) -> str:
+    return f"id: {event['version'] if scoped else event['id']}\nevent: version\ndata: {data}\n\n"
 
 
 def event_from_row(row) -> dict:
@@ -208,10 +212,11 @@ def notify_in_transaction() -> None:
             cursor.execute(f"NOTIFY {POSTGRES_CHANNEL}")
 
 
-def announce() -> None:
+def announce(version: ConfigVersion | None = None) -> None:
     """A version was committed: wake the web nodes of other machines through Redis (with
     REDIS_URL), every other process's hubs on this machine with a datagram to its socket (a
-    socket whose process is gone is removed), then this process's hubs.
+    socket whose process is gone is removed), then this process's hubs, handing them the
+    version (see ``Hub.wake_soon``).
 
     Others first: once woken, this process's hub holds the interpreter while it writes to its
     streams (uvloop writes without letting it go), and the saving thread waited for it to send
@@ -238,8 +243,19 @@ def announce() -> None:
                     path.unlink(missing_ok=True)
                 except (BlockingIOError, FileNotFoundError):
                     pass  # a full queue: that hub is being woken already; a gone file: nothing to wake
-    for local in list(_local_hubs):
-        local.wake_soon()
+    if _local_hubs:
+        handed = _handed(version) if version is not None else None
+        for local in list(_local_hubs):
+            local.wake_soon(handed)
+
+
+def _handed(version: ConfigVersion) -> tuple[dict, int, dict[tuple[int, bool], bytes]]:
+    """A version this process committed, as a hub keeps it: its event, its size, and its messages
+    made now (the document is the caller's object: the messages hold it as it was committed)."""
+    event = version.as_event()
+    data = json.dumps(event)
+    messages = {(version.pk, scoped): _message(event, scoped, data).encode() for scoped in (True, False)}
+    return event, len(data), messages
 
 
 class Hub:
@@ -258,6 +274,10 @@ class Hub:
         self.seen_pk = 0
         self.started = asyncio.Event()
         self.woken = asyncio.Event()
+        # Versions this process committed since the hub last looked, handed over by the saving
+        # thread; and whether anything else woke the hub meanwhile (another process's save).
+        self.handed: list[tuple[dict, int, dict]] = []
+        self.woken_from_elsewhere = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def subscribe(self, subscriber: str = "", scope: str | None = None) -> object:
@@ -274,10 +294,38 @@ class Hub:
         self.streams_woken.set()  # every stream waiting now is woken
         self.streams_woken.clear()
 
-    def wake_soon(self) -> None:
-        """From any thread of the process."""
+    def wake_soon(self, handed: tuple[dict, int, dict] | None = None) -> None:
+        """From any thread of the process. With the version its thread just committed (``handed``),
+        the hub need not read it back from the database when it is the next one: that read let
+        go of the interpreter on the event loop (SQLite's step, PostgreSQL's round trip), and the
+        saving thread, busy with its file and its answer, held it again for a while."""
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.woken.set)
+            self.loop.call_soon_threadsafe(self._woken_by_this_process, handed)
+
+    def _woken_by_this_process(self, handed) -> None:
+        if handed is None:
+            self.woken_from_elsewhere = True
+        else:
+            self.handed.append(handed)
+        self.woken.set()
+
+    def wake_from_elsewhere(self) -> None:
+        """On the event loop: another process, or another machine, committed a version."""
+        self.woken_from_elsewhere = True
+        self.woken.set()
+
+    def _next_versions(self) -> list[tuple[dict, int, dict]] | None:
+        """The versions handed over since the last look, when they are all that is new: each the
+        next one after what the hub has (saves take turns, so they commit in id order), and
+        nothing else woke the hub. None: the database is read."""
+        handed, self.handed = self.handed, []
+        elsewhere, self.woken_from_elsewhere = self.woken_from_elsewhere, False
+        if elsewhere or not handed:
+            return None
+        for expected, (event, _, _) in enumerate(handed, start=self.seen_pk + 1):
+            if event["id"] != expected:
+                return None
+        return handed
 
     def unsubscribe(self, stream: object) -> None:
         self.streams.pop(stream, None)
@@ -306,12 +354,13 @@ class Hub:
                 self.messages[key] = text
         return text
 
-    def remember(self, rows) -> None:
-        """Keep the newest events, at most CACHE_SIZE of them and CACHE_BYTES of their text."""
-        for row in rows:
-            size = row_bytes(row)
-            self.recent.append((event_from_row(row), size))
+    def remember(self, versions: list[tuple[dict, int, dict]]) -> None:
+        """Keep the newest events (each with its size, and its messages when they were made
+        already), at most CACHE_SIZE of them and CACHE_BYTES of their text."""
+        for event, size, messages in versions:
+            self.recent.append((event, size))
             self.recent_bytes += size
+            self.messages.update(messages)
         while self.recent and (len(self.recent) > CACHE_SIZE or self.recent_bytes > CACHE_BYTES):
             event, size = self.recent.popleft()
             self.recent_bytes -= size
@@ -366,7 +415,7 @@ class Hub:
                     await pubsub.subscribe(REDIS_CHANNEL)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self.woken.set()
+                            self.wake_from_elsewhere()
             except redis.RedisError as error:
                 logger.warning("Config wake-ups through Redis interrupted (%s); trying again", error)
                 await asyncio.sleep(SAFETY_LOOK_SECONDS)
@@ -377,10 +426,10 @@ class Hub:
         with contextlib.suppress(BlockingIOError):
             while listener.recv(64):
                 pass
-        self.woken.set()
+        self.wake_from_elsewhere()
 
     async def _read_new_versions(self) -> None:
-        versions = PostgresVersions(self.woken) if on_postgresql() else SqliteVersions()
+        versions = PostgresVersions(self.wake_from_elsewhere) if on_postgresql() else SqliteVersions()
         try:
             while True:
                 try:
@@ -396,17 +445,21 @@ class Hub:
             # wait did: streams busy with saves never stop for it.
             keepalive_due = clock() + KEEPALIVE_SECONDS
             while self.streams:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.woken.wait(), timeout=SAFETY_LOOK_SECONDS)
-                self.woken.clear()
                 try:
-                    rows = await versions.after(self.seen_pk)
-                except versions.errors as error:
-                    logger.warning("Config versions could not be read (%s); looking again", error)
-                    rows = []
-                if rows:
-                    self.remember(rows)
-                    self.seen_pk = rows[-1][0]
+                    await asyncio.wait_for(self.woken.wait(), timeout=SAFETY_LOOK_SECONDS)
+                except TimeoutError:
+                    self.woken_from_elsewhere = True  # its own look, in case a wake-up was lost
+                self.woken.clear()
+                new = self._next_versions()
+                if new is None:
+                    try:
+                        new = [(event_from_row(row), row_bytes(row), {}) for row in await versions.after(self.seen_pk)]
+                    except versions.errors as error:
+                        logger.warning("Config versions could not be read (%s); looking again", error)
+                        new = []
+                if new:
+                    self.remember(new)
+                    self.seen_pk = new[-1][0]["id"]
                     keepalive_due = clock() + KEEPALIVE_SECONDS
                     self._wake_streams()
                 elif clock() >= keepalive_due:
@@ -465,11 +518,11 @@ class PostgresVersions:
     next look; what was saved meanwhile is read then. Rows are read after the newest id seen:
     saves take turns on every machine (``service.config_lock``), so they commit in id order."""
 
-    def __init__(self, woken: asyncio.Event):
+    def __init__(self, wake: Callable[[], None]):
         import psycopg
 
         self.errors = (psycopg.Error, OSError)
-        self.woken = woken
+        self.wake = wake
         self.connection = None
         self.listening: asyncio.Task | None = None
 
@@ -490,12 +543,12 @@ class PostgresVersions:
     async def _notifications(self, listener) -> None:
         try:
             async for _ in listener.notifies():
-                self.woken.set()
+                self.wake()
         except self.errors:
             pass  # the connection went: the next look makes another
         finally:
             await listener.close()
-        self.woken.set()  # look now: a version may have been saved while it went
+        self.wake()  # look now: a version may have been saved while it went
 
     async def newest(self) -> int:
         cursor = await (await self._connected()).execute(NEWEST_SQL)

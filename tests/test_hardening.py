@@ -395,7 +395,7 @@ def test_the_stream_cache_is_bounded_by_bytes():
     hub = stream.Hub()
     big = json.dumps({"blob": "x" * 900_000})
     rows = [(n, "combined_v3", n, "a", "api", "2026-11-25 10:00:00", "", "[]", big, 0) for n in range(1, 41)]
-    hub.remember(rows)
+    hub.remember([(stream.event_from_row(row), stream.row_bytes(row), {}) for row in rows])
     assert hub.recent_bytes <= stream.CACHE_BYTES and len(hub.recent) == stream.CACHE_BYTES // 900_002
     assert hub.events_after(1, "combined_v3") is None  # beyond the cache: the database answers
     assert [event["version"] for event in hub.events_after(38, "combined_v3")] == [39, 40]  # oldest first
