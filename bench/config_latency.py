@@ -4,6 +4,9 @@ and outside-edit-to-delivery latency through the Huey consumer's file watcher.
 
     .venv/bin/python bench/config_latency.py [--subscribers 100] [--saves 30] [--edits 10]
 
+The console is served with production settings (DJANGO_DEBUG=0), as operators run it; ``--debug``
+serves it in debug mode, as the runs before 2026-11-27 did.
+
 Several machines: ``--nodes 2`` serves the same install from two uvicorn processes that share
 no temporary folder (so no datagram wakes one from the other, as on two machines), the
 subscribers spread over both and every save made on the first; ``--postgres`` puts the central
