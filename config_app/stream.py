@@ -5,7 +5,8 @@ worker, ``config set``, the file watcher), wakes the hubs once it is committed: 
 process's at once, the others' through a datagram to each hub's socket, and the hubs of
 other machines through the engine they share: PostgreSQL's NOTIFY (sent in the save's own
 transaction, so it arrives exactly when the version is committed) or Redis pub/sub. A woken
-hub reads the new ``ConfigVersion`` rows once and wakes every stream of its process. No poll
+hub reads the new ``ConfigVersion`` rows once (or takes the one its own process just committed,
+when it is the next) and wakes every stream of its process. No poll
 loop: a hub looks by itself only once a second, in case a wake-up was lost (a process killed
 between its commit and its datagram). Under ASGI a stream is an async generator (no thread per
 subscriber); under WSGI (runserver, the browser tests' live server) a sync one that polls.
