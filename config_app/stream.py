@@ -41,6 +41,7 @@ from config_app.models import ConfigVersion, Subscriber
 from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
 from zepix_admin.core.databases import database_file, on_postgresql, own_connection_params
+from zepix_admin.core.sqlite_backend.base import file_identity
 
 logger = logging.getLogger("zepix.config.stream")
 
@@ -488,12 +489,12 @@ class SqliteVersions:
         self.connection = self._open()
 
     def _open(self) -> sqlite3.Connection:
-        self.opened = os.stat(self.path).st_ino
+        self.opened = file_identity(str(self.path))
         return sqlite3.connect(read_only_uri(self.path), uri=True, check_same_thread=False)
 
     def _current(self) -> sqlite3.Connection:
         """A restore swaps a new file in: an open connection would go on reading the old one."""
-        if os.stat(self.path).st_ino != self.opened:
+        if file_identity(str(self.path)) != self.opened:
             self.connection.close()
             self.connection = self._open()
         return self.connection

@@ -8,7 +8,6 @@ instead of sleeping, and ends at once: it held ``serve`` up until it killed the 
 """
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -21,6 +20,7 @@ from huey.storage import SqliteStorage
 
 from zepix_admin.core.databases import damaged
 from zepix_admin.core.files import file_lock, fsync_folder
+from zepix_admin.core.sqlite_backend.base import file_identity
 
 logger = logging.getLogger("zepix.queue")
 
@@ -83,17 +83,17 @@ class QueueFile(SqliteStorage):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "create_tables": False})
-        self._opened_file: int | None = None
+        self._opened_file: tuple[int, int] | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
         # Every use of the queue comes here under the storage's lock (huey's db()): a stat, 2 us.
-        if self._conn is not None and _file_id(self.filename) != self._opened_file:
+        if self._conn is not None and file_identity(self.filename) != self._opened_file:
             self._conn.close()
             self._conn = None
         if self._conn is None:
             self._conn = self._create_connection()
-            self._opened_file = _file_id(self.filename)
+            self._opened_file = file_identity(self.filename)
         return self._conn
 
     def _create_connection(self) -> sqlite3.Connection:
@@ -125,13 +125,6 @@ class QueueFile(SqliteStorage):
             connection.close()
             raise
         return connection
-
-
-def _file_id(filename: str) -> int | None:
-    try:
-        return os.stat(filename).st_ino
-    except FileNotFoundError:
-        return None
 
 
 def _set_aside(path: Path) -> Path:
