@@ -1,6 +1,5 @@
 """Is everything healthy? One answer for `manage.py health_check` and `/healthz`."""
 
-import shutil
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
@@ -22,11 +21,10 @@ from zepix_admin.core import worker
 from zepix_admin.core.databases import (
     FULL_BELOW_BYTES,
     central_restore_hint,
-    console_folders,
     damaged,
     database_file,
+    disk_state,
     on_postgresql,
-    read_only,
 )
 
 INTEGRITY_CACHE_SECONDS = 600
@@ -154,12 +152,11 @@ def sync_check() -> dict:
 
 
 def disk_check(min_free: int) -> dict:
-    folders = console_folders()
-    free = min(shutil.disk_usage(folder).free for folder in folders)
+    disk = disk_state()
+    free = disk.free_bytes
     entry: dict = {"free_bytes": free, "ok": free >= min_free}
-    unwritable = [str(folder) for folder in folders if read_only(folder)]
-    if unwritable:
-        entry.update(ok=False, problem=f"the disk is read-only under {' and '.join(unwritable)}")
+    if disk.read_only:
+        entry.update(ok=False, problem=f"the disk is read-only under {' and '.join(map(str, disk.read_only))}")
     elif free < FULL_BELOW_BYTES:
         entry["problem"] = f"the disk is full ({free:,} bytes free) under {settings.DATA_DIR} or {settings.CONFIG_DIR}"
     elif not entry["ok"]:

@@ -141,21 +141,19 @@ def _disk_outage(error: BaseException) -> Outage | None:
         certain = code == sqlite3.SQLITE_FULL
     else:
         return None
-    folders = console_folders()
-    for folder in folders:
-        if read_only(folder):
-            return Outage(
-                "The console's disk is read-only",
-                f"The disk holding {folder} is read-only",
-                "once it can be written again (a disk the system made read-only after errors is to be checked first)",
-                "The console goes on by itself once it can write.",
-            )
-    folder, free = min(((folder, shutil.disk_usage(folder).free) for folder in folders), key=lambda entry: entry[1])
-    if not certain and free >= FULL_BELOW_BYTES:
+    disk = disk_state()
+    if disk.read_only:
+        return Outage(
+            "The console's disk is read-only",
+            f"The disk holding {disk.read_only[0]} is read-only",
+            "once it can be written again (a disk the system made read-only after errors is to be checked first)",
+            "The console goes on by itself once it can write.",
+        )
+    if not certain and disk.free_bytes >= FULL_BELOW_BYTES:
         return None
     return Outage(
         "The console's disk is full",
-        f"The disk holding {folder} is full ({free:,} bytes free)",
+        f"The disk holding {disk.fullest} is full ({disk.free_bytes:,} bytes free)",
         f"once there is room (old backups are in {settings.BACKUP_DIR})",
         "The console goes on by itself once there is room.",
     )
@@ -168,6 +166,21 @@ def console_folders() -> list[Path]:
 
 def read_only(folder: Path) -> bool:
     return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+
+
+@dataclass
+class DiskState:
+    read_only: list[Path]  # the console's folders on a read-only disk
+    fullest: Path  # the folder with the least room, and its free bytes
+    free_bytes: int
+
+
+def disk_state() -> DiskState:
+    """Where the console writes (``console_folders``): what health reports, and what tells a
+    full or read-only disk from another database error."""
+    folders = console_folders()
+    fullest, free = min(((folder, shutil.disk_usage(folder).free) for folder in folders), key=lambda entry: entry[1])
+    return DiskState([folder for folder in folders if read_only(folder)], fullest, free)
 
 
 def checkpoint(alias: str = "default") -> None:
