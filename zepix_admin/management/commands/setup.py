@@ -14,6 +14,7 @@ from django.db import DatabaseError, connections
 from config_app import service as config_service
 from plugins_app import plugins, registry, sqlite
 from plugins_app.demo import seed_plugin
+from sync_app import backup
 from zepix_admin.core import access
 from zepix_admin.core.commands import ZepixCommand
 from zepix_admin.core.databases import database_file, on_postgresql
@@ -86,7 +87,7 @@ class Command(ZepixCommand):
         path = database_file("default")
         if path.exists():
             return
-        backups = sorted(settings.BACKUP_DIR.glob("default-*.sqlite3.zst"))
+        backups = sorted(settings.BACKUP_DIR.glob(f"default-*{backup.SUFFIX}"))
         if backups:
             raise CommandError(
                 f"The central database's file is missing ({path}), and {len(backups)} backup(s) of it are in "
