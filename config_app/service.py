@@ -257,7 +257,7 @@ def _record(
             retired=retired,
         )
         transaction.on_commit(lambda: stream.announce(version))  # every process's streams, once it is committed
-        stream.notify_in_transaction(version)  # and with PostgreSQL, every web node's, at the commit
+        stream.notify_in_transaction()  # and with PostgreSQL, every web node's, at the commit
         action = "config.retire" if retired else "config.save"
         # The values are in the version's diff: the audit entry names the paths only (a 1 MB
         # document once stored its values three times over).

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.signing import BadSignature, Signer
 from django.db import DatabaseError, connections
 from django.db.models import Q
 from django.utils import timezone
@@ -205,25 +204,14 @@ def _publish_to_redis() -> None:
 
 
 POSTGRES_CHANNEL = "zepix_config_versions"
-POSTGRES_PAYLOAD_BYTES = 7_999  # PostgreSQL refuses a payload of 8,000 bytes or more
-# Anyone who may connect to the central database may NOTIFY on any channel: a payload is taken
-# for a version only when it is signed with the console's secret key (as its sessions are).
-_notification_signer = Signer(salt="zepix.config.notification")
 
 
-def notify_in_transaction(version: ConfigVersion) -> None:
+def notify_in_transaction() -> None:
     """With the central database on PostgreSQL: a NOTIFY in the saving transaction, delivered to
-    every hub's LISTEN connection when (and only if) it commits. It carries the version's event
-    when it fits: each hub then has it without reading it back (on two web nodes every hub, the
-    saving one's too, woken by the NOTIFY, read it back: 1.2-1.3 ms of a round trip on its
-    event loop before its streams' first event). A larger one's hubs read it."""
+    every hub's LISTEN connection when (and only if) it commits."""
     if on_postgresql():
-        payload = _notification_signer.sign(json.dumps(version.as_event()))
         with connections["default"].cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_notify(%s, %s)",
-                [POSTGRES_CHANNEL, payload if len(payload.encode()) <= POSTGRES_PAYLOAD_BYTES else ""],
-            )
+            cursor.execute(f"NOTIFY {POSTGRES_CHANNEL}")
 
 
 def announce(version: ConfigVersion | None = None) -> None:
@@ -258,39 +246,18 @@ def announce(version: ConfigVersion | None = None) -> None:
                 except (BlockingIOError, FileNotFoundError):
                     pass  # a full queue: that hub is being woken already; a gone file: nothing to wake
     if _local_hubs:
-        handed = _handed(version.as_event()) if version is not None else None
+        handed = _handed(version) if version is not None else None
         for local in list(_local_hubs):
             local.wake_soon(handed)
 
 
-def _handed(event: dict, data: str | None = None) -> tuple[dict, int, dict[tuple[int, bool], bytes]]:
-    """A committed version's event (``data``: its JSON, when it came as such), as a hub keeps it:
-    the event, its size, and its messages made now (from a save of this process the document is
-    the caller's object: the messages hold it as it was committed)."""
-    if data is None:
-        data = json.dumps(event)
-    messages = {(event["id"], scoped): _message(event, scoped, data).encode() for scoped in (True, False)}
+def _handed(version: ConfigVersion) -> tuple[dict, int, dict[tuple[int, bool], bytes]]:
+    """A version this process committed, as a hub keeps it: its event, its size, and its messages
+    made now (the document is the caller's object: the messages hold it as it was committed)."""
+    event = version.as_event()
+    data = json.dumps(event)
+    messages = {(version.pk, scoped): _message(event, scoped, data).encode() for scoped in (True, False)}
     return event, len(data), messages
-
-
-def _handed_by_notification(payload: str) -> tuple[dict, int, dict[tuple[int, bool], bytes]] | None:
-    """The event a NOTIFY carried (``notify_in_transaction``); None for an empty payload (a
-    version too large to carry) or one not signed by a console: the hub then reads the versions."""
-    if not payload:
-        return None
-    try:
-        data = _notification_signer.unsign(payload)
-        event = json.loads(data)
-    except (BadSignature, ValueError):
-        return None
-    if not (
-        isinstance(event, dict)
-        and isinstance(event.get("id"), int)
-        and isinstance(event.get("version"), int)
-        and isinstance(event.get("scope"), str)
-    ):
-        return None
-    return _handed(event, data)
 
 
 class Hub:
@@ -344,31 +311,23 @@ class Hub:
             self.handed.append(handed)
         self.woken.set()
 
-    def wake_from_elsewhere(self, payload: str = "") -> None:
-        """On the event loop: another process, or another machine, committed a version (on
-        PostgreSQL this process's own saves come this way too; ``payload``: a NOTIFY's)."""
-        handed = _handed_by_notification(payload)
-        if handed is None:
-            self.woken_from_elsewhere = True
-        else:
-            self.handed.append(handed)
+    def wake_from_elsewhere(self) -> None:
+        """On the event loop: another process, or another machine, committed a version."""
+        self.woken_from_elsewhere = True
         self.woken.set()
 
     def _next_versions(self) -> list[tuple[dict, int, dict]] | None:
         """The versions handed over since the last look, when they are all that is new: each the
         next one after what the hub has (saves take turns, so they commit in id order), and
-        nothing else woke the hub. None: the database is read. A version may be handed twice (by
-        its save and by its NOTIFY) and after the hub has it: kept once, if new."""
+        nothing else woke the hub. None: the database is read."""
         handed, self.handed = self.handed, []
         elsewhere, self.woken_from_elsewhere = self.woken_from_elsewhere, False
         if elsewhere or not handed:
             return None
-        new = {item[0]["id"]: item for item in handed if item[0]["id"] > self.seen_pk}
-        in_order = [new[pk] for pk in sorted(new)]
-        for expected, (event, _, _) in enumerate(in_order, start=self.seen_pk + 1):
+        for expected, (event, _, _) in enumerate(handed, start=self.seen_pk + 1):
             if event["id"] != expected:
                 return None
-        return in_order
+        return handed
 
     def unsubscribe(self, stream: object) -> None:
         self.streams.pop(stream, None)
@@ -561,7 +520,7 @@ class PostgresVersions:
     next look; what was saved meanwhile is read then. Rows are read after the newest id seen:
     saves take turns on every machine (``service.config_lock``), so they commit in id order."""
 
-    def __init__(self, wake: Callable[[str], None]):
+    def __init__(self, wake: Callable[[], None]):
         import psycopg
 
         self.errors = (psycopg.Error, OSError)
@@ -585,13 +544,13 @@ class PostgresVersions:
 
     async def _notifications(self, listener) -> None:
         try:
-            async for notification in listener.notifies():
-                self.wake(notification.payload)
+            async for _ in listener.notifies():
+                self.wake()
         except self.errors:
             pass  # the connection went: the next look makes another
         finally:
             await listener.close()
-        self.wake("")  # look now: a version may have been saved while it went
+        self.wake()  # look now: a version may have been saved while it went
 
     async def newest(self) -> int:
         cursor = await (await self._connected()).execute(NEWEST_SQL)

@@ -230,8 +230,9 @@ def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tem
         assert save_lot(urls[0], operator_token, 0.25) == 2  # saved on node A
         wait_for(lambda: subscriber.seen_version == 2, "the save to reach node B's subscriber")
 
-        # A NOTIFY carries the version it announces, signed: one from anyone else who may connect
-        # to the database (any of its users may NOTIFY) is not taken for a version.
+        # A NOTIFY only wakes the hubs, which read the versions from the database: one sent by
+        # anyone else who may connect to it (any of its users may NOTIFY, with any payload),
+        # carrying an event of the next id, is not taken for a version.
         [(next_id,)] = cluster.sql("SELECT MAX(id) + 1 FROM config_app_configversion", database)
         forged = {"id": next_id, "scope": SCOPE, "version": 3, "author": "x", "via": "api", "comment": ""}
         forged |= {"created_at": "2026-01-01T00:00:00+00:00", "diff": [], "data": {"enabled": True}, "retired": False}
@@ -240,7 +241,7 @@ def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tem
         wait_for(lambda: subscriber.seen_version == 3, "the real version 3 to reach node B's subscriber")
         assert subscriber.document["max_lot_size"] == 0.5
 
-        # A version too large for a NOTIFY (8,000 bytes) is read by the hubs it wakes.
+        # A version larger than a NOTIFY could carry (8,000 bytes) reaches the other node whole.
         current = json.loads(get(f"{urls[0]}/api/config/{SCOPE}", operator_token)[1])
         symbols = [f"SYM{n:05d}" for n in range(1000)]
         status, saved = put_config(urls[0], operator_token, SCOPE, {**current["data"], "symbols": symbols}, 3)
