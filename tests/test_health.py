@@ -48,10 +48,37 @@ def test_a_missing_consumer_or_stale_jobs_need_attention(client, config, capsys)
     assert client.get("/healthz").status_code == 503
 
 
-def test_never_synced_nor_backed_up_needs_attention(config, capsys):
+@pytest.fixture
+def installed_ago():
+    """Makes the central database's migrations as old as asked (when it was installed), and
+    gives them their own time back afterwards (a flush between tests leaves them alone)."""
+    from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
+
+    migrations = MigrationRecorder(connection).migration_qs
+    applied = dict(migrations.values_list("id", "applied"))
+    yield lambda age: migrations.update(applied=timezone.now() - age)
+    for pk, when in applied.items():
+        migrations.filter(pk=pk).update(applied=when)
+
+
+def test_never_synced_nor_backed_up_needs_attention(client, config, capsys, installed_ago):
+    installed_ago(timedelta(days=30))
     worker.beat()
     code, out = health(capsys)
     assert code == 1 and "FAIL last sync: never ran" in out and "FAIL last backup: never ran" in out
+    assert client.get("/healthz").json() == {"status": "attention", "failing": ["job sync", "job backup"]}
+
+
+def test_a_new_install_is_healthy_before_its_first_sync_and_backup_are_due(client, config, capsys, installed_ago):
+    """A console set up a moment ago has not synced or backed up yet: its monitor and load
+    balancer must not take it for a broken one (they did, until the first backup was made)."""
+    installed_ago(timedelta(seconds=5))
+    worker.beat()
+    code, out = health(capsys)
+    assert code == 0, out
+    assert "OK   last sync: not run yet: a new install" in out and "OK   last backup: not run yet: a new install" in out
+    assert client.get("/healthz").status_code == 200
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from config_app.service import global_settings
@@ -114,11 +115,16 @@ def _migrations_check(alias: str, entry: dict, problems: list[str]) -> dict:
     return {**entry, "ok": not problems, **({"problem": "; ".join(problems)} if problems else {})}
 
 
-def age_check(name: str, last, every: timedelta) -> dict:
-    """A job is late when it last succeeded more than twice its interval ago."""
+def age_check(name: str, last, every: timedelta, installed=None) -> dict:
+    """A job is late when it last succeeded more than twice its interval ago; one that never did,
+    when the console was installed (``installed``) more than that ago. A new console's monitor
+    and load balancer saw /healthz answer 503 until its first backup was made."""
     now = timezone.now()
     if last is None:
-        return {"name": name, "ok": False, "problem": "never ran", "every_minutes": every.total_seconds() / 60}
+        entry = {"name": name, "every_minutes": every.total_seconds() / 60}
+        if installed is not None and now - installed <= 2 * every:
+            return {**entry, "ok": True, "note": "not run yet: a new install"}
+        return {**entry, "ok": False, "problem": "never ran"}
     age = now - last
     ok = age <= 2 * every
     return {
@@ -128,6 +134,12 @@ def age_check(name: str, last, every: timedelta) -> dict:
         "every_minutes": every.total_seconds() / 60,
         **({} if ok else {"problem": f"last success {age} ago, expected every {every}"}),
     }
+
+
+def installed_at():
+    """When the central database was made: its first migration's."""
+    recorder = MigrationRecorder(connections["default"])
+    return recorder.migration_qs.order_by("applied").values_list("applied", flat=True).first()
 
 
 def sync_check() -> dict:
@@ -187,9 +199,10 @@ def collect() -> dict:
     last_backup = (
         Backup.objects.filter(verified=True).order_by("-created_at").values_list("created_at", flat=True).first()
     )
+    installed = installed_at() if last_sync is None or last_backup is None else None
     jobs = [
-        age_check("sync", last_sync, schedule["sync"]),
-        age_check("backup", last_backup, min(schedule["trading_backup"], schedule["central_backup"])),
+        age_check("sync", last_sync, schedule["sync"], installed),
+        age_check("backup", last_backup, min(schedule["trading_backup"], schedule["central_backup"]), installed),
     ]
     current = worker.state()
     consumer = {"ok": current.up, "last_beat": current.last_beat.isoformat() if current.last_beat else None}

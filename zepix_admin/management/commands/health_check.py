@@ -32,7 +32,8 @@ class Command(ZepixCommand):
                     ),
                 )
             for entry in report["jobs"]:
-                self.line(entry["ok"], f"last {entry['name']}", entry.get("problem") or f"{entry['age_seconds']} s ago")
+                detail = entry.get("problem") or entry.get("note") or f"{entry['age_seconds']} s ago"
+                self.line(entry["ok"], f"last {entry['name']}", detail)
             consumer = report["huey_consumer"]
             self.line(consumer["ok"], "huey consumer", consumer.get("problem") or f"beat at {consumer['last_beat']}")
             disk = report["disk"]
