@@ -91,6 +91,7 @@ class Command(ZepixCommand):
                 restarts = 0 if time.monotonic() - started_at > STEADY_SECONDS else restarts + 1
                 restart_at = time.monotonic() + self.consumer_died(consumer.returncode, restarts)
             if restart_at is not None and time.monotonic() >= restart_at:
+                children.remove(consumer)  # ended: nothing to stop (kept, the list grew with every restart)
                 consumer, started_at, restart_at = self.start_consumer(), time.monotonic(), None
                 children.append(consumer)
                 beats_since, next_watch = timezone.now(), time.monotonic() + STARTING_WATCH_SECONDS
