@@ -43,8 +43,10 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+# mypy's Django plugin loads the test settings, which make throw-away folders and remove them
+# when the process ends; mypy ends without that (os._exit): a pair was left in /tmp each run.
 typecheck: $(VENV)/.installed-dev
-	$(VENV)/bin/mypy .
+	ZEPIX_DATA_DIR=$(CURDIR)/.cache/mypy/data ZEPIX_CONFIG_DIR=$(CURDIR)/.cache/mypy/config $(VENV)/bin/mypy .
 
 # Re-pin every package after changing a requirements file: a fresh venv, then its exact versions.
 lock: | $(VENV)/bin/python
