@@ -1,4 +1,5 @@
-"""Configuration documents: where they live, their schemas, validation and durable writes.
+"""Configuration documents: where they live, their schemas and validation (written with
+``zepix_admin.core.files.write_atomic``, removed durably).
 
 Scopes: ``global`` is ``ZEPIX_CONFIG_DIR/config.json``; each plugin id is
 ``ZEPIX_CONFIG_DIR/plugins/<plugin_id>.json``. Nothing here touches the database; the
@@ -9,7 +10,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -353,20 +353,4 @@ def render(document: dict) -> str:
 def remove(path: Path) -> None:
     """Delete a document durably (the folder is synced, like a write)."""
     path.unlink(missing_ok=True)
-    fsync_folder(path.parent)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers and crashes see the old file or the new one, whole, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     fsync_folder(path.parent)

@@ -26,7 +26,7 @@ from zepix_admin.core import audit
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import on_postgresql
 from zepix_admin.core.errors import Conflict, NotFound, Unavailable
-from zepix_admin.core.files import Busy, file_lock, tried_until
+from zepix_admin.core.files import Busy, file_lock, tried_until, write_atomic
 
 logger = logging.getLogger("zepix.config")
 
@@ -287,7 +287,7 @@ def _write_document(version: ConfigVersion, document: dict) -> None:
     `setup`, or the next save."""
     path = documents.document_path(version.scope)
     try:
-        documents.write_atomic(path, documents.render(document))
+        write_atomic(path, documents.render(document))
     except OSError as error:
         message = (
             f"Version {version.version} of {version.scope} is saved and in use, but {path} could not be written "
@@ -385,7 +385,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
         latest = current(scope)
         if not path.exists() and not path.is_symlink():
             if latest and not latest.retired:  # a deleted file of a live scope comes back
-                documents.write_atomic(path, documents.render(document_of(latest)))
+                write_atomic(path, documents.render(document_of(latest)))
             return None
         try:
             document = documents.parse(documents.read_file(path))
@@ -408,7 +408,7 @@ def ingest_file(scope: str) -> ConfigVersion | None:
             and ConfigVersion.objects.filter(scope=scope, document=document).exists()
             and (path.stat().st_mtime <= latest.created_at.timestamp())
         ):
-            documents.write_atomic(path, documents.render(document_of(latest)))
+            write_atomic(path, documents.render(document_of(latest)))
             resolve_alert("config", path.name)
             return None
         return _record(
@@ -444,7 +444,7 @@ def ensure_defaults() -> list[str]:
         path = documents.document_path(scope)
         if current(scope) is None:
             if not path.exists():
-                documents.write_atomic(path, documents.render(defaults.for_scope(scope)))
+                write_atomic(path, documents.render(defaults.for_scope(scope)))
             document = documents.read(scope)
             documents.check_document(scope, document)
             with config_lock():
@@ -463,7 +463,7 @@ def declare_plugin(plugin_id: str) -> bool:
     if path.exists():
         return False
     document = {**defaults.for_scope(plugin_id), **documents.own_defaults(plugin_id)}
-    documents.write_atomic(path, documents.render(document))
+    write_atomic(path, documents.render(document))
     return True
 
 
@@ -472,6 +472,6 @@ def declare_builtin_plugins() -> None:
     folder = settings.CONFIG_DIR / "plugins"
     if not folder.is_dir():
         for plugin_id in registry.BUILTIN_PLUGINS:
-            documents.write_atomic(
+            write_atomic(
                 registry.config_path(settings.CONFIG_DIR, plugin_id), documents.render(defaults.for_scope(plugin_id))
             )

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from zepix_admin.core import access
+from zepix_admin.core.files import write_atomic
 
 # A browser test's expectations wait up to 15 s, not Playwright's 5: CI runs two test files at a
 # time, each with its servers and its browser, on two shared cores. A passing test waits only as
@@ -111,7 +112,7 @@ def config(settings):
     from config_app import defaults, documents, service
 
     for scope in documents.scopes():
-        documents.write_atomic(documents.document_path(scope), documents.render(defaults.for_scope(scope)))
+        write_atomic(documents.document_path(scope), documents.render(defaults.for_scope(scope)))
     service.ensure_defaults()
 
     def set_value(scope: str, path: str, value):

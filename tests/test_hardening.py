@@ -35,6 +35,7 @@ from sync_app.tasks import MANUAL_BACKUP
 from tests.helpers import Server, closed_trade, trade
 from tests.test_several_nodes import config_api
 from zepix_admin.core import access, alerts
+from zepix_admin.core.files import write_atomic
 from zepix_admin.core.limits import statement_time_limit, timed_out
 from zepix_admin.core.models import AuditEntry
 
@@ -348,7 +349,7 @@ def test_every_rejected_outside_edit_is_alerted_and_audited_and_nothing_hangs(co
             path.rmdir()
         else:
             path.unlink()
-        documents.write_atomic(path, documents.render(config_service.current("combined_v3").document))
+        write_atomic(path, documents.render(config_service.current("combined_v3").document))
 
 
 def test_config_validate_on_a_folder_says_so(config, tmp_path):

@@ -141,3 +141,19 @@ def remove_abandoned_work_folders(parent: Path) -> list[Path]:
         finally:
             os.close(handle)
     return removed
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers and crashes see the old file or the new one, whole, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
