@@ -65,7 +65,7 @@ def _environment(database: str | None = None) -> dict:
     return env
 
 
-def _run(*command: str, database: str | None = None) -> None:
+def _run(*command: str, database: str | None = None) -> str:
     try:
         done = subprocess.run(
             command, env=_environment(database), capture_output=True, text=True, timeout=TOOL_SECONDS, check=False
@@ -74,6 +74,7 @@ def _run(*command: str, database: str | None = None) -> None:
         raise DumpFailed(f"{Path(command[0]).name} failed: {error}") from None
     if done.returncode != 0:
         raise DumpFailed(f"{Path(command[0]).name} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
 
 
 def _connect(database: str | None = None) -> "psycopg.Connection":
@@ -128,8 +129,22 @@ def restored_counts(path: Path) -> dict[str, int]:
 
 
 def restore(path: Path) -> None:
-    """Put a checked dump in place of the central database's tables, in one transaction."""
+    """Put a checked dump in place of the central database's tables, in one transaction. The
+    tables the dump does not have (made by a migration since it was taken) go first: `--clean`
+    drops only the dump's own, and the migration that follows the restore of an older dump
+    failed on a table that already existed."""
     connections["default"].close()
+    listing = _run(_tool("pg_restore"), "--list", str(path))
+    # A table's entry: "215; 1259 16390 TABLE public zepix_admin_alert postgres" (its rows' entry
+    # says "TABLE DATA"; a comment starts with ";").
+    entries = [line.split() for line in listing.splitlines() if not line.startswith(";")]
+    in_dump = {fields[5] for fields in entries if len(fields) > 5 and fields[3] == "TABLE" and fields[4] != "DATA"}
+    with _database_errors(), _connect() as connection, connection.transaction():
+        cursor = connection.cursor()
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        for (table,) in cursor.fetchall():
+            if table not in in_dump:
+                cursor.execute(f'DROP TABLE "{table}" CASCADE')
     _run(
         _tool("pg_restore"),
         "--clean",
