@@ -19,6 +19,7 @@ from config_app import service as config_service
 from plugins_app import plugins, registry
 from sync_app.backup import BackupError, compress, consistent_copy, decompress, integrity_problems
 from sync_app.models import ArchivedPlugin
+from zepix_admin.core import home
 from zepix_admin.core.files import fsync_folder, work_folder
 
 
@@ -30,6 +31,7 @@ def archive_plugin(
     plugin_id: str, *, actor: str = "command", via: str = "command", now: datetime | None = None
 ) -> ArchivedPlugin:
     """Archive a declared plugin, even one whose database is damaged (kept as found) or missing."""
+    home.check()
     plugins.check_declared(plugin_id)
     now = now or timezone.now()
     source = plugins.database_path(plugin_id)
@@ -76,6 +78,7 @@ def _pack(source: Path, target: Path) -> str:
 
 def undo_archive(plugin_id: str, *, actor: str = "command", via: str = "command") -> ArchivedPlugin:
     """Bring the newest archive of a plugin back: its database, then its config document."""
+    home.check()
     registry.check_plugin_id(plugin_id)
     archive = ArchivedPlugin.objects.filter(
         plugin_id=plugin_id, purged_at__isnull=True, restored_at__isnull=True
@@ -99,6 +102,7 @@ def undo_archive(plugin_id: str, *, actor: str = "command", via: str = "command"
 
 
 def purge_expired_archives(*, now: datetime | None = None) -> list[ArchivedPlugin]:
+    home.check()
     now = now or timezone.now()
     purged = []
     for archive in ArchivedPlugin.objects.filter(expires_at__lte=now, purged_at__isnull=True):

@@ -41,6 +41,7 @@ from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
 from sync_app.models import ArchivedPlugin, Backup, ShippingState
+from zepix_admin.core import home
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql, outage
 from zepix_admin.core.errors import NotFound, ZepixError
@@ -364,6 +365,7 @@ def decompress(source: Path, target: Path) -> str:
 def backup_database(alias: str, *, now: datetime | None = None, on_bytes=None) -> Backup:
     """Back one database up; any failure raises BackupError and an alert, a success resolves it.
     ``on_bytes(n)`` hears of the bytes compressed."""
+    home.check()
     try:
         backup = _backup_database(alias, now=now, on_bytes=on_bytes)
     except BackupError as error:
@@ -583,6 +585,7 @@ def verify_backups(alias: str | None = None, on_bytes=None) -> dict[Backup, str]
     """The restore drill of every backup (or one database's); {backup: problem or ''}. The drill
     alert of a database resolves itself when all of its backups pass. ``on_bytes(n)`` hears of
     the compressed bytes of each backup checked."""
+    home.check()
     backups = Backup.objects.all() if alias is None else Backup.objects.filter(database=alias)
     results = {}
     for backup in backups:
@@ -642,6 +645,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
 
     Returns (alias, where the previous file was kept). The bot's process for a restored
     plugin should be stopped while this runs."""
+    home.check()
     path, alias, backup = find_backup(reference, alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
     aside_dir.mkdir(parents=True, exist_ok=True)

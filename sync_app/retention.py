@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from config_app.service import global_settings
 from sync_app.models import Backup
+from zepix_admin.core import home
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def backups_to_keep(backups: list[tuple[int, datetime, bool]], now: datetime, po
 
 def apply_retention(*, now: datetime | None = None, policy: Policy | None = None) -> list[Backup]:
     """Delete the backups (files and records) the policy does not keep; returns them."""
+    home.check()
     now, policy = now or timezone.now(), policy or configured_policy()
     deleted = []
     for database in Backup.objects.values_list("database", flat=True).distinct():

@@ -39,6 +39,7 @@ from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from sync_app import backup
 from sync_app.models import ShippingState
 from sync_app.sync import SyncAlreadyRunning, only_one_sync, sync_plugin
+from zepix_admin.core import home
 from zepix_admin.core.errors import Conflict, Invalid
 from zepix_admin.core.files import work_folder
 
@@ -257,6 +258,7 @@ def _rows_meeting(connection, table: str, conditions: list[str], params=()) -> l
 
 def acknowledged(plugin_id: str) -> dict:
     """What the central holds of a plugin: its mirror's identity and marks."""
+    home.check()
     with closing(connect(plugins.database_path(plugins.check_declared(plugin_id)), read_only=True)) as mirror:
         return {"incarnation": identity_of(mirror), "marks": marks_of(mirror)}
 
@@ -265,6 +267,7 @@ def apply_batch(plugin_id: str, batch: dict, *, host: str, every_seconds: float 
     """Apply one batch to the plugin's mirror in one transaction; returns the new marks.
     Conflict (409) when the batch does not start at the mirror's marks (it was applied already,
     or one before it is missing): the answer carries the marks to resend from."""
+    home.check()
     plugins.check_declared(plugin_id)
     rows = _checked(batch)
     identity = batch.get("incarnation")
@@ -325,6 +328,7 @@ def apply_snapshot(plugin_id: str, body, *, host: str, every_seconds: float | No
     have passed and the mirror holds it (200,000 trades: the integrity check 1.1 s, the values
     0.6 s, the mirror's write 0.4-0.8 s, the sync 2.9-3.4 s and its commit 0.6 s; one after
     the other the central took 5.6 s, side by side 4.1-4.5 s)."""
+    home.check()
     plugins.check_declared(plugin_id)
     target = plugins.database_path(plugin_id)
     with work_folder(target.parent, ".snapshot-") as work:

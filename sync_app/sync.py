@@ -41,6 +41,7 @@ from sync_app.models import (
     SystemMetrics,
     TradeTotals,
 )
+from zepix_admin.core import home
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import checkpointing, database_file, on_postgresql, outage
 from zepix_admin.core.errors import Conflict
@@ -281,6 +282,7 @@ def run_sync(
     Failing plugins are retried after each of the configured delays; a plugin that still fails
     counts one more consecutive failure, and at the threshold an alert is raised. ``on_rows(n)``
     hears of the trades each plugin's sync copied."""
+    home.check()
     targets = sync_targets(plugin_ids)
     options = sync_settings()
     with only_one_sync():

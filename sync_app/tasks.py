@@ -29,7 +29,7 @@ from sync_app.backup import BackupError, UnknownDatabase, backup_database, datab
 from sync_app.models import BackupRun, JobState
 from sync_app.retention import apply_retention
 from sync_app.sync import SyncAlreadyRunning, run_sync
-from zepix_admin.core import worker
+from zepix_admin.core import home, worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import Unavailable
@@ -125,6 +125,7 @@ def sync_task(trigger: str = "schedule", actor: str = "system", plugin_id: str |
 
 @db_task()
 def backup_task(aliases: list[str] | None = None, trigger: str = "schedule"):
+    home.check()  # before its run is recorded (each database's backup checks too)
     with heavy_job():
         aliases = aliases or database_aliases()
         BackupRun.objects.filter(status=BackupRun.Status.RUNNING).update(  # left by a worker that died

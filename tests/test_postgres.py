@@ -463,3 +463,54 @@ def test_saves_on_two_machines_at_once_reach_every_stream_in_order(cluster, temp
             subscriber.stop()
         for node in nodes:
             stop_node(node)
+
+
+def test_folders_on_another_machine_are_refused_and_the_console_can_move_for_good(cluster, template, tmp_path):
+    """A consumer, a web node and the jobs started with folders that are not the console's (another
+    machine's, sharing its PostgreSQL) stop and say where the console is: such a consumer took
+    the console's work from the queue and recorded syncs of nothing and backups on its own disk
+    as successes."""
+    import shutil
+
+    env, _, _ = install_on(cluster, template, tmp_path, "console")
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    with PluginStore(tmp_path / "console" / "data" / "plugins" / f"{SCOPE}.sqlite3") as store:
+        store.save_trades([trade(n) for n in range(1, 51)])
+    elsewhere = fresh_env(tmp_path / "elsewhere", DATABASE_URL=env["DATABASE_URL"])
+    # Where its setup recorded the console's folders (the template's: this install is a copy of them).
+    [(console_folder,)] = cluster.sql("SELECT data_dir FROM zepix_admin_consolehome", database)
+
+    refused = manage("setup", "--no-demo", env=elsewhere)
+    assert refused.returncode == 1 and "are not the console's" in refused.stderr and console_folder in refused.stderr
+    consumer = start_consumer(elsewhere, stderr=subprocess.PIPE, text=True)
+    said = consumer.communicate(timeout=60)[1]
+    assert consumer.returncode == 1 and console_folder in said
+    node = web_node(elsewhere, free_port(), quiet=False, log=tmp_path / "node.log")
+    assert node.wait(timeout=60) == 1 and console_folder in (tmp_path / "node.log").read_text()
+    for job in (("sync_plugins",), ("backup_databases",), ("verify_backups",)):
+        ran = manage(*job, env=elsewhere)
+        assert ran.returncode == 1 and console_folder in ran.stderr, job
+    checked = manage("health_check", env=elsewhere)
+    assert checked.returncode != 0 and "not the console's" in checked.stdout
+    assert cluster.sql("SELECT COUNT(*) FROM sync_app_syncrun", database) == [(0,)]
+    assert cluster.sql("SELECT COUNT(*) FROM sync_app_backup", database) == [(0,)]
+
+    # The console itself goes on as before.
+    assert manage("sync_plugins", env=env).returncode == 0
+    assert cluster.sql("SELECT COUNT(*) FROM aggregated_trades", database) == [(50,)]
+
+    # The console moved to the other machine for good (its plugin databases copied there): its
+    # folders are now the console's, and the old ones are refused in turn; the move is audited.
+    for plugin_file in (tmp_path / "console" / "data" / "plugins").glob("*.sqlite3"):
+        shutil.copy(plugin_file, tmp_path / "elsewhere" / "data" / "plugins")
+    moved = manage("setup", "--no-demo", "--move-here", env=elsewhere)
+    assert moved.returncode == 0 and f"moved here from {console_folder}" in moved.stdout
+    assert manage("sync_plugins", env=elsewhere).returncode == 0
+    old = manage("sync_plugins", env=env)
+    assert old.returncode == 1 and str(tmp_path / "elsewhere" / "data") in old.stderr
+    assert cluster.sql(
+        "SELECT action FROM zepix_admin_auditentry WHERE action LIKE 'console.home%' ORDER BY id", database
+    ) == [
+        ("console.home.record",),
+        ("console.home.move",),
+    ]

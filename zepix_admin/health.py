@@ -18,7 +18,7 @@ from sync_app.models import Backup, SyncRun
 from sync_app.scheduler import intervals
 from sync_app.sync import FAILING, enabled_plugins
 from sync_app.sync import health as sync_health
-from zepix_admin.core import worker
+from zepix_admin.core import home, worker
 from zepix_admin.core.databases import (
     FULL_BELOW_BYTES,
     central_restore_hint,
@@ -101,6 +101,10 @@ def _postgres_check(alias: str) -> dict:
             "problem": f"PostgreSQL unreachable: {str(error).strip().splitlines()[0]}",
             "unreadable": True,
         }
+    try:
+        home.check()
+    except home.NotTheConsolesFolders as refusal:
+        return _migrations_check(alias, entry, [str(refusal)])
     return _migrations_check(alias, entry, [])
 
 

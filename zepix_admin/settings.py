@@ -271,7 +271,8 @@ SECURE_CSP = {
 
 # Huey: its own SQLite file, never the central database
 # The task queue: a SQLite file under the data folder, or Redis (REDIS_URL=redis://...), which
-# several consumers on several machines share (the scheduler tick still runs once a minute).
+# several consumers share (the scheduler tick still runs once a minute). They run where the
+# console's folders are: zepix_admin.core.home.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 HUEY = {
     "huey_class": f"zepix_admin.core.queue.{'RedisQueue' if REDIS_URL else 'SqliteQueue'}",

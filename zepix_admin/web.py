@@ -10,7 +10,9 @@ TCP_NODELAY from the listening socket to the connections it accepts.
 """
 
 import argparse
+import os
 import socket
+import sys
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    refusal = _refusal()
+    if refusal:
+        sys.exit(f"The web server does not start. {refusal}")
     config = uvicorn.Config(
         "zepix_admin.asgi:application",
         host=args.host,
@@ -41,6 +46,22 @@ def main(argv: list[str] | None = None) -> None:
             uvicorn.Server(config).run(sockets=[listener])
     except KeyboardInterrupt:
         pass
+
+
+def _refusal() -> str:
+    """Folders that are not the console's (zepix_admin.core.home) stop the node before it
+    serves. Django is set up here for it: a node of one worker imports the app next anyway."""
+    import django
+    from django.db import connections
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
+    django.setup()
+    from zepix_admin.core.home import refused_at_start
+
+    try:
+        return refused_at_start()
+    finally:
+        connections.close_all()  # workers of their own open theirs
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What spans every app: the audit log, alerts, API tokens, and the consumer's heartbeat.
+"""What spans every app: the audit log, alerts, API tokens, the consumer's heartbeat and the console's home.
 All of it lives in the central database."""
 
 import hashlib
@@ -83,3 +83,17 @@ class Heartbeat(models.Model):
 
     def __str__(self):
         return f"{self.name} @ {self.beat_at}"
+
+
+class ConsoleHome(models.Model):
+    """The folders a central database on PostgreSQL belongs to (one row, written by `setup`): the
+    plugin databases, their backups and the config files are there, on one machine. See
+    zepix_admin.core.home."""
+
+    folder_id = models.CharField(max_length=64)
+    host = models.CharField(max_length=255)
+    data_dir = models.TextField()
+    recorded_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.data_dir} on {self.host}"

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from django.utils import timezone
 
-from zepix_admin.core import worker
+from zepix_admin.core import home, worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.commands import ZepixCommand
 
@@ -37,6 +37,7 @@ class Command(ZepixCommand):
         # a full disk) stops `serve` here, with nothing left running. It stopped it after the
         # web server and the consumer had started, and both ran on, orphaned.
         admins = list(get_user_model().objects.filter(is_superuser=True).values_list("username", flat=True)[:3])
+        home.check()  # and folders that are not the console's
         children: list[subprocess.Popen] = []
         try:
             exit_code = self.serve(host, port, workers, admins, children)

@@ -15,7 +15,7 @@ from config_app import service as config_service
 from plugins_app import plugins, registry, sqlite
 from plugins_app.demo import seed_plugin
 from sync_app import backup
-from zepix_admin.core import access
+from zepix_admin.core import access, home
 from zepix_admin.core.commands import ZepixCommand
 from zepix_admin.core.databases import database_file, on_postgresql
 from zepix_admin.core.sqlite_backend.base import may_create
@@ -33,18 +33,25 @@ class Command(ZepixCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-demo", action="store_true", help="Never load demo data.")
         parser.add_argument("--demo-trades", type=int, default=2000, help="Demo trades per plugin (default 2000).")
+        parser.add_argument(
+            "--move-here",
+            action="store_true",
+            help="With the central database on PostgreSQL: make this machine's folders the console's, for good "
+            "(the console moved here). Without it, setup refuses folders that are not the console's.",
+        )
 
     def execute(self, *args, **options):
         self.make_central_if_new()  # before the system checks, which open it
         return super().execute(*args, **options)
 
-    def handle(self, *args, no_demo, demo_trades, **options):
+    def handle(self, *args, no_demo, demo_trades, move_here, **options):
         done = []
         for folder in (settings.DATA_DIR, settings.DATA_DIR / "plugins", settings.BACKUP_DIR, settings.CONFIG_DIR):
             folder.mkdir(parents=True, exist_ok=True)
         config_service.declare_builtin_plugins()
         new_install = not self.central_ready()
         done += self.migrate_central()
+        done += home.record(move_here=move_here)  # before this folder's plugins and documents reach the central
         created = self.create_plugin_databases() if new_install else []
         done += [f"database {registry.alias_for(plugin_id)}: created" for plugin_id in created]
         done += self.migrate_plugins()
