@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.helpers import free_port, installed, manage, start_consumer, start_redis
+from tests.helpers import free_port, installed, manage, start_consumer, start_redis, stop_node
 from tests.test_bad_day import Served, bearer, central, wait_for
 
 pytestmark = pytest.mark.slow
@@ -91,3 +91,27 @@ def test_redis_stopped_for_a_while_is_said_refused_clearly_and_recovered_from_by
         served.stop()
         redis_server.terminate()
         redis_server.wait()
+
+
+def test_two_consoles_given_one_redis_database_never_run_each_others_jobs(tmp_path, redis_url):
+    """A staging and a production console on the same Redis database: each console's queue is its
+    own (named after its data folder's id), so a consumer of one never takes the other's sync."""
+    production = installed(tmp_path / "production", REDIS_URL=redis_url)[0]
+    staging = installed(tmp_path / "staging", REDIS_URL=redis_url)[0]
+    (tmp_path / "staging" / "data" / "console-id").write_text("a-staging-console\n")  # another install's id
+    manual_runs = "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
+    staging_consumer = start_consumer(staging)
+    production_consumer = None
+    try:
+        asked = manage("shell", "-c", "from sync_app import tasks\ntasks.sync_task('manual', 'tester')", env=production)
+        assert asked.returncode == 0, asked.stderr
+        time.sleep(5)  # time enough for the staging consumer to have taken it, had it seen it
+        assert central(tmp_path / "staging" / "data", manual_runs) == [(0,)]
+        assert central(tmp_path / "production" / "data", manual_runs) == [(0,)]
+        production_consumer = start_consumer(production)  # production's own consumer runs it
+        wait_for(lambda: central(tmp_path / "production" / "data", manual_runs) == [(1,)], "production's sync")
+        assert central(tmp_path / "staging" / "data", manual_runs) == [(0,)]
+    finally:
+        for consumer in (staging_consumer, production_consumer):
+            if consumer is not None:
+                stop_node(consumer)

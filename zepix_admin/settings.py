@@ -53,6 +53,8 @@ CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 DATA_DIR = Path(os.environ.get("ZEPIX_DATA_DIR", BASE_DIR / "data")).resolve()
 CONFIG_DIR = Path(os.environ.get("ZEPIX_CONFIG_DIR", BASE_DIR / "config")).resolve()
 BACKUP_DIR = DATA_DIR / "backups"
+# The data folder's id, made by `setup` (zepix_admin.core.home).
+CONSOLE_ID_FILE = DATA_DIR / "console-id"
 ARCHIVE_DIR = DATA_DIR / "archived"
 (DATA_DIR / "plugins").mkdir(parents=True, exist_ok=True)
 
@@ -274,9 +276,21 @@ SECURE_CSP = {
 # several consumers share (the scheduler tick still runs once a minute). They run where the
 # console's folders are: zepix_admin.core.home.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def queue_name() -> str:
+    """On Redis, the queue (and the tick's lock) named after the console's data folder: two
+    consoles given one Redis database (a staging and a production one, on database 0 both) ran
+    each other's jobs, each its own consumers' syncs and backups of its own folders."""
+    try:
+        return f"zepix-{CONSOLE_ID_FILE.read_text().strip()}" if REDIS_URL else "zepix"
+    except FileNotFoundError:
+        return "zepix"  # before the first `setup`, which makes the id
+
+
 HUEY = {
     "huey_class": f"zepix_admin.core.queue.{'RedisQueue' if REDIS_URL else 'SqliteQueue'}",
-    "name": "zepix",
+    "name": queue_name(),
     **({"url": REDIS_URL} if REDIS_URL else {"filename": str(DATA_DIR / "huey.sqlite3")}),
     "immediate": envbool("ZEPIX_HUEY_IMMEDIATE", "0"),
     "consumer": {"workers": 2, "worker_type": "thread"},

@@ -8,11 +8,12 @@ recorded as successful, its backups were written to its own disk, and health cal
 recent. A web node there would have applied the bot hosts' batches to mirrors the console's sync
 never reads.
 
-`setup` gives the data folder an id (``DATA_DIR/console-id``) and records it in the central
-database, once; `setup --move-here` moves the console to another machine's folders for good.
-Every process and every job that needs the console's folders checks first (``check``) and
-refuses, saying where the console is, when its folders are not those. With the central database
-on SQLite the two cannot part (the database is a file in the data folder): nothing to check.
+`setup` gives the data folder an id (``settings.CONSOLE_ID_FILE``, which also names the queue
+on Redis) and records it in a central database on PostgreSQL, once; `setup --move-here` moves
+the console to another machine's folders for good. Every process and every job that needs the
+console's folders checks first (``check``) and refuses, saying where the console is, when its
+folders are not those. With the central database on SQLite the two cannot part (the database
+is a file in the data folder): nothing to check.
 """
 
 import logging
@@ -30,8 +31,6 @@ from zepix_admin.core.files import write_atomic
 
 logger = logging.getLogger("zepix.home")
 
-FOLDER_ID_FILE = "console-id"
-
 
 class NotTheConsolesFolders(Unavailable):
     pass
@@ -40,7 +39,7 @@ class NotTheConsolesFolders(Unavailable):
 def folder_id() -> str:
     """This process's data folder's id ('' when it has none)."""
     try:
-        return (settings.DATA_DIR / FOLDER_ID_FILE).read_text().strip()
+        return settings.CONSOLE_ID_FILE.read_text().strip()
     except FileNotFoundError:
         return ""
 
@@ -85,17 +84,17 @@ def refused_at_start() -> str:
 
 
 def record(*, move_here: bool = False) -> list[str]:
-    """`setup`: this data folder's id (made once), recorded as the central database's home when
-    it has none, or when ``move_here``; NotTheConsolesFolders when it has another one. Returns
-    what it did, in `setup`'s words."""
+    """`setup`: this data folder's id (made once, whatever the engine), recorded as a PostgreSQL
+    central database's home when it has none, or when ``move_here``; NotTheConsolesFolders when
+    it has another one. Returns what it did, in `setup`'s words."""
     from zepix_admin.core.models import ConsoleHome
 
-    if not on_postgresql():
-        return []
     mine = folder_id()
     if not mine:
         mine = secrets.token_hex(16)
-        write_atomic(settings.DATA_DIR / FOLDER_ID_FILE, mine + "\n")
+        write_atomic(settings.CONSOLE_ID_FILE, mine + "\n")
+    if not on_postgresql():
+        return []
     with transaction.atomic():
         home = ConsoleHome.objects.select_for_update().first()
         if home is not None and home.folder_id == mine:
