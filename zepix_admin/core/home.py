@@ -30,6 +30,7 @@ from zepix_admin.core.errors import Unavailable
 from zepix_admin.core.files import write_atomic
 
 logger = logging.getLogger("zepix.home")
+HOME_ROW = 1  # the primary key of the one row
 
 
 class NotTheConsolesFolders(Unavailable):
@@ -58,7 +59,7 @@ def check() -> None:
         return
     try:
         with transaction.atomic():  # a savepoint inside a caller's transaction, which a failure would end
-            home = ConsoleHome.objects.first()
+            home = ConsoleHome.objects.filter(pk=HOME_ROW).first()
     except ProgrammingError:  # its table not made yet: a backup or a sync before that `setup`
         return
     if home is not None and home.folder_id != folder_id():
@@ -96,7 +97,7 @@ def record(*, move_here: bool = False) -> list[str]:
     if not on_postgresql():
         return []
     with transaction.atomic():
-        home = ConsoleHome.objects.select_for_update().first()
+        home = ConsoleHome.objects.select_for_update().filter(pk=HOME_ROW).first()
         if home is not None and home.folder_id == mine:
             if home.data_dir != str(settings.DATA_DIR) or home.host != socket.gethostname():
                 _move(home, mine, "console.home.renamed")  # the same folder, renamed or its machine renamed
@@ -104,7 +105,7 @@ def record(*, move_here: bool = False) -> list[str]:
         if home is not None and not move_here:
             check()  # says where the console is
         if home is None:
-            home = ConsoleHome(folder_id=mine)
+            home = ConsoleHome(pk=HOME_ROW)  # a second setup at the same moment fails on its key
             _move(home, mine, "console.home.record")
             return [f"console home: {here()}"]
         before = str(home)
