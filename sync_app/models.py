@@ -301,10 +301,12 @@ class ArchivedPlugin(models.Model):
 
 
 class JobState(models.Model):
-    """When each scheduled job last started (the scheduler tick reads it to find what is due)."""
+    """When each scheduled job last started (the scheduler tick reads it to find what is due), and
+    the marker of a job asked for by hand while it is queued or running (sync_app.tasks)."""
 
     name = models.CharField(max_length=40, unique=True)
     last_started_at = models.DateTimeField()
+    task_id = models.CharField(max_length=64, blank=True, default="", help_text="A marker's task, or 'running'")
 
     def __str__(self):
         return f"{self.name} last started {self.last_started_at:%Y-%m-%d %H:%M}"

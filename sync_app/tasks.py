@@ -177,12 +177,32 @@ def prune_config_history_task():
 
 
 MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
+RUNNING = "running"  # a marker's task_id once a worker has taken its task
 
 
 def manual_pending(name: str) -> bool:
-    """Whether a job asked for by hand is queued or running (a marker older than
-    MANUAL_JOB_STALE was left by a worker that died, and counts for nothing)."""
-    return JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_JOB_STALE).exists()
+    """Whether a job asked for by hand is queued or running. Its marker counts for nothing once
+    older than MANUAL_JOB_STALE, once its task has left the queue untaken, or once the worker
+    running it has stopped beating. A queue that lost its tasks (Redis restarted without
+    persistence, a damaged queue file set aside) left the marker standing: for two hours the
+    page said "queued", every click "joins it", and nothing ran. (A task a worker has just
+    taken, not yet marked running, looks untaken for those few milliseconds: a click then
+    queues a second one, the worst case a sync or backup run twice.)"""
+    marker = JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_JOB_STALE).first()
+    if marker is None:
+        return False
+    if marker.task_id == RUNNING:
+        return worker.beating()
+    if not marker.task_id:
+        return True  # being queued
+    try:
+        return any(task.id == marker.task_id for task in HUEY.pending())
+    except Exception:  # noqa: BLE001 - a queue that does not answer tells nothing of the task
+        return True
+
+
+def _taken(name: str) -> None:
+    JobState.objects.filter(name=name).update(task_id=RUNNING, last_started_at=timezone.now())
 
 
 def _request_manual(name: str, task, *args) -> bool:
@@ -190,9 +210,10 @@ def _request_manual(name: str, task, *args) -> bool:
     made thirty backups, three clicks three syncs). Returns whether one was queued."""
     if manual_pending(name):
         return False
-    JobState.objects.update_or_create(name=name, defaults={"last_started_at": timezone.now()})
+    queued = task.s(*args)
+    JobState.objects.update_or_create(name=name, defaults={"last_started_at": timezone.now(), "task_id": queued.id})
     try:
-        task(*args)
+        HUEY.enqueue(queued)
     except Exception as error:  # the queue's server (Redis) is down, the disk full: say so, keep nothing half-done
         with suppress(DatabaseError):  # the same full disk: the marker counts for nothing once stale
             JobState.objects.filter(name=name).delete()
@@ -216,6 +237,7 @@ def request_manual_sync(actor: str, plugin_id: str | None) -> bool:
 
 @db_task()
 def manual_backup_task():
+    _taken(MANUAL_BACKUP)
     try:
         backup_task.call_local(None, "manual")
     finally:
@@ -224,6 +246,7 @@ def manual_backup_task():
 
 @db_task()
 def manual_sync_task(actor: str, plugin_id: str | None):
+    _taken(MANUAL_SYNC)
     try:
         sync_task.call_local("manual", actor, plugin_id)
     finally:

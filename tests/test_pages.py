@@ -334,6 +334,23 @@ def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(op
     assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
 
 
+def test_a_sync_running_on_a_worker_that_stopped_beating_no_longer_holds_the_button(operator_client, config):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sync_app.models import JobState
+    from sync_app.tasks import MANUAL_SYNC, RUNNING
+    from zepix_admin.core import worker
+    from zepix_admin.core.models import Heartbeat
+
+    JobState.objects.create(name=MANUAL_SYNC, last_started_at=timezone.now(), task_id=RUNNING)
+    worker.beat()
+    assert 'id="run-sync" disabled>Sync queued…' in operator_client.get("/sync/").content.decode()
+    Heartbeat.objects.update(beat_at=timezone.now() - worker.STALE_AFTER - timedelta(seconds=1))  # it died
+    assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
+
+
 def test_numbers_read_as_an_operator_expects_money_with_its_currency_and_prices_to_their_digits(
     operator_client, config
 ):

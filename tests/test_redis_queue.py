@@ -5,12 +5,14 @@ import json
 import signal
 import subprocess
 import time
+import urllib.request
 from datetime import datetime
 
 import pytest
 
-from tests.helpers import free_port, installed, manage, start_consumer, start_redis, stop_node
+from tests.helpers import free_port, installed, manage, start_consumer, start_redis, stop_node, web_node
 from tests.test_bad_day import Served, bearer, central, wait_for
+from tests.test_several_nodes import answers
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +117,42 @@ def test_two_consoles_given_one_redis_database_never_run_each_others_jobs(tmp_pa
         for consumer in (staging_consumer, production_consumer):
             if consumer is not None:
                 stop_node(consumer)
+
+
+def test_a_sync_asked_for_whose_task_redis_lost_can_be_asked_for_again(tmp_path):
+    """The worker down, a sync asked for waits in the queue; Redis restarts without persistence
+    and loses it. Asking again queues a new one (it "joined" the lost one for two hours, while
+    the page said it was queued), and the worker, once back, runs it."""
+    port = free_port()
+    redis_server = start_redis(port, tmp_path)
+    env, operator_token, _ = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    web_port = free_port()
+    node = web_node(env, web_port)
+    consumer = None
+
+    def ask_for_a_sync() -> str:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{web_port}/sync/run",
+            data=b"",
+            headers={"Authorization": f"Bearer {operator_token}", "HX-Request": "true"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read().decode()
+
+    manual_runs = "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{web_port}"), "the web node to answer")
+        assert "Sync queued, but the worker is down" in ask_for_a_sync()
+        assert "already queued or running; this request joins it" in ask_for_a_sync()  # the task is still there
+        redis_server.terminate()
+        redis_server.wait()
+        redis_server = start_redis(port, tmp_path)  # back, empty
+        assert "Sync queued, but the worker is down" in ask_for_a_sync()
+        consumer = start_consumer(env)
+        wait_for(lambda: central(tmp_path / "install" / "data", manual_runs) == [(1,)], "the sync asked for to run")
+    finally:
+        for process in (consumer, node):
+            if process is not None:
+                stop_node(process)
+        redis_server.terminate()
+        redis_server.wait()

@@ -58,10 +58,22 @@ def queue_problem() -> str:
 
 
 def state(now: datetime | None = None) -> WorkerState:
-    last = Heartbeat.objects.filter(name=CONSUMER).values_list("beat_at", flat=True).first()
+    last = _last_beat()
     problem = queue_problem()
-    beating = bool(last and (now or timezone.now()) - last < STALE_AFTER)
-    return WorkerState(up=beating and not problem, last_beat=last, queue_problem=problem)
+    return WorkerState(up=_fresh(last, now) and not problem, last_beat=last, queue_problem=problem)
+
+
+def beating(now: datetime | None = None) -> bool:
+    """Whether a consumer has beaten lately (whatever the queue's state)."""
+    return _fresh(_last_beat(), now)
+
+
+def _last_beat() -> datetime | None:
+    return Heartbeat.objects.filter(name=CONSUMER).values_list("beat_at", flat=True).first()
+
+
+def _fresh(last: datetime | None, now: datetime | None) -> bool:
+    return bool(last and (now or timezone.now()) - last < STALE_AFTER)
 
 
 def queued_message(what: str) -> str:
