@@ -46,7 +46,7 @@ from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql, outage
 from zepix_admin.core.errors import NotFound, ZepixError
 from zepix_admin.core.files import fsync_folder, remove_gently, work_folder
-from zepix_admin.core.models import Alert, ApiToken, AuditEntry
+from zepix_admin.core.models import Alert, ApiToken, AuditEntry, ConsoleHome
 
 logger = logging.getLogger("zepix.backup")
 
@@ -823,8 +823,10 @@ def _put_back(carried: list, audit_since: str) -> None:
 # keep working: a bot host's), who is signed in, the plugins whose database here is a mirror a
 # bot host ships to (restored from before a host's first batch, a mirror with rows and no
 # shipping state is taken for a plugin written on this machine, and every batch after is
-# refused), the plugins archived (archive_plugin --undo finds them), and the alerts as the
-# operators left them (one acknowledged since the backup does not open again).
+# refused), the plugins archived (archive_plugin --undo finds them), the alerts as the
+# operators left them (one acknowledged since the backup does not open again), and the
+# console's home: the folders the restore runs in, not the backup's (a console moved to a new
+# machine and restored there from its old dump was refused on its own folders).
 CARRIED_OVER_A_RESTORE = (
     (Group, lambda: Group.objects.all()),  # the roles (plugin-host's is made with the first such token)
     (User, lambda: User.objects.all()),
@@ -833,6 +835,7 @@ CARRIED_OVER_A_RESTORE = (
     (ShippingState, lambda: ShippingState.objects.all()),
     (ArchivedPlugin, lambda: ArchivedPlugin.objects.all()),
     (Alert, lambda: Alert.objects.all()),
+    (ConsoleHome, lambda: ConsoleHome.objects.all()),
 )
 
 

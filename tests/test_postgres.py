@@ -514,3 +514,22 @@ def test_folders_on_another_machine_are_refused_and_the_console_can_move_for_goo
         ("console.home.record",),
         ("console.home.move",),
     ]
+
+
+def test_a_console_moved_to_a_new_machine_and_restored_there_from_its_old_dump_keeps_its_new_home(
+    cluster, template, tmp_path
+):
+    import shutil
+
+    env, _, _ = install_on(cluster, template, tmp_path, "old-machine")
+    assert manage("backup_databases", "--db", "default", env=env).returncode == 0
+    [dump] = (tmp_path / "old-machine" / "data" / "backups").glob("default-*.pgdump")
+    new_machine = fresh_env(tmp_path / "new-machine", DATABASE_URL=env["DATABASE_URL"])
+    shutil.copytree(tmp_path / "old-machine" / "data" / "plugins", tmp_path / "new-machine" / "data" / "plugins")
+    assert manage("setup", "--no-demo", "--move-here", env=new_machine).returncode == 0
+    restored = manage("restore_backup", str(dump), env=new_machine)
+    assert restored.returncode == 0, restored.stderr
+    # The dump's home was the old machine's folders; the console's is where it was restored.
+    synced = manage("sync_plugins", env=new_machine)
+    assert synced.returncode == 0, synced.stderr
+    assert manage("sync_plugins", env=env).returncode == 1
