@@ -306,7 +306,7 @@ class JobState(models.Model):
 
     name = models.CharField(max_length=40, unique=True)
     last_started_at = models.DateTimeField()
-    task_id = models.CharField(max_length=64, blank=True, default="", help_text="A marker's task, or 'running'")
+    task_id = models.TextField(blank=True, default="", help_text="A marker's task, or the process running it")
 
     def __str__(self):
         return f"{self.name} last started {self.last_started_at:%Y-%m-%d %H:%M}"

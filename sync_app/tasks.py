@@ -9,6 +9,7 @@ overview's p95 went from 79 ms to 229 ms (5 plugins x 200,000 trades) until they
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -177,13 +178,14 @@ def prune_config_history_task():
 
 
 MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
-RUNNING = "running"  # a marker's task_id once a worker has taken its task
+RUNNING = "running"  # a marker's task_id once a worker has taken its task: "running <host> <pid>"
 
 
 def manual_pending(name: str) -> bool:
     """Whether a job asked for by hand is queued or running. Its marker counts for nothing once
     older than MANUAL_JOB_STALE, once its task has left the queue untaken, or once the worker
-    running it has stopped beating. A queue that lost its tasks (Redis restarted without
+    process running it has ended (a consumer killed in the middle: `serve` starts another,
+    whose heartbeat is the same). A queue that lost its tasks (Redis restarted without
     persistence, a damaged queue file set aside) left the marker standing: for two hours the
     page said "queued", every click "joins it", and nothing ran. (A task a worker has just
     taken, not yet marked running, looks untaken for those few milliseconds: a click then
@@ -191,8 +193,8 @@ def manual_pending(name: str) -> bool:
     marker = JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_JOB_STALE).first()
     if marker is None:
         return False
-    if marker.task_id == RUNNING:
-        return worker.beating()
+    if marker.task_id.startswith(RUNNING):
+        return _still_running(marker.task_id)
     if not marker.task_id:
         return True  # being queued
     try:
@@ -202,7 +204,23 @@ def manual_pending(name: str) -> bool:
 
 
 def _taken(name: str) -> None:
-    JobState.objects.filter(name=name).update(task_id=RUNNING, last_started_at=timezone.now())
+    running = f"{RUNNING} {socket.gethostname()} {os.getpid()}"
+    JobState.objects.filter(name=name).update(task_id=running, last_started_at=timezone.now())
+
+
+def _still_running(running: str) -> bool:
+    """Whether the consumer process a marker names is alive: asked of the system on its machine
+    (where the console's web nodes run); elsewhere (another process namespace), its heartbeat."""
+    _, host, pid = running.split()
+    if host != socket.gethostname():
+        return worker.beating()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
 
 
 def _request_manual(name: str, task, *args) -> bool:

@@ -627,6 +627,39 @@ def test_a_killed_worker_is_restarted_while_the_web_server_keeps_serving_and_is_
         server.stop()
 
 
+def ask_for_a_sync(url, token) -> str:
+    """What "Run sync now" answers at ``url`` (the sync page's HTMX fragment, with its notice)."""
+    request = urllib.request.Request(
+        url + "/sync/run", data=b"", headers={"Authorization": f"Bearer {token}", "HX-Request": "true"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_again(tmp_path):
+    """The consumer is killed in the middle of a sync asked for by hand; `serve` starts another at
+    once, whose heartbeat is the same. The button held that sync as running for two hours."""
+    env, operator_token, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[60]")  # a failing plugin waits to retry
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        connection.execute("ALTER TABLE trades RENAME TO x")
+    marker = "SELECT task_id FROM sync_app_jobstate WHERE name = 'manual_sync'"
+    server = Served(env)
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        first = heartbeat_pid(data)
+        assert "Sync queued" in ask_for_a_sync(server.url, operator_token)
+        wait_for(lambda: str(first) in str(central(data, marker)), "the consumer to run the sync")
+        assert "already queued or running; this request joins it" in ask_for_a_sync(server.url, operator_token)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")
+        assert "Sync queued" in ask_for_a_sync(server.url, operator_token)
+        wait_for(lambda: str(heartbeat_pid(data)) in str(central(data, marker)), "the new consumer to run it")
+    finally:
+        server.stop()
+
+
 def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_undo_brings_it_back(install):
     env, data = install
     config_dir = Path(env["ZEPIX_CONFIG_DIR"])

@@ -334,21 +334,28 @@ def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(op
     assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
 
 
-def test_a_sync_running_on_a_worker_that_stopped_beating_no_longer_holds_the_button(operator_client, config):
-    from datetime import timedelta
+def test_a_sync_whose_worker_was_killed_while_running_it_no_longer_holds_the_button(operator_client, config):
+    """`serve` restarts a killed consumer at once: its heartbeat goes on, the sync it ran does not."""
+    import os
+    import socket
+    import subprocess
+    import sys
 
     from django.utils import timezone
 
     from sync_app.models import JobState
     from sync_app.tasks import MANUAL_SYNC, RUNNING
-    from zepix_admin.core import worker
-    from zepix_admin.core.models import Heartbeat
 
-    JobState.objects.create(name=MANUAL_SYNC, last_started_at=timezone.now(), task_id=RUNNING)
-    worker.beat()
-    assert 'id="run-sync" disabled>Sync queued…' in operator_client.get("/sync/").content.decode()
-    Heartbeat.objects.update(beat_at=timezone.now() - worker.STALE_AFTER - timedelta(seconds=1))  # it died
-    assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
+    def run_by(pid: int) -> str:
+        JobState.objects.update_or_create(
+            name=MANUAL_SYNC,
+            defaults={"last_started_at": timezone.now(), "task_id": f"{RUNNING} {socket.gethostname()} {pid}"},
+        )
+        return operator_client.get("/sync/").content.decode()
+
+    assert 'id="run-sync" disabled>Sync queued…' in run_by(os.getpid())  # a live worker's
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert 'id="run-sync" >Run sync now' in run_by(int(ended.stdout))  # a worker that is gone
 
 
 def test_numbers_read_as_an_operator_expects_money_with_its_currency_and_prices_to_their_digits(

@@ -5,13 +5,12 @@ import json
 import signal
 import subprocess
 import time
-import urllib.request
 from datetime import datetime
 
 import pytest
 
 from tests.helpers import free_port, installed, manage, start_consumer, start_redis, stop_node, web_node
-from tests.test_bad_day import Served, bearer, central, wait_for
+from tests.test_bad_day import Served, ask_for_a_sync, bearer, central, wait_for
 from tests.test_several_nodes import answers
 
 pytestmark = pytest.mark.slow
@@ -127,27 +126,20 @@ def test_a_sync_asked_for_whose_task_redis_lost_can_be_asked_for_again(tmp_path)
     redis_server = start_redis(port, tmp_path)
     env, operator_token, _ = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
     web_port = free_port()
+    url = f"http://127.0.0.1:{web_port}"
     node = web_node(env, web_port)
     consumer = None
 
-    def ask_for_a_sync() -> str:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{web_port}/sync/run",
-            data=b"",
-            headers={"Authorization": f"Bearer {operator_token}", "HX-Request": "true"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.read().decode()
-
     manual_runs = "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
     try:
-        wait_for(lambda: answers(f"http://127.0.0.1:{web_port}"), "the web node to answer")
-        assert "Sync queued, but the worker is down" in ask_for_a_sync()
-        assert "already queued or running; this request joins it" in ask_for_a_sync()  # the task is still there
+        wait_for(lambda: answers(url), "the web node to answer")
+        assert "Sync queued, but the worker is down" in ask_for_a_sync(url, operator_token)
+        joined = ask_for_a_sync(url, operator_token)
+        assert "already queued or running; this request joins it" in joined  # the task is still there
         redis_server.terminate()
         redis_server.wait()
         redis_server = start_redis(port, tmp_path)  # back, empty
-        assert "Sync queued, but the worker is down" in ask_for_a_sync()
+        assert "Sync queued, but the worker is down" in ask_for_a_sync(url, operator_token)
         consumer = start_consumer(env)
         wait_for(lambda: central(tmp_path / "install" / "data", manual_runs) == [(1,)], "the sync asked for to run")
     finally:

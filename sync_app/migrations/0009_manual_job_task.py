@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='jobstate',
             name='task_id',
-            field=models.CharField(blank=True, default='', help_text="A marker's task, or 'running'", max_length=64),
+            field=models.TextField(blank=True, default='', help_text="A marker's task, or the process running it"),
         ),
     ]
