@@ -3,6 +3,8 @@
 from django.db import models
 from django.db.models.functions import Coalesce
 
+from zepix_admin.core import worker
+
 
 class AggregatedTrade(models.Model):
     """One row per plugin and ticket: a copy of the plugin's trade, kept up to date by the sync."""
@@ -228,7 +230,37 @@ class PluginSyncState(models.Model):
         return f"{self.plugin_id} @ {self.high_water_mark}"
 
 
-class SyncRun(models.Model):
+class JobRun(models.Model):
+    """A sync or backup run, saved as it goes, with the process running it (``ran_by``,
+    ``worker.process_stamp``): a run whose process has ended, a consumer killed in the middle,
+    is no longer shown running (it held the page's button until the next run marked it aborted,
+    an hour later for a backup)."""
+
+    RUNNING, ABORTED = "RUNNING", "ABORTED"
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True)
+    ran_by = models.TextField(blank=True, default="", help_text="The process running it: host and pid")
+    status: str
+
+    class Meta:
+        abstract = True
+        ordering = ["-started_at", "-id"]
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+    @property
+    def running_now(self) -> bool:
+        return self.status == self.RUNNING and worker.still_running(self.ran_by)
+
+    @property
+    def status_now(self) -> str:
+        return self.ABORTED if self.status == self.RUNNING and not self.running_now else self.status
+
+
+class SyncRun(JobRun):
     class Status(models.TextChoices):
         RUNNING = "RUNNING"
         OK = "OK"
@@ -236,23 +268,17 @@ class SyncRun(models.Model):
         FAILED = "FAILED"
         ABORTED = "ABORTED", "Stopped before it finished"
 
-    started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField(null=True)
     trigger = models.CharField(max_length=20, help_text="schedule, manual or command")
     actor = models.CharField(max_length=150, default="system")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     plugins = models.JSONField(default=dict, help_text="{plugin_id: {inserted, updated, retries, error}}")
     error = models.TextField(blank=True, default="")
 
-    class Meta:
-        ordering = ["-started_at", "-id"]
+    class Meta(JobRun.Meta):
+        pass
 
     def __str__(self):
         return f"Sync {self.pk} {self.status}"
-
-    @property
-    def duration_seconds(self) -> float | None:
-        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
 
 
 class Backup(models.Model):
@@ -312,7 +338,7 @@ class JobState(models.Model):
         return f"{self.name} last started {self.last_started_at:%Y-%m-%d %H:%M}"
 
 
-class BackupRun(models.Model):
+class BackupRun(JobRun):
     """One backup job over several databases, saved as it goes so that the backups page shows it
     live: each database waiting, backing up, done (seconds, size) or failed."""
 
@@ -323,21 +349,15 @@ class BackupRun(models.Model):
         FAILED = "FAILED"
         ABORTED = "ABORTED", "Stopped before it finished"
 
-    started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField(null=True)
     trigger = models.CharField(max_length=20, help_text="schedule or manual")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     databases = models.JSONField(default=dict, help_text="{alias: {state, seconds, size_bytes, error}}")
 
-    class Meta:
-        ordering = ["-started_at", "-id"]
+    class Meta(JobRun.Meta):
+        pass
 
     def __str__(self):
         return f"Backup run {self.pk} {self.status}"
-
-    @property
-    def duration_seconds(self) -> float | None:
-        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
 
 
 class ShippingState(models.Model):

@@ -9,7 +9,6 @@ overview's p95 went from 79 ms to 229 ms (5 plugins x 200,000 trades) until they
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -133,7 +132,10 @@ def backup_task(aliases: list[str] | None = None, trigger: str = "schedule"):
             status=BackupRun.Status.ABORTED, finished_at=timezone.now()
         )
         run = BackupRun.objects.create(
-            started_at=timezone.now(), trigger=trigger, databases={alias: {"state": "waiting"} for alias in aliases}
+            ran_by=worker.process_stamp(),
+            started_at=timezone.now(),
+            trigger=trigger,
+            databases={alias: {"state": "waiting"} for alias in aliases},
         )
         for alias in aliases:
             run.databases[alias] = {"state": "backing up"}
@@ -178,7 +180,7 @@ def prune_config_history_task():
 
 
 MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
-RUNNING = "running"  # a marker's task_id once a worker has taken its task: "running <host> <pid>"
+RUNNING = "running"  # a marker's task_id once a worker has taken its task: "running <process stamp>"
 
 
 def manual_pending(name: str) -> bool:
@@ -194,7 +196,7 @@ def manual_pending(name: str) -> bool:
     if marker is None:
         return False
     if marker.task_id.startswith(RUNNING):
-        return _still_running(marker.task_id)
+        return worker.still_running(marker.task_id.removeprefix(RUNNING).strip())
     if not marker.task_id:
         return True  # being queued
     try:
@@ -204,23 +206,8 @@ def manual_pending(name: str) -> bool:
 
 
 def _taken(name: str) -> None:
-    running = f"{RUNNING} {socket.gethostname()} {os.getpid()}"
+    running = f"{RUNNING} {worker.process_stamp()}"
     JobState.objects.filter(name=name).update(task_id=running, last_started_at=timezone.now())
-
-
-def _still_running(running: str) -> bool:
-    """Whether the consumer process a marker names is alive: asked of the system on its machine
-    (where the console's web nodes run); elsewhere (another process namespace), its heartbeat."""
-    _, host, pid = running.split()
-    if host != socket.gethostname():
-        return worker.beating()
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    return True
 
 
 def _request_manual(name: str, task, *args) -> bool:

@@ -32,7 +32,7 @@ def sync_health_with_databases() -> dict:
 
 def sync_state_context(notice: str = "") -> dict:
     runs = list(SyncRun.objects.all()[:20])
-    running = any(run.status == SyncRun.Status.RUNNING for run in runs[:3])
+    running = any(run.running_now for run in runs[:3])
     queued = tasks.manual_pending(tasks.MANUAL_SYNC)
     return {
         "health": sync_health_with_databases(),
@@ -79,7 +79,7 @@ def reset_failures(request: AuthenticatedHttpRequest, plugin_id: str):
 
 def backups_context(notice: str = "") -> dict:
     runs = list(BackupRun.objects.all()[:10])
-    running = any(run.status == BackupRun.Status.RUNNING for run in runs[:2])
+    running = any(run.running_now for run in runs[:2])
     queued = tasks.manual_pending(tasks.MANUAL_BACKUP)
     return {
         "backups": Backup.objects.all()[:200],

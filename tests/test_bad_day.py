@@ -638,7 +638,8 @@ def ask_for_a_sync(url, token) -> str:
 
 def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_again(tmp_path):
     """The consumer is killed in the middle of a sync asked for by hand; `serve` starts another at
-    once, whose heartbeat is the same. The button held that sync as running for two hours."""
+    once, whose heartbeat is the same. The page held that sync as running (until the next run,
+    minutes later) and as asked for (two hours); every click joined it."""
     env, operator_token, _ = installed(tmp_path)
     data = tmp_path / "data"
     run(env, "config", "set", "global", "sync.retry_delays_seconds", "[60]")  # a failing plugin waits to retry
@@ -654,6 +655,8 @@ def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_ag
         assert "already queued or running; this request joins it" in ask_for_a_sync(server.url, operator_token)
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")
+        page = bearer(server, operator_token, "/sync/")[1]  # the killed run is shown stopped, the button free
+        assert 'id="run-sync" >Run sync now' in page and '<span class="badge bad">ABORTED</span>' in page
         assert "Sync queued" in ask_for_a_sync(server.url, operator_token)
         wait_for(lambda: str(heartbeat_pid(data)) in str(central(data, marker)), "the new consumer to run it")
     finally:

@@ -6,6 +6,7 @@ makes it look dead; a heartbeat older than STALE_AFTER means the worker is down.
 
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,9 +64,27 @@ def state(now: datetime | None = None) -> WorkerState:
     return WorkerState(up=_fresh(last, now) and not problem, last_beat=last, queue_problem=problem)
 
 
-def beating(now: datetime | None = None) -> bool:
-    """Whether a consumer has beaten lately (whatever the queue's state)."""
-    return _fresh(_last_beat(), now)
+def process_stamp() -> str:
+    """This process, as ``still_running`` asks after it later: its host and pid."""
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def still_running(stamp: str) -> bool:
+    """Whether the process a ``process_stamp`` names is alive: asked of the system on its machine
+    (where the console's web nodes and consumers run); elsewhere (another process namespace),
+    whether a consumer beats. A job recorded before stamps ('') is taken to be running."""
+    if not stamp:
+        return True
+    host, pid = stamp.rsplit(" ", 1)
+    if host != socket.gethostname():
+        return _fresh(_last_beat(), None)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
 
 
 def _last_beat() -> datetime | None:
