@@ -101,11 +101,8 @@ def _postgres_check(alias: str) -> dict:
             "problem": f"PostgreSQL unreachable: {str(error).strip().splitlines()[0]}",
             "unreadable": True,
         }
-    try:
-        home.check()
-    except home.NotTheConsolesFolders as refusal:
-        return _migrations_check(alias, entry, [str(refusal)])
-    return _migrations_check(alias, entry, [])
+    refused = home.refusal()  # folders that are not the console's
+    return _migrations_check(alias, entry, [refused] if refused else [])
 
 
 def _migrations_check(alias: str, entry: dict, problems: list[str]) -> dict:

@@ -56,10 +56,10 @@ def _refusal() -> str:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zepix_admin.settings")
     django.setup()
-    from zepix_admin.core.home import refused_at_start
+    from zepix_admin.core.home import refusal
 
     try:
-        return refused_at_start()
+        return refusal()
     finally:
         connections.close_all()  # workers of their own open theirs
 

@@ -63,18 +63,23 @@ def check() -> None:
     except ProgrammingError:  # its table not made yet: a backup or a sync before that `setup`
         return
     if home is not None and home.folder_id != folder_id():
-        raise NotTheConsolesFolders(
-            f"This process's folders ({here()}) are not the console's: its central database belongs to "
-            f"{home} (set up {home.recorded_at:%Y-%m-%d %H:%M} UTC), where the plugin databases, their backups "
-            "and the config files are. Run web nodes and consumers there, with those folders (README, "
-            '"Several machines"). If the console has moved to this machine for good, run `python manage.py '
-            "setup --move-here` here."
-        )
+        raise _elsewhere(home)
 
 
-def refused_at_start() -> str:
-    """What a starting web node or consumer says before it stops ('' when it may start). A
-    central database that does not answer yet is no reason to stop: the jobs check again."""
+def _elsewhere(home) -> NotTheConsolesFolders:
+    return NotTheConsolesFolders(
+        f"This process's folders ({here()}) are not the console's: its central database belongs to "
+        f"{home} (set up {home.recorded_at:%Y-%m-%d %H:%M} UTC), where the plugin databases, their backups "
+        "and the config files are. Run web nodes and consumers there, with those folders (README, "
+        '"Several machines"). If the console has moved to this machine for good, run `python manage.py '
+        "setup --move-here` here."
+    )
+
+
+def refusal() -> str:
+    """What a process on these folders is told ('' when they are the console's): a starting web
+    node or consumer stops with it, health reports it. A central database that does not answer
+    cannot tell, and is no reason to stop: the jobs check again."""
     try:
         check()
     except NotTheConsolesFolders as refusal:
@@ -103,7 +108,7 @@ def record(*, move_here: bool = False) -> list[str]:
                 _move(home, mine, "console.home.renamed")  # the same folder, renamed or its machine renamed
             return []
         if home is not None and not move_here:
-            check()  # says where the console is
+            raise _elsewhere(home)
         if home is None:
             home = ConsoleHome(pk=HOME_ROW)  # a second setup at the same moment fails on its key
             _move(home, mine, "console.home.record")

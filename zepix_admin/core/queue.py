@@ -29,11 +29,11 @@ class _KnowsWhenItsConsumerStops:
     consumer_stopping = threading.Event()  # set by nothing outside a consumer's process
 
     def create_consumer(self, **options):
-        from zepix_admin.core.home import refused_at_start
+        from zepix_admin.core.home import refusal
 
-        refusal = refused_at_start()
-        if refusal:
-            raise SystemExit(f"The Huey consumer does not start. {refusal}")
+        refused = refusal()
+        if refused:
+            raise SystemExit(f"The Huey consumer does not start. {refused}")
         consumer = super().create_consumer(**options)  # type: ignore[misc]
         self.consumer_stopping = consumer.stop_flag
         repeats = QuietRepeats()
