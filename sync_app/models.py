@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from zepix_admin.core import worker
 
@@ -241,11 +242,18 @@ class JobRun(models.Model):
     started_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True)
     ran_by = models.TextField(blank=True, default="", help_text="The process running it: host and pid")
-    status: str
+    status = models.CharField(max_length=10, default=RUNNING)  # each kind of run gives its own choices
 
     class Meta:
         abstract = True
         ordering = ["-started_at", "-id"]
+
+    @classmethod
+    def begin(cls, **fields):
+        """A new run of this process, once the runs a worker that died left RUNNING are marked
+        aborted (a run begins under its job's lock: none other runs)."""
+        cls._default_manager.filter(status=cls.RUNNING).update(status=cls.ABORTED, finished_at=timezone.now())
+        return cls._default_manager.create(started_at=timezone.now(), ran_by=worker.process_stamp(), **fields)
 
     @property
     def duration_seconds(self) -> float | None:

@@ -86,11 +86,14 @@ def _connect(database: str | None = None) -> "psycopg.Connection":
     return psycopg.connect(**params, autocommit=True)
 
 
-def _counts(cursor) -> dict[str, int]:
+def _tables(cursor) -> list[str]:
     cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")
-    tables = [name for (name,) in cursor.fetchall()]
+    return [name for (name,) in cursor.fetchall()]
+
+
+def _counts(cursor) -> dict[str, int]:
     counts = {}
-    for table in tables:
+    for table in _tables(cursor):
         cursor.execute(f'SELECT COUNT(*) FROM "{table}"')
         counts[table] = cursor.fetchone()[0]
     return counts
@@ -141,8 +144,7 @@ def restore(path: Path) -> None:
     in_dump = {fields[5] for fields in entries if len(fields) > 5 and fields[3] == "TABLE" and fields[4] != "DATA"}
     with _database_errors(), _connect() as connection, connection.transaction():
         cursor = connection.cursor()
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-        for (table,) in cursor.fetchall():
+        for table in _tables(cursor):
             if table not in in_dump:
                 cursor.execute(f'DROP TABLE "{table}" CASCADE')
     _run(

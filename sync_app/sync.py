@@ -41,7 +41,7 @@ from sync_app.models import (
     SystemMetrics,
     TradeTotals,
 )
-from zepix_admin.core import home, worker
+from zepix_admin.core import home
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import checkpointing, database_file, on_postgresql, outage
 from zepix_admin.core.errors import Conflict
@@ -286,12 +286,7 @@ def run_sync(
     targets = sync_targets(plugin_ids)
     options = sync_settings()
     with only_one_sync():
-        SyncRun.objects.filter(status=SyncRun.Status.RUNNING).update(
-            status=SyncRun.Status.ABORTED, finished_at=timezone.now()
-        )
-        run = SyncRun.objects.create(
-            started_at=timezone.now(), trigger=trigger, actor=actor, ran_by=worker.process_stamp()
-        )
+        run = SyncRun.begin(trigger=trigger, actor=actor)
         results = {plugin_id: PluginResult() for plugin_id in targets}
         pending, delays = list(targets), list(options["retry_delays_seconds"])
         progress = Progress(run, targets, retries=len(delays))

@@ -128,15 +128,7 @@ def backup_task(aliases: list[str] | None = None, trigger: str = "schedule"):
     home.check()  # before its run is recorded (each database's backup checks too)
     with heavy_job():
         aliases = aliases or database_aliases()
-        BackupRun.objects.filter(status=BackupRun.Status.RUNNING).update(  # left by a worker that died
-            status=BackupRun.Status.ABORTED, finished_at=timezone.now()
-        )
-        run = BackupRun.objects.create(
-            ran_by=worker.process_stamp(),
-            started_at=timezone.now(),
-            trigger=trigger,
-            databases={alias: {"state": "waiting"} for alias in aliases},
-        )
+        run = BackupRun.begin(trigger=trigger, databases={alias: {"state": "waiting"} for alias in aliases})
         for alias in aliases:
             run.databases[alias] = {"state": "backing up"}
             run.save(update_fields=["databases"])
