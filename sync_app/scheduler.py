@@ -5,6 +5,7 @@ so an operator changes a schedule in the config and the next tick follows it, no
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -48,13 +49,28 @@ def claim_tick(now: datetime | None = None) -> bool:
     return True
 
 
-def due_jobs(now: datetime | None = None) -> list[str]:
-    """The jobs whose interval has passed since they last started; marks them started."""
+def due_jobs(now: datetime | None = None, *, in_flight: Callable[[JobState], bool]) -> list[str]:
+    """The jobs whose interval has passed since they last started, and those whose task was lost
+    (a consumer killed while it ran one, a queue restarted without its tasks: such a job waited
+    its whole next interval, a day for the central backup); marks them started. A job whose task
+    ``in_flight`` says is still queued or running is not due, even past its interval: a sync
+    longer than its interval no longer piles the next ones up behind it."""
     now = now or timezone.now()
-    last = dict(JobState.objects.values_list("name", "last_started_at"))
-    due = [job for job, every in intervals().items() if job not in last or now - last[job] >= every]
+    states = {state.name: state for state in JobState.objects.filter(name__in=JOBS)}
+    due = []
+    for job, every in intervals().items():
+        state = states.get(job)
+        if state is not None and state.task_id:  # started, not finished
+            if in_flight(state):
+                continue
+            logger.warning(
+                "The %s job started at %s was lost before it finished: started again.", job, state.last_started_at
+            )
+            due.append(job)
+        elif state is None or now - state.last_started_at >= every:
+            due.append(job)
     for job in due:
-        JobState.objects.update_or_create(name=job, defaults={"last_started_at": now})
+        JobState.objects.update_or_create(name=job, defaults={"last_started_at": now, "task_id": ""})
     return due
 
 

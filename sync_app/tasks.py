@@ -37,7 +37,7 @@ from zepix_admin.core.files import file_lock
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20
-MANUAL_JOB_STALE = timedelta(hours=2)  # a request older than this was lost with its worker
+JOB_MARKER_STALE = timedelta(hours=2)  # a job's marker older than this was lost with its worker
 CONSUMER_NICENESS = 10
 
 
@@ -83,12 +83,11 @@ def scheduler_tick():
     check_disk_space()
     # Immediate mode (the tests) runs tasks inline and never runs one scheduled for later.
     stagger = 0 if HUEY.immediate else STAGGER_SECONDS
-    for position, job in enumerate(scheduler.due_jobs()):
-        task, args = JOB_TASKS[job]()
-        if position * stagger:
-            task.schedule(args=args, delay=position * stagger)
-        else:
-            task(*args)
+    for position, job in enumerate(scheduler.due_jobs(in_flight=in_flight)):
+        queued = scheduled_job_task.s(job, delay=position * stagger or None)
+        # Marked before it is queued: in immediate mode it has run, and unmarked itself, by then.
+        JobState.objects.filter(name=job).update(task_id=queued.id)
+        HUEY.enqueue(queued)
 
 
 def check_disk_space() -> None:
@@ -175,31 +174,36 @@ MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
 RUNNING = "running"  # a marker's task_id once a worker has taken its task: "running <process stamp>"
 
 
-def manual_pending(name: str) -> bool:
-    """Whether a job asked for by hand is queued or running. Its marker counts for nothing once
-    older than MANUAL_JOB_STALE, once its task has left the queue untaken, or once the worker
-    process running it has ended (a consumer killed in the middle: `serve` starts another,
-    whose heartbeat is the same). A queue that lost its tasks (Redis restarted without
-    persistence, a damaged queue file set aside) left the marker standing: for two hours the
-    page said "queued", every click "joins it", and nothing ran. (A task a worker has just
-    taken, not yet marked running, looks untaken for those few milliseconds: a click then
-    queues a second one, the worst case a sync or backup run twice.)"""
-    marker = JobState.objects.filter(name=name, last_started_at__gt=timezone.now() - MANUAL_JOB_STALE).first()
-    if marker is None:
+def in_flight(marker: JobState) -> bool:
+    """Whether the task a job's marker names (a scheduled job's, or one asked for by hand) is
+    still queued or running. It is not once its task has left the queue untaken (Redis
+    restarted without persistence, a damaged queue file set aside), once the worker process
+    running it has ended (a consumer killed in the middle: `serve` starts another, whose
+    heartbeat is the same), or once the marker is older than JOB_MARKER_STALE. Such markers held
+    a job asked for by hand as "queued" for two hours while nothing ran, and a scheduled job
+    until its next interval. (A task a worker has just taken, not yet marked running, or that
+    its consumer is moving from the queue to its schedule, looks lost for those few
+    milliseconds: the worst case a job run twice, one after the other.)"""
+    if marker.last_started_at <= timezone.now() - JOB_MARKER_STALE:
         return False
     if marker.task_id.startswith(RUNNING):
         return worker.still_running(marker.task_id.removeprefix(RUNNING).strip())
-    if not marker.task_id:
-        return True  # being queued
     try:
-        return any(task.id == marker.task_id for task in HUEY.pending())
+        return any(task.id == marker.task_id for task in (*HUEY.pending(), *HUEY.scheduled()))
     except Exception:  # noqa: BLE001 - a queue that does not answer tells nothing of the task
         return True
 
 
-def _taken(name: str) -> None:
+def manual_pending(name: str) -> bool:
+    marker = JobState.objects.filter(name=name).first()
+    return marker is not None and in_flight(marker)
+
+
+def _taken(name: str) -> str:
+    """Marks a job's marker as running in this process; returns the mark."""
     running = f"{RUNNING} {worker.process_stamp()}"
-    JobState.objects.filter(name=name).update(task_id=running, last_started_at=timezone.now())
+    JobState.objects.filter(name=name).update(task_id=running)
+    return running
 
 
 def _request_manual(name: str, task, *args) -> bool:
@@ -248,6 +252,18 @@ def manual_sync_task(actor: str, plugin_id: str | None):
         sync_task.call_local("manual", actor, plugin_id)
     finally:
         JobState.objects.filter(name=MANUAL_SYNC).delete()
+
+
+@db_task()
+def scheduled_job_task(job: str):
+    """A job the tick found due (scheduler.JOBS), its marker running while it runs and finished
+    (no task) after, whether it succeeded or failed."""
+    running = _taken(job)
+    try:
+        task, args = JOB_TASKS[job]()
+        task.call_local(*args)
+    finally:
+        JobState.objects.filter(name=job, task_id=running).update(task_id="")
 
 
 JOB_TASKS = {  # job name: () -> (task, its arguments)

@@ -58,6 +58,24 @@ def run_async(coroutine_function):
         asyncio._set_running_loop(playwrights_loop)
 
 
+@contextlib.contextmanager
+def asked_for_and_still_queued(name: str, task, *args):
+    """A job asked for by hand (``tasks.MANUAL_SYNC`` or ``MANUAL_BACKUP``), its task in the queue
+    and not yet run: the test settings run what is queued at once, so it is put there by hand."""
+    from django.utils import timezone
+    from huey.contrib.djhuey import HUEY
+
+    from sync_app.models import JobState
+
+    queued = task.s(*args)
+    HUEY.storage.enqueue(HUEY.serialize_task(queued), queued.priority)
+    JobState.objects.create(name=name, last_started_at=timezone.now(), task_id=queued.id)
+    try:
+        yield
+    finally:
+        HUEY.storage.flush_queue()  # its task lost: the marker counts for nothing
+
+
 def manage(*args: str, env: dict, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run manage.py in a real child process with its own data and config folders."""
     return subprocess.run(

@@ -663,6 +663,45 @@ def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_ag
         server.stop()
 
 
+def test_a_scheduled_sync_whose_worker_was_killed_running_it_starts_again_at_the_next_tick(tmp_path):
+    """The consumer is killed in the middle of the sync its scheduler started. The tick had marked
+    the sync started: the next one came at its next interval, and a daily backup killed the same
+    way waited a day. The jobs the tick queued for later are not queued twice."""
+    env, _, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[60]")  # a failing plugin waits to retry
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        connection.execute("ALTER TABLE trades RENAME TO x")
+    markers = "SELECT name, task_id FROM sync_app_jobstate WHERE name != 'scheduler-tick'"
+    server = Served(env)  # its consumer ticks as it starts: every job is due on a new install
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        first = heartbeat_pid(data)
+        wait_for(
+            lambda: f"running {os.uname().nodename} {first}" == dict(central(data, markers)).get("sync"),
+            "the sync to run",
+        )
+        queued_for_later = {name: task for name, task in central(data, markers) if name != "sync" and task}
+        assert queued_for_later  # the backups, staggered behind the sync
+        with closing(sqlite3.connect(data / "central.sqlite3")) as connection, connection:
+            connection.execute("DELETE FROM sync_app_jobstate WHERE name = 'scheduler-tick'")  # as if a minute passed
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")
+        second = heartbeat_pid(data)
+        wait_for(
+            lambda: f"running {os.uname().nodename} {second}" == dict(central(data, markers)).get("sync"),
+            "the new consumer's first tick to start the lost sync again",
+        )
+        assert central(data, "SELECT trigger, status FROM sync_app_syncrun ORDER BY id") == [
+            ("schedule", "ABORTED"),
+            ("schedule", "RUNNING"),
+        ]
+        still = dict(central(data, markers))
+        assert all(still[name] in (task, "") or str(second) in still[name] for name, task in queued_for_later.items())
+    finally:
+        server.stop()
+
+
 def test_archive_while_the_consumer_watches_stays_archived_through_setup_and_undo_brings_it_back(install):
     env, data = install
     config_dir = Path(env["ZEPIX_CONFIG_DIR"])

@@ -31,8 +31,8 @@ from plugins_app import plugins, registry, schema
 from plugins_app.store import PluginStore
 from sync_app import backup as backups
 from sync_app.models import Backup, JobState
-from sync_app.tasks import MANUAL_BACKUP
-from tests.helpers import Server, closed_trade, trade
+from sync_app.tasks import MANUAL_BACKUP, manual_backup_task
+from tests.helpers import Server, asked_for_and_still_queued, closed_trade, trade
 from tests.test_several_nodes import config_api
 from zepix_admin.core import access, alerts
 from zepix_admin.core.files import write_atomic
@@ -508,11 +508,10 @@ def test_a_stream_busy_when_versions_came_sends_each_of_its_scope_once_in_order(
 
 
 def test_clicks_on_back_up_now_while_one_is_queued_are_coalesced(operator_client, config):
-    JobState.objects.create(name=MANUAL_BACKUP, last_started_at=timezone.now())
-    answer = operator_client.post("/backups/start", follow=True).content.decode()
-    assert "already queued or running" in answer
-    assert Backup.objects.count() == 0
-    JobState.objects.filter(name=MANUAL_BACKUP).delete()
+    with asked_for_and_still_queued(MANUAL_BACKUP, manual_backup_task):
+        answer = operator_client.post("/backups/start", follow=True).content.decode()
+        assert "already queued or running" in answer
+        assert Backup.objects.count() == 0
     operator_client.post("/backups/start")
     assert Backup.objects.count() == 3 and not JobState.objects.filter(name=MANUAL_BACKUP).exists()
 

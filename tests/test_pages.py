@@ -10,7 +10,7 @@ from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app import trade_search
 from sync_app.sync import run_sync
-from tests.helpers import NOW, closed_trade, run_async, trade
+from tests.helpers import NOW, asked_for_and_still_queued, closed_trade, run_async, trade
 from zepix_admin.core.alerts import raise_alert
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -317,18 +317,16 @@ def test_static_files_are_served_with_hashed_compressed_names_in_production(sett
 
 
 def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(operator_client, config):
-    from django.utils import timezone
-
     from sync_app.models import JobState, SyncRun
-    from sync_app.tasks import MANUAL_SYNC
+    from sync_app.tasks import MANUAL_SYNC, manual_sync_task
 
-    JobState.objects.create(name=MANUAL_SYNC, last_started_at=timezone.now())  # one queued, not yet run
-    page = operator_client.get("/sync/").content.decode()
-    assert 'id="run-sync" disabled>Sync queued…' in page
-    joined = operator_client.post("/sync/run", HTTP_HX_REQUEST="true").content.decode()
-    assert "already queued or running; this request joins it" in joined
-    assert not SyncRun.objects.exists()
-    JobState.objects.all().delete()
+    with asked_for_and_still_queued(MANUAL_SYNC, manual_sync_task, "tester", None):
+        page = operator_client.get("/sync/").content.decode()
+        assert 'id="run-sync" disabled>Sync queued…' in page
+        joined = operator_client.post("/sync/run", HTTP_HX_REQUEST="true").content.decode()
+        assert "already queued or running; this request joins it" in joined
+        assert not SyncRun.objects.exists()
+    assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()  # its task gone
     operator_client.post("/sync/run", HTTP_HX_REQUEST="true")  # the test settings run tasks at once
     assert SyncRun.objects.count() == 1 and not JobState.objects.filter(name=MANUAL_SYNC).exists()
     assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()

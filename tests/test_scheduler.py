@@ -1,5 +1,7 @@
 """Background jobs: schedules come from the configuration; the tick is registered with Huey."""
 
+import socket
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -9,8 +11,9 @@ from huey.contrib.djhuey import HUEY
 from plugins_app import plugins
 from plugins_app.store import PluginStore
 from sync_app import scheduler, tasks
-from sync_app.models import AggregatedTrade, Backup, SyncRun
+from sync_app.models import AggregatedTrade, Backup, JobState, SyncRun
 from tests.helpers import trade
+from zepix_admin.core import worker
 from zepix_admin.core.models import Heartbeat
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -23,17 +26,32 @@ def test_the_scheduler_tick_is_a_registered_periodic_task():
 
 def test_every_job_is_due_at_first_then_only_after_its_interval(config):
     now = timezone.now()
-    assert set(scheduler.due_jobs(now)) == set(scheduler.JOBS)
-    assert scheduler.due_jobs(now + timedelta(minutes=4)) == []
-    assert scheduler.due_jobs(now + timedelta(minutes=5)) == ["sync"]
-    assert "trading_backup" in scheduler.due_jobs(now + timedelta(minutes=61))
+    assert set(scheduler.due_jobs(now, in_flight=tasks.in_flight)) == set(scheduler.JOBS)
+    assert scheduler.due_jobs(now + timedelta(minutes=4), in_flight=tasks.in_flight) == []
+    assert scheduler.due_jobs(now + timedelta(minutes=5), in_flight=tasks.in_flight) == ["sync"]
+    assert "trading_backup" in scheduler.due_jobs(now + timedelta(minutes=61), in_flight=tasks.in_flight)
 
 
 def test_an_operator_changes_a_schedule_in_the_config_and_the_next_tick_follows_it(config):
     now = timezone.now()
-    scheduler.due_jobs(now)
+    scheduler.due_jobs(now, in_flight=tasks.in_flight)
     config("global", "schedules.sync_minutes", 1)
-    assert scheduler.due_jobs(now + timedelta(minutes=1)) == ["sync"]
+    assert scheduler.due_jobs(now + timedelta(minutes=1), in_flight=tasks.in_flight) == ["sync"]
+
+
+def test_a_job_whose_task_was_lost_is_due_at_the_next_tick_and_one_still_running_is_not(config):
+    now = timezone.now()
+    scheduler.due_jobs(now, in_flight=tasks.in_flight)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    JobState.objects.filter(name="sync").update(task_id=f"running {socket.gethostname()} {dead.pid}")
+    JobState.objects.filter(name="central_backup").update(task_id="a task no queue holds")
+    JobState.objects.filter(name="trading_backup").update(task_id=f"running {worker.process_stamp()}")
+    later = now + timedelta(minutes=1)
+    assert scheduler.due_jobs(later, in_flight=tasks.in_flight) == ["sync", "central_backup"]
+    # Still running past its interval: not started again behind itself.
+    assert "trading_backup" not in scheduler.due_jobs(now + timedelta(minutes=61), in_flight=tasks.in_flight)
+    assert not JobState.objects.filter(name="sync").values_list("task_id", flat=True).get()  # started anew
 
 
 def test_each_minute_is_claimed_by_one_tick_only(config):
