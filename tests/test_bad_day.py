@@ -636,15 +636,22 @@ def ask_for_a_sync(url, token) -> str:
         return response.read().decode()
 
 
-def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_again(tmp_path):
+@pytest.fixture
+def syncs_held_up(tmp_path):
+    """A fresh install whose syncs take their time: a plugin's trades are gone, retried after 60 s."""
+    env, operator_token, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[60]")
+    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
+        connection.execute("ALTER TABLE trades RENAME TO x")
+    return env, operator_token, data
+
+
+def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_again(syncs_held_up):
     """The consumer is killed in the middle of a sync asked for by hand; `serve` starts another at
     once, whose heartbeat is the same. The page held that sync as running (until the next run,
     minutes later) and as asked for (two hours); every click joined it."""
-    env, operator_token, _ = installed(tmp_path)
-    data = tmp_path / "data"
-    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[60]")  # a failing plugin waits to retry
-    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
-        connection.execute("ALTER TABLE trades RENAME TO x")
+    env, operator_token, data = syncs_held_up
     marker = "SELECT task_id FROM sync_app_jobstate WHERE name = 'manual_sync'"
     server = Served(env)
     try:
@@ -663,15 +670,11 @@ def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_ag
         server.stop()
 
 
-def test_a_scheduled_sync_whose_worker_was_killed_running_it_starts_again_at_the_next_tick(tmp_path):
+def test_a_scheduled_sync_whose_worker_was_killed_running_it_starts_again_at_the_next_tick(syncs_held_up):
     """The consumer is killed in the middle of the sync its scheduler started. The tick had marked
     the sync started: the next one came at its next interval, and a daily backup killed the same
     way waited a day. The jobs the tick queued for later are not queued twice."""
-    env, _, _ = installed(tmp_path)
-    data = tmp_path / "data"
-    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[60]")  # a failing plugin waits to retry
-    with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
-        connection.execute("ALTER TABLE trades RENAME TO x")
+    env, _, data = syncs_held_up
     markers = "SELECT name, task_id FROM sync_app_jobstate WHERE name != 'scheduler-tick'"
     server = Served(env)  # its consumer ticks as it starts: every job is due on a new install
     try:
