@@ -40,7 +40,7 @@ from config_app import service as config_service
 from plugins_app import plugins, registry
 from plugins_app.sqlite import connect, stamp_identity
 from sync_app import postgres_backup
-from sync_app.models import ArchivedPlugin, Backup, ShippingState
+from sync_app.models import ArchivedPlugin, Backup, BackupRun, JobState, ShippingState, SyncRun
 from zepix_admin.core import home
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import database_file, on_postgresql, outage
@@ -757,16 +757,16 @@ def _restore_central(
             (model, serializers.serialize("json", rows(), use_natural_foreign_keys=True))
             for model, rows in CARRIED_OVER_A_RESTORE
         ]
-        audited = AuditEntry.objects.all()
-        if taken_at is not None:  # a margin for a clock set back since
-            audited = audited.filter(at__gte=taken_at - timedelta(days=1))
-        audit_since = serializers.serialize("json", audited)
+        since = taken_at - timedelta(days=1) if taken_at is not None else None  # a clock set back since
+        audit_since = _rows_since(AuditEntry, "at", since)
+        runs_since = [(model, _rows_since(model, "started_at", since)) for model in RUNS_CARRIED_OVER]
     except DatabaseError as error:  # a damaged central database is what is being restored
         logger.warning(
-            "Users, tokens, sessions, shipping states, archives and alerts could not be read before the restore: %s",
+            "Users, tokens, sessions, shipping states, archives, alerts and runs could not be read before "
+            "the restore: %s",
             error,
         )
-        carried, audit_since = [], "[]"
+        carried, audit_since, runs_since = [], "[]", []
     with config_service.config_lock():
         history = config_service.history_mark()
         swap_in()
@@ -774,7 +774,7 @@ def _restore_central(
             if migrate is not None:
                 _bring_to_this_version("default", migrate)
             with transaction.atomic():  # the history's announcements go out on its commit
-                _put_back(carried, audit_since)
+                _put_back(carried, audit_since, runs_since)
                 for line in config_service.continue_history(history):
                     logger.info("After the restore: %s", line)
         except Exception as error:
@@ -796,7 +796,13 @@ def _restore_central(
     reconcile_records()
 
 
-def _put_back(carried: list, audit_since: str) -> None:
+def _rows_since(model, field: str, since: datetime | None) -> str:
+    """The model's rows made since ``since`` (every one when it is not known), serialized."""
+    rows = model.objects.filter(**{f"{field}__gte": since}) if since else model.objects.all()
+    return serializers.serialize("json", rows)
+
+
+def _put_back(carried: list, audit_since: str, runs_since: list) -> None:
     for model, rows in carried:
         kept = list(serializers.deserialize("json", rows))
         kept_ids = {row.object.pk for row in kept}
@@ -809,10 +815,13 @@ def _put_back(carried: list, audit_since: str) -> None:
     for entry in serializers.deserialize("json", audit_since):
         if entry.object.pk > logged:
             entry.save()
+    for _, rows in runs_since:  # as they ended: a run the backup holds running is saved over
+        for run in serializers.deserialize("json", rows):
+            run.save()
     # Rows saved with their ids: PostgreSQL's sequences go on after them (SQLite's by itself).
     with connections["default"].cursor() as cursor:
         for statement in connections["default"].ops.sequence_reset_sql(
-            no_style(), [model for model, _ in CARRIED_OVER_A_RESTORE] + [AuditEntry]
+            no_style(), [model for model, _ in CARRIED_OVER_A_RESTORE] + [AuditEntry, *RUNS_CARRIED_OVER]
         ):
             cursor.execute(statement)
 
@@ -826,7 +835,9 @@ def _put_back(carried: list, audit_since: str) -> None:
 # refused), the plugins archived (archive_plugin --undo finds them), the alerts as the
 # operators left them (one acknowledged since the backup does not open again), and the
 # console's home: the folders the restore runs in, not the backup's (a console moved to a new
-# machine and restored there from its old dump was refused on its own folders).
+# machine and restored there from its old dump was refused on its own folders), and the state of
+# its jobs: when each scheduled one last started, which are queued or running now (the backup's
+# said its own job was running).
 CARRIED_OVER_A_RESTORE = (
     (Group, lambda: Group.objects.all()),  # the roles (plugin-host's is made with the first such token)
     (User, lambda: User.objects.all()),
@@ -836,7 +847,14 @@ CARRIED_OVER_A_RESTORE = (
     (ArchivedPlugin, lambda: ArchivedPlugin.objects.all()),
     (Alert, lambda: Alert.objects.all()),
     (ConsoleHome, lambda: ConsoleHome.objects.all()),
+    (JobState, lambda: JobState.objects.all()),
 )
+# The runs of the console's jobs since the backup was taken are put back too, as they ended (as
+# the audit entries are). A backup the worker makes is taken while its own run is RUNNING and
+# its job marked running, by a consumer that goes on living: restored, the backups page said
+# "Backing up…" and held its button until the next backup began (an hour later), and the
+# history lost every run since.
+RUNS_CARRIED_OVER = (SyncRun, BackupRun)
 
 
 BACKUP_NAME = re.compile(r"^(?P<alias>default|plugin_[a-z0-9_]+)-(?P<stamp>\d{8}T\d{12}Z)(\.sqlite3\.zst|\.pgdump)$")

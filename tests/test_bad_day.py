@@ -197,6 +197,37 @@ def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bot
         server.stop()
 
 
+def test_a_restore_of_a_backup_the_worker_made_leaves_no_backup_running_and_keeps_the_runs_since(tmp_path):
+    """The backup asked for from the backups page is restored (its copy was taken while its own run
+    was RUNNING, by the consumer that still runs): the page said "Backing up…", the button held,
+    until the next backup began, and the runs since the backup were gone from the history."""
+    env, operator_token, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    server = Served(env)
+    try:
+        wait_for(lambda: heartbeat_pid(data), "the consumer's first heartbeat")
+        status, _ = bearer(server, operator_token, "/backups/start", data=b"")
+        assert status == 200
+        finished = "SELECT COUNT(*) FROM sync_app_backuprun WHERE trigger = 'manual' AND status = 'OK'"
+        wait_for(lambda: central(data, finished) == [(1,)], "the backup asked for to finish")
+        backup = str(central(data, "SELECT MAX(id) FROM sync_app_backup WHERE database = 'default'")[0][0])
+        run(env, "sync_plugins")
+        runs = central(
+            data, "SELECT id, status FROM sync_app_backuprun UNION ALL SELECT id, status FROM sync_app_syncrun"
+        )
+        run(env, "restore_backup", backup)
+        page = bearer(server, operator_token, "/backups/")[1]
+        button = page.split('id="start-backup"', 1)[1].split("</button>", 1)[0]
+        assert button == " >Back up every database now"
+        assert runs == central(
+            data, "SELECT id, status FROM sync_app_backuprun UNION ALL SELECT id, status FROM sync_app_syncrun"
+        )
+        status, _ = bearer(server, operator_token, "/backups/start", data=b"")  # and it backs up again
+        wait_for(lambda: central(data, finished) == [(2,)], "the next backup asked for to finish")
+    finally:
+        server.stop()
+
+
 def test_a_save_while_a_restore_holds_the_configuration_answers_503_and_saves_nothing(tmp_path):
     """A restore of the central database holds the config lock throughout (minutes for a big
     one; held here by the test, as the restore holds it): a save waits for it a few seconds,
