@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, cast
 
 import zstandard
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.sessions.models import Session
@@ -829,10 +830,10 @@ def _put_back(carried: list, audit_since: str, runs_since: list) -> None:
 # Rows of the central database put back after its restore as they were before it, with their
 # ids (a session names its user by id), those the backup has besides removed: who may sign in and
 # with what (a user or token removed since the backup must not work again, one made since must
-# keep working: a bot host's), who is signed in, the plugins whose database here is a mirror a
-# bot host ships to (restored from before a host's first batch, a mirror with rows and no
-# shipping state is taken for a plugin written on this machine, and every batch after is
-# refused), the plugins archived (archive_plugin --undo finds them), the alerts as the
+# keep working: a bot host's), who is signed in and who is locked out, the plugins whose database
+# here is a mirror a bot host ships to (restored from before a host's first batch, a mirror with
+# rows and no shipping state is taken for a plugin written on this machine, and every batch
+# after is refused), the plugins archived (archive_plugin --undo finds them), the alerts as the
 # operators left them (one acknowledged since the backup does not open again), and the
 # console's home: the folders the restore runs in, not the backup's (a console moved to a new
 # machine and restored there from its old dump was refused on its own folders), and the state of
@@ -843,6 +844,7 @@ CARRIED_OVER_A_RESTORE = (
     (User, lambda: User.objects.all()),
     (ApiToken, lambda: ApiToken.objects.all()),
     (Session, lambda: Session.objects.filter(expire_date__gt=timezone.now())),
+    (AccessAttempt, lambda: AccessAttempt.objects.all()),  # the lockouts: guesses since the backup stay counted
     (ShippingState, lambda: ShippingState.objects.all()),
     (ArchivedPlugin, lambda: ArchivedPlugin.objects.all()),
     (Alert, lambda: Alert.objects.all()),

@@ -330,8 +330,8 @@ def test_a_central_backup_taken_by_a_newer_version_is_refused_and_nothing_change
 def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_since_its_backup(install):
     """Restored to an older backup under a running console, the central database must not bring
     back a token revoked since (a leaked one would work again), lock out a bot host whose token
-    was made since, sign out the operator who restores, nor lose what the audit log recorded
-    since the backup."""
+    was made since, sign out the operator who restores, lift a lockout of password guesses made
+    since, nor lose what the audit log recorded since the backup."""
     env, data = install
     server = Served(env)
 
@@ -351,6 +351,8 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
         assert bearer(server, leaked, "/api/config/combined_v3")[0] == 401
         server.log_in()
         assert server.get("/sync/")[0] == 200
+        guesser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        assert [server.log_in("boss", "a-wrong-guess", guesser) for _ in range(6)][-1] == 429  # locked out since
         logged = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
         assert ("token.create", "host-b") in {(action, target) for _, action, target in logged}
 
@@ -364,6 +366,7 @@ def test_a_restore_of_the_central_database_keeps_who_may_sign_in_and_the_audit_s
         after = central(data, "SELECT id, action, target FROM zepix_admin_auditentry ORDER BY id")
         assert after[: len(logged)] == logged
         assert [action for _, action, _ in after[len(logged) :]] == ["config.save", "backup.restore"]
+        assert server.log_in("boss", PASSWORD, guesser) == 429  # and the lockout holds
     finally:
         server.stop()
 
@@ -552,14 +555,23 @@ class Served:
         except OSError:
             return None, ""
 
-    def log_in(self, username="boss"):
-        _, page = self.get("/login/")
+    def log_in(self, username="boss", password=PASSWORD, opener=None) -> int:
+        """Signs in (with this browser's cookies, or ``opener``'s); returns the answer's status (a
+        wrong password: 200, the form again; locked out: 429)."""
+        opener = opener or self.opener
+        with opener.open(self.url + "/login/", timeout=5) as response:
+            page = response.read().decode()
         token = page.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
-        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD})
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password})
         request = urllib.request.Request(
             self.url + "/login/", data=form.encode(), headers={"Referer": self.url + "/login/"}
         )
-        self.opener.open(request, timeout=5).close()
+        try:
+            with opener.open(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            error.close()
+            return error.code
 
     def stop(self):
         self.process.send_signal(signal.SIGINT)
