@@ -19,6 +19,7 @@ from zepix_admin.core.api import api_endpoint
 from zepix_admin.core.errors import Invalid
 from zepix_admin.core.exports import EXPORT_BLOCK_ROWS, csv_download
 from zepix_admin.core.http import AuthenticatedHttpRequest, render_page
+from zepix_admin.core.limits import without_statement_time_limit
 
 
 def sync_health_with_databases() -> dict:
@@ -110,6 +111,7 @@ def start_backup(request: AuthenticatedHttpRequest):
 
 @require_POST
 @role_required(ADMIN)
+@without_statement_time_limit
 def restore(request: AuthenticatedHttpRequest, backup_id: int):
     backup = get_object_or_404(Backup, pk=backup_id)
     if request.POST.get("confirm", "").strip() != backup.database:
@@ -193,6 +195,7 @@ api_sync_batches.required_role = PLUGIN_HOST  # checked by may_ship above
 
 @api_endpoint
 @require_POST
+@without_statement_time_limit
 def api_sync_snapshot(request: AuthenticatedHttpRequest, plugin_id: str):
     """A bot host's whole file, when the central holds nothing of it (sync_app.shipping); read
     from the request as it is decompressed, never whole in memory."""

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import zstandard
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
@@ -101,6 +102,67 @@ def test_a_request_over_the_time_limit_answers_400_with_what_to_do(viewer_client
     response = viewer_client.get(f"{TRADES}?o=-6")  # ordered by an unindexed column: a sort of every row
     assert response.status_code == 400
     assert "narrow the filters" in response.content.decode()
+
+
+@pytest.mark.parametrize("alias", ["default", "plugin_combined_v3"])
+def test_a_restore_from_the_page_longer_than_a_requests_time_limit_is_done_and_audited(
+    admin_client, config, settings, monkeypatch, alias
+):
+    """A restore is a long job by nature (a large file checked and decompressed, a PostgreSQL
+    dump read back): under a request's time limit, the central database's restore on PostgreSQL
+    failed once the limit had passed (its first statement after it was stopped: "Nothing was
+    restored"), and a plugin's was done and then answered 400, unaudited."""
+    made = backups.backup_database(alias)
+    settings.STATEMENT_TIME_LIMIT_SECONDS = 1.2
+    checked = backups.check_backup_file
+
+    def large_file(*args, **kwargs):  # as a large backup takes its time
+        time.sleep(2.5)
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(backups, "check_backup_file", large_file)
+    answer = admin_client.post(f"/backups/{made.pk}/restore", {"confirm": made.database}, follow=True)
+    assert answer.status_code == 200
+    assert f"Restored {alias} from backup {made.pk}" in answer.content.decode()
+    assert AuditEntry.objects.filter(action="backup.restore", target=alias).exists()
+
+
+def test_a_hosts_whole_file_longer_to_take_in_than_a_requests_time_limit_is_taken(
+    client, config, settings, monkeypatch, tmp_path
+):
+    """A bot host's first shipping sends its whole file, checked, mirrored and synced in the
+    request (200,000 trades: 4-6 s on SQLite): on PostgreSQL its sync was stopped once the
+    request's time limit had passed, and the host sent the file again at every interval."""
+    from sync_app import shipping
+    from sync_app.models import AggregatedTrade
+
+    token = access.create_token("host-a", "plugin-host", ["combined_v3"])
+    on_the_host = tmp_path / "combined_v3.sqlite3"
+    with (
+        closing(sqlite3.connect(plugins.database_path("combined_v3"))) as empty,
+        closing(sqlite3.connect(on_the_host)) as copy,
+    ):
+        empty.backup(copy)
+    with PluginStore(on_the_host) as store:
+        store.save_trades([trade(n) for n in range(1, 41)])
+    settings.STATEMENT_TIME_LIMIT_SECONDS = 1.2
+    received = shipping._receive
+
+    def large_file(*args):  # as a large file takes its time to arrive and decompress
+        received(*args)
+        time.sleep(2.5)
+
+    monkeypatch.setattr(shipping, "_receive", large_file)
+    answer = client.post(
+        "/api/sync/combined_v3/snapshot",
+        data=zstandard.ZstdCompressor().compress(on_the_host.read_bytes()),
+        content_type="application/octet-stream",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_CONTENT_ENCODING="zstd",
+    )
+    assert answer.status_code == 200, answer.content
+    assert AggregatedTrade.objects.filter(plugin_id="combined_v3").count() == 40
+    assert AuditEntry.objects.filter(action="sync.snapshot", target="combined_v3").exists()
 
 
 @pytest.mark.slow
