@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config_app.service import global_settings
@@ -33,13 +34,19 @@ def intervals() -> dict[str, timedelta]:
 
 
 TICK = "scheduler-tick"
+# The clock set back (an NTP step, a host's clock corrected) leaves the last starts ahead of
+# now: the tick's minute was not claimed again, nor any job due, until the clock had caught up
+# with them (an hour set back, an hour without a sync). A start further ahead than this counts
+# as long past. (Several consumers' machines keep their clocks closer than this: NTP.)
+CLOCK_SLACK = timedelta(minutes=1)
 
 
 def claim_tick(now: datetime | None = None) -> bool:
     """Whether this consumer runs this minute's tick: every consumer's scheduler starts one each
     minute (several consumers share a Redis queue), the first to claim the minute runs it."""
     minute = (now or timezone.now()).replace(second=0, microsecond=0)
-    if JobState.objects.filter(name=TICK, last_started_at__lt=minute).update(last_started_at=minute):
+    unclaimed = Q(last_started_at__lt=minute) | Q(last_started_at__gt=minute + CLOCK_SLACK)
+    if JobState.objects.filter(unclaimed, name=TICK).update(last_started_at=minute):
         return True
     try:
         with transaction.atomic():
@@ -67,7 +74,7 @@ def due_jobs(now: datetime | None = None, *, in_flight: Callable[[JobState], boo
                 "The %s job started at %s was lost before it finished: started again.", job, state.last_started_at
             )
             due.append(job)
-        elif state is None or now - state.last_started_at >= every:
+        elif state is None or not timedelta(0) - CLOCK_SLACK <= now - state.last_started_at < every:
             due.append(job)
     for job in due:
         JobState.objects.update_or_create(name=job, defaults={"last_started_at": now, "task_id": ""})

@@ -54,6 +54,19 @@ def test_a_job_whose_task_was_lost_is_due_at_the_next_tick_and_one_still_running
     assert not JobState.objects.filter(name="sync").values_list("task_id", flat=True).get()  # started anew
 
 
+def test_a_clock_set_back_an_hour_leaves_no_minute_unticked_and_no_job_waiting_for_it(config):
+    now = timezone.now().replace(second=5)
+    assert scheduler.claim_tick(now)
+    scheduler.due_jobs(now, in_flight=tasks.in_flight)
+    back = now - timedelta(hours=1)
+    assert scheduler.claim_tick(back)
+    assert not scheduler.claim_tick(back + timedelta(seconds=30))  # still one tick a minute
+    assert set(scheduler.due_jobs(back, in_flight=tasks.in_flight)) == set(scheduler.JOBS)
+    assert scheduler.due_jobs(back + timedelta(minutes=4), in_flight=tasks.in_flight) == []
+    # A few seconds between two machines' clocks are not a clock set back.
+    assert scheduler.due_jobs(back - timedelta(seconds=20), in_flight=tasks.in_flight) == []
+
+
 def test_each_minute_is_claimed_by_one_tick_only(config):
     now = timezone.now().replace(second=5)
     assert scheduler.claim_tick(now)
