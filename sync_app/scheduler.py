@@ -74,7 +74,7 @@ def due_jobs(now: datetime | None = None, *, in_flight: Callable[[JobState], boo
                 "The %s job started at %s was lost before it finished: started again.", job, state.last_started_at
             )
             due.append(job)
-        elif state is None or not timedelta(0) - CLOCK_SLACK <= now - state.last_started_at < every:
+        elif state is None or not -CLOCK_SLACK <= now - state.last_started_at < every:  # or the clock set back
             due.append(job)
     for job in due:
         JobState.objects.update_or_create(name=job, defaults={"last_started_at": now, "task_id": ""})
