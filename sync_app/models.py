@@ -341,6 +341,10 @@ class JobState(models.Model):
     name = models.CharField(max_length=40, unique=True)
     last_started_at = models.DateTimeField()
     task_id = models.TextField(blank=True, default="", help_text="A marker's task, or the process running it")
+    relaunched = models.BooleanField(
+        default=False,
+        help_text="A scheduled job started again once its task was lost: lost again, it waits its interval",
+    )
 
     def __str__(self):
         return f"{self.name} last started {self.last_started_at:%Y-%m-%d %H:%M}"

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from config_app.service import global_settings
 from sync_app.models import JobState
+from zepix_admin.core.alerts import raise_alert, resolve_alert
+from zepix_admin.core.models import Alert
 
 logger = logging.getLogger("zepix.scheduler")
 
@@ -61,24 +63,48 @@ def due_jobs(now: datetime | None = None, *, in_flight: Callable[[JobState], boo
     (a consumer killed while it ran one, a queue restarted without its tasks: such a job waited
     its whole next interval, a day for the central backup); marks them started. A job whose task
     ``in_flight`` says is still queued or running is not due, even past its interval: a sync
-    longer than its interval no longer piles the next ones up behind it."""
+    longer than its interval no longer piles the next ones up behind it.
+
+    A lost job is started again once: lost again (a job that kills its worker, out of memory on a
+    large file), it waits its interval and an alert says so, instead of taking the worker down
+    with it every minute."""
     now = now or timezone.now()
     states = {state.name: state for state in JobState.objects.filter(name__in=JOBS)}
-    due = []
+    due, relaunched = [], set()
     for job, every in intervals().items():
         state = states.get(job)
         if state is not None and state.task_id:  # started, not finished
             if in_flight(state):
                 continue
+            if state.relaunched:
+                JobState.objects.filter(pk=state.pk).update(task_id="", relaunched=False)
+                raise_alert(
+                    "job",
+                    job,
+                    f"The {job} job was lost twice in a row with its worker (its process ended while it ran, "
+                    f"or the queue lost it), last started at {state.last_started_at:%Y-%m-%d %H:%M} UTC: "
+                    "it waits its next interval. The consumer's log says why its process ended.",
+                    level=Alert.Level.CRITICAL,
+                )
+                continue
             logger.warning(
                 "The %s job started at %s was lost before it finished: started again.", job, state.last_started_at
             )
             due.append(job)
+            relaunched.add(job)
         elif state is None or not -CLOCK_SLACK <= now - state.last_started_at < every:  # or the clock set back
             due.append(job)
     for job in due:
-        JobState.objects.update_or_create(name=job, defaults={"last_started_at": now, "task_id": ""})
+        JobState.objects.update_or_create(
+            name=job, defaults={"last_started_at": now, "task_id": "", "relaunched": job in relaunched}
+        )
     return due
+
+
+def finished(job: str, running: str) -> None:
+    """A scheduled job's task has ended (whatever its outcome), ``running`` its marker while it ran."""
+    if JobState.objects.filter(name=job, task_id=running).update(task_id="", relaunched=False):
+        resolve_alert("job", job)
 
 
 # A tick runs every minute and staggers a tick's jobs 20 s apart: a job is late once it has

@@ -263,7 +263,7 @@ def scheduled_job_task(job: str):
         task, args = JOB_TASKS[job]()
         task.call_local(*args)
     finally:
-        JobState.objects.filter(name=job, task_id=running).update(task_id="")
+        scheduler.finished(job, running)
 
 
 JOB_TASKS = {  # job name: () -> (task, its arguments)

@@ -738,10 +738,11 @@ def test_a_scheduled_sync_whose_worker_was_killed_running_it_starts_again_at_the
             lambda: f"running {os.uname().nodename} {second}" == dict(central(data, markers)).get("sync"),
             "the new consumer's first tick to start the lost sync again",
         )
-        assert central(data, "SELECT trigger, status FROM sync_app_syncrun ORDER BY id") == [
-            ("schedule", "ABORTED"),
-            ("schedule", "RUNNING"),
-        ]
+        runs = "SELECT trigger, status FROM sync_app_syncrun ORDER BY id"
+        wait_for(
+            lambda: central(data, runs) == [("schedule", "ABORTED"), ("schedule", "RUNNING")],
+            "the killed run to be marked aborted as the new one begins",
+        )
         still = dict(central(data, markers))
         assert all(still[name] in (task, "") or str(second) in still[name] for name, task in queued_for_later.items())
     finally:

@@ -14,7 +14,7 @@ from sync_app import scheduler, tasks
 from sync_app.models import AggregatedTrade, Backup, JobState, SyncRun
 from tests.helpers import trade
 from zepix_admin.core import worker
-from zepix_admin.core.models import Heartbeat
+from zepix_admin.core.models import Alert, Heartbeat
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
@@ -52,6 +52,27 @@ def test_a_job_whose_task_was_lost_is_due_at_the_next_tick_and_one_still_running
     # Still running past its interval: not started again behind itself.
     assert "trading_backup" not in scheduler.due_jobs(now + timedelta(minutes=61), in_flight=tasks.in_flight)
     assert not JobState.objects.filter(name="sync").values_list("task_id", flat=True).get()  # started anew
+
+
+def test_a_job_lost_twice_in_a_row_waits_its_interval_and_is_alerted_instead_of_taking_the_worker_down_again(config):
+    """A job that kills its worker (out of memory on a large file) was started again at every tick."""
+    now = timezone.now()
+    scheduler.due_jobs(now, in_flight=tasks.in_flight)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dies_running = f"running {socket.gethostname()} {gone.pid}"
+    JobState.objects.filter(name="central_backup").update(task_id=dies_running)
+    assert "central_backup" in scheduler.due_jobs(now + timedelta(minutes=1), in_flight=tasks.in_flight)
+    JobState.objects.filter(name="central_backup").update(task_id=dies_running)  # and again
+    assert "central_backup" not in scheduler.due_jobs(now + timedelta(minutes=2), in_flight=tasks.in_flight)
+    alert = Alert.objects.get(source="job", subject="central_backup", resolved_at=None)
+    assert "lost twice in a row" in alert.message and alert.page == "/sync/"
+    assert "central_backup" not in scheduler.due_jobs(now + timedelta(minutes=3), in_flight=tasks.in_flight)
+    # Its next interval: it runs, and once it ends the alert resolves itself.
+    assert "central_backup" in scheduler.due_jobs(now + timedelta(days=1, minutes=1), in_flight=tasks.in_flight)
+    JobState.objects.filter(name="central_backup").update(task_id="running here")
+    scheduler.finished("central_backup", "running here")
+    assert not Alert.objects.filter(source="job", resolved_at=None).exists()
 
 
 def test_a_clock_set_back_an_hour_leaves_no_minute_unticked_and_no_job_waiting_for_it(config):

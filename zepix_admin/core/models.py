@@ -53,9 +53,13 @@ class Alert(models.Model):
         """The page of what failed."""
         if self.source == "config":
             return f"/config/{self.subject}/" if self.subject else "/config/"
-        return {"sync": "/sync/", "worker": "/sync/", "backup": "/backups/", "restore": "/backups/"}.get(
-            self.source, "/healthz"
-        )
+        return {
+            "sync": "/sync/",
+            "worker": "/sync/",
+            "job": "/sync/",
+            "backup": "/backups/",
+            "restore": "/backups/",
+        }.get(self.source, "/healthz")
 
 
 class ApiToken(models.Model):
