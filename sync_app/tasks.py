@@ -179,19 +179,20 @@ def in_flight(marker: JobState) -> bool:
     still queued or running. It is not once its task has left the queue untaken (Redis
     restarted without persistence, a damaged queue file set aside), once the worker process
     running it has ended (a consumer killed in the middle: `serve` starts another, whose
-    heartbeat is the same), or once the marker is older than JOB_MARKER_STALE. Such markers held
-    a job asked for by hand as "queued" for two hours while nothing ran, and a scheduled job
-    until its next interval. (A task a worker has just taken, not yet marked running, or that
-    its consumer is moving from the queue to its schedule, looks lost for those few
-    milliseconds: the worst case a job run twice, one after the other.)"""
-    if marker.last_started_at <= timezone.now() - JOB_MARKER_STALE:
-        return False
+    heartbeat is the same). Such markers held a job asked for by hand as "queued" for two hours
+    while nothing ran, and a scheduled job until its next interval. A task in the queue is in
+    flight however long the worker has been down; a marker older than JOB_MARKER_STALE is not
+    when its process is named (its pid may be another's by then) or the queue does not answer.
+    (A task a worker has just taken, not yet marked running, or that its consumer is moving from
+    the queue to its schedule, looks lost for those few milliseconds: the worst case a job run
+    twice, one after the other.)"""
+    recent = marker.last_started_at > timezone.now() - JOB_MARKER_STALE
     if marker.task_id.startswith(RUNNING):
-        return worker.still_running(marker.task_id.removeprefix(RUNNING).strip())
+        return recent and worker.still_running(marker.task_id.removeprefix(RUNNING).strip())
     try:
         return any(task.id == marker.task_id for task in (*HUEY.pending(), *HUEY.scheduled()))
     except Exception:  # noqa: BLE001 - a queue that does not answer tells nothing of the task
-        return True
+        return recent
 
 
 def manual_pending(name: str) -> bool:

@@ -75,6 +75,17 @@ def test_a_job_lost_twice_in_a_row_waits_its_interval_and_is_alerted_instead_of_
     assert not Alert.objects.filter(source="job", resolved_at=None).exists()
 
 
+def test_a_job_queued_while_the_worker_was_down_for_hours_is_not_queued_again(config):
+    now = timezone.now()
+    waiting = tasks.scheduled_job_task.s("sync")
+    HUEY.storage.enqueue(HUEY.serialize_task(waiting), waiting.priority)  # the tests run queued tasks at once
+    try:
+        JobState.objects.create(name="sync", task_id=waiting.id, last_started_at=now - timedelta(hours=3))
+        assert "sync" not in scheduler.due_jobs(now, in_flight=tasks.in_flight)
+    finally:
+        HUEY.storage.flush_queue()
+
+
 def test_a_clock_set_back_an_hour_leaves_no_minute_unticked_and_no_job_waiting_for_it(config):
     now = timezone.now().replace(second=5)
     assert scheduler.claim_tick(now)
