@@ -14,6 +14,7 @@ import threading
 import time
 from contextlib import contextmanager, suppress
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -33,7 +34,7 @@ from zepix_admin.core import home, worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import Unavailable
-from zepix_admin.core.files import file_lock
+from zepix_admin.core.files import file_lock, is_locked
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20
@@ -177,22 +178,21 @@ RUNNING = "running"  # a marker's task_id once a worker has taken its task: "run
 def in_flight(marker: JobState) -> bool:
     """Whether the task a job's marker names (a scheduled job's, or one asked for by hand) is
     still queued or running. It is not once its task has left the queue untaken (Redis
-    restarted without persistence, a damaged queue file set aside), once the worker process
-    running it has ended (a consumer killed in the middle: `serve` starts another, whose
-    heartbeat is the same). Such markers held a job asked for by hand as "queued" for two hours
-    while nothing ran, and a scheduled job until its next interval. A task in the queue is in
-    flight however long the worker has been down; a marker older than JOB_MARKER_STALE is not
-    when its process is named (its pid may be another's by then) or the queue does not answer.
-    (A task a worker has just taken, not yet marked running, or that its consumer is moving from
-    the queue to its schedule, looks lost for those few milliseconds: the worst case a job run
-    twice, one after the other.)"""
-    recent = marker.last_started_at > timezone.now() - JOB_MARKER_STALE
+    restarted without persistence, a damaged queue file set aside), nor once no process holds
+    the job's lock (``job_lock``): its worker was killed in the middle, or a restore of the
+    central database brought back a marker of the backup's time, "running" in a consumer that
+    lives on. Such markers held a job asked for by hand as "queued" for two hours while nothing
+    ran, and a scheduled job until its next interval. A task in the queue is in flight however
+    long the worker has been down; a marker older than JOB_MARKER_STALE is not when the queue
+    does not answer. (A task a worker has just taken, not yet marked running, or that its
+    consumer is moving from the queue to its schedule, looks lost for those few milliseconds:
+    the worst case a job run twice, one after the other.)"""
     if marker.task_id.startswith(RUNNING):
-        return recent and worker.still_running(marker.task_id.removeprefix(RUNNING).strip())
+        return is_locked(job_lock(marker.name))
     try:
         return any(task.id == marker.task_id for task in (*HUEY.pending(), *HUEY.scheduled()))
     except Exception:  # noqa: BLE001 - a queue that does not answer tells nothing of the task
-        return recent
+        return marker.last_started_at > timezone.now() - JOB_MARKER_STALE
 
 
 def manual_pending(name: str) -> bool:
@@ -200,11 +200,18 @@ def manual_pending(name: str) -> bool:
     return marker is not None and in_flight(marker)
 
 
-def _taken(name: str) -> str:
-    """Marks a job's marker as running in this process; returns the mark."""
-    running = f"{RUNNING} {worker.process_stamp()}"
-    JobState.objects.filter(name=name).update(task_id=running)
-    return running
+def job_lock(name: str) -> Path:
+    """Held by the process running the job while its marker says "running"."""
+    return settings.DATA_DIR / f"job-{name}.lock"
+
+
+@contextmanager
+def _running(name: str):
+    """Runs a job under its lock, its marker saying which process runs it; gives the mark."""
+    with file_lock(job_lock(name)):
+        running = f"{RUNNING} {worker.process_stamp()}"
+        JobState.objects.filter(name=name).update(task_id=running)
+        yield running
 
 
 def _request_manual(name: str, task, *args) -> bool:
@@ -239,32 +246,32 @@ def request_manual_sync(actor: str, plugin_id: str | None) -> bool:
 
 @db_task()
 def manual_backup_task():
-    _taken(MANUAL_BACKUP)
-    try:
-        backup_task.call_local(None, "manual")
-    finally:
-        JobState.objects.filter(name=MANUAL_BACKUP).delete()
+    with _running(MANUAL_BACKUP):
+        try:
+            backup_task.call_local(None, "manual")
+        finally:
+            JobState.objects.filter(name=MANUAL_BACKUP).delete()
 
 
 @db_task()
 def manual_sync_task(actor: str, plugin_id: str | None):
-    _taken(MANUAL_SYNC)
-    try:
-        sync_task.call_local("manual", actor, plugin_id)
-    finally:
-        JobState.objects.filter(name=MANUAL_SYNC).delete()
+    with _running(MANUAL_SYNC):
+        try:
+            sync_task.call_local("manual", actor, plugin_id)
+        finally:
+            JobState.objects.filter(name=MANUAL_SYNC).delete()
 
 
 @db_task()
 def scheduled_job_task(job: str):
     """A job the tick found due (scheduler.JOBS), its marker running while it runs and finished
     (no task) after, whether it succeeded or failed."""
-    running = _taken(job)
-    try:
-        task, args = JOB_TASKS[job]()
-        task.call_local(*args)
-    finally:
-        scheduler.finished(job, running)
+    with _running(job) as running:
+        try:
+            task, args = JOB_TASKS[job]()
+            task.call_local(*args)
+        finally:
+            scheduler.finished(job, running)
 
 
 JOB_TASKS = {  # job name: () -> (task, its arguments)

@@ -48,6 +48,21 @@ def file_lock(path: Path, *, wait_seconds: float | None = None):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_locked(path: Path) -> bool:
+    """Whether a process holds ``path``'s lock (``file_lock``) now, this one included."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)  # and with it the lock, had this taken it
+    return False
+
+
 def _locked_at_once(handle) -> bool:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
