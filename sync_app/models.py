@@ -336,7 +336,8 @@ class ArchivedPlugin(models.Model):
 
 class JobState(models.Model):
     """When each scheduled job last started (the scheduler tick reads it to find what is due), and
-    the marker of a job asked for by hand while it is queued or running (sync_app.tasks)."""
+    each job's marker while it is queued or running, a scheduled one's or one asked for by hand
+    (``task_id``: its task, then "running <process>"; sync_app.tasks.in_flight reads it)."""
 
     name = models.CharField(max_length=40, unique=True)
     last_started_at = models.DateTimeField()

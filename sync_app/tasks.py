@@ -38,7 +38,7 @@ from zepix_admin.core.files import file_lock, is_locked
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20
-JOB_MARKER_STALE = timedelta(hours=2)  # a job's marker older than this was lost with its worker
+JOB_MARKER_STALE = timedelta(hours=2)  # a marker this old counts for nothing when the queue does not answer
 CONSUMER_NICENESS = 10
 
 

@@ -55,12 +55,9 @@ def is_locked(path: Path) -> bool:
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        return not _locked_at_once(handle)
     finally:
         os.close(handle)  # and with it the lock, had this taken it
-    return False
 
 
 def _locked_at_once(handle) -> bool:
@@ -146,10 +143,8 @@ def remove_abandoned_work_folders(parent: Path) -> list[Path]:
         except OSError:
             continue  # gone meanwhile
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a running job's
-        else:
+            if not _locked_at_once(handle):
+                continue  # a running job's
             _empty_gently(folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
