@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from plugins_app.store import PluginStore
+from sync_app.scheduler import JOBS
 from tests.helpers import ROOT, closed_trade, free_port, installed, manage, start_consumer, trade
 
 pytestmark = pytest.mark.slow
@@ -695,6 +696,14 @@ def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_ag
     once, whose heartbeat is the same. The page held that sync as running (until the next run,
     minutes later) and as asked for (two hours); every click joined it."""
     env, operator_token, data = syncs_held_up
+    # The schedule ran every job just now: only the sync asked for runs (a scheduled one, killed
+    # with it, would start again at the restarted consumer's first tick, and hold the button).
+    with closing(sqlite3.connect(data / "central.sqlite3")) as connection, connection:
+        connection.executemany(
+            "INSERT INTO sync_app_jobstate (name, last_started_at, task_id, relaunched) "
+            "VALUES (?, datetime('now'), '', 0)",
+            [(job,) for job in JOBS],
+        )
     marker = "SELECT task_id FROM sync_app_jobstate WHERE name = 'manual_sync'"
     server = Served(env)
     try:
