@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from plugins_app import plugin_apps, registry
+from plugins_app import plugin_apps, registry, schema
 from plugins_app.sqlite import connect
 from zepix_admin.core.databases import database_file, outage
 from zepix_admin.core.errors import Invalid, NotFound
@@ -155,6 +155,17 @@ def _file_problem(path: Path) -> DatabaseProblem | None:
     if missing:
         return DatabaseProblem(SCHEMA, f"its database has the wrong schema: no table {', '.join(missing)}")
     return None
+
+
+def rows_not_held(plugin_id: str) -> list[str]:
+    """What of the plugin's rows the console cannot hold (plugins_app.schema.rows_not_held): rows
+    written before the triggers that refuse them, or with them dropped. A scan of every table:
+    asked only once something failed."""
+    try:
+        with closing(connect(database_path(plugin_id), read_only=True)) as connection:
+            return schema.rows_not_held(connection)
+    except sqlite3.DatabaseError:
+        return []
 
 
 def repair_hint(plugin_id: str, problem: DatabaseProblem | str | None = None) -> str:

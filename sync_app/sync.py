@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DataError, IntegrityError, connections, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -352,6 +352,14 @@ def describe_failure(plugin_id: str, error: Exception) -> str:
     away = outage(error)  # the central database's side: a full disk, PostgreSQL away
     if away is not None:
         return f"{away.what}: {error}. It is synced {away.again}."
+    if isinstance(error, sqlite3.IntegrityError | DataError | IntegrityError) and (
+        not_held := plugins.rows_not_held(plugin_id)
+    ):
+        more = f"; and {len(not_held) - 3} more" if len(not_held) > 3 else ""
+        return (
+            f"The central copy cannot take {'; '.join(not_held[:3])}{more} ({error}). Correct those rows in "
+            f"{plugins.database_path(plugin_id)}: the plugin is synced again once they are"
+        )
     return f"{type(error).__name__}: {error}"
 
 

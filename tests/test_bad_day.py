@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from plugins_app.schema import SEED_DDL
 from plugins_app.store import PluginStore
 from sync_app.scheduler import JOBS
 from tests.helpers import ROOT, closed_trade, free_port, installed, manage, start_consumer, trade
@@ -613,6 +614,104 @@ def test_serve_with_a_broken_plugin_serves_every_page_and_names_the_broken_one(i
         assert status == 503 and "plugin price_action_v6: its database has the wrong schema" in body
     finally:
         server.stop()
+
+
+def test_a_value_the_console_cannot_hold_is_refused_at_the_bots_write_and_one_written_before_is_named(
+    install, tmp_path
+):
+    """SQLite keeps whatever a column is given. A trade the bot wrote with an empty exit price or
+    a text for its profit reached the central copy and answered 500 on the overview, the trade
+    search and the charts; one with a NULL entry time stopped the plugin's sync for good."""
+    env, data = install
+    bot_file = data / "plugins" / "combined_v3.sqlite3"
+    seed_insert = (
+        "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, status) "
+        "VALUES (50, 'EURUSD', 'BUY', 0.1, 1.1, 'OPEN')"
+    )
+    with closing(sqlite3.connect(bot_file)) as bot:
+        bot.execute(seed_insert)  # the bot's own statement, entry time defaulted
+        bot.commit()
+        for statement, column in (
+            (
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, exit_price) "
+                "VALUES (51, 'EURUSD', 'BUY', 0.1, 1.1, '')",
+                "exit_price",
+            ),
+            (
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time) "
+                "VALUES (52, 'EURUSD', 'SELL', 0.1, 1.1, NULL)",
+                "entry_time",
+            ),
+            ("UPDATE trades SET exit_time = '2026-02-30 10:00:00' WHERE mt5_ticket = 50", "exit_time"),
+            ("UPDATE trades SET profit_dollars = 'lots' WHERE mt5_ticket = 50", "profit_dollars"),
+            ("UPDATE trades SET lot_size = 1e300 WHERE mt5_ticket = 50", "lot_size"),
+            ("UPDATE trades SET status = NULL WHERE mt5_ticket = 50", "status"),
+            ("INSERT INTO daily_stats (date, total_trades) VALUES ('27/11/2026', 1)", "date"),
+            (
+                "INSERT INTO profit_chains (chain_id, base_trade_id, created_at) VALUES ('c-1', 1, 'yesterday')",
+                "created_at",
+            ),
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match=f"row refused: {column} must be"):
+                bot.execute(statement)
+        # Times as Python writes them are taken: an aware one, with a 'T', on a leap day.
+        bot.execute(
+            "UPDATE trades SET status = 'CLOSED', exit_time = ?, exit_price = 1.2, profit_dollars = 5, "
+            "close_reason = 'TP' WHERE mt5_ticket = 50",
+            ("2024-02-29T10:00:00+00:00",),
+        )
+        bot.commit()
+    assert "combined_v3: 4 inserted" in run(env, "sync_plugins").stdout  # the install's 3 and this one
+    server = Served(env)
+    try:
+        server.log_in()
+        for path in ("/", "/trades/", "/trades/?sort=-profit", "/charts/", "/trades/?format=csv", "/sync/"):
+            assert server.status(path) == 200, path
+        assert ">50<" in server.get("/trades/?plugin=combined_v3")[1]
+    finally:
+        server.stop()
+
+    # A file written before these checks (their triggers dropped, the migration that adds them
+    # not recorded) with a NULL entry time: `setup` puts the checks in, and the sync names the
+    # row where it said "NOT NULL constraint failed: trade_totals.day"; the other plugin syncs.
+    with closing(sqlite3.connect(bot_file)) as bot:
+        bot.execute("DROP TRIGGER trades_values_held_on_insert")
+        bot.execute("DROP TRIGGER trades_values_held_on_update")
+        bot.execute("DELETE FROM django_migrations WHERE name = '0005_values_held'")
+        bot.execute(
+            "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time) "
+            "VALUES (53, 'EURUSD', 'SELL', 0.1, 1.1, NULL)"
+        )
+        bot.commit()
+    run(env, "setup", "--no-demo")
+    with closing(sqlite3.connect(bot_file)) as bot:
+        assert bot.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'trades_values_held_%'").fetchone() == (
+            2,
+        )
+    run(env, "config", "set", "global", "sync.retry_delays_seconds", "[0.1]")
+    failed = run(env, "sync_plugins", ok=False)
+    said = failed.stdout + failed.stderr
+    assert "1 row(s) of trades whose entry_time is not a time" in said and str(bot_file) in said
+    assert "price_action_v6: 0 inserted" in failed.stdout
+    with closing(sqlite3.connect(bot_file)) as bot:
+        bot.execute("UPDATE trades SET entry_time = '2026-11-27 10:00:00' WHERE mt5_ticket = 53")
+        bot.commit()
+    assert "combined_v3: 1 inserted" in run(env, "sync_plugins").stdout
+
+    # A bot's file with such a value is not adopted: what is wrong is said, nothing changes.
+    old_file = tmp_path / "old-bot.sqlite3"
+    with closing(sqlite3.connect(old_file)) as old:
+        old.executescript(SEED_DDL)
+        old.execute(
+            "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, status, exit_price) "
+            "VALUES (1, 'EURUSD', 'BUY', 0.1, 1.1, 'OPEN', '')"
+        )
+        old.commit()
+    before = old_file.read_bytes()
+    refused = run(env, "startplugin", "old_bot", "--adopt", str(old_file), ok=False)
+    assert "1 row(s) of trades whose exit_price is not a number" in refused.stderr
+    assert "Nothing was changed" in refused.stderr
+    assert old_file.read_bytes() == before and not (data / "plugins" / "old_bot.sqlite3").exists()
 
 
 def test_ctrl_c_while_a_sync_waits_to_retry_a_broken_plugin_lets_the_run_finish_and_stops(install):

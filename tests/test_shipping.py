@@ -387,9 +387,12 @@ def test_a_hostile_or_damaged_snapshot_changes_nothing(two_hosts, tmp_path):
         )
         assert status == 409 and "not a plugin database" in answer["error"] and "marks" in answer
 
-        # A value of the wrong type (the triggers let text through where a number is due).
+        # A value of the wrong type, written with the trigger that refuses it dropped and put back.
         wrong_type = altered(
-            "wrong-type", "UPDATE trades SET lot_size = 'a lot' WHERE mt5_ticket = (SELECT MIN(mt5_ticket) FROM trades)"
+            "wrong-type",
+            "DROP TRIGGER trades_values_held_on_update",
+            "UPDATE trades SET lot_size = 'a lot' WHERE mt5_ticket = (SELECT MIN(mt5_ticket) FROM trades)",
+            trigger_sql("trades_values_held_on_update"),
         )
         status, answer = post(server, token, packed_file(wrong_type), path=snapshot)
         assert status == 409 and "trades.lot_size" in answer["error"]

@@ -12,9 +12,20 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 
 from plugins_app import plugins
+from plugins_app.schema import ANY_NUMBER_LIMIT, INT32, NUMBER_LIMITS
 from plugins_app.store import PluginStore
 from sync_app import sync
-from sync_app.models import AggregatedTrade, CrossPluginStats, PluginSyncState, SyncRun, SystemMetrics, TradeTotals
+from sync_app.models import (
+    AggregatedChain,
+    AggregatedChainLevel,
+    AggregatedDailyStats,
+    AggregatedTrade,
+    CrossPluginStats,
+    PluginSyncState,
+    SyncRun,
+    SystemMetrics,
+    TradeTotals,
+)
 from tests.helpers import NOW, closed_trade, trade
 from zepix_admin.core.databases import database_file
 from zepix_admin.core.models import Alert
@@ -382,3 +393,60 @@ def test_a_sync_refused_by_a_full_disk_says_so_in_the_operators_words(config):
     said = sync.describe_failure("combined_v3", refused)
     assert said.startswith("The disk holding") and "is full" in said
     assert "It is synced once there is room" in said and str(settings.BACKUP_DIR) in said
+
+
+def test_the_largest_values_a_bot_may_write_go_through_the_sync_and_out_of_the_console_on_either_engine(config):
+    """The plugin's checks (plugins_app.schema.NUMBER_LIMITS) refuse what the central copy could not
+    take or give back: just inside them, every value is synced and read back through the ORM (a
+    DecimalField's digits on PostgreSQL, Django's reading of SQLite); just beyond, the bot's
+    write is refused."""
+    near = {column: limit * 0.999 for column, limit in NUMBER_LIMITS["trades"].items()}
+    with closing(sqlite3.connect(plugins.database_path("combined_v3"))) as bot:
+        for ticket in (1, 2):  # two on one day: their day's and symbol's totals too
+            bot.execute(
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, sl_price, tp_price, "
+                "entry_time, exit_time, exit_price, profit_pips, profit_dollars, commission, swap, status, "
+                "close_reason) VALUES (:ticket, 'EURUSD', 'BUY', :lot_size, :entry_price, :sl_price, :tp_price, "
+                "'2026-11-27 10:00:00', '2026-11-27T11:00:00+00:00', :exit_price, :profit_pips, :profit_dollars, "
+                ":commission, :swap, 'CLOSED', 'TP')",
+                {"ticket": ticket, **near},
+            )
+        bot.execute(
+            "INSERT INTO profit_chains (chain_id, base_trade_id, status, current_level, max_levels, "
+            "total_profit_booked) VALUES ('c-1', 1, 'ACTIVE', ?, ?, ?)",
+            (INT32, INT32, ANY_NUMBER_LIMIT * 0.999),
+        )
+        bot.execute(
+            "INSERT INTO chain_levels (chain_id, level_number, executed_at, profit_dollars) VALUES ('c-1', ?, ?, ?)",
+            (INT32, "2026-11-27 11:00:00.123456", -ANY_NUMBER_LIMIT * 0.999),
+        )
+        bot.execute(
+            "INSERT INTO daily_stats (date, total_trades, winning_trades, total_profit_dollars) VALUES (?, ?, ?, ?)",
+            ("2026-11-27", INT32, INT32, ANY_NUMBER_LIMIT * 0.999),
+        )
+        bot.commit()
+        for statement, value in (
+            ("UPDATE trades SET profit_dollars = ? WHERE mt5_ticket = 1", NUMBER_LIMITS["trades"]["profit_dollars"]),
+            ("UPDATE trades SET lot_size = ? WHERE mt5_ticket = 1", NUMBER_LIMITS["trades"]["lot_size"]),
+            ("UPDATE profit_chains SET current_level = ?", INT32 + 1),
+            ("UPDATE chain_levels SET profit_dollars = ?", ANY_NUMBER_LIMIT),
+            ("UPDATE daily_stats SET losing_trades = ?", -INT32 - 1),
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="row refused"):
+                bot.execute(statement, (value,))
+
+    assert sync.run_sync(trigger="command").status == SyncRun.Status.OK
+    synced = AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=1)
+    for column, value in near.items():
+        assert float(getattr(synced, column)) == pytest.approx(value, rel=1e-6), column
+    assert synced.exit_time.isoformat() == "2026-11-27T11:00:00+00:00"
+    assert float(TradeTotals.objects.get(plugin_id="combined_v3", symbol="EURUSD").profit) == pytest.approx(
+        2 * near["profit_dollars"]
+    )
+    assert float(CrossPluginStats.objects.get(plugin_id="combined_v3").profit) == pytest.approx(
+        2 * near["profit_dollars"]
+    )
+    chain = AggregatedChain.objects.get(plugin_id="combined_v3", chain_id="c-1")
+    assert (chain.current_level, chain.max_levels) == (INT32, INT32)
+    assert AggregatedChainLevel.objects.get(plugin_id="combined_v3").level_number == INT32
+    assert AggregatedDailyStats.objects.get(plugin_id="combined_v3").total_trades == INT32
