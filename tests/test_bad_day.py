@@ -810,6 +810,8 @@ def test_a_sync_asked_for_whose_worker_was_killed_running_it_can_be_asked_for_ag
         first = heartbeat_pid(data)
         assert "Sync queued" in ask_for_a_sync(server.url, operator_token)
         wait_for(lambda: str(first) in str(central(data, marker)), "the consumer to run the sync")
+        running = "SELECT COUNT(*) FROM sync_app_syncrun WHERE status = 'RUNNING'"
+        wait_for(lambda: central(data, running) == [(1,)], "the sync's run to begin")  # killed after its start
         assert "already queued or running; this request joins it" in ask_for_a_sync(server.url, operator_token)
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: heartbeat_pid(data) not in (None, first), "a restarted consumer's heartbeat")
