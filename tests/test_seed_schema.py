@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils.dateparse import parse_datetime
 
-from plugins_app import plugins
+from plugins_app import plugins, schema
 from plugins_app.store import ChainStateError, PluginStore
 from sync_app.models import (
     AggregatedChain,
@@ -270,3 +271,49 @@ def test_a_file_not_in_the_seeds_shape_is_refused_with_what_is_wrong_and_nothing
     data, config = Path(env["ZEPIX_DATA_DIR"]), Path(env["ZEPIX_CONFIG_DIR"])
     assert not (data / "plugins" / "breakout_v1.sqlite3").exists()
     assert not (config / "plugins" / "breakout_v1.json").exists()
+
+
+TIMES_TAKEN = [
+    "2026-11-27 10:00:00",  # SQLite's CURRENT_TIMESTAMP, the seed's default
+    "2026-11-27 10:00:00.123456",  # Python's sqlite3 adapter
+    "2026-11-27T10:00:00+02:00",  # datetime.isoformat() of an aware time
+    "2026-11-27T10:00:00.5Z",
+    "2026-11-27 10:00",
+    "2024-02-29 23:59:59",
+]
+TIMES_REFUSED = [
+    "2026-02-30 10:00:00",  # SQLite's datetime() reads it as written
+    "2026-04-31 10:00:00",
+    "2026-11-27 24:00:00",
+    "2026-11-27 10:60:00",
+    "0000-01-01 00:00:00",
+    "2026-11-27",  # a day: the shape is a time's
+    "10:00",
+    "2460000.5",  # a Julian day, which datetime() reads too
+    "2026-11-27 10:00:00 UTC",
+    "2026-11-27 10:00garbage",
+    "27/11/2026 10:00",
+    "",
+]
+
+
+@pytest.mark.parametrize("written", TIMES_TAKEN + TIMES_REFUSED)
+def test_a_time_is_taken_exactly_when_the_console_can_read_it(written, tmp_path):
+    """A time the bot writes is taken in the shapes the console reads it in, and each one taken is
+    one Django (which reads the central copy) reads: what SQLite's own datetime() accepts is
+    wider (February 30th, 24:00, a Julian day), and Django answered 500 on those."""
+    with closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as bot:
+        schema.create(bot)
+        insert = (
+            "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time) "
+            "VALUES (1, 'EURUSD', 'BUY', 0.1, 1.1, ?)"
+        )
+        try:
+            bot.execute(insert, (written,))
+            taken = True
+        except sqlite3.IntegrityError as refused:
+            assert "entry_time must be a time written YYYY-MM-DD HH:MM" in str(refused)
+            taken = False
+    assert taken == (written in TIMES_TAKEN)
+    if taken:
+        assert parse_datetime(written).year >= 1970
