@@ -289,16 +289,19 @@ TEXT_LIMIT = 100_000  # characters
 REQUIRED = {"trades": ("entry_time", "direction", "status"), "profit_chains": ("chain_id",), "daily_stats": ("date",)}
 DEFAULTED_ON_INSERT = (("trades", "status"),)  # trades_status_default: NULL is OPEN
 # A time as SQLite and Django both read it: YYYY-MM-DD HH:MM (a space or a T), then seconds, a
-# fraction, a zone; from 1970, hours under 24, a real calendar day (SQLite reads February 30th as
-# written, and normalises it only with a modifier), the rest as datetime() reads it.
+# fraction, a zone as julianday() reads them; from 1970 to 2999, hours under 24, a real calendar day
+# (SQLite reads February 30th and 24:00 as written: Django does not).
+FIRST_DAY, AFTER_LAST_DAY = 2440587.5, 2816787.5  # julianday('1970-01-01'), julianday('3000-01-01')
 
 
 def wrong_value_sql(table: str, column: str, row: str = "", *, inserting: bool = False) -> str:
     """SQL true where a column's value is one the console cannot hold (``row``: "NEW." in a
     trigger, ``inserting`` in an insert's, before defaults). It runs for every row the bot writes
-    and every value a shipped file holds: one typeof per value (a CASE on it; typeof(x) IN (...)
-    in a trigger built the list's table again for every row, 5-9 us each), and SQLite's costly
-    calendar (a date with a modifier, 0.75 us) only for the days after the 28th."""
+    and every value a shipped file holds, so each test is a CASE's WHEN, cheapest first: SQLite
+    stops at the first that decides, where an AND or OR that gives a value evaluates both sides
+    (the time's checks as ANDs: 1.7 us a value, 0.6 as WHENs; the whole of a snapshot of 200,000
+    trades 1.19 s against 0.58 s for types alone). typeof(x) IN (...) in a trigger built the
+    list's table again for every row (5-9 us each)."""
     value, declared = f"{row}{column}", DECLARED_TYPES[table][column]
     required = column in REQUIRED.get(table, ()) and not (inserting and (table, column) in DEFAULTED_ON_INSERT)
     null = "1" if required else "0"
@@ -315,12 +318,16 @@ def wrong_value_sql(table: str, column: str, row: str = "", *, inserting: bool =
             f"WHEN 'null' THEN {null} ELSE 1 END)"
         )
     if declared == "TIMESTAMP":
-        day = f"substr({value}, 1, 10)"
+        month_day = f"substr({value}, 6, 5)"
+        no_such_day = " OR ".join(
+            f"{month_day} = '{day}'" for day in ("02-30", "02-31", "04-31", "06-31", "09-31", "11-31")
+        )
         time = (
-            f"NOT COALESCE(({value} LIKE '____-__-__ __:__%' OR {value} LIKE '____-__-__T__:__%') "
-            f"AND substr({value}, 1, 4) BETWEEN '1970' AND '2999' AND substr({value}, 12, 2) < '24' "
-            f"AND (substr({value}, 9, 2) <= '28' OR date({day}, '+0 days') = {day}) "
-            f"AND datetime({value}) IS NOT NULL, 0)"
+            f"CASE WHEN NOT ({value} LIKE '____-__-__ __:__%' OR {value} LIKE '____-__-__T__:__%') THEN 1 "
+            f"WHEN COALESCE(julianday({value}) BETWEEN {FIRST_DAY} AND {AFTER_LAST_DAY - 1e-5}, 0) = 0 THEN 1 "
+            f"WHEN substr({value}, 12, 2) >= '24' THEN 1 WHEN substr({value}, 9, 2) <= '28' THEN 0 "
+            f"WHEN {no_such_day} THEN 1 WHEN {month_day} = '02-29' "
+            f"THEN date(substr({value}, 1, 10), '+0 days') != substr({value}, 1, 10) ELSE 0 END"
         )
         return f"(CASE typeof({value}) WHEN 'text' THEN {time} WHEN 'null' THEN {null} ELSE 1 END)"
     return f"(CASE typeof({value}) WHEN 'text' THEN length({value}) > {TEXT_LIMIT} WHEN 'null' THEN {null} ELSE 1 END)"
@@ -337,7 +344,7 @@ def what_is_held(table: str, column: str) -> str:
     elif declared == "REAL":
         what = f"a number under {NUMBER_LIMITS.get(table, {}).get(column, ANY_NUMBER_LIMIT):,.0f}"
     elif declared == "TIMESTAMP":
-        what = "a time written YYYY-MM-DD HH:MM[:SS[.fff]][+HH:MM], from 1970"
+        what = "a time written YYYY-MM-DD HH:MM[:SS[.fff]][+HH:MM], from 1970 to 2999"
     else:
         what = f"a text of at most {TEXT_LIMIT} characters"
     return what + (", never NULL" if column in REQUIRED.get(table, ()) else "")
