@@ -290,7 +290,9 @@ REQUIRED = {"trades": ("entry_time", "direction", "status"), "profit_chains": ("
 DEFAULTED_ON_INSERT = (("trades", "status"),)  # trades_status_default: NULL is OPEN
 # A time as SQLite and Django both read it: YYYY-MM-DD HH:MM (a space or a T), then seconds, a
 # fraction, a zone as julianday() reads them; from 1970 to 2999, hours under 24, a real calendar day
-# (SQLite reads February 30th and 24:00 as written: Django does not).
+# (SQLite reads February 30th and 24:00 as written: Django does not). In UTC: the central copy's
+# days on SQLite are the text's own (a time at 01:00+02:00 fell on the next day there, not on
+# PostgreSQL), so a zone, if written, is Z or +00:00.
 FIRST_DAY, AFTER_LAST_DAY = 2440587.5, 2816787.5  # julianday('1970-01-01'), julianday('3000-01-01')
 
 
@@ -325,6 +327,7 @@ def wrong_value_sql(table: str, column: str, row: str = "", *, inserting: bool =
         time = (
             f"CASE WHEN NOT ({value} LIKE '____-__-__ __:__%' OR {value} LIKE '____-__-__T__:__%') THEN 1 "
             f"WHEN COALESCE(julianday({value}) BETWEEN {FIRST_DAY} AND {AFTER_LAST_DAY - 1e-5}, 0) = 0 THEN 1 "
+            f"WHEN ({value} LIKE '%+__:__' OR {value} LIKE '%-__:__') AND substr({value}, -5) != '00:00' THEN 1 "
             f"WHEN substr({value}, 12, 2) >= '24' THEN 1 WHEN substr({value}, 9, 2) <= '28' THEN 0 "
             f"WHEN {no_such_day} THEN 1 WHEN {month_day} = '02-29' "
             f"THEN date(substr({value}, 1, 10), '+0 days') != substr({value}, 1, 10) ELSE 0 END"
@@ -344,7 +347,7 @@ def what_is_held(table: str, column: str) -> str:
     elif declared == "REAL":
         what = f"a number under {NUMBER_LIMITS.get(table, {}).get(column, ANY_NUMBER_LIMIT):,.0f}"
     elif declared == "TIMESTAMP":
-        what = "a time written YYYY-MM-DD HH:MM[:SS[.fff]][+HH:MM], from 1970 to 2999"
+        what = "a time in UTC written YYYY-MM-DD HH:MM[:SS[.fff]] (a zone, if any, Z or +00:00), from 1970 to 2999"
     else:
         what = f"a text of at most {TEXT_LIMIT} characters"
     return what + (", never NULL" if column in REQUIRED.get(table, ()) else "")

@@ -8,7 +8,7 @@ the sync keeps exact per plugin, entry day, symbol, direction and status.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.core import signing
@@ -134,7 +134,9 @@ def search(params) -> tuple[QuerySet, dict, list[str]]:
     if chosen["date_from"]:
         trades = trades.filter(entry_time__gte=_day_start(chosen["date_from"], time.min))
     if chosen["date_to"]:
-        trades = trades.filter(entry_time__lte=_day_start(chosen["date_to"], time.max))
+        # Before the next day rather than up to 23:59:59.999999: a time written with a T (as
+        # Python's isoformat() writes it) sorts after that as text, in the central copy on SQLite.
+        trades = trades.filter(entry_time__lt=_day_start(chosen["date_to"], time.min) + timedelta(days=1))
     return _ordered(trades, sort), chosen, problems
 
 

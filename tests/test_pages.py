@@ -3,6 +3,8 @@
 import csv
 import io
 import re
+import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -115,6 +117,23 @@ def test_the_trade_search_filters_sorts_and_links_to_each_plugins_admin(viewer_c
     )
     assert viewer_client.get("/trades/combined_v3/999/").status_code == 404
     assert viewer_client.get("/trades/..%2Fx/13/").status_code == 404
+
+
+def test_a_trade_the_bot_timed_with_a_t_is_found_on_the_last_day_of_a_date_range(viewer_client, config):
+    """Python's isoformat() writes 2026-11-27T15:00:00. As text (the central copy on SQLite) it
+    sorts after 2026-11-27 23:59:59.999999, the end of the last day asked for, and the search
+    did not find it."""
+    with closing(sqlite3.connect(plugins.database_path("combined_v3"))) as bot:
+        for ticket, entered in ((76, "2026-11-26T23:59:59"), (77, "2026-11-27T15:00:00"), (78, "2026-11-28T00:00:00")):
+            bot.execute(
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time) "
+                "VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, ?)",
+                (ticket, entered),
+            )
+        bot.commit()
+    run_sync(trigger="command")
+    page = viewer_client.get("/trades/", {"date_from": "2026-11-27", "date_to": "2026-11-27"}).content.decode()
+    assert [int(t) for t in re.findall(r'/trades/\w+/(\d+)/"', page)] == [77]
 
 
 def test_every_trade_is_reachable_page_by_page_forwards_and_backwards_in_each_sort(viewer_client, trading, monkeypatch):

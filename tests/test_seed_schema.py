@@ -276,7 +276,7 @@ def test_a_file_not_in_the_seeds_shape_is_refused_with_what_is_wrong_and_nothing
 TIMES_TAKEN = [
     "2026-11-27 10:00:00",  # SQLite's CURRENT_TIMESTAMP, the seed's default
     "2026-11-27 10:00:00.123456",  # Python's sqlite3 adapter
-    "2026-11-27T10:00:00+02:00",  # datetime.isoformat() of an aware time
+    "2026-11-27T10:00:00+00:00",  # datetime.isoformat() of an aware time in UTC
     "2026-11-27T10:00:00.5Z",
     "2026-11-27 10:00",
     "2024-02-29 23:59:59",
@@ -285,6 +285,7 @@ TIMES_REFUSED = [
     "2026-02-30 10:00:00",  # SQLite's datetime() reads it as written
     "2026-04-31 10:00:00",
     "2026-11-27 24:00:00",
+    "2026-11-27T01:00:00+02:00",  # the 26th in UTC: the central's days are UTC
     "2026-11-27 10:60:00",
     "0000-01-01 00:00:00",
     "2026-11-27",  # a day: the shape is a time's
@@ -312,7 +313,7 @@ def test_a_time_is_taken_exactly_when_the_console_can_read_it(written, tmp_path)
             bot.execute(insert, (written,))
             taken = True
         except sqlite3.IntegrityError as refused:
-            assert "entry_time must be a time written YYYY-MM-DD HH:MM" in str(refused)
+            assert "entry_time must be a time in UTC written YYYY-MM-DD HH:MM" in str(refused)
             taken = False
     assert taken == (written in TIMES_TAKEN)
     if taken:
