@@ -16,8 +16,15 @@ from django.db import connections
 from django.utils import timezone
 
 from config_app import service as config_service
-from plugins_app import plugins, registry
-from sync_app.backup import BackupError, compress, consistent_copy, decompress, integrity_problems
+from plugins_app import plugin_apps, plugins, registry
+from sync_app.backup import (
+    BackupError,
+    bring_to_this_version,
+    compress,
+    consistent_copy,
+    decompress,
+    integrity_problems,
+)
 from sync_app.models import ArchivedPlugin
 from zepix_admin.core import home
 from zepix_admin.core.files import fsync_folder, work_folder
@@ -93,6 +100,10 @@ def undo_archive(plugin_id: str, *, actor: str = "command", via: str = "command"
             restored = Path(work) / target.name
             if decompress(Path(archive.path), restored) != archive.sha256:
                 raise BackupError(f"{Path(archive.path).name} does not match its checksum; nothing was changed.")
+            # An archive is kept for weeks: one taken before an upgrade is migrated before it is
+            # put back, as a restored backup is (its alias and app first, as declaring it gives).
+            plugin_apps.add_plugin_app(plugin_id)
+            bring_to_this_version(registry.alias_for(plugin_id), restored, Path(archive.path))
             os.replace(restored, target)
             fsync_folder(target.parent)
     config_service.reinstate(plugin_id, author=actor, via=via)

@@ -680,8 +680,7 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
 
         if alias != "default":
             stamp_identity(restored)  # the sync then reconciles the plugin's central rows
-        with _connected_to(alias, restored):  # a backup from before an upgrade: migrated before the swap
-            _bring_to_this_version(alias, path)
+        bring_to_this_version(alias, restored, path)  # a backup from before an upgrade: before the swap
         _checkpoint(restored)
         if alias == "default":
             _restore_central(swap_in, swap_back, _taken_at(path, backup), aside)
@@ -715,10 +714,16 @@ def _connected_to(alias: str, path: Path):
         connections[alias] = live
 
 
+def bring_to_this_version(alias: str, file: Path, path: Path) -> None:
+    """A database file of an alias, not in place yet (a restored backup, a plugin's archive
+    brought back), gets the migrations of this version it lacks: one taken before an upgrade.
+    One taken by a newer version (migrations this one does not know) is refused. ``path``
+    names it in what is said."""
+    with _connected_to(alias, file):
+        _bring_to_this_version(alias, path)
+
+
 def _bring_to_this_version(alias: str, path: Path) -> None:
-    """The database on connections[alias] (a restored one) gets the migrations of this version
-    it lacks: a backup taken before an upgrade. One taken by a newer version (migrations this
-    one does not know) is refused."""
     loader = MigrationLoader(connections[alias], ignore_no_migrations=True)
     apps = {alias} if registry.plugin_id_for_alias(alias) else loader.migrated_apps
     known = set(loader.disk_migrations) | {name for squash in loader.replacements.values() for name in squash.replaces}

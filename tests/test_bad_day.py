@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins_app.schema import SEED_DDL
+from plugins_app.schema import SEED_DDL, SEED_TABLES
 from plugins_app.store import PluginStore
 from sync_app.scheduler import JOBS
 from tests.helpers import ROOT, closed_trade, free_port, installed, manage, start_consumer, trade
@@ -423,6 +423,30 @@ def test_a_plugin_archived_after_the_central_backup_stays_archived_and_can_be_br
     run(env, "archive_plugin", "price_action_v6", "--undo")  # its archive is known
     with closing(sqlite3.connect(data / "plugins" / "price_action_v6.sqlite3")) as connection:
         assert connection.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 3
+
+
+def test_a_plugin_archived_before_an_upgrade_comes_back_in_this_versions_schema(install):
+    """An archive is kept for weeks. One taken before an upgrade came back in the schema of the
+    version that took it and stayed so until the next `setup`: here without the checks of the
+    bot's values (the sync met a column it lacked, with an older one)."""
+    env, data = install
+    plugin = data / "plugins" / "price_action_v6.sqlite3"
+    with closing(sqlite3.connect(plugin)) as old, old:  # as the version before this one left it
+        for table in SEED_TABLES:
+            old.execute(f"DROP TRIGGER {table}_values_held_on_insert")
+            old.execute(f"DROP TRIGGER {table}_values_held_on_update")
+        old.execute("DELETE FROM django_migrations WHERE name = '0005_values_held'")
+    run(env, "archive_plugin", "price_action_v6")
+    run(env, "archive_plugin", "price_action_v6", "--undo")
+    with closing(sqlite3.connect(plugin)) as bot:
+        with pytest.raises(sqlite3.IntegrityError, match="exit_price must be a number"):
+            bot.execute(
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, exit_price) "
+                "VALUES (900, 'EURUSD', 'BUY', 0.1, 1.1, '')"
+            )
+        assert bot.execute("SELECT COUNT(*) FROM trades").fetchone() == (3,)
+    assert "OK   database plugin_price_action_v6" in run(env, "health_check", ok=None).stdout  # no migration due
+    assert "price_action_v6: 3 inserted" in run(env, "sync_plugins").stdout
 
 
 def test_a_file_copied_back_by_hand_is_noticed_from_its_change_numbers(install):
