@@ -707,7 +707,8 @@ def test_a_value_the_console_cannot_hold_is_refused_at_the_bots_write_and_one_wr
             "VALUES (53, 'EURUSD', 'SELL', 0.1, 1.1, NULL)"
         )
         bot.commit()
-    run(env, "setup", "--no-demo")
+    setup = run(env, "setup", "--no-demo")
+    assert "its database holds 1 row(s) of trades whose entry_time is not a time" in setup.stderr
     with closing(sqlite3.connect(bot_file)) as bot:
         assert bot.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'trades_values_held_%'").fetchone() == (
             2,

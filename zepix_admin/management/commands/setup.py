@@ -128,9 +128,24 @@ class Command(ZepixCommand):
             try:
                 if plugins.migrate_database(alias):
                     done.append(f"database {alias}: migrated")
+                    self.warn_of_rows_not_held(plugin_id)
             except DatabaseError as error:
                 self.stderr.write(self.style.WARNING(f"Plugin {plugin_id}: cannot migrate its database: {error}"))
         return done
+
+    def warn_of_rows_not_held(self, plugin_id: str) -> None:
+        """A database migrated now was written before the checks of the bot's values (or by an
+        older version): rows it holds that the console cannot hold are said once, here (a scan
+        of the file, so only after a migration)."""
+        not_held = plugins.rows_not_held(plugin_id)
+        if not_held:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Plugin {plugin_id}: its database holds {'; '.join(not_held)}. Correct those rows in "
+                    f"{plugins.database_path(plugin_id)}: until then its sync may fail, and the pages that show "
+                    "them may not load."
+                )
+            )
 
     def ensure_admin_account(self) -> list[str]:
         User = get_user_model()
