@@ -118,7 +118,41 @@ def _settings_schema_problem(schema) -> str:
     clash = sorted(set(schema.get("properties", {})) & set(_schema("plugin")["properties"]))
     if clash:
         return f"it redefines built-in settings: {', '.join(clash)}"
+    for reference in _references(schema):
+        if not _points_within(schema, reference):
+            return f"it refers to {reference}: a reference must point within the schema (#/$defs/...)"
     return ""
+
+
+def _references(node):
+    """Every $ref and $dynamicRef in a schema."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef"):
+                yield value
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def _points_within(schema: dict, reference) -> bool:
+    """Whether a reference is a JSON pointer into the schema's own $defs (or definitions), which
+    stay at the root once it is combined with the built-in schema: jsonschema fetches nothing
+    here, and a reference to another file or address failed every validation."""
+    if not isinstance(reference, str) or not reference.startswith(("#/$defs/", "#/definitions/")):
+        return False
+    node = schema
+    for part in reference.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
 
 
 def _own_schema(plugin_id: str) -> tuple[dict | None, str]:
@@ -144,8 +178,11 @@ def _combined(own: dict) -> dict:
     keys, the own schema's other rules (ranges, patterns) applied through allOf."""
     base = _schema("plugin")
     rules = {key: value for key, value in own.items() if key not in ("$schema", "$id", "title", "additionalProperties")}
+    # Its references point from its own root (#/$defs/...): what they point to stays there.
+    shared = {key: {**base.get(key, {}), **own[key]} for key in ("$defs", "definitions") if key in own}
     return {
         **base,
+        **shared,
         "properties": {**base["properties"], **own.get("properties", {})},
         "required": sorted({*base.get("required", []), *own.get("required", [])}),
         "allOf": [rules],

@@ -79,3 +79,43 @@ def test_a_broken_own_schema_refuses_saves_with_the_reason_and_the_page_still_sh
 def test_without_its_own_schema_a_plugins_settings_stay_closed(config):
     with pytest.raises(documents.InvalidDocument, match="unknown setting"):
         service.set_value("combined_v3", "grid_spacing_pips", 12, base_version=1, author="t", via="t")
+
+
+def test_an_own_schema_may_refer_within_itself_and_one_that_refers_elsewhere_is_refused(own_schema, operator_client):
+    """A plugin's schema that kept its shapes under $defs validated on its own, but not once
+    combined with the built-in schema (its $defs were no longer at the root): every save of the
+    plugin's settings answered 500. One referring to another file or address did the same."""
+    own_schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "$defs": {"pips": {"type": "number", "minimum": 1, "maximum": 100}},
+                "properties": {"grid_spacing_pips": {"$ref": "#/$defs/pips", "default": 10}},
+            }
+        )
+    )
+    current = operator_client.get("/api/config/combined_v3").json()
+
+    def put(value):
+        return operator_client.put(
+            "/api/config/combined_v3",
+            json.dumps({**current["data"], "grid_spacing_pips": value}),
+            content_type="application/json",
+            HTTP_IF_MATCH=f'"{current["version"]}"',
+        )
+
+    refused = put(500)
+    assert refused.status_code == 400 and "must be at most 100" in refused.content.decode()
+    assert put(12).status_code == 200
+    assert service.current("combined_v3").document["grid_spacing_pips"] == 12
+    page = operator_client.get("/config/combined_v3/")
+    assert page.status_code == 200 and "grid_spacing_pips" in page.content.decode()
+
+    for elsewhere in ("https://example.com/pips.json", "pips.json", "#/$defs/nowhere"):
+        own_schema.write_text(json.dumps({"type": "object", "properties": {"grid_spacing_pips": {"$ref": elsewhere}}}))
+        current = operator_client.get("/api/config/combined_v3").json()
+        refused = put(13)
+        assert refused.status_code == 400, elsewhere
+        assert f"refers to {elsewhere}" in refused.content.decode()
+        assert operator_client.get("/config/combined_v3/").status_code == 200
+    assert service.current("combined_v3").document["grid_spacing_pips"] == 12
