@@ -420,3 +420,29 @@ def test_a_hostile_or_damaged_snapshot_changes_nothing(two_hosts, tmp_path):
         assert_same(host, hub)
     finally:
         server.stop()
+
+
+def test_a_whole_file_the_central_will_not_take_is_shipped_in_batches_instead(two_hosts):
+    """A central whose ZEPIX_MAX_SNAPSHOT_MB is below the host's file refuses it once it has
+    decompressed that much, while the host is still sending: the host must hear the refusal (and
+    ship in batches), not take the closed connection for a central it cannot reach, and try the
+    same file again at every run."""
+    hub_env, hub, token, bot_env, host = two_hosts
+    path = host / "plugins" / f"{PLUGIN}.sqlite3"
+    with PluginStore(path) as store:  # what does not compress: the host's own signals' payloads
+        store.connection.executemany(
+            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action) "
+            "VALUES ('2026-11-26 10:00:00', 'EURUSD', 'BUY', '15m', ?, 'opened')",
+            [(json.dumps({"noise": base64.b64encode(os.urandom(3000)).decode()}),) for _ in range(3000)],
+        )
+    assert path.stat().st_size > 8 << 20
+    server = Served({**hub_env, "ZEPIX_MAX_SNAPSHOT_MB": "1"})
+    try:
+        shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
+        assert "the central takes no snapshot (The snapshot was refused, nothing applied: it is over 1 MB" in (
+            shipped.stderr
+        ), shipped.stdout + shipped.stderr
+        assert "shipped" in shipped.stdout and "whole file" not in shipped.stdout
+        assert_same(host, hub)
+    finally:
+        server.stop()
