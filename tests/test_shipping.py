@@ -8,7 +8,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -242,6 +244,16 @@ def test_a_plugin_written_on_the_central_itself_takes_no_shipped_changes(two_hos
         server.stop()
 
 
+def add_signals_that_do_not_compress(path: Path, count: int) -> None:
+    """The host's own signals with random payloads (4 KB each): a file that stays large compressed."""
+    with PluginStore(path) as store:
+        store.connection.executemany(
+            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action) "
+            "VALUES ('2026-11-26 10:00:00', 'EURUSD', 'BUY', '15m', ?, 'opened')",
+            [(json.dumps({"noise": base64.b64encode(os.urandom(3000)).decode()}),) for _ in range(count)],
+        )
+
+
 def packed_file(path: Path) -> bytes:
     """A plugin file as a host sends it whole: zstd-compressed."""
     return zstandard.ZstdCompressor().compress(path.read_bytes())
@@ -301,12 +313,7 @@ def test_a_host_may_send_a_whole_file_larger_than_any_other_request_may_be(two_h
 
     hub_env, hub, token, bot_env, host = two_hosts
     path = host / "plugins" / f"{PLUGIN}.sqlite3"
-    with PluginStore(path) as store:  # what does not compress: the host's own signals' payloads
-        store.connection.executemany(
-            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action) "
-            "VALUES ('2026-11-26 10:00:00', 'EURUSD', 'BUY', '15m', ?, 'opened')",
-            [(json.dumps({"noise": base64.b64encode(os.urandom(3000)).decode()}),) for _ in range(1200)],
-        )
+    add_signals_that_do_not_compress(path, 1200)
     packed = packed_file(path)
     assert len(packed) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     server = Served({**hub_env, "ZEPIX_MAX_SNAPSHOT_MB": "1"})  # a central that takes no file that large
@@ -429,20 +436,78 @@ def test_a_whole_file_the_central_will_not_take_is_shipped_in_batches_instead(tw
     same file again at every run."""
     hub_env, hub, token, bot_env, host = two_hosts
     path = host / "plugins" / f"{PLUGIN}.sqlite3"
-    with PluginStore(path) as store:  # what does not compress: the host's own signals' payloads
-        store.connection.executemany(
-            "INSERT INTO signals (received_at, symbol, signal_type, timeframe, payload, action) "
-            "VALUES ('2026-11-26 10:00:00', 'EURUSD', 'BUY', '15m', ?, 'opened')",
-            [(json.dumps({"noise": base64.b64encode(os.urandom(3000)).decode()}),) for _ in range(3000)],
-        )
+    add_signals_that_do_not_compress(path, 3000)
     assert path.stat().st_size > 8 << 20
     server = Served({**hub_env, "ZEPIX_MAX_SNAPSHOT_MB": "1"})
     try:
         shipped = ship(bot_env, server, token, "--snapshot-rows", "1000")
-        assert "the central takes no snapshot (The snapshot was refused, nothing applied: it is over 1 MB" in (
-            shipped.stderr
-        ), shipped.stdout + shipped.stderr
+        said = shipped.stdout + shipped.stderr
+        # Its 409 ("it is over 1 MB"), or the connection it closed while the host still sent.
+        assert "the central takes no snapshot (" in shipped.stderr and "shipping in batches" in shipped.stderr, said
         assert "shipped" in shipped.stdout and "whole file" not in shipped.stdout
         assert_same(host, hub)
     finally:
+        server.stop()
+
+
+class CuttingProxy:
+    """A TCP proxy to a served central that resets the connection of a request whose first
+    line names ``cut`` once its headers are in (what a central closing on an unread body does),
+    and passes every other request through."""
+
+    def __init__(self, target_port: int, cut: bytes):
+        self.target_port, self.cut = target_port, cut
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.cuts = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.relay, args=(client,), daemon=True).start()
+
+    def relay(self, client):
+        head = client.recv(65536)
+        if self.cut in head.split(b"\r\n", 1)[0]:
+            self.cuts += 1
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        upstream.sendall(head)
+
+        def pipe(source, sink):
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_central_that_cuts_the_whole_file_short_gets_batches_instead(two_hosts):
+    """A central refusing a whole file before reading it (over its ZEPIX_MAX_SNAPSHOT_MB) may close
+    the connection while the host still sends, so that the host never reads its 409: the host
+    took that for an unreachable central and sent the same file again at every run."""
+    hub_env, hub, token, bot_env, host = two_hosts
+    server = Served(hub_env)
+    proxy = CuttingProxy(server.port, cut=b"/snapshot")
+    try:
+        shipped = ship(bot_env, proxy, token, "--snapshot-rows", "1000")  # through the proxy
+        assert proxy.cuts == 1
+        assert "it closed the connection while the file was sent" in shipped.stderr and "batches" in shipped.stderr
+        assert_same(host, hub)
+    finally:
+        proxy.close()
         server.stop()

@@ -22,6 +22,12 @@ class ShipFailed(Exception):
     pass
 
 
+class CentralUnreachable(ShipFailed):
+    def __init__(self, message: str, *, closed: bool = False):
+        super().__init__(message)
+        self.closed = closed  # it closed the connection (rather than never answered)
+
+
 class Command(ZepixCommand):
     help = (
         "On a bot host: send this host's plugins' changes (trades, chains, levels, daily stats, plugin info) "
@@ -115,14 +121,24 @@ class Command(ZepixCommand):
         """The whole file; None when the central takes none (it then gets batches)."""
         with work_folder(Path(path).parent, ".snapshot-") as work:
             copy = shipping.snapshot_of(path, Path(work))
-            answer = self.call(  # compressed as it goes, sent in chunks
-                "POST",
-                plugin_id,
-                backup.compressed(copy, level=shipping.SNAPSHOT_ZSTD_LEVEL),
-                endpoint="snapshot",
-                fall_back=(404, 413),
-                timeout=SNAPSHOT_TIMEOUT_SECONDS,
-            )
+            try:
+                answer = self.call(  # compressed as it goes, sent in chunks
+                    "POST",
+                    plugin_id,
+                    backup.compressed(copy, level=shipping.SNAPSHOT_ZSTD_LEVEL),
+                    endpoint="snapshot",
+                    fall_back=(404, 413),
+                    timeout=SNAPSHOT_TIMEOUT_SECONDS,
+                )
+            except CentralUnreachable as error:
+                # A central that refuses the file before reading it all (over its
+                # ZEPIX_MAX_SNAPSHOT_MB) may close the connection while the host still sends,
+                # before the host reads its 409: taken for an unreachable central, the same file
+                # was sent again at every run. The batches then find out which it is (a central
+                # that went away fails them too). Not after a timeout: it may still be applying it.
+                if not error.closed:
+                    raise
+                answer = {"error": f"it closed the connection while the file was sent ({error})"}
         if "error" in answer:
             self.stderr.write(f"{plugin_id}: the central takes no snapshot ({answer['error']}); shipping in batches")
             return None
@@ -166,7 +182,8 @@ class Command(ZepixCommand):
                 return {"error": answer.get("error", f"{error.code} {error.reason}")}
             raise ShipFailed(f"the central answered {error.code}: {answer.get('error', error.reason)}") from None
         except (urllib.error.URLError, OSError) as error:
-            raise ShipFailed(f"the central cannot be reached ({error})") from None
+            closed = isinstance(getattr(error, "reason", error), ConnectionResetError | BrokenPipeError)
+            raise CentralUnreachable(f"the central cannot be reached ({error})", closed=closed) from None
 
 
 def _json(body: bytes) -> dict:
