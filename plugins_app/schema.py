@@ -13,6 +13,7 @@ Standard library only: the bot may import it.
 
 import sqlite3
 from contextlib import closing
+from functools import cache
 
 # The seed's plugin DDL (shared/seeds/003), as written: the contract with the bot.
 SEED_DDL = """
@@ -251,7 +252,7 @@ def upgrade(connection: sqlite3.Connection) -> None:
     for table in NUMBERED_TABLES:
         # Rows there before the triggers: numbered in table order (a rowid is unique and rises).
         connection.execute(f"UPDATE {table} SET change_seq = rowid WHERE change_seq = 0")
-    for statement in (*ADDITIONS, *VALUE_TRIGGERS):
+    for statement in (*ADDITIONS, *value_triggers()):
         connection.execute(statement)
 
 
@@ -260,17 +261,21 @@ def upgrade(connection: sqlite3.Connection) -> None:
 # the plugin's sync for good (a NULL entry time: the day's totals have no day) or every page that
 # showed it (Django cannot read 'abc' as a number); on PostgreSQL the central column refuses it.
 # So the plugin's own database refuses it at the write, whoever writes, with the column named.
-def _declared_types() -> dict[str, dict[str, str]]:
+@cache
+def table_shapes() -> dict[str, tuple[list[str], str, dict[str, str]]]:
+    """{table: (columns, primary key, {column: declared type})} of the tables the sync copies and
+    hosts ship, made from this module's DDL (never from a file or a request), when first asked."""
     with closing(sqlite3.connect(":memory:")) as connection:
         _create_seed_tables(connection)
         _add_columns(connection)
-        return {
-            table: {row[1]: (row[2] or "").upper() for row in connection.execute(f"PRAGMA table_info({table})")}
-            for table in NUMBERED_TABLES
-        }
+        shapes = {}
+        for table in NUMBERED_TABLES:
+            info = connection.execute(f"PRAGMA table_info({table})").fetchall()
+            key = next(row[1] for row in info if row[5] == 1)
+            shapes[table] = ([row[1] for row in info], key, {row[1]: (row[2] or "").upper() for row in info})
+        return shapes
 
 
-DECLARED_TYPES = _declared_types()
 INT32 = 2**31 - 1
 # Below the central copy's own limits (sync_app.models: a DecimalField's digits, an IntegerField's
 # 32 bits), with room for a day's sum of profits; other numbers are any finite one under 1e15.
@@ -304,17 +309,17 @@ def wrong_value_sql(table: str, column: str, row: str = "", *, inserting: bool =
     (the time's checks as ANDs: 1.7 us a value, 0.6 as WHENs; the whole of a snapshot of 200,000
     trades 1.19 s against 0.58 s for types alone). typeof(x) IN (...) in a trigger built the
     list's table again for every row (5-9 us each)."""
-    value, declared = f"{row}{column}", DECLARED_TYPES[table][column]
+    value, declared = f"{row}{column}", _declared(table, column)
     required = column in REQUIRED.get(table, ()) and not (inserting and (table, column) in DEFAULTED_ON_INSERT)
     null = "1" if required else "0"
+    limit = _number_limit(table, column)
     if (table, column) == ("daily_stats", "date"):
         return f"({value} IS NULL OR date({value}, '+0 days') IS NOT {value})"
     if "INT" in declared:
-        limit = NUMBER_LIMITS.get(table, {}).get(column)
         number = f"abs({value}) > {limit:.0f}" if limit else "0"
         return f"(CASE typeof({value}) WHEN 'integer' THEN {number} WHEN 'null' THEN {null} ELSE 1 END)"
     if declared == "REAL":
-        number = f"abs({value}) >= {NUMBER_LIMITS.get(table, {}).get(column, ANY_NUMBER_LIMIT):g}"
+        number = f"abs({value}) >= {limit:g}"
         return (
             f"(CASE typeof({value}) WHEN 'real' THEN {number} WHEN 'integer' THEN {number} "
             f"WHEN 'null' THEN {null} ELSE 1 END)"
@@ -336,16 +341,25 @@ def wrong_value_sql(table: str, column: str, row: str = "", *, inserting: bool =
     return f"(CASE typeof({value}) WHEN 'text' THEN length({value}) > {TEXT_LIMIT} WHEN 'null' THEN {null} ELSE 1 END)"
 
 
+def _declared(table: str, column: str) -> str:
+    return table_shapes()[table][2][column]
+
+
+def _number_limit(table: str, column: str) -> float | None:
+    """The bound of a number's column (None: a whole number SQLite's 64 bits hold)."""
+    default = ANY_NUMBER_LIMIT if _declared(table, column) == "REAL" else None
+    return NUMBER_LIMITS.get(table, {}).get(column, default)
+
+
 def what_is_held(table: str, column: str) -> str:
     """What a column holds, said to whoever wrote something else."""
-    declared = DECLARED_TYPES[table][column]
+    declared, limit = _declared(table, column), _number_limit(table, column)
     if (table, column) == ("daily_stats", "date"):
         what = "a date written YYYY-MM-DD"
     elif "INT" in declared:
-        limit = NUMBER_LIMITS.get(table, {}).get(column)
         what = "a whole number" + (f" of at most {limit:,.0f}" if limit else "")
     elif declared == "REAL":
-        what = f"a number under {NUMBER_LIMITS.get(table, {}).get(column, ANY_NUMBER_LIMIT):,.0f}"
+        what = f"a number under {limit:,.0f}"
     elif declared == "TIMESTAMP":
         what = "a time in UTC written YYYY-MM-DD HH:MM[:SS[.fff]] (a zone, if any, Z or +00:00), from 1970 to 2999"
     else:
@@ -369,7 +383,10 @@ def _value_trigger(table: str, event: str) -> str:
     )
 
 
-VALUE_TRIGGERS = [_value_trigger(table, event) for table in SEED_TABLES for event in ("INSERT", "UPDATE")]
+@cache
+def value_triggers() -> list[str]:
+    """The triggers that refuse a value the console cannot hold, on the seed's five tables."""
+    return [_value_trigger(table, event) for table in SEED_TABLES for event in ("INSERT", "UPDATE")]
 
 
 def rows_not_held(connection: sqlite3.Connection) -> list[str]:

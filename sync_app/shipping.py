@@ -27,7 +27,6 @@ import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from functools import cache
 from pathlib import Path
 
 import zstandard
@@ -74,20 +73,6 @@ class SnapshotRefused(Conflict):
         super().__init__(f"The snapshot was refused, nothing applied: {problem}.")
 
 
-@cache
-def table_columns() -> dict[str, tuple[list[str], str, dict[str, str]]]:
-    """{table: (columns, primary key, {column: declared type})} of the plugin schema, the same
-    on both ends (made from the schema, never from a request)."""
-    with closing(sqlite3.connect(":memory:")) as connection:
-        schema.create(connection)
-        shapes = {}
-        for table in SHIPPED_TABLES:
-            info = connection.execute(f"PRAGMA table_info({table})").fetchall()
-            key = next(row[1] for row in info if row[5] == 1)
-            shapes[table] = ([row[1] for row in info], key, {row[1]: (row[2] or "").upper() for row in info})
-        return shapes
-
-
 # The host's side ----------------------------------------------------------------
 
 
@@ -113,7 +98,7 @@ def next_batch(path, acknowledged: dict, central_identity: str, *, rows_per_tabl
         if restart:
             since = dict.fromkeys(SHIPPED_TABLES, 0)
         tables, until, more = {}, {}, False
-        for table, (columns, _, _) in table_columns().items():
+        for table, (columns, _, _) in schema.table_shapes().items():
             rows = connection.execute(
                 f"SELECT {', '.join(columns)} FROM {table} WHERE change_seq > ? ORDER BY change_seq LIMIT ?",
                 (since[table], rows_per_table),
@@ -198,7 +183,7 @@ def _checked(batch: dict) -> dict[str, list[list]]:
             raise Invalid(f"A batch's {name!r} gives a change number for each of {', '.join(SHIPPED_TABLES)}.")
         if not all(type(value) is int and value >= 0 for value in marks.values()):
             raise Invalid(f"A batch's {name!r} change numbers are whole numbers from 0.")
-    shapes, checked, total = table_columns(), {}, 0
+    shapes, checked, total = schema.table_shapes(), {}, 0
     for table, content in tables.items():
         columns = shapes[table][0]
         if not isinstance(content, dict) or content.get("columns") != columns:
@@ -217,7 +202,7 @@ def _type_problems(connection, table: str, since: int, until: int, *, source: st
     """What is wrong with the rows of a table (staged, unless ``source`` names another table)
     ('' when nothing): one pass in SQLite instead of a Python check of every value (3x the time
     of the whole apply)."""
-    columns = table_columns()[table][0]
+    columns = schema.table_shapes()[table][0]
     wrong = [schema.wrong_value_sql(table, column) for column in columns]
     counts = schema.rows_meeting(
         connection, source or f"incoming_{table}", [*wrong, "change_seq <= ? OR change_seq > ?"], (since, until)
@@ -451,14 +436,14 @@ def _keep_the_mirrors_own(source, mirror_path: Path) -> None:
 
 def _stage(mirror, table: str, rows: list[list]) -> None:
     """The batch's rows of a table in a temporary table of the same columns and affinities."""
-    columns = table_columns()[table][0]
+    columns = schema.table_shapes()[table][0]
     mirror.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming_{table} AS SELECT * FROM main.{table} WHERE 0")
     mirror.execute(f"DELETE FROM incoming_{table}")
     mirror.executemany(f"INSERT INTO incoming_{table} VALUES ({', '.join('?' * len(columns))})", rows)
 
 
 def _upsert_sql(table: str) -> str:
-    columns, key, _ = table_columns()[table]
+    columns, key, _ = schema.table_shapes()[table]
     listed = ", ".join(columns)
     updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != key)
     return (

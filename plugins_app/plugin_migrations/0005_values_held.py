@@ -4,7 +4,7 @@ from plugins_app import schema
 
 
 def refuse_values_not_held(apps, schema_editor):
-    """The triggers that refuse a value the console cannot hold (plugins_app.schema.VALUE_TRIGGERS),
+    """The triggers that refuse a value the console cannot hold (plugins_app.schema.value_triggers),
     on databases made before them. Rows already there are kept as they are."""
     schema.upgrade(schema_editor.connection.connection)
 
