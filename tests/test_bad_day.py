@@ -862,6 +862,8 @@ def test_a_scheduled_sync_whose_worker_was_killed_running_it_starts_again_at_the
             lambda: f"running {os.uname().nodename} {first}" == dict(central(data, markers)).get("sync"),
             "the sync to run",
         )
+        running = "SELECT COUNT(*) FROM sync_app_syncrun WHERE status = 'RUNNING'"
+        wait_for(lambda: central(data, running) == [(1,)], "the sync's run to begin")  # killed after its start
         queued_for_later = {name: task for name, task in central(data, markers) if name != "sync" and task}
         assert queued_for_later  # the backups, staggered behind the sync
         with closing(sqlite3.connect(data / "central.sqlite3")) as connection, connection:
