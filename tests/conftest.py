@@ -213,3 +213,17 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-sync",
         ],
     }
+
+
+@pytest.fixture
+def install(tmp_path):
+    """A fresh install (`setup` in a subprocess) with a few trades in each plugin: (env, data folder)."""
+    from plugins_app.store import PluginStore
+    from tests.helpers import closed_trade, installed, trade
+
+    env, _, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    for plugin_id, first in (("combined_v3", 1), ("price_action_v6", 101)):
+        with PluginStore(data / "plugins" / f"{plugin_id}.sqlite3") as store:
+            store.save_trades([trade(first), closed_trade(first + 1, 12.5), closed_trade(first + 2, -4.0)])
+    return env, data

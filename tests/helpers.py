@@ -1,11 +1,18 @@
 import contextlib
+import http.cookiejar
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "a-long-test-password-42"  # the first admin's (`boss`), made by `installed`
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
@@ -119,7 +126,7 @@ def fresh_env(tmp_path: Path, **extra) -> dict:
         ZEPIX_STATIC_ROOT=str(ROOT / ".cache" / "test-static" / os.environ.get("PYTEST_XDIST_WORKER", "main")),
         DJANGO_DEBUG="1",
         DJANGO_SUPERUSER_USERNAME="boss",
-        DJANGO_SUPERUSER_PASSWORD="a-long-test-password-42",
+        DJANGO_SUPERUSER_PASSWORD=PASSWORD,
     )
     env.update(extra)
     return env
@@ -327,3 +334,112 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def run(env, *args, ok=True):
+    """`manage.py` with ``args``, asserted to succeed (``ok``), to fail (False) or either (None)."""
+    result = manage(*args, env=env)
+    if ok is not None:
+        assert (result.returncode == 0) == ok, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def central(data, sql, *params):
+    """The rows ``sql`` reads from the central SQLite file under ``data``, as the operator's sqlite3 would."""
+    with contextlib.closing(sqlite3.connect(data / "central.sqlite3")) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def corrupt(path: Path) -> None:
+    for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    with open(path, "r+b") as handle:
+        handle.write(b"this is not a database at all, sorry")
+
+
+def wait_for(condition, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def heartbeat_pid(data):
+    rows = central(data, "SELECT pid FROM zepix_admin_heartbeat WHERE name = 'huey'")
+    return rows[0][0] if rows else None
+
+
+def bearer(server, token, path, data=None):
+    """A served console's answer (status, text) to a request with ``token``: a GET, or a POST of ``data``."""
+    request = urllib.request.Request(server.url + path, data=data, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+class Served:
+    """`manage.py serve`: uvicorn and the supervised Huey consumer, as `make run` starts them."""
+
+    def __init__(self, env):
+        self.env, self.port = env, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(self.port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        wait_for(lambda: self.status("/login/") == 200, "the server to answer")
+
+    def status(self, path):
+        return self.get(path)[0]
+
+    def get(self, path):
+        try:
+            with self.opener.open(self.url + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return None, ""
+
+    def log_in(self, username="boss", password=PASSWORD, opener=None) -> int:
+        """Signs in (with this browser's cookies, or ``opener``'s); returns the answer's status (a
+        wrong password: 200, the form again; locked out: 429)."""
+        opener = opener or self.opener
+        with opener.open(self.url + "/login/", timeout=5) as response:
+            page = response.read().decode()
+        token = page.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password})
+        request = urllib.request.Request(
+            self.url + "/login/", data=form.encode(), headers={"Referer": self.url + "/login/"}
+        )
+        try:
+            with opener.open(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            error.close()
+            return error.code
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def ask_for_a_sync(url, token) -> str:
+    """What "Run sync now" answers at ``url`` (the sync page's HTMX fragment, with its notice)."""
+    request = urllib.request.Request(
+        url + "/sync/run", data=b"", headers={"Authorization": f"Bearer {token}", "HX-Request": "true"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()

@@ -8,8 +8,7 @@ import urllib.request
 import pytest
 
 from plugins_app.store import PluginStore
-from tests.helpers import installed
-from tests.test_bad_day import Served, bearer, central, run, wait_for
+from tests.helpers import Served, bearer, central, installed, run, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -27,9 +27,9 @@ from tests.helpers import (
     start_consumer,
     stop_node,
     trade,
+    wait_for,
     web_node,
 )
-from tests.test_bad_day import wait_for
 from tests.test_several_nodes import answers, save_lot
 
 pytestmark = pytest.mark.slow

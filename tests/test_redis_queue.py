@@ -9,8 +9,20 @@ from datetime import datetime
 
 import pytest
 
-from tests.helpers import free_port, installed, manage, start_consumer, start_redis, stop_node, web_node
-from tests.test_bad_day import Served, ask_for_a_sync, bearer, central, wait_for
+from tests.helpers import (
+    Served,
+    ask_for_a_sync,
+    bearer,
+    central,
+    free_port,
+    installed,
+    manage,
+    start_consumer,
+    start_redis,
+    stop_node,
+    wait_for,
+    web_node,
+)
 from tests.test_several_nodes import answers
 
 pytestmark = pytest.mark.slow

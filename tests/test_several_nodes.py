@@ -11,8 +11,7 @@ import urllib.request
 import pytest
 
 from config_app.client import ConfigSubscriber
-from tests.helpers import free_port, installed, start_redis, stop_node, web_node
-from tests.test_bad_day import wait_for
+from tests.helpers import free_port, installed, start_redis, stop_node, wait_for, web_node
 
 pytestmark = pytest.mark.slow
 SCOPE = "combined_v3"

@@ -24,8 +24,7 @@ import pytest
 import zstandard
 
 from plugins_app.store import PluginStore
-from tests.helpers import NOW, ROOT, installed, trade
-from tests.test_bad_day import Served, central, run
+from tests.helpers import NOW, ROOT, Served, central, installed, run, trade
 
 pytestmark = pytest.mark.slow
 PLUGIN = "combined_v3"
