@@ -2,6 +2,7 @@
 
 import socket
 import subprocess
+import threading
 from datetime import timedelta
 
 import pytest
@@ -38,6 +39,28 @@ def test_an_operator_changes_a_schedule_in_the_config_and_the_next_tick_follows_
     scheduler.due_jobs(now, in_flight=tasks.in_flight)
     config("global", "schedules.sync_minutes", 1)
     assert scheduler.due_jobs(now + timedelta(minutes=1), in_flight=tasks.in_flight) == ["sync"]
+
+
+def test_a_task_a_consumer_is_moving_from_its_queue_to_its_schedule_is_not_taken_for_lost(config):
+    """A task for later is dequeued by a worker, then put in the schedule: in neither for a moment.
+    A tick looking then queued its job again (to run twice); a task gone for good is lost."""
+    now = timezone.now()
+    scheduler.due_jobs(now, in_flight=tasks.in_flight)
+    later = tasks.scheduled_job_task.s("trading_backup", delay=40)
+    HUEY.storage.enqueue(HUEY.serialize_task(later), later.priority)
+    JobState.objects.filter(name="trading_backup").update(task_id=later.id)
+    gone = tasks.scheduled_job_task.s("central_backup")
+    JobState.objects.filter(name="central_backup").update(task_id=gone.id)
+    taken = HUEY.storage.dequeue()  # a worker holds it ...
+    mover = threading.Timer(0.05, HUEY.storage.add_to_schedule, (taken, later.eta))  # ... and schedules it
+    mover.start()
+    try:
+        due = scheduler.due_jobs(now + timedelta(minutes=1), in_flight=tasks.in_flight)
+    finally:
+        mover.join()
+        HUEY.storage.flush_all()
+    assert "trading_backup" not in due and "central_backup" in due
+    assert JobState.objects.get(name="trading_backup").task_id == later.id
 
 
 def test_a_job_whose_task_was_lost_is_due_at_the_next_tick_and_one_still_running_is_not(config):
