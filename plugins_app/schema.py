@@ -341,6 +341,10 @@ def wrong_value_sql(table: str, column: str, row: str = "", *, inserting: bool =
     return f"(CASE typeof({value}) WHEN 'text' THEN length({value}) > {TEXT_LIMIT} WHEN 'null' THEN {null} ELSE 1 END)"
 
 
+def is_time(table: str, column: str) -> bool:
+    return _declared(table, column) == "TIMESTAMP"
+
+
 def _declared(table: str, column: str) -> str:
     return table_shapes()[table][2][column]
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 from config_app.service import current as current_version
 from config_app.service import document_of, global_settings
 from plugins_app import plugins
-from plugins_app.schema import SEED_COLUMNS
+from plugins_app.schema import SEED_COLUMNS, is_time
 from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
 from sync_app.models import (
@@ -56,30 +56,45 @@ COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPI
 
 # The columns the central indexes sort by (what a trade was opened with, its status and its
 # profit) rarely change once synced: the upsert leaves them alone, so updating a trade's swap
-# or stop rewrites no secondary index, and FIX_INDEXED_SQL sets them on the few changed
+# or stop rewrites no secondary index, and fix_indexed_sql() sets them on the few changed
 # trades where they differ (a trade closing, an edited opening or profit). An index entry is
 # rewritten whenever its column is SET, even to the same value: with the profit in the
 # upsert, 500 random swap updates dirtied about 500 more pages of the profit index.
 INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status", "profit_dollars")
-UPSERT_SQL = (
-    f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, trade_id, synced_at) "
-    f"SELECT :plugin_id, {', '.join(COPIED_COLUMNS)}, id, :now FROM SRC.trades "
-    "WHERE change_seq > :since AND change_seq <= :until "
-    "ON CONFLICT (plugin_id, mt5_ticket) DO UPDATE SET "
-    + ", ".join(
-        f"{column} = excluded.{column}"
-        for column in (*COPIED_COLUMNS[1:], "trade_id", "synced_at")
-        if column not in INDEXED_COLUMNS
+
+
+def taken(table: str, column: str, alias: str = "") -> str:
+    """A plugin table's column as its central copy takes it: a time in Django's own text (TIME)."""
+    return f"TIME({alias}{column})" if is_time(table, column) else f"{alias}{column}"
+
+
+# Made when first asked, as the plugin tables' shapes they read (plugins_app.schema.table_shapes).
+@cache
+def upsert_trades_sql() -> str:
+    return (
+        f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, trade_id, synced_at) "
+        f"SELECT :plugin_id, {', '.join(taken('trades', column) for column in COPIED_COLUMNS)}, id, :now "
+        "FROM SRC.trades WHERE change_seq > :since AND change_seq <= :until "
+        "ON CONFLICT (plugin_id, mt5_ticket) DO UPDATE SET "
+        + ", ".join(
+            f"{column} = excluded.{column}"
+            for column in (*COPIED_COLUMNS[1:], "trade_id", "synced_at")
+            if column not in INDEXED_COLUMNS
+        )
     )
-)
-FIX_INDEXED_SQL = (
-    "UPDATE aggregated_trades SET "
-    + ", ".join(
-        f"{column} = (SELECT s.{column} FROM SRC.trades s WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
-        for column in INDEXED_COLUMNS
+
+
+@cache
+def fix_indexed_sql() -> str:
+    return (
+        "UPDATE aggregated_trades SET "
+        + ", ".join(
+            f"{column} = (SELECT {taken('trades', column, 's.')} FROM SRC.trades s "
+            "WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
+            for column in INDEXED_COLUMNS
+        )
+        + " WHERE id IN (SELECT id FROM central_before WHERE moved)"  # central_before_sql(), below the rollups
     )
-    + " WHERE id IN (SELECT id FROM central_before WHERE moved)"  # CENTRAL_BEFORE_SQL, below the rollups
-)
 
 
 @dataclass(frozen=True)
@@ -87,19 +102,33 @@ class Engine:
     """What the sync's SQL spells differently on each engine of the central database. The
     SQL says SRC.table for a plugin's table, DAY(x) for the UTC day of a time, MONEY(x) for
     a sum rounded to the cent, UNINDEXED(x) for a column the planner must not take an index
-    for, and :name or ? for parameters."""
+    for, TIME(x) for a plugin's time as the central column holds it, and :name or ? for
+    parameters."""
 
     source: str  # what SRC. becomes
     day: str
     money: str
     unindexed: str
     named_parameters: bool  # sqlite3's :name and ?, or psycopg's %(name)s and %s
+    time: str = "{}"
 
     def __call__(self, sql: str) -> str:
         return _spelled(self, sql)
 
 
-SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
+# A plugin's time (any shape the bot may write: plugins_app.schema.wrong_value_sql) in the text
+# Django writes and compares on SQLite: YYYY-MM-DD HH:MM:SS, then .ffffff unless it is 0, UTC
+# without a zone. The central copy compares times as text: 2026-11-27T09:00 sorted after
+# 2026-11-27 15:00, and a page link's time (Django's text) skipped a day's trades timed with a T.
+# Text only, never SQLite's own time functions, which round a fraction to the millisecond.
+SQLITE_TIME = (
+    "(CASE WHEN length({}) = 19 AND substr({}, 11, 1) = ' ' THEN {} "
+    "ELSE substr({}, 1, 10) || ' ' || CASE WHEN substr({}, 17, 1) = ':' THEN substr({}, 12, 8) "
+    "ELSE substr({}, 12, 5) || ':00' END || CASE WHEN substr({}, 20, 1) = '.' THEN coalesce(nullif('.' || substr("
+    "rtrim(replace(replace(substr({}, 21), '+00:00', ''), '-00:00', ''), 'Z') || '000000', 1, 6), '.000000'), '') "
+    "ELSE '' END END)"
+)
+SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, time=SQLITE_TIME)
 # The plugin's file itself, read with a connection of its own (the PostgreSQL sync's side).
 PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
 POSTGRES = Engine("src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False)
@@ -108,8 +137,9 @@ POSTGRES = Engine("src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "
 @cache
 def _spelled(engine: Engine, sql: str) -> str:
     sql = sql.replace("SRC.", engine.source)
-    for macro, spelling in (("DAY", engine.day), ("MONEY", engine.money), ("UNINDEXED", engine.unindexed)):
-        sql = re.sub(macro + r"\(([^()]*)\)", spelling.replace("{}", r"\1"), sql)
+    macros = (("DAY", engine.day), ("MONEY", engine.money), ("UNINDEXED", engine.unindexed), ("TIME", engine.time))
+    for macro, spelling in macros:
+        sql = re.sub(r"\b" + macro + r"\(([^()]*)\)", spelling.replace("{}", r"\1"), sql)
     if not engine.named_parameters:
         sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql).replace("?", "%s")
     return sql
@@ -142,7 +172,7 @@ class CopiedTable:
 
     def upsert_sql(self, table: str) -> str:
         targets = ", ".join(target for target, _ in self.columns)
-        sources = ", ".join(source for _, source in self.columns)
+        sources = ", ".join(taken(table, source) for _, source in self.columns)
         keys = ", ".join(["plugin_id", *(target for target, _ in self.columns[: self.key])])
         updates = ", ".join(f"{target} = excluded.{target}" for target, _ in self.columns[self.key :])
         return (
@@ -587,7 +617,7 @@ def _copy_range(central: Connection, plugin_id: str, since: int, until: int, *, 
     )
     updated = moved = 0
     if not first:
-        central.execute(CENTRAL_BEFORE_SQL, params)
+        central.execute(central_before_sql(), params)
         updated, moved = central.execute(
             "SELECT COUNT(*), COUNT(CASE WHEN moved THEN 1 END) FROM central_before"
         ).fetchone()
@@ -608,8 +638,8 @@ def _copy_range(central: Connection, plugin_id: str, since: int, until: int, *, 
         else:
             rollup.move(central, params, now=now, before="")
     if moved:
-        central.execute(FIX_INDEXED_SQL, params)
-    changed = central.execute(UPSERT_SQL, params).rowcount  # inserted and updated rows alike
+        central.execute(fix_indexed_sql(), params)
+    changed = central.execute(upsert_trades_sql(), params).rowcount  # inserted and updated rows alike
     if not first:
         central.execute("DROP TABLE central_before")
     return Copied(changed - updated, updated)
@@ -722,25 +752,30 @@ ROLLUPS = (
 
 
 def _differs(columns) -> str:
-    return "(" + " OR ".join(f"t.{column} IS DISTINCT FROM s.{column}" for column in columns) + ")"
+    return "(" + " OR ".join(f"t.{column} IS DISTINCT FROM {taken('trades', column, 's.')}" for column in columns) + ")"
 
 
 COUNTED_COLUMNS = tuple(sorted(set().union(*(rollup.counted_columns for rollup in ROLLUPS))))
-# The central copies of the changed trades as they are before the sync, read once into a
-# temporary table: the count of updates, the rollups' old totals and the fix of indexed columns
-# all read them from there (each read them again through the central indexes: four joins of
-# the same rows, 35 of the recent case's 99 ms a round). ``moved``: an indexed column differs
-# in the plugin's row (FIX_INDEXED_SQL sets them); ``recounted``: a column the rollups count
-# by differs (only those trades, and the new ones, move the rollups: a swap's update moves none).
-CENTRAL_BEFORE_SQL = (
-    "CREATE TEMP TABLE central_before AS SELECT t.id, t.mt5_ticket, "
-    + ", ".join(f"t.{column}" for column in sorted({*INDEXED_COLUMNS, *COUNTED_COLUMNS}))
-    + f", {_differs(INDEXED_COLUMNS)} AS moved, {_differs(COUNTED_COLUMNS)} AS recounted "
-    # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
-    # never the other way round over the plugin's whole history.
-    "FROM SRC.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id AND t.mt5_ticket = s.mt5_ticket "
-    "AND s.change_seq > :since AND s.change_seq <= :until"
-)
+
+
+@cache
+def central_before_sql() -> str:
+    """The central copies of the changed trades as they are before the sync, read once into a
+    temporary table: the count of updates, the rollups' old totals and the fix of indexed
+    columns all read them from there (each read them again through the central indexes: four
+    joins of the same rows, 35 of the recent case's 99 ms a round). ``moved``: an indexed column
+    differs in the plugin's row (fix_indexed_sql() sets them); ``recounted``: a column the rollups
+    count by differs (only those trades, and the new ones, move the rollups: a swap's update
+    moves none)."""
+    return (
+        "CREATE TEMP TABLE central_before AS SELECT t.id, t.mt5_ticket, "
+        + ", ".join(f"t.{column}" for column in sorted({*INDEXED_COLUMNS, *COUNTED_COLUMNS}))
+        + f", {_differs(INDEXED_COLUMNS)} AS moved, {_differs(COUNTED_COLUMNS)} AS recounted "
+        # CROSS JOIN fixes the join order: from the few changed rows to their central copies,
+        # never the other way round over the plugin's whole history.
+        "FROM SRC.trades s CROSS JOIN aggregated_trades t WHERE t.plugin_id = :plugin_id "
+        "AND t.mt5_ticket = s.mt5_ticket AND s.change_seq > :since AND s.change_seq <= :until"
+    )
 
 
 def take_metrics_snapshot() -> SystemMetrics:

@@ -136,6 +136,42 @@ def test_a_trade_the_bot_timed_with_a_t_is_found_on_the_last_day_of_a_date_range
     assert [int(t) for t in re.findall(r'/trades/\w+/(\d+)/"', page)] == [77]
 
 
+def test_trades_timed_in_each_way_a_bot_may_write_are_listed_in_time_order_and_each_reached_once(
+    viewer_client, config, monkeypatch
+):
+    """The central copy on SQLite compares times as text: 2026-11-27T09:00:00 sorted after
+    2026-11-27 15:00:00, and a page link's time (written as Django writes it) skipped every
+    trade of that day timed with a T beyond it, page by page."""
+    monkeypatch.setattr(trade_search, "PAGE_SIZE", 2)
+    written = {  # ticket: as the bot wrote it, in the order of time
+        81: ("combined_v3", "2026-11-27 08:00:00"),
+        82: ("price_action_v6", "2026-11-27T08:30:00"),
+        83: ("combined_v3", "2026-11-27T09:00:00.5Z"),
+        84: ("price_action_v6", "2026-11-27 09:00:00.75"),
+        85: ("price_action_v6", "2026-11-27T09:15"),
+        86: ("combined_v3", "2026-11-27 10:00:00+00:00"),  # the same instant as the next: by their
+        87: ("combined_v3", "2026-11-27T10:00:00Z"),  # order in the central copy, as any two
+        88: ("price_action_v6", "2026-11-27 11:00:00"),
+    }
+    for plugin_id in ("combined_v3", "price_action_v6"):
+        with closing(sqlite3.connect(plugins.database_path(plugin_id))) as bot, bot:
+            bot.executemany(
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time) "
+                "VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, ?)",
+                [(ticket, entered) for ticket, (plugin, entered) in written.items() if plugin == plugin_id],
+            )
+    run_sync(trigger="command")
+    for sort, expected in (("oldest", list(written)), ("newest", list(reversed(written)))):
+        seen, page = [], viewer_client.get("/trades/", {"sort": sort}).content.decode()
+        while len(seen) <= len(written):  # a page link that led back would go round for ever
+            seen += tickets_on(page)
+            following = re.search(r'href="\?([^"]*after=[^"]*)" rel="next"', page)
+            if not following:
+                break
+            page = viewer_client.get("/trades/?" + following.group(1).replace("&amp;", "&")).content.decode()
+        assert seen == expected, sort
+
+
 def test_every_trade_is_reachable_page_by_page_forwards_and_backwards_in_each_sort(viewer_client, trading, monkeypatch):
     monkeypatch.setattr(trade_search, "PAGE_SIZE", 2)  # 7 trades: four pages, the last one short
     everything = {"newest", "oldest", "profit", "loss", "ticket", "ticket_desc", "symbol", "symbol_desc"}

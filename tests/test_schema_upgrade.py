@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from plugins_app import sqlite as plugin_sqlite
-from tests.helpers import fresh_env, manage
+from tests.helpers import fresh_env, installed, manage, run
 
 pytestmark = pytest.mark.slow
 
@@ -74,3 +74,37 @@ def test_setup_rebuilds_a_first_shape_database_in_the_bots_schema_keeping_every_
     synced = manage("sync_plugins", env=env)
     assert synced.returncode == 0, synced.stderr
     assert "combined_v3: 3 inserted" in synced.stdout
+
+
+def test_setup_rewrites_the_times_an_earlier_sync_copied_as_the_bot_wrote_them(tmp_path):
+    """Syncs before sync_app 0012 copied 2026-11-27T09:00:00 as written, which sorted after
+    2026-11-27 15:00:00 in the central copy on SQLite: the upgrade's `setup` rewrites them."""
+    env, _, _ = installed(tmp_path)
+    data = tmp_path / "data"
+    with closing(sqlite3.connect(data / "plugins" / "combined_v3.sqlite3")) as bot, bot:
+        bot.executemany(
+            "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time) "
+            "VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, ?)",
+            [(1, "2026-11-27T09:00:00Z"), (2, "2026-11-27 15:00:00"), (3, "2026-11-27T20:30:00.25")],
+        )
+        bot.execute(
+            "INSERT INTO profit_chains (chain_id, base_trade_id, created_at) VALUES ('c', 1, '2026-11-27T09:00')"
+        )
+    run(env, "migrate", "sync_app", "0011")
+    run(env, "sync_plugins")
+    with closing(sqlite3.connect(data / "central.sqlite3")) as central, central:  # as an earlier sync left them
+        central.execute(
+            "UPDATE aggregated_trades SET entry_time = CASE mt5_ticket WHEN 1 THEN '2026-11-27T09:00:00Z' "
+            "WHEN 3 THEN '2026-11-27T20:30:00.25' ELSE entry_time END"
+        )
+        central.execute("UPDATE aggregated_chains SET created_at = '2026-11-27T09:00'")
+    run(env, "setup", "--no-demo")
+    with closing(sqlite3.connect(data / "central.sqlite3")) as central:
+        assert central.execute(
+            "SELECT mt5_ticket, entry_time FROM aggregated_trades ORDER BY entry_time"
+        ).fetchall() == [
+            (1, "2026-11-27 09:00:00"),
+            (2, "2026-11-27 15:00:00"),
+            (3, "2026-11-27 20:30:00.250000"),
+        ]
+        assert central.execute("SELECT created_at FROM aggregated_chains").fetchall() == [("2026-11-27 09:00:00",)]

@@ -4,7 +4,7 @@ idempotently, and without letting one plugin's failure stop the others."""
 import fcntl
 import sqlite3
 from contextlib import closing
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.conf import settings
@@ -13,7 +13,7 @@ from django.db import connections
 
 from plugins_app import plugins
 from plugins_app.schema import ANY_NUMBER_LIMIT, INT32, NUMBER_LIMITS
-from plugins_app.store import PluginStore
+from plugins_app.store import PluginStore, db_datetime
 from sync_app import sync
 from sync_app.models import (
     AggregatedChain,
@@ -450,3 +450,58 @@ def test_the_largest_values_a_bot_may_write_go_through_the_sync_and_out_of_the_c
     assert (chain.current_level, chain.max_levels) == (INT32, INT32)
     assert AggregatedChainLevel.objects.get(plugin_id="combined_v3").level_number == INT32
     assert AggregatedDailyStats.objects.get(plugin_id="combined_v3").total_trades == INT32
+
+
+TIMES_A_BOT_MAY_WRITE = [
+    "2026-11-27 10:00:00",  # SQLite's CURRENT_TIMESTAMP, the seed's default
+    "2026-11-27 10:00:00.123456",  # Python's sqlite3 adapter
+    "2026-11-27 10:00:00.123",  # SQLite's strftime('%f')
+    "2026-11-27T10:00:00",  # datetime.isoformat()
+    "2026-11-27T10:00:00+00:00",
+    "2026-11-27T10:00:00.5Z",
+    "2026-11-27 10:00:00.000-00:00",
+    "2026-11-27T10:00",
+    "2026-11-27 10:00Z",
+]
+
+
+def test_each_time_a_bot_may_write_is_copied_as_django_writes_that_instant(config):
+    """The central copy on SQLite compares times as text: each is written there as Django writes
+    it (and compares its parameters), whatever the bot's way; on PostgreSQL the columns are typed."""
+    from django.utils.dateparse import parse_datetime
+
+    with closing(sqlite3.connect(plugins.database_path("combined_v3"))) as bot, bot:
+        for ticket, written in enumerate(TIMES_A_BOT_MAY_WRITE, start=1):
+            bot.execute(
+                "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, entry_time, exit_time, "
+                "exit_price, status) VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, ?, ?, 1.2, 'CLOSED')",
+                (ticket, written, written),
+            )
+            bot.execute(
+                "INSERT INTO profit_chains (chain_id, base_trade_id, created_at) VALUES (?, ?, ?)",
+                (f"c-{ticket}", ticket, written),
+            )
+            bot.execute(
+                "INSERT INTO chain_levels (chain_id, level_number, executed_at) VALUES (?, 1, ?)",
+                (f"c-{ticket}", written),
+            )
+    sync.run_sync(trigger="command")
+    for ticket, written in enumerate(TIMES_A_BOT_MAY_WRITE, start=1):
+        instant = parse_datetime(written.replace("-00:00", "+00:00")).replace(tzinfo=UTC)
+        copied = AggregatedTrade.objects.get(plugin_id="combined_v3", mt5_ticket=ticket)
+        assert copied.entry_time == copied.exit_time == instant, written
+        chain = AggregatedChain.objects.get(plugin_id="combined_v3", chain_id=f"c-{ticket}")
+        assert chain.created_at == instant, written
+        level = AggregatedChainLevel.objects.get(plugin_id="combined_v3", chain_id=f"c-{ticket}")
+        assert level.executed_at == instant, written
+    if connections["default"].vendor == "sqlite":
+        with closing(sqlite3.connect(database_file("default"))) as central:
+            for ticket, written in enumerate(TIMES_A_BOT_MAY_WRITE, start=1):
+                as_django_writes_it = db_datetime(parse_datetime(written.replace("-00:00", "+00:00")))
+                texts = central.execute(
+                    "SELECT t.entry_time, t.exit_time, c.created_at, l.executed_at FROM aggregated_trades t "
+                    "JOIN aggregated_chains c ON c.base_trade_id = t.trade_id "
+                    "JOIN aggregated_chain_levels l ON l.chain_id = c.chain_id WHERE t.mt5_ticket = ?",
+                    (ticket,),
+                ).fetchone()
+                assert texts == (as_django_writes_it,) * 4, written
