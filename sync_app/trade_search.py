@@ -134,8 +134,7 @@ def search(params) -> tuple[QuerySet, dict, list[str]]:
     if chosen["date_from"]:
         trades = trades.filter(entry_time__gte=_day_start(chosen["date_from"], time.min))
     if chosen["date_to"]:
-        # Before the next day rather than up to 23:59:59.999999: a time written with a T (as
-        # Python's isoformat() writes it) sorts after that as text, in the central copy on SQLite.
+        # Before the next day rather than up to 23:59:59.999999, whatever a time's fraction.
         trades = trades.filter(entry_time__lt=_day_start(chosen["date_to"], time.min) + timedelta(days=1))
     return _ordered(trades, sort), chosen, problems
 
