@@ -122,7 +122,17 @@ class Engine:
 # 2026-11-27 15:00, and a page link's time (Django's text) skipped a day's trades timed with a T.
 # Text only, never SQLite's own time functions, which round a fraction to the millisecond.
 SQLITE_TIME = (
-    "(CASE WHEN length({}) = 19 AND substr({}, 11, 1) = ' ' THEN {} "
+    # The texts most bots write (CURRENT_TIMESTAMP, isoformat(), Python's sqlite3 adapter) and
+    # the plugin's own triggers (strftime's milliseconds) are taken first, each WHEN stopping at
+    # its first false test: 0.2-0.4 us a time, where the whole of it takes 2 us (a full sync of
+    # 1,000,000 trades, their chains and levels reads some 2,600,000 times).
+    "(CASE WHEN {} IS NULL THEN NULL "
+    "WHEN length({}) = 19 THEN CASE substr({}, 11, 1) WHEN ' ' THEN {} "
+    "ELSE substr({}, 1, 10) || ' ' || substr({}, 12) END "
+    "WHEN length({}) = 26 AND substr({}, 11, 1) = ' ' AND substr({}, 26) BETWEEN '0' AND '9' "
+    "AND substr({}, 21) != '000000' THEN {} "
+    "WHEN length({}) = 23 AND substr({}, 11, 1) = ' ' AND substr({}, 23) BETWEEN '0' AND '9' "
+    "THEN CASE substr({}, 21) WHEN '000' THEN substr({}, 1, 19) ELSE {} || '000' END "
     "ELSE substr({}, 1, 10) || ' ' || CASE WHEN substr({}, 17, 1) = ':' THEN substr({}, 12, 8) "
     "ELSE substr({}, 12, 5) || ':00' END || CASE WHEN substr({}, 20, 1) = '.' THEN coalesce(nullif('.' || substr("
     "rtrim(replace(replace(substr({}, 21), '+00:00', ''), '-00:00', ''), 'Z') || '000000', 1, 6), '.000000'), '') "

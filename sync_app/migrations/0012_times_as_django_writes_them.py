@@ -7,7 +7,13 @@ from django.db import migrations
 
 # sync_app.sync.SQLITE_TIME as it was written with this migration (a migration keeps its own).
 TIME_TEXT = (
-    "(CASE WHEN length({}) = 19 AND substr({}, 11, 1) = ' ' THEN {} "
+    "(CASE WHEN {} IS NULL THEN NULL "
+    "WHEN length({}) = 19 THEN CASE substr({}, 11, 1) WHEN ' ' THEN {} "
+    "ELSE substr({}, 1, 10) || ' ' || substr({}, 12) END "
+    "WHEN length({}) = 26 AND substr({}, 11, 1) = ' ' AND substr({}, 26) BETWEEN '0' AND '9' "
+    "AND substr({}, 21) != '000000' THEN {} "
+    "WHEN length({}) = 23 AND substr({}, 11, 1) = ' ' AND substr({}, 23) BETWEEN '0' AND '9' "
+    "THEN CASE substr({}, 21) WHEN '000' THEN substr({}, 1, 19) ELSE {} || '000' END "
     "ELSE substr({}, 1, 10) || ' ' || CASE WHEN substr({}, 17, 1) = ':' THEN substr({}, 12, 8) "
     "ELSE substr({}, 12, 5) || ':00' END || CASE WHEN substr({}, 20, 1) = '.' THEN coalesce(nullif('.' || substr("
     "rtrim(replace(replace(substr({}, 21), '+00:00', ''), '-00:00', ''), 'Z') || '000000', 1, 6), '.000000'), '') "
