@@ -642,10 +642,12 @@ def _taken_at(path: Path, backup: Backup | None) -> datetime | None:
 
 
 def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]:
-    """Check the backup, keep the current file aside, swap the restored file in atomically.
+    """Check the backup, keep the current file aside, swap the restored file in atomically (a
+    plugin's: copied into its live file, which a bot still running goes on using).
 
     Returns (alias, where the previous file was kept). The bot's process for a restored
-    plugin should be stopped while this runs."""
+    plugin is best stopped while this runs: what it holds in memory (its open trades) may be
+    rows the restore took away."""
     home.check()
     path, alias, backup = find_backup(reference, alias)
     aside_dir = settings.BACKUP_DIR / "before-restore"
@@ -665,6 +667,8 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
 
         def swap_in() -> None:
             connections[alias].close()
+            if alias != "default" and _copied_in_place(restored, target, aside):
+                return
             if target.exists():
                 _checkpoint(target)
                 os.link(target, aside)
@@ -688,6 +692,32 @@ def restore_backup(reference: str, alias: str | None = None) -> tuple[str, Path]
             swap_in()
     logger.info("Restored %s from %s; the previous file is kept at %s", alias, path, aside)
     return alias, aside
+
+
+def _copied_in_place(restored: Path, target: Path, aside: Path) -> bool:
+    """A plugin's database restored into its live file through SQLite, the file's content kept
+    aside first the same way; False, nothing done, when the file cannot be read as a database
+    (missing, damaged: it is replaced instead). A file moved over the old one left a bot still
+    running on the old one, where each trade it wrote after the restore went, and nothing read
+    it again; copied in, the bot's connection reads and writes the restored database. (A trade
+    the bot commits in the moment between the two copies is in neither the restored database,
+    as any written since the backup, nor the copy kept aside.)"""
+    if not target.exists():
+        return False
+    try:
+        consistent_copy(target, aside)
+    except BackupError as error:
+        logger.warning("%s is replaced rather than restored in place: %s", target.name, error)
+        aside.unlink(missing_ok=True)
+        return False
+    try:
+        with closing(connect(restored, read_only=True)) as source, closing(connect(target, timeout=30)) as live:
+            source.backup(live, pages=-1)
+            live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.DatabaseError as error:
+        aside.unlink(missing_ok=True)
+        raise BackupError(f"{target.name} could not be written: {error}. Nothing was restored.") from None
+    return True
 
 
 def _put_in_place(source: Path, target: Path) -> None:

@@ -108,6 +108,62 @@ def test_a_restore_followed_by_a_sync_loses_no_trade_and_keeps_none_the_restore_
     assert "0 inserted, 0 updated, 0 removed" in run(env, "sync_plugins", "--plugin", "combined_v3").stdout
 
 
+# The bot as a process of its own: one connection, kept open, writing a trade with the seed's
+# own statement for each ticket it is given on its standard input.
+BOT = """
+import sqlite3, sys
+bot = sqlite3.connect(sys.argv[1], isolation_level=None)
+bot.execute("PRAGMA journal_mode=WAL")
+for line in sys.stdin:
+    bot.execute(
+        "INSERT INTO trades (mt5_ticket, symbol, direction, lot_size, entry_price, status) "
+        "VALUES (?, 'EURUSD', 'BUY', 0.1, 1.1, 'OPEN')",
+        (int(line),),
+    )
+    print("written", flush=True)
+"""
+
+
+def test_a_restore_while_the_bot_still_runs_keeps_what_it_writes_after(install):
+    """The operator restores a plugin's database without stopping its bot first. The restored file
+    was moved over the old one, and the bot, its connection still on the old file, wrote every
+    trade after the restore where nothing read it again: lost, though the bot saw each one saved."""
+    env, data = install
+    plugin = data / "plugins" / "combined_v3.sqlite3"
+    run(env, "backup_databases", "--db", "plugin_combined_v3")
+    bot = subprocess.Popen(
+        [sys.executable, "-c", BOT, str(plugin)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+
+        def bot_writes(ticket):
+            bot.stdin.write(f"{ticket}\n")
+            bot.stdin.flush()
+            assert bot.stdout.readline() == "written\n"
+
+        bot_writes(700)  # after the backup: the restore takes it away
+        restored = run(env, "restore_backup", backup_id(data, "plugin_combined_v3"))
+        aside = Path(restored.stdout.split("the previous file is at ")[1].strip().rstrip("."))
+        bot_writes(701)
+        bot_writes(702)
+    finally:
+        bot.stdin.close()
+        bot.wait(timeout=10)
+        bot.stdout.close()
+    with closing(sqlite3.connect(plugin)) as connection:
+        assert {ticket for (ticket,) in connection.execute("SELECT mt5_ticket FROM trades")} == {1, 2, 3, 701, 702}
+    with closing(sqlite3.connect(aside)) as connection:  # what the file held before the restore, kept
+        assert {ticket for (ticket,) in connection.execute("SELECT mt5_ticket FROM trades")} == {1, 2, 3, 700}
+    run(env, "sync_plugins")
+    assert central(data, "SELECT mt5_ticket FROM aggregated_trades WHERE plugin_id = 'combined_v3' ORDER BY 1") == [
+        (1,),
+        (2,),
+        (3,),
+        (701,),
+        (702,),
+    ]
+
+
 def test_a_copy_of_the_central_file_alone_holds_what_the_last_sync_copied_while_the_console_runs(install, tmp_path):
     """A disk snapshot or a plain copy takes the database file without its write-ahead log: each
     sync run ends by copying the log into the file, also while the console's connections stay

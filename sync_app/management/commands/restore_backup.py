@@ -5,8 +5,9 @@ from zepix_admin.core.commands import ZepixCommand
 class Command(ZepixCommand):
     help = (
         "Restore a database from a backup (its id, or the path of a backup file). The backup is checked "
-        "first, the current file kept aside, and the restored file swapped in atomically. Stop the bot's "
-        "process for that plugin first."
+        "first, the current file kept aside, and the restored file swapped in atomically (a plugin's copied "
+        "into its live file: a bot still running goes on in the restored database). Stop the bot's process "
+        "for that plugin first: what it holds in memory may be rows the restore takes away."
     )
 
     refusal_prefix = "Nothing was restored: "
