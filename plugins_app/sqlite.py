@@ -1,7 +1,10 @@
 """Plain ``sqlite3`` connections with the same PRAGMAs as Django's (see settings.DATABASES):
 for the bot's write API, the sync, backups and benchmarks."""
 
+import fcntl
+import os
 import sqlite3
+import struct
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -98,3 +101,23 @@ def create(path: str | Path) -> bool:
     finally:
         connection.close()
     return True
+
+
+# SQLite's "dead man switch" in a WAL database's shared-memory file: every connection to the
+# database holds a read lock on this byte while it is open (os_unix.c: UNIX_SHM_DMS, 120 + 8).
+SHM_DEAD_MAN_SWITCH = 128
+
+
+def open_elsewhere(path: str | Path) -> int | None:
+    """The id of a process other than this one with the database at ``path`` open (one of them,
+    as the system tells it), or None. Asks without taking any lock, so nothing waits on it."""
+    try:
+        shm = os.open(f"{path}-shm", os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # no connection has it open in WAL mode (or it is not in WAL mode)
+    try:
+        probe = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, SHM_DEAD_MAN_SWITCH, 1, 0)
+        kind, _, _, _, pid = struct.unpack("hhqqi", fcntl.fcntl(shm, fcntl.F_GETLK, probe))
+    finally:
+        os.close(shm)
+    return None if kind == fcntl.F_UNLCK else pid

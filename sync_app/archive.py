@@ -8,6 +8,7 @@ the archive file is kept until it expires.
 """
 
 import os
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from config_app import service as config_service
 from plugins_app import plugin_apps, plugins, registry
+from plugins_app.sqlite import open_elsewhere
 from sync_app.backup import (
     BackupError,
     bring_to_this_version,
@@ -27,6 +29,7 @@ from sync_app.backup import (
 )
 from sync_app.models import ArchivedPlugin
 from zepix_admin.core import home
+from zepix_admin.core.errors import Conflict
 from zepix_admin.core.files import fsync_folder, work_folder
 
 
@@ -42,6 +45,7 @@ def archive_plugin(
     plugins.check_declared(plugin_id)
     now = now or timezone.now()
     source = plugins.database_path(plugin_id)
+    _not_in_use(source, plugin_id)
     settings.ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
     target = settings.ARCHIVE_DIR / f"{plugin_id}-{now:%Y%m%dT%H%M%SZ}.sqlite3.zst"
     sha256 = ""
@@ -66,6 +70,33 @@ def archive_plugin(
     for path in (source, Path(f"{source}-wal"), Path(f"{source}-shm")):
         path.unlink(missing_ok=True)
     return archive
+
+
+# A sync or a backup of the plugin (the console's own worker) has its file open for a few
+# seconds at most: an archive waits that long before it says the file is in use.
+IN_USE_WAIT_SECONDS = 5
+
+
+def _not_in_use(path: Path, plugin_id: str) -> None:
+    """Archiving removes the plugin's file: a bot still running wrote on into the removed file,
+    where nothing read it again (each trade it saved after the archive lost), or between its
+    copy and its removal."""
+    deadline = time.monotonic() + IN_USE_WAIT_SECONDS
+    while (pid := open_elsewhere(path)) is not None:
+        if time.monotonic() > deadline:
+            raise Conflict(
+                f"{plugin_id}'s database is open in another process ({_described(pid)}): stop the bot's process "
+                "for that plugin first, then archive it. Nothing was archived."
+            )
+        time.sleep(0.2)
+
+
+def _described(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    return f"pid {pid}: {command[:120]}" if command else f"pid {pid}"
 
 
 def _pack(source: Path, target: Path) -> str:

@@ -164,6 +164,31 @@ def test_a_restore_while_the_bot_still_runs_keeps_what_it_writes_after(install):
     ]
 
 
+def test_an_archive_while_the_bot_still_runs_is_refused_and_changes_nothing(install):
+    """Archiving removes the plugin's file: a bot still running wrote on into the removed file, where
+    nothing read it again. It is refused, saying which process has the file open."""
+    env, data = install
+    plugin = data / "plugins" / "combined_v3.sqlite3"
+    bot = subprocess.Popen(
+        [sys.executable, "-c", BOT, str(plugin)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        bot.stdin.write("700\n")
+        bot.stdin.flush()
+        assert bot.stdout.readline() == "written\n"
+        refused = run(env, "archive_plugin", "combined_v3", ok=False)
+        assert f"combined_v3's database is open in another process (pid {bot.pid}: " in refused.stderr
+        assert "stop the bot's process for that plugin first" in refused.stderr and "Traceback" not in refused.stderr
+        assert plugin.exists() and not list((data / "archived").glob("combined_v3-*"))
+        assert "max_lot_size" in run(env, "config", "get", "combined_v3").stdout  # still in service
+    finally:
+        bot.stdin.close()
+        bot.wait(timeout=10)
+        bot.stdout.close()
+    run(env, "archive_plugin", "combined_v3")
+    assert not plugin.exists()
+
+
 def test_a_copy_of_the_central_file_alone_holds_what_the_last_sync_copied_while_the_console_runs(install, tmp_path):
     """A disk snapshot or a plain copy takes the database file without its write-ahead log: each
     sync run ends by copying the log into the file, also while the console's connections stay
