@@ -23,6 +23,7 @@ from plugins_app.sqlite import (
     STAMP_IDENTITY_SQL,
     connect,
     immediate_transaction,
+    in_use_by,
     read_only_uri,
 )
 from zepix_admin.core.errors import Invalid
@@ -55,6 +56,14 @@ def adopt(source: Path, plugin_id: str, data_dir: Path, on_bytes=None) -> Adopte
     if problems:
         raise NotAdoptable(
             f"{source} is not a plugin database in the bot's shape: {'; '.join(problems)}. Nothing was changed."
+        )
+    # The adopted copy is what the console reads: what a bot still running wrote into the file
+    # after the copy was lost (and in place, the file is replaced under it).
+    holder = in_use_by(source)
+    if holder:
+        raise NotAdoptable(
+            f"{source} is open in another process ({holder}): stop the bot's process first, then adopt it. "
+            "Nothing was changed."
         )
     target = registry.database_path(data_dir, plugin_id)
     if target.exists() and not target.samefile(source):

@@ -121,3 +121,17 @@ def open_elsewhere(path: str | Path) -> int | None:
     finally:
         os.close(shm)
     return None if kind == fcntl.F_UNLCK else pid
+
+
+def in_use_by(path: str | Path) -> str:
+    """'pid N: its command line' of a process other than this one with the database at ``path``
+    open (in WAL mode: a database in rollback-journal mode tells nothing between its
+    transactions), or ''."""
+    pid = open_elsewhere(path)
+    if pid is None:
+        return ""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    return f"pid {pid}: {command[:120]}" if command else f"pid {pid}"

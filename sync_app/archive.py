@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from config_app import service as config_service
 from plugins_app import plugin_apps, plugins, registry
-from plugins_app.sqlite import open_elsewhere
+from plugins_app.sqlite import in_use_by
 from sync_app.backup import (
     BackupError,
     bring_to_this_version,
@@ -82,21 +82,13 @@ def _not_in_use(path: Path, plugin_id: str) -> None:
     where nothing read it again (each trade it saved after the archive lost), or between its
     copy and its removal."""
     deadline = time.monotonic() + IN_USE_WAIT_SECONDS
-    while (pid := open_elsewhere(path)) is not None:
+    while holder := in_use_by(path):
         if time.monotonic() > deadline:
             raise Conflict(
-                f"{plugin_id}'s database is open in another process ({_described(pid)}): stop the bot's process "
+                f"{plugin_id}'s database is open in another process ({holder}): stop the bot's process "
                 "for that plugin first, then archive it. Nothing was archived."
             )
         time.sleep(0.2)
-
-
-def _described(pid: int) -> str:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        command = ""
-    return f"pid {pid}: {command[:120]}" if command else f"pid {pid}"
 
 
 def _pack(source: Path, target: Path) -> str:

@@ -2,6 +2,9 @@
 writes is synced, an existing database in its shape is adopted, chains run their whole life."""
 
 import sqlite3
+import subprocess
+import sys
+import time
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -253,6 +256,33 @@ def test_a_database_in_the_seeds_shape_is_adopted_with_every_row_and_synced(tmp_
         ).fetchone() == (2,)
     declared = manage("config", "get", "breakout_v1", "enabled", env=env)
     assert declared.returncode == 0 and declared.stdout.strip() == "true"
+
+
+@pytest.mark.slow
+def test_a_file_its_bot_still_has_open_is_refused_until_the_bot_stops(tmp_path):
+    """The console reads the adopted copy: what a bot still running wrote into its file after the
+    copy was made was lost. A file in WAL mode tells who has it open: refused, nothing changed."""
+    env, _, _ = installed(tmp_path / "install")
+    source = seed_database(tmp_path / "zepix_breakout_v1.db")
+    with closing(sqlite3.connect(source)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    holding = "import sqlite3, sys; bot = sqlite3.connect(sys.argv[1]); bot.execute('SELECT 1 FROM trades'); input()"
+    bot = subprocess.Popen([sys.executable, "-c", holding, str(source)], stdin=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"{source}-shm").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # its connection's lock, once its statement has run
+        refused = manage("startplugin", "breakout_v1", "--adopt", str(source), env=env)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"is open in another process (pid {bot.pid}: " in refused.stderr
+        assert "stop the bot's process first" in refused.stderr and "Nothing was changed" in refused.stderr
+        data = Path(env["ZEPIX_DATA_DIR"])
+        assert not (data / "plugins" / "breakout_v1.sqlite3").exists() and not (data / "adopted").exists()
+    finally:
+        bot.communicate("\n", timeout=10)
+    adopted = manage("startplugin", "breakout_v1", "--adopt", str(source), env=env)
+    assert adopted.returncode == 0, adopted.stderr
 
 
 @pytest.mark.slow
