@@ -13,6 +13,7 @@ Standard library only: the bot may import it.
 
 import sqlite3
 from contextlib import closing
+from datetime import date
 from functools import cache
 
 # The seed's plugin DDL (shared/seeds/003), as written: the contract with the bot.
@@ -298,6 +299,7 @@ DEFAULTED_ON_INSERT = (("trades", "status"),)  # trades_status_default: NULL is 
 # (SQLite reads February 30th and 24:00 as written: Django does not). In UTC: the central copy's
 # days on SQLite are the text's own (a time at 01:00+02:00 fell on the next day there, not on
 # PostgreSQL), so a zone, if written, is Z or +00:00.
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2999, 12, 31)
 FIRST_DAY, AFTER_LAST_DAY = 2440587.5, 2816787.5  # julianday('1970-01-01'), julianday('3000-01-01')
 
 

@@ -17,6 +17,7 @@ from django.db.models import BooleanField, FloatField, Func, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from plugins_app.schema import FIRST_DATE, LAST_DATE
 from sync_app.models import AggregatedChain, AggregatedTrade, TradeTotals
 from zepix_admin.core.errors import Invalid
 
@@ -103,10 +104,13 @@ def chains_of(trades) -> dict[tuple[str, int | None], str]:
 
 
 def _day(value: str) -> date | None:
+    """A day the console may hold trades on (plugins_app.schema: every time is checked to be in
+    them), or None: the day after 9999-12-31 was a 500."""
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         return None
+    return day if FIRST_DATE <= day <= LAST_DATE else None
 
 
 def choices(params) -> tuple[dict, list[str]]:
@@ -118,7 +122,9 @@ def choices(params) -> tuple[dict, list[str]]:
     problems = []
     for name in ("date_from", "date_to"):
         if chosen[name] and _day(chosen[name]) is None:
-            problems.append(f"{name.replace('_', ' ')} must be a date like 2026-11-24")
+            problems.append(
+                f"{name.replace('_', ' ')} must be a date like 2026-11-24, from {FIRST_DATE} to {LAST_DATE}"
+            )
             chosen[name] = ""
     return chosen, problems
 

@@ -244,6 +244,19 @@ def test_a_tampered_page_link_is_a_clear_400(viewer_client, trading):
     assert forged.status_code == 400
 
 
+@pytest.mark.parametrize("filters", [{"date_to": "9999-12-31"}, {"date_from": "0001-01-01"}, {"date_to": "1969-12-31"}])
+def test_a_date_no_trade_can_have_is_said_on_the_page_and_the_search_goes_on_without_it(
+    viewer_client, trading, filters
+):
+    """The day after 9999-12-31 answered 500 on the search and its CSV export."""
+    page = viewer_client.get("/trades/", filters)
+    assert page.status_code == 200
+    assert "must be a date like 2026-11-24, from 1970-01-01 to 2999-12-31" in page.content.decode()
+    assert sorted(tickets_on(page.content.decode())) == [11, 12, 13, 14, 15, 21, 22]
+    exported = viewer_client.get("/trades/", {**filters, "format": "csv"})
+    assert exported.status_code == 200 and len(b"".join(exported.streaming_content).splitlines()) == 8
+
+
 def test_the_trade_search_exports_csv(viewer_client, trading):
     response = viewer_client.get("/trades/", {"status": "CLOSED", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
