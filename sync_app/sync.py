@@ -29,7 +29,7 @@ from django.utils import timezone
 from config_app.service import current as current_version
 from config_app.service import document_of, global_settings
 from plugins_app import plugins
-from plugins_app.schema import SEED_COLUMNS, is_time
+from plugins_app.schema import DJANGO_TIME_SQL, SEED_COLUMNS, is_time
 from plugins_app.sqlite import connect, immediate_transaction, read_only_uri
 from plugins_app.store import BREAKEVEN_DOLLARS, TRADE_COLUMNS, db_datetime
 from sync_app.models import (
@@ -116,29 +116,7 @@ class Engine:
         return _spelled(self, sql)
 
 
-# A plugin's time (any shape the bot may write: plugins_app.schema.wrong_value_sql) in the text
-# Django writes and compares on SQLite: YYYY-MM-DD HH:MM:SS, then .ffffff unless it is 0, UTC
-# without a zone. The central copy compares times as text: 2026-11-27T09:00 sorted after
-# 2026-11-27 15:00, and a page link's time (Django's text) skipped a day's trades timed with a T.
-# Text only, never SQLite's own time functions, which round a fraction to the millisecond.
-SQLITE_TIME = (
-    # The texts most bots write (CURRENT_TIMESTAMP, isoformat(), Python's sqlite3 adapter) and
-    # the plugin's own triggers (strftime's milliseconds) are taken first, each WHEN stopping at
-    # its first false test: 0.2-0.4 us a time, where the whole of it takes 2 us (a full sync of
-    # 1,000,000 trades, their chains and levels reads some 2,600,000 times).
-    "(CASE WHEN {} IS NULL THEN NULL "
-    "WHEN length({}) = 19 THEN CASE substr({}, 11, 1) WHEN ' ' THEN {} "
-    "ELSE substr({}, 1, 10) || ' ' || substr({}, 12) END "
-    "WHEN length({}) = 26 AND substr({}, 11, 1) = ' ' AND substr({}, 26) BETWEEN '0' AND '9' "
-    "AND substr({}, 21) != '000000' THEN {} "
-    "WHEN length({}) = 23 AND substr({}, 11, 1) = ' ' AND substr({}, 23) BETWEEN '0' AND '9' "
-    "THEN CASE substr({}, 21) WHEN '000' THEN substr({}, 1, 19) ELSE {} || '000' END "
-    "ELSE substr({}, 1, 10) || ' ' || CASE WHEN substr({}, 17, 1) = ':' THEN substr({}, 12, 8) "
-    "ELSE substr({}, 12, 5) || ':00' END || CASE WHEN substr({}, 20, 1) = '.' THEN coalesce(nullif('.' || substr("
-    "rtrim(replace(replace(substr({}, 21), '+00:00', ''), '-00:00', ''), 'Z') || '000000', 1, 6), '.000000'), '') "
-    "ELSE '' END END)"
-)
-SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, time=SQLITE_TIME)
+SQLITE = Engine("src.", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True, time=DJANGO_TIME_SQL)
 # The plugin's file itself, read with a connection of its own (the PostgreSQL sync's side).
 PLUGIN_FILE = Engine("", "substr({}, 1, 10)", "ROUND({}, 2)", "+{}", named_parameters=True)
 POSTGRES = Engine("src_", "CAST({} AS date)", "ROUND(CAST({} AS numeric), 2)", "{}", named_parameters=False)
