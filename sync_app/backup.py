@@ -705,6 +705,10 @@ def _copied_in_place(restored: Path, target: Path, aside: Path) -> bool:
     if not target.exists():
         return False
     try:
+        # SQLite copies into a database in WAL mode only with the same page size (a file
+        # VACUUMed to another since its backup): that one is replaced instead.
+        if _page_size(restored) != _page_size(target):
+            raise BackupError(f"{target.name} has another page size than its backup")
         consistent_copy(target, aside)
     except BackupError as error:
         logger.warning("%s is replaced rather than restored in place: %s", target.name, error)
@@ -716,8 +720,16 @@ def _copied_in_place(restored: Path, target: Path, aside: Path) -> bool:
             live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.DatabaseError as error:
         aside.unlink(missing_ok=True)
-        raise BackupError(f"{target.name} could not be written: {error}. Nothing was restored.") from None
+        raise BackupError(f"{target.name} could not be written: {error}") from None
     return True
+
+
+def _page_size(path: Path) -> int:
+    try:
+        with closing(connect(path, read_only=True)) as connection:
+            return connection.execute("PRAGMA page_size").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise BackupError(f"{path.name} cannot be read: {error}") from None
 
 
 def _put_in_place(source: Path, target: Path) -> None:

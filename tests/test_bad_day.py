@@ -164,6 +164,23 @@ def test_a_restore_while_the_bot_still_runs_keeps_what_it_writes_after(install):
     ]
 
 
+def test_a_plugin_file_vacuumed_to_another_page_size_since_its_backup_is_still_restored(install):
+    """SQLite copies a backup into a live file in WAL mode only with the same page size."""
+    env, data = install
+    plugin = data / "plugins" / "combined_v3.sqlite3"
+    run(env, "backup_databases", "--db", "plugin_combined_v3")
+    with closing(sqlite3.connect(plugin, isolation_level=None)) as bot:
+        bot.execute("PRAGMA journal_mode=DELETE")
+        bot.execute("PRAGMA page_size=8192")
+        bot.execute("VACUUM")
+        bot.execute("PRAGMA journal_mode=WAL")
+        bot.execute("DELETE FROM trades WHERE mt5_ticket = 1")
+    run(env, "restore_backup", backup_id(data, "plugin_combined_v3"))
+    with closing(sqlite3.connect(plugin)) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trades").fetchone() == (3,)
+        assert connection.execute("PRAGMA page_size").fetchone() == (4096,)
+
+
 def test_an_archive_while_the_bot_still_runs_is_refused_and_changes_nothing(install):
     """Archiving removes the plugin's file: a bot still running wrote on into the removed file, where
     nothing read it again. It is refused, saying which process has the file open."""
