@@ -4,7 +4,6 @@ writes is synced, an existing database in its shape is adopted, chains run their
 import sqlite3
 import subprocess
 import sys
-import time
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -266,13 +265,15 @@ def test_a_file_its_bot_still_has_open_is_refused_until_the_bot_stops(tmp_path):
     source = seed_database(tmp_path / "zepix_breakout_v1.db")
     with closing(sqlite3.connect(source)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
-    holding = "import sqlite3, sys; bot = sqlite3.connect(sys.argv[1]); bot.execute('SELECT 1 FROM trades'); input()"
-    bot = subprocess.Popen([sys.executable, "-c", holding, str(source)], stdin=subprocess.PIPE, text=True)
+    holding = (
+        "import sqlite3, sys; bot = sqlite3.connect(sys.argv[1]); bot.execute('SELECT 1 FROM trades'); "
+        "print('open', flush=True); input()"
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-c", holding, str(source)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
-        deadline = time.monotonic() + 10
-        while not Path(f"{source}-shm").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # its connection's lock, once its statement has run
+        assert bot.stdout.readline() == "open\n"
         refused = manage("startplugin", "breakout_v1", "--adopt", str(source), env=env)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert f"is open in another process (pid {bot.pid}: " in refused.stderr
@@ -281,6 +282,7 @@ def test_a_file_its_bot_still_has_open_is_refused_until_the_bot_stops(tmp_path):
         assert not (data / "plugins" / "breakout_v1.sqlite3").exists() and not (data / "adopted").exists()
     finally:
         bot.communicate("\n", timeout=10)
+        bot.stdout.close()
     adopted = manage("startplugin", "breakout_v1", "--adopt", str(source), env=env)
     assert adopted.returncode == 0, adopted.stderr
 
