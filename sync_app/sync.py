@@ -63,7 +63,7 @@ COPIED_COLUMNS = (*(column for column in TRADE_COLUMNS if column not in NOT_COPI
 INDEXED_COLUMNS = ("symbol", "direction", "entry_time", "entry_price", "status", "profit_dollars")
 
 
-def taken(table: str, column: str, alias: str = "") -> str:
+def _taken(table: str, column: str, alias: str = "") -> str:
     """A plugin table's column as its central copy takes it: a time in Django's own text (TIME)."""
     return f"TIME({alias}{column})" if is_time(table, column) else f"{alias}{column}"
 
@@ -73,7 +73,7 @@ def taken(table: str, column: str, alias: str = "") -> str:
 def upsert_trades_sql() -> str:
     return (
         f"INSERT INTO aggregated_trades (plugin_id, {', '.join(COPIED_COLUMNS)}, trade_id, synced_at) "
-        f"SELECT :plugin_id, {', '.join(taken('trades', column) for column in COPIED_COLUMNS)}, id, :now "
+        f"SELECT :plugin_id, {', '.join(_taken('trades', column) for column in COPIED_COLUMNS)}, id, :now "
         "FROM SRC.trades WHERE change_seq > :since AND change_seq <= :until "
         "ON CONFLICT (plugin_id, mt5_ticket) DO UPDATE SET "
         + ", ".join(
@@ -89,7 +89,7 @@ def fix_indexed_sql() -> str:
     return (
         "UPDATE aggregated_trades SET "
         + ", ".join(
-            f"{column} = (SELECT {taken('trades', column, 's.')} FROM SRC.trades s "
+            f"{column} = (SELECT {_taken('trades', column, 's.')} FROM SRC.trades s "
             "WHERE s.mt5_ticket = aggregated_trades.mt5_ticket)"
             for column in INDEXED_COLUMNS
         )
@@ -160,7 +160,7 @@ class CopiedTable:
 
     def upsert_sql(self, table: str) -> str:
         targets = ", ".join(target for target, _ in self.columns)
-        sources = ", ".join(taken(table, source) for _, source in self.columns)
+        sources = ", ".join(_taken(table, source) for _, source in self.columns)
         keys = ", ".join(["plugin_id", *(target for target, _ in self.columns[: self.key])])
         updates = ", ".join(f"{target} = excluded.{target}" for target, _ in self.columns[self.key :])
         return (
@@ -740,7 +740,8 @@ ROLLUPS = (
 
 
 def _differs(columns) -> str:
-    return "(" + " OR ".join(f"t.{column} IS DISTINCT FROM {taken('trades', column, 's.')}" for column in columns) + ")"
+    differences = (f"t.{column} IS DISTINCT FROM {_taken('trades', column, 's.')}" for column in columns)
+    return "(" + " OR ".join(differences) + ")"
 
 
 COUNTED_COLUMNS = tuple(sorted(set().union(*(rollup.counted_columns for rollup in ROLLUPS))))

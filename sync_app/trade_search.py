@@ -138,10 +138,10 @@ def search(params) -> tuple[QuerySet, dict, list[str]]:
     common = Q if sort.keys[0] == "entry_time" else _common
     trades = _matching(AggregatedTrade.objects.all(), chosen, common)
     if chosen["date_from"]:
-        trades = trades.filter(entry_time__gte=_day_start(chosen["date_from"], time.min))
+        trades = trades.filter(entry_time__gte=_day_start(chosen["date_from"]))
     if chosen["date_to"]:
         # Before the next day rather than up to 23:59:59.999999, whatever a time's fraction.
-        trades = trades.filter(entry_time__lt=_day_start(chosen["date_to"], time.min) + timedelta(days=1))
+        trades = trades.filter(entry_time__lt=_day_start(chosen["date_to"]) + timedelta(days=1))
     return _ordered(trades, sort), chosen, problems
 
 
@@ -177,8 +177,8 @@ def _common(**condition) -> Q | Likelihood:
     return Likelihood(Q(**condition))
 
 
-def _day_start(value: str, at: time) -> datetime:
-    return timezone.make_aware(datetime.combine(date.fromisoformat(value), at))
+def _day_start(value: str) -> datetime:
+    return timezone.make_aware(datetime.combine(date.fromisoformat(value), time.min))
 
 
 def _ordered(trades: QuerySet, sort: Sort, *, reverse: bool = False) -> QuerySet:
