@@ -303,7 +303,9 @@ def run_sync(
     home.check()
     targets = sync_targets(plugin_ids)
     options = sync_settings()
-    with only_one_sync():
+    # Each plugin's pages are copied from the central log into its file while the next one
+    # syncs (see CENTRAL_WAL_AUTOCHECKPOINT_PAGES): the run then waits only for the last one's.
+    with only_one_sync(), checkpointing("default") as copy_soon:
         run = SyncRun.begin(trigger=trigger, actor=actor)
         results = {plugin_id: PluginResult() for plugin_id in targets}
         pending, delays = list(targets), list(options["retry_delays_seconds"])
@@ -332,14 +334,14 @@ def run_sync(
                     progress.step(
                         plugin_id, "done", seconds=time.perf_counter() - started, **asdict(results[plugin_id])
                     )
+                    copy_soon()
             if not failed or not delays:
                 break
             sleep(delays.pop(0))
             for plugin_id in failed:
                 results[plugin_id].retries += 1
             pending = failed
-        with checkpointing("default"):  # the run's pages, once (see CENTRAL_WAL_AUTOCHECKPOINT_PAGES)
-            _finish(run, results, progress, options)
+        _finish(run, results, progress, options)
     return run
 
 

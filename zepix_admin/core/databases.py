@@ -4,7 +4,7 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,27 +193,35 @@ def checkpoint(alias: str = "default") -> None:
 
 
 @contextmanager
-def checkpointing(alias: str = "default") -> Iterator[None]:
-    """A checkpoint in a thread of its own while the block runs, then one of what the block
-    wrote: the first copies the bulk of the log while the block goes on (its writes and fsyncs
-    wait on the disk with the interpreter let go), the second only the block's own pages. A
-    sync run's records are written meanwhile: its checkpoint took 19-58 ms after them."""
+def checkpointing(alias: str = "default") -> Iterator[Callable[[], None]]:
+    """Checkpoints in a thread of their own while the block runs, then one of what is left. The
+    block calls what it is given each time it has committed something, and the thread copies
+    that into the file while the block goes on (its writes and fsyncs wait on the disk with the
+    interpreter let go): the last checkpoint has only the block's last pages to copy. A sync run
+    calls it after each plugin: a round of 1,000 random changes in each of 5 plugins waited 46
+    ms for its checkpoint when the run's end copied every plugin's pages."""
     if on_postgresql(alias):
-        yield
+        yield lambda: None
         return
     path = database_file(alias)
+    wanted, ended = threading.Event(), threading.Event()
+    wanted.set()  # the log as the block finds it
 
     def copy_the_log() -> None:
         try:
             with closing(sqlite3.connect(path, timeout=1)) as connection:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                while wanted.wait() and not ended.is_set():
+                    wanted.clear()  # before the checkpoint: a commit made during it asks for the next
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as error:  # the one after the block copies what this one could not
             logger.warning("Checkpoint of %s failed: %s", path.name, error)
 
     thread = threading.Thread(target=copy_the_log, name=f"checkpoint-{alias}")
     thread.start()
     try:
-        yield
+        yield wanted.set
     finally:
+        ended.set()
+        wanted.set()
         thread.join()
     checkpoint(alias)
