@@ -153,14 +153,15 @@ def sqlite_database(path: Path, engine: str = "zepix_admin.core.sqlite_backend")
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 
-# The central SQLite file's write-ahead log is copied into the file (a checkpoint) once, at the
-# end of each sync run (sync_app.sync.run_sync), rather than by every commit that finds the log
-# over SQLite's default 1,000 pages: the run's commits then each copied their own plugin's pages,
-# and wrote the pages all the plugins share (the indexes' newest entries, the totals) again for
-# each plugin. 1,000 new trades from seed_demo in each of 5 plugins of 200,000: 925-1,032 ->
-# 752-787 ms beyond an empty sync (BENCHMARKS.md). Every central connection has the same limit,
-# so that no other commit (a page's, a config save's) pays for a run's pages: 64 MB, a limit for
-# when no sync runs.
+# The central SQLite file's write-ahead log is copied into the file (a checkpoint) by the sync
+# run (sync_app.sync.run_sync: each plugin's pages in a thread while the next plugin syncs, the
+# rest at its end), rather than by every commit that finds the log over SQLite's default 1,000
+# pages: the run's commits then each waited to copy their own plugin's pages, and wrote the
+# pages all the plugins share (the indexes' newest entries, the totals) again for each plugin.
+# 1,000 new trades from seed_demo in each of 5 plugins of 200,000: 925-1,032 -> 752-787 ms
+# beyond an empty sync (BENCHMARKS.md). Every central connection has the same limit, so that no
+# other commit (a page's, a config save's) pays for a run's pages: 64 MB, a limit for when no
+# sync runs.
 CENTRAL_WAL_AUTOCHECKPOINT_PAGES = 16384
 
 
