@@ -210,24 +210,18 @@ INCREMENTAL_PATTERNS = (
 )
 
 
-def report_incremental(args, ids, into: str = "", plain=None) -> None:
+def report_incremental(args, ids, into: str = "", plain=None, rounds: int = 9) -> None:
     """(2) for each pattern of changes: an incremental sync beyond a sync that finds nothing;
     with ``plain`` (the plain copy's file and where it stands in each plugin), beside a plain
-    upsert of the same changed trades into it."""
-    from sync_app.sync import run_sync
-
-    empty = []
-    for _ in range(5):
-        started = time.perf_counter()
-        run_sync(trigger="command")
-        empty.append(time.perf_counter() - started)
-    nothing = statistics.median(empty)
+    upsert of the same changed trades into it. Each round's sync is followed by one that finds
+    nothing, and the round's figure is the difference: this machine's speed drifts within a
+    minute, and an empty sync timed once before all the rounds met another machine."""
     for pattern, change in INCREMENTAL_PATTERNS:
-        some, baseline = incremental_rounds(args, ids, change, plain)
+        some, nothing, beyond, baseline = incremental_rounds(args, ids, change, plain, rounds)
         print(
             f"(2) Incremental sync{into}, {args.changed} new or changed trades in each of {args.plugins} plugins, "
-            f"{pattern}: {some * 1000:.0f} ms; a sync that finds nothing: {nothing * 1000:.0f} ms; "
-            f"beyond it: {(some - nothing) * 1000:.0f} ms (median of 5)"
+            f"{pattern}: {some * 1000:.0f} ms; a sync that finds nothing, right after each: {nothing * 1000:.0f} ms; "
+            f"beyond it: {beyond * 1000:.0f} ms (medians of {rounds} rounds)"
             + (
                 f"; a plain upsert of the same trades (ATTACH + INSERT ... SELECT ... ON CONFLICT DO UPDATE, "
                 f"no rollups): {baseline * 1000:.0f} ms"
@@ -237,21 +231,36 @@ def report_incremental(args, ids, into: str = "", plain=None) -> None:
         )
 
 
-def incremental_rounds(args, ids, change, plain=None) -> tuple[float, float]:
-    from plugins_app import plugins
+def timed_sync() -> float:
     from sync_app.sync import run_sync
 
-    incremental, baseline = [], []
-    for round_number in range(5):
+    started = time.perf_counter()
+    run = run_sync(trigger="command")
+    elapsed = time.perf_counter() - started
+    assert run.status == "OK", run.error
+    return elapsed
+
+
+def incremental_rounds(args, ids, change, plain, rounds: int) -> tuple[float, float, float, float]:
+    """Medians of the rounds: the sync of the changes, the empty sync after it, the difference
+    of each round's two, and the plain upsert."""
+    from plugins_app import plugins
+    from sync_app.models import SyncRun
+
+    incremental, empty, beyond, baseline = [], [], [], []
+    timed_sync()  # whatever an earlier pattern left: every round starts from nothing to sync
+    for round_number in range(rounds):
         for plugin_id in ids:
             change(args, plugins.database_path(plugin_id), plugin_id, round_number)
-        started = time.perf_counter()
-        run = run_sync(trigger="command")
-        incremental.append(time.perf_counter() - started)
+        incremental.append(timed_sync())
+        run = SyncRun.objects.latest("pk")
         assert all(r["inserted"] + r["updated"] == args.changed for r in run.plugins.values()), run.plugins
+        empty.append(timed_sync())
+        beyond.append(incremental[-1] - empty[-1])
         if plain:
             baseline.append(plain_upsert(*plain, ids))
-    return statistics.median(incremental), statistics.median(baseline) if baseline else 0.0
+    median = statistics.median
+    return median(incremental), median(empty), median(beyond), median(baseline) if baseline else 0.0
 
 
 def plain_upsert(target: Path, marks: dict, ids) -> float:
