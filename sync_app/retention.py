@@ -2,7 +2,8 @@
 
 Kept: every backup of the last 24 hours; the newest backup of each of the last
 ``daily`` days, ``weekly`` ISO weeks and ``monthly`` months (today, this week and this
-month included); and always the newest verified backup, however old.
+month included), the newest verified one where there is one; and always the newest verified
+backup, however old.
 """
 
 from dataclasses import dataclass
@@ -49,7 +50,10 @@ def backups_to_keep(backups: list[tuple[int, datetime, bool]], now: datetime, po
     keep: set[int] = set()
     seen: dict[str, set] = {kind: set() for kind in buckets}
     newest_first = sorted(backups, key=lambda backup: backup[1], reverse=True)
-    for backup_id, created_at, _ in newest_first:
+    # A day's (week's, month's) backup is its newest sound one: a newer one found damaged on
+    # disk held the day, and the day's sound backup was deleted. Only a period with no sound
+    # backup keeps its newest damaged one.
+    for backup_id, created_at, _ in sorted(newest_first, key=lambda backup: backup[2], reverse=True):
         day = created_at.date()
         if now - created_at < timedelta(hours=24):
             keep.add(backup_id)

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -244,6 +245,41 @@ def test_after_the_central_database_is_restored_its_backup_list_is_what_is_on_di
     assert "3 backup(s) verified." in verified.stdout
     later = central(data, "SELECT id FROM sync_app_backup WHERE database = 'plugin_combined_v3'")[0][0]
     run(env, "restore_backup", str(later))  # and each can be restored from the console's list
+
+
+def test_retention_keeps_a_days_sound_backup_rather_than_a_newer_one_found_damaged(install):
+    """Two backups of a plugin three days ago; the later one's file is found damaged on disk.
+    Retention keeps one backup of that day: the sound one, which can still be restored (it kept
+    the damaged one, the day's newest, and deleted the sound one)."""
+    env, data = install
+    for _ in range(3):
+        run(env, "backup_databases", "--db", "plugin_combined_v3", "--no-retention")
+    sound, damaged, today = (
+        backup
+        for (backup,) in central(
+            data, "SELECT id FROM sync_app_backup WHERE database = 'plugin_combined_v3' ORDER BY id"
+        )
+    )
+    three_days_ago = datetime.now(UTC).date() - timedelta(days=3)
+    with closing(sqlite3.connect(data / "central.sqlite3")) as connection, connection:
+        for backup, hour in ((sound, 1), (damaged, 13)):
+            connection.execute(
+                "UPDATE sync_app_backup SET created_at = ? WHERE id = ?", (f"{three_days_ago} {hour:02}:00:00", backup)
+            )
+    damaged_file = Path(central(data, "SELECT path FROM sync_app_backup WHERE id = ?", damaged)[0][0])
+    with open(damaged_file, "r+b") as handle:  # a sector gone bad
+        handle.seek(damaged_file.stat().st_size // 2)
+        handle.write(b"\0" * 64)
+    checked = run(env, "verify_backups", ok=False)
+    assert f"{damaged}" in checked.stdout + checked.stderr
+
+    kept = run(env, "backup_databases", "--db", "plugin_combined_v3")
+    assert f"deleted backup {damaged} " in kept.stdout and f"deleted backup {sound} " not in kept.stdout
+    left = {
+        backup for (backup,) in central(data, "SELECT id FROM sync_app_backup WHERE database = 'plugin_combined_v3'")
+    }
+    assert {sound, today} <= left and damaged not in left
+    run(env, "restore_backup", str(sound))
 
 
 def test_a_restore_of_the_central_database_under_a_running_console_keeps_the_bots_config_live(tmp_path):
