@@ -6,10 +6,12 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
 
 from config_app import service, watcher
 from tests.helpers import ROOT, installed, manage
@@ -59,6 +61,48 @@ def test_an_edit_made_while_no_watcher_ran_is_taken_in_when_one_starts(config, s
     finally:
         observer.stop()
         observer.join()
+
+
+def in_a_thread(target, *args) -> threading.Thread:
+    def run():
+        try:
+            target(*args)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_the_watchers_look_at_a_file_holding_the_active_version_waits_for_no_save(config, settings):
+    """Every save writes its file, and the watcher looks at it a moment later: that look, with
+    nothing to take, answers without the config lock (under it, the next save waited for it). An
+    edit is still taken in under the lock, once the save holding it is done."""
+    path = settings.CONFIG_DIR / "plugins" / "combined_v3.json"
+    holding, done = threading.Event(), threading.Event()
+
+    def a_save_in_progress():
+        with service.config_lock():
+            holding.set()
+            done.wait(10)
+
+    save = in_a_thread(a_save_in_progress)
+    try:
+        assert holding.wait(5)
+        look = in_a_thread(service.ingest_file, "combined_v3")
+        look.join(5)
+        assert not look.is_alive(), "the look at an unchanged file waited for the save"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "max_open_trades": 7}))
+        edit = in_a_thread(service.ingest_file, "combined_v3")
+        edit.join(0.5)
+        assert edit.is_alive() and service.current("combined_v3").version == 1  # the edit waits its turn
+    finally:
+        done.set()
+        save.join(10)
+    edit.join(10)
+    assert service.current("combined_v3").version == 2
+    assert service.active_document("combined_v3")["max_open_trades"] == 7
 
 
 SAVE_LOOP = """
