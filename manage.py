@@ -11,7 +11,12 @@ def main():
 
     skip_unused_drivers()
 
-    execute_from_command_line(sys.argv)
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as error:  # the environment's settings: what to set, not a traceback
+        sys.exit(f"Zepix Admin's settings: {error}")
 
 
 if __name__ == "__main__":

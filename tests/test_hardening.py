@@ -776,8 +776,10 @@ def test_debug_is_off_unless_asked_for(tmp_path):
 
     env = fresh_env(tmp_path)
     del env["DJANGO_DEBUG"]
-    refused = manage("check", env=env)
-    assert refused.returncode != 0 and "DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0" in refused.stderr
+    for command in (("check",), ("sync_plugins",), ("create_token", "--help")):
+        refused = manage(*command, env=env)
+        assert refused.returncode != 0 and "DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
 
 def test_errors_answer_in_the_app_shell_and_as_json_under_the_api(viewer_client, config):
