@@ -117,3 +117,19 @@ def test_a_requests_connection_is_kept_for_the_next_one_only_as_it_was_opened():
     assert in_a_thread(attached) is first
     after_attach, names = in_a_thread(databases)
     assert after_attach is not first and names == ["main"]
+
+
+def test_the_checkpoints_beside_a_sync_never_make_a_missing_database_again(tmp_path, monkeypatch, caplog):
+    """The sync's checkpoint thread opens the central file itself: gone meanwhile (moved away by
+    hand), it is an error in the log, not a new empty file that every command would then read."""
+    from zepix_admin.core import databases
+
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("the central database is on PostgreSQL in this run")
+    gone = tmp_path / "central.sqlite3"
+    monkeypatch.setattr(databases, "database_file", lambda alias: gone)
+    monkeypatch.setattr(databases, "checkpoint", lambda alias: None)  # Django's own connection, another file
+    with databases.checkpointing("default") as copy_soon:
+        copy_soon()
+    assert not gone.exists()
+    assert "Checkpoint of central.sqlite3 failed" in caplog.text
