@@ -51,20 +51,41 @@ def main():
         add_chains(plugins.database_path(plugin_id))
     total = args.plugins * args.trades
 
+    # The plain copy goes into a table with the very same schema and indexes as ours, timed
+    # once before our sync and once after it, into two files: timed after it alone, it met our
+    # writes still going to the disk, and this machine's speed drifts within the minute (the
+    # plain copy alone read 11.7-15.8 s in one session's runs, the ratio 0.71-0.98x).
+    before = plain_copy(settings, ids, settings.DATA_DIR / "plain_before.sqlite3")
     started = time.perf_counter()
     run = run_sync(trigger="command")
     ours = time.perf_counter() - started
     assert run.status == "OK", run.error
-
-    # The plain copy goes into a table with the very same schema and indexes as ours.
     plain_target = settings.DATA_DIR / "plain_central.sqlite3"
-    with closing(sqlite3.connect(settings.DATABASES["default"]["NAME"])) as central:
-        schema = [
-            sql
-            for (sql,) in central.execute(
-                "SELECT sql FROM sqlite_master WHERE tbl_name = 'aggregated_trades' AND sql IS NOT NULL"
-            )
-        ]
+    after = plain_copy(settings, ids, plain_target)
+    (settings.DATA_DIR / "plain_before.sqlite3").unlink()
+    baseline = (before + after) / 2
+    print(
+        f"\n(1) Full sync of {total:,} trades (and their chains, levels, daily stats): "
+        f"ours {ours:.2f} s ({total / ours:,.0f} trades/s); "
+        f"plain ATTACH + INSERT...SELECT {before:.2f} s before it and {after:.2f} s after it "
+        f"({total / baseline:,.0f} trades/s); ours runs at {baseline / ours:.2f}x the plain rate"
+    )
+
+    plain_marks = {}
+    for plugin_id in ids:
+        with closing(sqlite3.connect(plugins.database_path(plugin_id))) as source:
+            plain_marks[plugin_id] = source.execute("SELECT MAX(change_seq) FROM trades").fetchone()[0]
+    report_incremental(args, ids, plain=(plain_target, plain_marks))
+
+    detection_bench(settings, ids)
+    if not args.skip_backup:
+        backup_bench(settings, args.backup_mb)
+
+
+def plain_copy(settings, ids, target: Path) -> float:
+    """Every plugin's tables copied with plain sqlite3 (ATTACH, INSERT ... SELECT, a transaction a
+    plugin) into a new file with the central tables' schema and indexes: seconds taken."""
+    from plugins_app import plugins
     from sync_app.sync import COPIED_COLUMNS, OTHER_TABLES
 
     copies = [("trades", "aggregated_trades", ", ".join(COPIED_COLUMNS), ", ".join(COPIED_COLUMNS))] + [
@@ -80,7 +101,7 @@ def main():
                 )
             )
         ]
-    with closing(sqlite3.connect(plain_target, isolation_level=None)) as plain:
+    with closing(sqlite3.connect(target, isolation_level=None)) as plain:
         plain.execute("PRAGMA journal_mode=WAL")
         plain.execute("PRAGMA synchronous=NORMAL")
         for statement in schema:
@@ -98,23 +119,7 @@ def main():
                 )
             plain.execute("COMMIT")
             plain.execute("DETACH DATABASE src")
-        baseline = time.perf_counter() - started
-    print(
-        f"\n(1) Full sync of {total:,} trades (and their chains, levels, daily stats): "
-        f"ours {ours:.2f} s ({total / ours:,.0f} trades/s); "
-        f"plain ATTACH + INSERT...SELECT {baseline:.2f} s ({total / baseline:,.0f} trades/s); "
-        f"ours runs at {baseline / ours:.2f}x the plain rate"
-    )
-
-    plain_marks = {}
-    for plugin_id in ids:
-        with closing(sqlite3.connect(plugins.database_path(plugin_id))) as source:
-            plain_marks[plugin_id] = source.execute("SELECT MAX(change_seq) FROM trades").fetchone()[0]
-    report_incremental(args, ids, plain=(plain_target, plain_marks))
-
-    detection_bench(settings, ids)
-    if not args.skip_backup:
-        backup_bench(settings, args.backup_mb)
+        return time.perf_counter() - started
 
 
 def detection_bench(settings, ids, repeat: int = 200):
