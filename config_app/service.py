@@ -376,7 +376,7 @@ def _holds_the_active_version(scope: str, path) -> bool:
     """The file holds the active version's document, and no alert about it is open: what the
     watcher finds after every save's own write of the file, told without the config lock. Under
     the lock, with the document validated, that look held up the save that came next: with a
-    save every 0.2 s (the watcher's debounce), one in eight reached its subscribers 15-25 ms
+    save every 0.2 s (the watcher's debounce), one in seven reached its subscribers 15-25 ms
     late (bench/config_latency.py). Anything else is looked at again under the lock."""
     latest = current(scope)
     if latest is None or latest.retired:
