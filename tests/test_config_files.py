@@ -85,13 +85,13 @@ def test_the_watchers_look_at_a_file_holding_the_active_version_waits_for_no_sav
     def a_save_in_progress():
         with service.config_lock():
             holding.set()
-            done.wait(10)
+            done.wait(30)
 
     save = in_a_thread(a_save_in_progress)
     try:
         assert holding.wait(5)
         look = in_a_thread(service.ingest_file, "combined_v3")
-        look.join(5)
+        look.join(10)
         assert not look.is_alive(), "the look at an unchanged file waited for the save"
         path.write_text(json.dumps({**json.loads(path.read_text()), "max_open_trades": 7}))
         edit = in_a_thread(service.ingest_file, "combined_v3")
@@ -99,8 +99,8 @@ def test_the_watchers_look_at_a_file_holding_the_active_version_waits_for_no_sav
         assert edit.is_alive() and service.current("combined_v3").version == 1  # the edit waits its turn
     finally:
         done.set()
-        save.join(10)
-    edit.join(10)
+        save.join(30)
+    edit.join(30)
     assert service.current("combined_v3").version == 2
     assert service.active_document("combined_v3")["max_open_trades"] == 7
 
