@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.request import pathname2url
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
@@ -211,7 +210,7 @@ def checkpointing(alias: str = "default") -> Iterator[Callable[[], None]]:
     def copy_the_log() -> None:
         try:
             # mode=rw: a file gone meanwhile is an error, never a new empty database
-            with closing(sqlite3.connect(f"file:{pathname2url(str(path))}?mode=rw", uri=True, timeout=1)) as connection:
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=1)) as connection:
                 while wanted.wait() and not ended.is_set():
                     wanted.clear()  # before the checkpoint: a commit made during it asks for the next
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
