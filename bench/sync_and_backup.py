@@ -41,7 +41,6 @@ def main():
 
     from plugins_app import plugins
     from plugins_app.demo import seed_plugin
-    from sync_app.sync import run_sync
 
     if args.only_backup:
         return backup_bench(settings, args.backup_mb)
@@ -56,10 +55,7 @@ def main():
     # writes still going to the disk, and this machine's speed drifts within the minute (the
     # plain copy alone read 11.7-15.8 s in one session's runs, the ratio 0.71-0.98x).
     before = plain_copy(settings, ids, settings.DATA_DIR / "plain_before.sqlite3")
-    started = time.perf_counter()
-    run = run_sync(trigger="command")
-    ours = time.perf_counter() - started
-    assert run.status == "OK", run.error
+    ours, _ = timed_sync()
     plain_target = settings.DATA_DIR / "plain_central.sqlite3"
     after = plain_copy(settings, ids, plain_target)
     (settings.DATA_DIR / "plain_before.sqlite3").unlink()
@@ -146,15 +142,12 @@ def detection_bench(settings, ids, repeat: int = 200):
     )
 
     from plugins_app.sqlite import stamp_identity
-    from sync_app.sync import run_sync
 
     stamp_identity(plugins.database_path(ids[0]))  # as a restore does
-    started = time.perf_counter()
-    run = run_sync(plugin_ids=[ids[0]], trigger="command")
+    seconds, run = timed_sync(plugin_ids=[ids[0]])
     assert run.plugins[ids[0]]["reconciled"], run.plugins
     print(
-        f"(2d) Reconciling one plugin after its file was replaced (all its rows compared and copied): "
-        f"{time.perf_counter() - started:.2f} s"
+        f"(2d) Reconciling one plugin after its file was replaced (all its rows compared and copied): {seconds:.2f} s"
     )
 
 
@@ -236,31 +229,31 @@ def report_incremental(args, ids, into: str = "", plain=None, rounds: int = 9) -
         )
 
 
-def timed_sync() -> float:
+def timed_sync(plugin_ids=None):
+    """A sync run as the command starts one, asserted to succeed: (its seconds, its SyncRun)."""
     from sync_app.sync import run_sync
 
     started = time.perf_counter()
-    run = run_sync(trigger="command")
+    run = run_sync(plugin_ids=plugin_ids, trigger="command")
     elapsed = time.perf_counter() - started
     assert run.status == "OK", run.error
-    return elapsed
+    return elapsed, run
 
 
 def incremental_rounds(args, ids, change, plain, rounds: int) -> tuple[float, float, float, float]:
     """Medians of the rounds: the sync of the changes, the empty sync after it, the difference
     of each round's two, and the plain upsert."""
     from plugins_app import plugins
-    from sync_app.models import SyncRun
 
     incremental, empty, beyond, baseline = [], [], [], []
     timed_sync()  # whatever an earlier pattern left: every round starts from nothing to sync
     for round_number in range(rounds):
         for plugin_id in ids:
             change(args, plugins.database_path(plugin_id), plugin_id, round_number)
-        incremental.append(timed_sync())
-        run = SyncRun.objects.latest("pk")
+        seconds, run = timed_sync()
+        incremental.append(seconds)
         assert all(r["inserted"] + r["updated"] == args.changed for r in run.plugins.values()), run.plugins
-        empty.append(timed_sync())
+        empty.append(timed_sync()[0])
         beyond.append(incremental[-1] - empty[-1])
         if plain:
             baseline.append(plain_upsert(*plain, ids))
