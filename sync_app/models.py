@@ -339,7 +339,7 @@ class JobState(models.Model):
     each job's marker while it is queued or running, a scheduled one's or one asked for by hand
     (``task_id``: its task, then "running <process>"; sync_app.tasks.in_flight reads it)."""
 
-    name = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=60, unique=True)  # a job's, or a marker's: "manual_sync:<plugin id>"
     last_started_at = models.DateTimeField()
     task_id = models.TextField(blank=True, default="", help_text="A marker's task, or the process running it")
     relaunched = models.BooleanField(

@@ -171,7 +171,14 @@ def prune_config_history_task():
     config_service.prune_history()
 
 
-MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"
+MANUAL_BACKUP, MANUAL_SYNC = "manual_backup", "manual_sync"  # MANUAL_SYNC: a sync of every plugin
+
+
+def manual_sync_marker(plugin_id: str | None) -> str:
+    """The marker of a sync asked for by hand: of every plugin, or of one."""
+    return f"{MANUAL_SYNC}:{plugin_id}" if plugin_id else MANUAL_SYNC
+
+
 RUNNING = "running"  # a marker's task_id once a worker has taken its task: "running <process stamp>"
 
 
@@ -260,7 +267,11 @@ def request_manual_backup() -> bool:
 
 
 def request_manual_sync(actor: str, plugin_id: str | None) -> bool:
-    return _request_manual(MANUAL_SYNC, manual_sync_task, actor, plugin_id)
+    """A sync of one plugin joins a queued sync of every plugin or of that one; asked for while
+    another plugin's is queued, it is queued too (it joined it, and was never run)."""
+    if plugin_id and manual_pending(MANUAL_SYNC):
+        return False
+    return _request_manual(manual_sync_marker(plugin_id), manual_sync_task, actor, plugin_id)
 
 
 @db_task()
@@ -274,11 +285,12 @@ def manual_backup_task():
 
 @db_task()
 def manual_sync_task(actor: str, plugin_id: str | None):
-    with _running(MANUAL_SYNC):
+    marker = manual_sync_marker(plugin_id)
+    with _running(marker):
         try:
             sync_task.call_local("manual", actor, plugin_id)
         finally:
-            JobState.objects.filter(name=MANUAL_SYNC).delete()
+            JobState.objects.filter(name=marker).delete()
 
 
 @db_task()

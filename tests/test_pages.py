@@ -400,6 +400,26 @@ def test_a_sync_asked_for_while_one_is_queued_joins_it_and_the_button_says_so(op
     assert 'id="run-sync" >Run sync now' in operator_client.get("/sync/").content.decode()
 
 
+def test_a_sync_of_one_plugin_joins_only_a_queued_sync_that_covers_it(operator_client, config):
+    """A script asks for one plugin's sync (POST /sync/run with plugin): one queued for another
+    plugin does not cover it. It joined that one, and the plugin asked for was never synced."""
+    from sync_app.models import SyncRun
+    from sync_app.tasks import MANUAL_SYNC, manual_sync_marker, manual_sync_task
+
+    def asked_for(plugin_id: str) -> str:
+        return operator_client.post("/sync/run", {"plugin": plugin_id}, HTTP_HX_REQUEST="true").content.decode()
+
+    joins = "already queued or running; this request joins it"
+    other = "price_action_v6"
+    with asked_for_and_still_queued(manual_sync_marker(other), manual_sync_task, "tester", other):
+        assert joins in asked_for(other)
+        assert joins not in asked_for("combined_v3")  # the test settings run it at once
+        assert [list(run.plugins) for run in SyncRun.objects.all()] == [["combined_v3"]]
+    with asked_for_and_still_queued(MANUAL_SYNC, manual_sync_task, "tester", None):  # every plugin's covers it
+        assert joins in asked_for("combined_v3")
+        assert SyncRun.objects.count() == 1
+
+
 def test_a_sync_whose_worker_was_killed_while_running_it_no_longer_holds_the_button(operator_client, config):
     """`serve` restarts a killed consumer at once: its heartbeat goes on, the sync it ran does not."""
     import os
