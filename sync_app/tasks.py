@@ -34,7 +34,7 @@ from zepix_admin.core import home, worker
 from zepix_admin.core.alerts import raise_alert, resolve_alert
 from zepix_admin.core.databases import outage
 from zepix_admin.core.errors import Unavailable
-from zepix_admin.core.files import file_lock, is_locked
+from zepix_admin.core.files import file_lock, is_locked, tried_until
 
 logger = logging.getLogger("zepix.tasks")
 STAGGER_SECONDS = 20
@@ -182,7 +182,7 @@ def manual_sync_marker(plugin_id: str | None) -> str:
 RUNNING = "running"  # a marker's task_id once a worker has taken its task: "running <process stamp>"
 
 
-def in_flight(marker: JobState) -> bool:
+def in_flight(marker: JobState, *, in_hand_seconds: float | None = None) -> bool:
     """Whether the task a job's marker names (a scheduled job's, or one asked for by hand) is
     still queued or running. It is not once its task has left the queue untaken (Redis
     restarted without persistence, a damaged queue file set aside), nor once no process holds
@@ -197,20 +197,26 @@ def in_flight(marker: JobState) -> bool:
     running, or moved by a consumer from its queue to its schedule (a task for later, dequeued
     then scheduled). A consumer started beside a queue of such tasks moves them while its first
     tick looks for them: the tick took one for lost and queued the job again, to run twice (a
-    killed consumer's backups queued again by the next, once in a full test run). A task not found is
-    looked for once more, a moment later."""
+    killed consumer's backups queued again by the next). A task not found is looked for again
+    for up to ``in_hand_seconds`` (default TASK_IN_HAND_SECONDS; a page that only shows the
+    state passes 0)."""
     if marker.task_id.startswith(RUNNING):
         return is_locked(job_lock(marker.name))
     if _in_queue(marker):
         return True
-    time.sleep(TASK_IN_HAND_SECONDS)
-    now_marked = JobState.objects.filter(pk=marker.pk).values_list("task_id", flat=True).first()
-    return now_marked != marker.task_id or _in_queue(marker)  # taken or finished meanwhile: the next look judges
+
+    def seen_again() -> bool:  # taken or finished meanwhile (the marker changed): the next look judges
+        now_marked = JobState.objects.filter(pk=marker.pk).values_list("task_id", flat=True).first()
+        return now_marked != marker.task_id or _in_queue(marker)
+
+    wait = TASK_IN_HAND_SECONDS if in_hand_seconds is None else in_hand_seconds
+    return wait > 0 and tried_until(time.monotonic() + wait, seen_again)
 
 
 # How long a task may be in a worker's hands between the queue and its schedule, or its marker:
-# a few milliseconds, more on a loaded machine with the consumer at CONSUMER_NICENESS. Paid only
-# for a task not found (one lost, or in hand), never on a tick that finds every task.
+# a few milliseconds, more on a loaded machine with the consumer at CONSUMER_NICENESS. Looked for
+# again every few milliseconds until then: paid in full only for a task that is lost, never on
+# a tick that finds every task.
 TASK_IN_HAND_SECONDS = 0.5
 
 
@@ -221,9 +227,9 @@ def _in_queue(marker: JobState) -> bool:
         return marker.last_started_at > timezone.now() - JOB_MARKER_STALE
 
 
-def manual_pending(name: str) -> bool:
+def manual_pending(name: str, *, in_hand_seconds: float | None = None) -> bool:
     marker = JobState.objects.filter(name=name).first()
-    return marker is not None and in_flight(marker)
+    return marker is not None and in_flight(marker, in_hand_seconds=in_hand_seconds)
 
 
 def job_lock(name: str) -> Path:

@@ -31,10 +31,12 @@ def sync_health_with_databases() -> dict:
     return report
 
 
-def sync_state_context(notice: str = "") -> dict:
+def sync_state_context(notice: str = "", *, asked: bool = False) -> dict:
+    """A page shows the state as it finds it (its next refresh sees more); right after the request
+    asked for a sync (``asked``), a task a worker has in hand is looked for again (tasks.in_flight)."""
     runs = list(SyncRun.objects.all()[:20])
     running = any(run.running_now for run in runs[:3])
-    queued = tasks.manual_pending(tasks.MANUAL_SYNC)
+    queued = tasks.manual_pending(tasks.MANUAL_SYNC, in_hand_seconds=None if asked else 0)
     return {
         "health": sync_health_with_databases(),
         "runs": runs,
@@ -61,13 +63,13 @@ def run_sync_now(request: AuthenticatedHttpRequest):
     else:
         notice = "A sync asked for by hand is already queued or running; this request joins it."
     if request.htmx:
-        return sync_page_state(request, notice)
+        return sync_page_state(request, notice, asked=True)
     messages.info(request, notice)
     return redirect("sync")
 
 
-def sync_page_state(request, notice: str = ""):
-    return render(request, "sync/sync.html#state", sync_state_context(notice))
+def sync_page_state(request, notice: str = "", *, asked: bool = False):
+    return render(request, "sync/sync.html#state", sync_state_context(notice, asked=asked))
 
 
 @require_POST
@@ -78,10 +80,11 @@ def reset_failures(request: AuthenticatedHttpRequest, plugin_id: str):
     return sync_page_state(request) if request.htmx else redirect("sync")
 
 
-def backups_context(notice: str = "") -> dict:
+def backups_context(notice: str = "", *, asked: bool = False) -> dict:
+    """``asked``: as for sync_state_context."""
     runs = list(BackupRun.objects.all()[:10])
     running = any(run.running_now for run in runs[:2])
-    queued = tasks.manual_pending(tasks.MANUAL_BACKUP)
+    queued = tasks.manual_pending(tasks.MANUAL_BACKUP, in_hand_seconds=None if asked else 0)
     return {
         "backups": Backup.objects.all()[:200],
         "runs": runs,
@@ -104,7 +107,7 @@ def start_backup(request: AuthenticatedHttpRequest):
     else:
         notice = "A backup asked for by hand is already queued or running; this request joins it."
     if request.htmx:
-        return render(request, "sync/backups.html#state", backups_context(notice))
+        return render(request, "sync/backups.html#state", backups_context(notice, asked=True))
     messages.info(request, notice)
     return redirect("backups")
 
