@@ -49,11 +49,11 @@ def backups_to_keep(backups: list[tuple[int, datetime, bool]], now: datetime, po
     }
     keep: set[int] = set()
     seen: dict[str, set] = {kind: set() for kind in buckets}
-    newest_first = sorted(backups, key=lambda backup: backup[1], reverse=True)
-    # A day's (week's, month's) backup is its newest sound one: a newer one found damaged on
-    # disk held the day, and the day's sound backup was deleted. Only a period with no sound
-    # backup keeps its newest damaged one.
-    for backup_id, created_at, _ in sorted(newest_first, key=lambda backup: backup[2], reverse=True):
+    # Sound ones first, each kind newest first: a day's (week's, month's) backup is its newest
+    # sound one (a newer one found damaged on disk held the day, and the day's sound backup was
+    # deleted); only a period with no sound backup keeps its newest damaged one.
+    sound_first = sorted(backups, key=lambda backup: (backup[2], backup[1]), reverse=True)
+    for backup_id, created_at, _ in sound_first:
         day = created_at.date()
         if now - created_at < timedelta(hours=24):
             keep.add(backup_id)
@@ -62,9 +62,8 @@ def backups_to_keep(backups: list[tuple[int, datetime, bool]], now: datetime, po
             if in_window(day) and key not in seen[kind]:
                 seen[kind].add(key)
                 keep.add(backup_id)
-    newest_verified = next((backup[0] for backup in newest_first if backup[2]), None)
-    if newest_verified is not None:
-        keep.add(newest_verified)
+    if sound_first and sound_first[0][2]:  # the newest verified backup, however old
+        keep.add(sound_first[0][0])
     return keep
 
 
