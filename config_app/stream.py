@@ -41,6 +41,7 @@ from config_app.models import ConfigVersion, Subscriber
 from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
 from zepix_admin.core.databases import database_file, on_postgresql, own_connection_params
+from zepix_admin.core.queue import QuietAfterFailure
 from zepix_admin.core.sqlite_backend.base import file_identity
 
 logger = logging.getLogger("zepix.config.stream")
@@ -170,7 +171,7 @@ REDIS_CHANNEL = "zepix:config-versions"
 REDIS_TIMEOUT_SECONDS = 0.25
 REDIS_QUIET_SECONDS = 5.0  # after a failed announcement, saves announce nothing through Redis this long
 _publisher: list = []  # the Redis client a process publishes with, made on first use
-_redis_quiet_until = [0.0]
+_redis_quiet = QuietAfterFailure(REDIS_QUIET_SECONDS)
 
 
 def _publish_to_redis() -> None:
@@ -181,7 +182,7 @@ def _publish_to_redis() -> None:
     REDIS_QUIET_SECONDS leave the other nodes to their own look."""
     import redis
 
-    if time.monotonic() < _redis_quiet_until[0]:
+    if _redis_quiet.quiet():
         return
     try:
         if not _publisher:
@@ -194,7 +195,7 @@ def _publish_to_redis() -> None:
             )
         _publisher[0].publish(REDIS_CHANNEL, b"v")
     except redis.RedisError as error:
-        _redis_quiet_until[0] = time.monotonic() + REDIS_QUIET_SECONDS
+        _redis_quiet.failed(error)
         logger.warning(
             "Could not announce a config version through Redis (%s); the other web nodes find the "
             "versions saved in the next %.0f s by themselves",

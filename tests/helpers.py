@@ -400,9 +400,9 @@ class Served:
     def status(self, path):
         return self.get(path)[0]
 
-    def get(self, path):
+    def get(self, path, timeout=5.0):
         try:
-            with self.opener.open(self.url + path, timeout=5) as response:
+            with self.opener.open(self.url + path, timeout=timeout) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()

@@ -106,6 +106,40 @@ def test_redis_stopped_for_a_while_is_said_refused_clearly_and_recovered_from_by
         redis_server.wait()
 
 
+def test_a_redis_that_stops_answering_is_said_at_once_by_every_page_and_recovered_from(tmp_path):
+    """Redis stopped without closing its connections (its host gone from the network): every
+    page asks the queue (the navigation's worker badge), and each waited redis-py's 5 s a
+    command, "Run sync now" 15 s. The first to ask waits for the queue's short limit; the pages
+    after it are told at once, until the queue is asked again a few seconds later."""
+    port = free_port()
+    redis_server = start_redis(port, tmp_path)
+    env, operator_token, _ = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    served = Served(env)
+    try:
+        served.log_in()
+        wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to be up")
+        redis_server.send_signal(signal.SIGSTOP)
+        status, report = served.get("/healthz", timeout=3)  # within a monitor's patience
+        assert status == 503 and "queue" in json.loads(report)["huey_consumer"]
+        for path in ("/", "/sync/", "/backups/", "/sync/", "/"):
+            status, page = served.get(path, timeout=1.5)
+            assert status == 200 and "The task queue does not answer" in page, path
+        assert served.get("/config/", timeout=1.5)[0] == 200  # a page that shows no worker does not ask
+        status, answer = bearer(served, operator_token, "/sync/run", data=b"")
+        assert status == 503 and "nothing was queued" in answer
+        redis_server.send_signal(signal.SIGCONT)
+        wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to recover")
+        status, _ = bearer(served, operator_token, "/sync/run", data=b"")
+        assert status in (200, 302)
+        manual_runs = "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
+        wait_for(lambda: central(tmp_path / "install" / "data", manual_runs) == [(1,)], "the sync asked for to run")
+    finally:
+        redis_server.send_signal(signal.SIGCONT)
+        served.stop()
+        redis_server.terminate()
+        redis_server.wait()
+
+
 def test_two_consoles_given_one_redis_database_never_run_each_others_jobs(tmp_path, redis_url):
     """A staging and a production console on the same Redis database: each console's queue is its
     own (named after its data folder's id), so a consumer of one never takes the other's sync."""

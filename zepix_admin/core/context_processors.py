@@ -1,3 +1,5 @@
+from django.utils.functional import SimpleLazyObject
+
 from zepix_admin.core import worker
 from zepix_admin.core.access import ADMIN, OPERATOR, has_role, role_of
 from zepix_admin.core.alerts import open_alerts
@@ -12,5 +14,6 @@ def navigation(request):
         "can_operate": has_role(user, OPERATOR),
         "is_admin_role": has_role(user, ADMIN),
         "open_alert_count": open_alerts().count(),
-        "worker": worker.state(),
+        # Read only by the pages that show it (the task queue asked, and the heartbeat).
+        "worker": SimpleLazyObject(worker.state),
     }

@@ -164,5 +164,57 @@ class SqliteQueue(_KnowsWhenItsConsumerStops, SqliteHuey):
     storage_class = QueueFile
 
 
+class QuietAfterFailure:
+    """A server that did not answer is not asked again for ``seconds``: what would ask meanwhile
+    is told at once (``quiet()``), and the first to ask after them tries it again."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.until = 0.0
+        self.problem = ""
+
+    def quiet(self) -> bool:
+        return time.monotonic() < self.until
+
+    def failed(self, problem: object = "") -> None:
+        self.until, self.problem = time.monotonic() + self.seconds, str(problem)
+
+
+# A queue on a Redis that does not answer (its host gone from the network, the server stopped
+# without closing its connections) held every page for redis-py's default 5 s a command: the
+# navigation reads the queue's size on each page, /healthz too, and "Run sync now" asked three
+# times (15 s, past a proxy's patience). A command now fails after the worker's own wait for
+# a task (huey's read_timeout, 1 s) plus QUEUE_TIMEOUT_SECONDS, and for QUEUE_QUIET_SECONDS after
+# a failure the queue is not asked at all: the pages say at once that it does not answer.
+QUEUE_TIMEOUT_SECONDS = 1.0
+QUEUE_QUIET_SECONDS = 5.0
+
+
 class RedisQueue(_KnowsWhenItsConsumerStops, RedisHuey):
-    pass
+    def get_storage(self, url=None, read_timeout=1, **kwargs):
+        import redis
+        from huey.storage import RedisStorage
+
+        quiet = QuietAfterFailure(QUEUE_QUIET_SECONDS)
+
+        class QueueServer(redis.Redis):
+            def execute_command(self, *args, **options):
+                if quiet.quiet():
+                    raise redis.ConnectionError(f"{quiet.problem} (not asked again for {quiet.seconds:g} s)")
+                try:
+                    return super().execute_command(*args, **options)
+                except (redis.ConnectionError, redis.TimeoutError) as error:
+                    quiet.failed(error)
+                    raise
+
+        class QueueStorage(RedisStorage):
+            redis_client = QueueServer
+
+        # The socket's limit must outlast the worker's blocking wait for a task (BRPOP): cut
+        # short, the server could hand the task to a connection already given up, and lose it.
+        pool = redis.ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=QUEUE_TIMEOUT_SECONDS,
+            socket_timeout=read_timeout + QUEUE_TIMEOUT_SECONDS,
+        )
+        return QueueStorage(self.name, connection_pool=pool, read_timeout=read_timeout, **kwargs)
