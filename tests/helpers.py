@@ -222,6 +222,17 @@ class Postgres:
     def stop(self) -> None:
         self.run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.folder / "data"))
 
+    def hang(self, hung: bool = True) -> None:
+        """Every process of the cluster stopped (SIGSTOP), or going again: a server that keeps its
+        connections and answers nothing, as one on a hung disk or behind a cut network."""
+        import os
+        import signal
+
+        postmaster = int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        for pid in (postmaster, *map(int, children)):
+            os.kill(pid, signal.SIGSTOP if hung else signal.SIGCONT)
+
     def url(self, database: str = "postgres") -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 

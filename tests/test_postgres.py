@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -284,7 +285,9 @@ def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, 
         stop_node(node)
 
 
-def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itself(cluster, template, tmp_path):
+def test_postgresql_hung_then_stopped_for_a_while_is_said_and_everything_recovers_by_itself(
+    cluster, template, tmp_path
+):
     env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     # Production settings: the outage page is the production error handler's (debug mode shows
     # Django's technical page instead).
@@ -302,6 +305,19 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
     try:
         wait_for(lambda: answers(url), "the web node to answer")
         assert save_lot(url, operator_token, 0.2) == 2
+        # Hung first: the connections stay open and nothing answers on them. A request waited for
+        # good (its thread and its pool connection with it); now the pool's check of a connection
+        # and a request's queries are cut off, and the pages say so within seconds.
+        cluster.hang()
+        try:
+            status, body = get(f"{url}/healthz", timeout=2.5)
+            assert status == 503 and "database default" in json.loads(body)["failing"]
+            for path in ("/", "/sync/"):
+                status, body = get(f"{url}{path}", viewer_token, timeout=8)
+                assert status == 503 and "does not answer" in body
+        finally:
+            cluster.hang(False)
+        wait_for(lambda: get(f"{url}/", viewer_token)[0] == 200, "the pages to come back", timeout=8)
         cluster.stop()
         try:
             # The operator edits the file meanwhile: taken in once the database is back, not dropped.
@@ -351,6 +367,26 @@ def test_postgresql_stopped_for_a_while_is_said_and_everything_recovers_by_itsel
         except subprocess.TimeoutExpired:
             consumer.kill()
         stop_node(node)
+
+
+def test_a_query_to_a_server_that_stopped_answering_is_cut_off_at_its_deadline(cluster):
+    """What a request's queries get past their deadline (zepix_admin.core.limits), and the pool's
+    check of a connection: a server that answers nothing ends the wait with an error."""
+    import psycopg
+
+    from zepix_admin.core.cutoff import cut_off_after
+
+    with psycopg.connect(cluster.url(), autocommit=True) as connection:
+        cluster.hang()
+        try:
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError), cut_off_after(connection, 0.5):
+                connection.execute("SELECT 1")
+            assert time.monotonic() - started < 5  # not for good
+        finally:
+            cluster.hang(False)
+    with psycopg.connect(cluster.url(), autocommit=True) as connection, cut_off_after(connection, 0.5):
+        assert connection.execute("SELECT 1").fetchone() == (1,)  # an answer in time is left alone
 
 
 def test_two_machines_syncing_the_same_plugin_at_once_count_each_trade_once(cluster, template, tmp_path):

@@ -182,14 +182,14 @@ def central_database(url: str) -> dict:
     # A PostgreSQL that is down answers within 3 s (pages say so) instead of holding requests.
     # A connection is checked when it is borrowed: after PostgreSQL restarts, the pool's dead
     # connections are replaced instead of failing the next requests.
-    from psycopg_pool import ConnectionPool
+    from zepix_admin.core.cutoff import check_answering
 
     database["OPTIONS"] = {
         "pool": {
             "min_size": 1,
             "max_size": envint("ZEPIX_DATABASE_POOL_SIZE", 10),
             "timeout": 3,
-            "check": ConnectionPool.check_connection,
+            "check": check_answering,  # psycopg-pool's check, cut off when the server does not answer
             # psycopg-pool retries a failed connection after 1, 2, 4, 8... s until this many seconds
             # have passed, then leaves it to the next request (which tries at once): with its
             # default (300 s), pages stayed down 13 s after an 18 s outage had ended, and for as

@@ -5,7 +5,9 @@ statement once the request's deadline has passed, and the request answers a clea
 The handler stays installed while rows are fetched (SQLite steps lazily), until the request
 ends. On PostgreSQL the server does the same with ``statement_timeout``, set to what is left
 of the deadline (again only once a second has gone since it was last set, not before every
-statement) and reset when the request ends. Only SQL is bounded this way: a Python function
+statement) and reset when the request ends; a server that does not answer at all (stopped, its
+host gone) cannot stop anything, so the connection is cut CUTOFF_GRACE_SECONDS after the deadline
+(zepix_admin.core.cutoff). Only SQL is bounded this way: a Python function
 called by a query (Django's REGEXP) cannot be interrupted, so the admin refuses such lookups
 outright (plugins_app.admin).
 """
@@ -19,9 +21,12 @@ from django.conf import settings
 from django.db import OperationalError, connections
 from django.utils.deprecation import MiddlewareMixin
 
+from zepix_admin.core import cutoff
 from zepix_admin.core.errors import error_response
 
 PROGRESS_STEPS = 20_000  # about every millisecond of SQLite work
+# A server that answers stops a statement at its statement_timeout within milliseconds.
+CUTOFF_GRACE_SECONDS = 2.0
 
 
 @contextmanager
@@ -29,6 +34,7 @@ def statement_time_limit(seconds: float):
     deadline = time.monotonic() + seconds
     touched = []
     server_limits: dict = {}  # PostgreSQL connection: the statement_timeout it was given, in ms
+    watches: dict = {}  # PostgreSQL connection: its cutoff
 
     def over_time() -> int:
         return 1 if time.monotonic() > deadline else 0
@@ -40,6 +46,8 @@ def statement_time_limit(seconds: float):
                 raw.set_progress_handler(over_time, PROGRESS_STEPS)
                 touched.append(raw)
         elif context["connection"].vendor == "postgresql":
+            if raw not in watches:
+                watches[raw] = cutoff.watch(raw, deadline - time.monotonic() + CUTOFF_GRACE_SECONDS)
             left = max(1, int((deadline - time.monotonic()) * 1000))
             if left < server_limits.get(raw, left + 1000) - 999:
                 raw.execute(f"SET statement_timeout = {left}")
@@ -58,6 +66,8 @@ def statement_time_limit(seconds: float):
         for raw in server_limits:
             with contextlib.suppress(Exception):  # as above; the pool hands it on without the limit
                 raw.execute("RESET statement_timeout")
+        for number in watches.values():
+            cutoff.forget(number)
 
 
 def timed_out(exception: BaseException) -> bool:
