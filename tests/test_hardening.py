@@ -733,6 +733,75 @@ def test_the_webhook_never_posts_to_loopback_or_private_addresses(settings):
         assert "inside the network" in alerts.webhook_refusal(url), url
 
 
+@pytest.fixture
+def redirecting_webhook():
+    """A webhook on loopback that answers every post with a redirect to another server, which
+    records what reaches it (any method): (the webhook's url, what the other server got)."""
+    import http.server
+
+    reached = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{servers[1].server_port}/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Target(Redirect):
+        def do_GET(self):
+            reached.append((self.command, self.path))
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_GET
+
+    servers = [http.server.HTTPServer(("127.0.0.1", 0), handler) for handler in (Redirect, Target)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    yield f"http://127.0.0.1:{servers[0].server_port}/hook", reached
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_webhook_follows_no_redirect(config, redirecting_webhook):
+    """A public webhook that redirects would lead the post anywhere (the cloud's metadata
+    service): urllib followed a 302 with a GET."""
+    url, received = redirecting_webhook
+    config("global", "sync.alert_webhook_url", url)
+    alert = alerts.raise_alert("disk", "data", "Low disk", level="CRITICAL")
+    assert alerts.post_webhook(url, alert) is False
+    assert received == []
+
+
+def test_the_webhook_is_not_posted_to_a_name_that_resolves_inside_the_network_once_checked(
+    settings, webhook_receiver, monkeypatch
+):
+    """A name checked as public may answer 127.0.0.1 when the post connects (DNS rebinding): the
+    address connected to is checked too. (The resolver is replaced: no DNS server of ours runs here.)"""
+    import socket
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    target, received = webhook_receiver
+    port = int(target.rsplit(":", 1)[1].split("/")[0])
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])  # public the first time, loopback after
+
+    def rebinding(host, *args, **kwargs):
+        if host != "hooks.example.test":
+            return real(host, *args, **kwargs)
+        return real(next(answers, "127.0.0.1"), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = f"http://hooks.example.test:{port}/hook"
+    alert = alerts.raise_alert("disk", "data", "Low disk", level="CRITICAL")
+    assert alerts.post_webhook(url, alert) is False
+    assert received == []
+
+
 @pytest.mark.slow
 def test_setup_refuses_a_weak_first_admin_password(tmp_path):
     from tests.helpers import fresh_env, manage

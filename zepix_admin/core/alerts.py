@@ -7,6 +7,7 @@ stored, logged and posted to the webhook of the global config (``sync.alert_webh
 when its level reaches ``alerts.webhook_min_level``.
 """
 
+import http.client
 import ipaddress
 import json
 import logging
@@ -89,17 +90,75 @@ def webhook_refusal(url: str) -> str:
     except (OSError, UnicodeError) as error:
         return f"its host does not resolve ({error})"
     for address in addresses:
-        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
-        if (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_reserved
-            or ip.is_multicast
-            or ip.is_unspecified
-        ):
-            return f"it points inside the network ({address}); set ZEPIX_WEBHOOK_ALLOW_PRIVATE=1 to allow that"
+        refused = _address_refusal(str(address))
+        if refused:
+            return refused
     return ""
+
+
+def _address_refusal(address: str) -> str:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified:
+        return f"it points inside the network ({address}); set ZEPIX_WEBHOOK_ALLOW_PRIVATE=1 to allow that"
+    return ""
+
+
+def _checked_connection(address, *args, **kwargs):
+    """socket.create_connection, refusing a peer inside the network before a byte is sent: the
+    host's name was checked (webhook_refusal), but it may resolve elsewhere the second time
+    (a name that answers a public address, then 127.0.0.1)."""
+    from django.conf import settings
+
+    sock = socket.create_connection(address, *args, **kwargs)
+    refused = "" if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES else _address_refusal(sock.getpeername()[0])
+    if refused:
+        sock.close()
+        raise ConnectionRefusedError(f"not posted: {refused}")
+    return sock
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _checked_connection
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _checked_connection
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_CheckedHTTPConnection, req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_CheckedHTTPSConnection, req)  # the default context: certificates verified
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed (it answers as the error it is): it led a checked public URL to
+    any address, the cloud's metadata service included."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_direct = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), _CheckedHTTPHandler, _CheckedHTTPSHandler, _NoRedirect
+)
+# Through the machine's proxy (HTTP_PROXY, HTTPS_PROXY) the peer is the proxy: the host's name is
+# checked, and the proxy reaches it.
+_proxied = urllib.request.build_opener(_NoRedirect)
+
+
+def _opener_for(url: str) -> urllib.request.OpenerDirector:
+    parts = urllib.parse.urlsplit(url)
+    proxied = urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname or "")
+    return _proxied if proxied else _direct
 
 
 def post_webhook(url: str, alert: Alert) -> bool:
@@ -118,7 +177,7 @@ def post_webhook(url: str, alert: Alert) -> bool:
     ).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with _opener_for(url).open(request, timeout=5) as response:
             return 200 <= response.status < 300
     except (OSError, ValueError) as error:
         logger.error("Could not post alert to webhook %s: %s", url, error)
