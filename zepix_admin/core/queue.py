@@ -200,7 +200,7 @@ class RedisQueue(_KnowsWhenItsConsumerStops, RedisHuey):
         class QueueServer(redis.Redis):
             def execute_command(self, *args, **options):
                 if quiet.quiet():
-                    raise redis.ConnectionError(f"{quiet.problem} (not asked again for {quiet.seconds:g} s)")
+                    raise redis.ConnectionError(f"{quiet.problem} (a moment ago: asked again within {quiet.seconds:g} s)")
                 try:
                     return super().execute_command(*args, **options)
                 except (redis.ConnectionError, redis.TimeoutError) as error:
