@@ -200,7 +200,8 @@ class RedisQueue(_KnowsWhenItsConsumerStops, RedisHuey):
         class QueueServer(redis.Redis):
             def execute_command(self, *args, **options):
                 if quiet.quiet():
-                    raise redis.ConnectionError(f"{quiet.problem} (a moment ago: asked again within {quiet.seconds:g} s)")
+                    again = f"a moment ago: asked again within {quiet.seconds:g} s"
+                    raise redis.ConnectionError(f"{quiet.problem} ({again})")
                 try:
                     return super().execute_command(*args, **options)
                 except (redis.ConnectionError, redis.TimeoutError) as error:
