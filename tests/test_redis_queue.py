@@ -71,46 +71,12 @@ def test_three_consumers_share_the_queue_and_a_minute_is_ticked_once(tmp_path, r
                 consumer.kill()
 
 
-def test_redis_stopped_for_a_while_is_said_refused_clearly_and_recovered_from_by_itself(tmp_path):
-    port = free_port()
-    redis_server = start_redis(port, tmp_path)
-    env, operator_token, _ = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    served = Served(env)
-    try:
-        served.log_in()
-        wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to be up")
-        redis_server.terminate()
-        redis_server.wait()
-        page = served.get("/sync/")[1]
-        assert "The task queue does not answer" in page  # the pages say so...
-        report = json.loads(served.get("/healthz")[1])
-        assert report["huey_consumer"]["ok"] is False and "queue" in report["huey_consumer"]
-        status, answer = bearer(served, operator_token, "/sync/run", data=b"")  # ...and refuse clearly
-        assert status == 503 and "nothing was queued" in answer
-        redis_server = start_redis(port, tmp_path)  # back, empty (no persistence)
-        wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to recover")
-        status, _ = bearer(served, operator_token, "/sync/run", data=b"")
-        assert status in (200, 302)
-        wait_for(
-            lambda: (
-                central(
-                    tmp_path / "install" / "data", "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
-                )[0][0]
-                == 1
-            ),
-            "the consumers to take work again by themselves",
-        )
-    finally:
-        served.stop()
-        redis_server.terminate()
-        redis_server.wait()
-
-
-def test_a_redis_that_stops_answering_is_said_at_once_by_every_page_and_recovered_from(tmp_path):
-    """Redis stopped without closing its connections (its host gone from the network): every
-    page asks the queue (the navigation's worker badge), and each waited redis-py's 5 s a
-    command, "Run sync now" 15 s. The first to ask waits for the queue's short limit; the pages
-    after it are told at once, until the queue is asked again a few seconds later."""
+def test_redis_hung_then_stopped_is_said_at_once_refused_clearly_and_recovered_from_by_itself(tmp_path):
+    """Hung first (SIGSTOP: the connections stay open, nothing answers, as with a host gone from
+    the network): every page asks the queue (the navigation's worker badge) and each waited
+    redis-py's 5 s a command, "Run sync now" 15 s. The first to ask waits for the queue's short
+    limit; the pages after it are told at once, until the queue is asked again a few seconds
+    later. Then stopped, and started again empty."""
     port = free_port()
     redis_server = start_redis(port, tmp_path)
     env, operator_token, _ = installed(tmp_path / "install", REDIS_URL=f"redis://127.0.0.1:{port}/0")
@@ -128,11 +94,23 @@ def test_a_redis_that_stops_answering_is_said_at_once_by_every_page_and_recovere
         status, answer = bearer(served, operator_token, "/sync/run", data=b"")
         assert status == 503 and "nothing was queued" in answer
         redis_server.send_signal(signal.SIGCONT)
+        redis_server.terminate()
+        redis_server.wait()
+        page = served.get("/sync/")[1]
+        assert "The task queue does not answer" in page  # the pages say so...
+        report = json.loads(served.get("/healthz")[1])
+        assert report["huey_consumer"]["ok"] is False and "queue" in report["huey_consumer"]
+        status, answer = bearer(served, operator_token, "/sync/run", data=b"")  # ...and refuse clearly
+        assert status == 503 and "nothing was queued" in answer
+        redis_server = start_redis(port, tmp_path)  # back, empty (no persistence)
         wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to recover")
         status, _ = bearer(served, operator_token, "/sync/run", data=b"")
         assert status in (200, 302)
         manual_runs = "SELECT COUNT(*) FROM sync_app_syncrun WHERE trigger = 'manual'"
-        wait_for(lambda: central(tmp_path / "install" / "data", manual_runs) == [(1,)], "the sync asked for to run")
+        wait_for(
+            lambda: central(tmp_path / "install" / "data", manual_runs) == [(1,)],
+            "the consumers to take work again by themselves",
+        )
     finally:
         redis_server.send_signal(signal.SIGCONT)
         served.stop()
