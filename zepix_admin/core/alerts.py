@@ -147,18 +147,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_direct = urllib.request.build_opener(
-    urllib.request.ProxyHandler({}), _CheckedHTTPHandler, _CheckedHTTPSHandler, _NoRedirect
-)
-# Through the machine's proxy (HTTP_PROXY, HTTPS_PROXY) the peer is the proxy: the host's name is
-# checked, and the proxy reaches it.
-_proxied = urllib.request.build_opener(_NoRedirect)
-
-
 def _opener_for(url: str) -> urllib.request.OpenerDirector:
+    """Made for each post, not when the module is imported: an HTTPS handler loads the machine's
+    certificates, 60 ms of every process's start. Through the machine's proxy (HTTP_PROXY,
+    HTTPS_PROXY) the peer is the proxy: the host's name is checked, and the proxy reaches it."""
     parts = urllib.parse.urlsplit(url)
-    proxied = urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname or "")
-    return _proxied if proxied else _direct
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), _CheckedHTTPHandler, _CheckedHTTPSHandler, _NoRedirect
+    )
 
 
 def post_webhook(url: str, alert: Alert) -> bool:
