@@ -200,6 +200,12 @@ class Copied:
     removed: int = 0
     reconciled: bool = False
 
+    def add(self, copied: "Copied") -> None:
+        self.inserted += copied.inserted
+        self.updated += copied.updated
+        self.removed += copied.removed
+        self.reconciled = self.reconciled or copied.reconciled
+
 
 @dataclass
 class PluginResult(Copied):
@@ -209,10 +215,7 @@ class PluginResult(Copied):
     error: str = ""
 
     def add(self, copied: Copied) -> None:
-        self.inserted += copied.inserted
-        self.updated += copied.updated
-        self.removed += copied.removed
-        self.reconciled = self.reconciled or copied.reconciled
+        super().add(copied)
         self.error = ""
 
 
@@ -405,6 +408,17 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
     state.save(update_fields=["last_attempt_at", "consecutive_failures", "last_error", "last_success_at"])
 
 
+# On SQLite a sync's transaction holds the central database's write lock, and every other writer
+# (a config save, a sign-in, an audit entry) waits for it: a plugin's first sync of 600,000
+# trades held a `config set` 5 s, and one of 1,500,000 would have failed it after the 20 s busy
+# timeout. A sync copies at most this many trades a transaction, its mark moving with each
+# (about 3 s here); after each it lets go of the lock for a moment, as long as a waiting writer's
+# busy handler sleeps between its tries (up to 100 ms), or the next transaction would take the
+# lock again first. (PostgreSQL locks rows: a save never waits for a sync there.)
+TRADES_PER_TRANSACTION = 200_000
+BETWEEN_TRANSACTIONS_SECONDS = 0.1
+
+
 def sync_plugin(
     plugin_id: str, lock_wait_seconds: float = 2, *, source: Path | None = None, before_commit=None
 ) -> Copied:
@@ -412,10 +426,11 @@ def sync_plugin(
 
     ``source``: read another file than the plugin's database, one that is about to become it (a
     bot host's snapshot); ``before_commit()`` runs last inside the transaction, and what it
-    raises undoes the whole sync."""
+    raises undoes the whole sync (which is then one transaction, however large)."""
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     # A missing file fails to open; describe_failure names it.
     path = source or plugins.database_path(plugin_id)
+    most = None if source or before_commit else TRADES_PER_TRANSACTION
     before_commit = before_commit or (lambda: None)
     if on_postgresql():
         return _sync_into_postgres(plugin_id, path, state, lock_wait_seconds, before_commit)
@@ -432,12 +447,27 @@ def sync_plugin(
         # turn a file truncated under it into a SIGBUS instead of an error).
         raw.execute("PRAGMA src.cache_size = -65536")
         central = Connection(raw, SQLITE)
-        with immediate_transaction(raw):
-            copied = _copy_changes(central, central, plugin_id, state)
-            before_commit()
-            return copied
+        copied = Copied()
+        while True:
+            with immediate_transaction(raw):
+                part = _copy_changes(central, central, plugin_id, state, most=most)
+                before_commit()
+            copied.add(part)
+            if (
+                most is None
+                or part.inserted + part.updated < most
+                or not central.one(
+                    "SELECT EXISTS (SELECT 1 FROM SRC.trades WHERE change_seq > ?)", (state.high_water_mark,)
+                )
+            ):
+                return copied
+            let_writers_in()
     finally:
         raw.close()
+
+
+def let_writers_in() -> None:
+    time.sleep(BETWEEN_TRANSACTIONS_SECONDS)
 
 
 def _sync_into_postgres(
@@ -528,11 +558,13 @@ def _replaced(source: Connection, state: PluginSyncState, identity: str, until: 
 
 
 def _copy_changes(
-    central: Connection, source: Connection, plugin_id: str, state: PluginSyncState, stage=None
+    central: Connection, source: Connection, plugin_id: str, state: PluginSyncState, stage=None, most=None
 ) -> Copied:
     """``state`` is where the last sync left the plugin (read before this transaction: only the
     sync, which runs alone, moves it). ``source`` reads the plugin's tables (on SQLite, the
-    central connection itself); ``stage`` puts the rows to copy where ``central`` reads them."""
+    central connection itself); ``stage`` puts the rows to copy where ``central`` reads them;
+    ``most``: copy the ``most`` oldest changed trades only, the mark after them (a replaced file
+    is reconciled whole: its rollups are rebuilt in one transaction)."""
     since, identity = state.high_water_mark, _identity(source)
     until = source.one("SELECT COALESCE(MAX(change_seq), 0) FROM SRC.trades")
     # One indexed lookup per table: where each of the other tables stands.
@@ -546,6 +578,12 @@ def _copy_changes(
     if replaced:
         logger.warning("%s: %s; reconciling its central rows with the file", plugin_id, replaced)
         since, old_marks = 0, dict.fromkeys(OTHER_TABLES, 0)
+    elif most:
+        bound = source.execute(
+            "SELECT change_seq FROM SRC.trades WHERE change_seq > ? ORDER BY change_seq LIMIT 1 OFFSET ?",
+            (since, most - 1),
+        ).fetchone()
+        until = min(until, bound[0]) if bound else until
     if stage:
         stage(central, source, {"trades": (since, until), **{t: (old_marks[t], marks[t]) for t in OTHER_TABLES}})
     removed = _start_over(central, plugin_id) if replaced else 0
@@ -556,6 +594,9 @@ def _copy_changes(
             central.execute(spec.upsert_sql(table), params)
     last_ticket = source.execute("SELECT mt5_ticket FROM SRC.trades WHERE change_seq = ?", (until,)).fetchone()
     _remember(central, plugin_id, until, identity, marks, last_ticket[0] if last_ticket else None)
+    # Where the next transaction of the same sync starts (this object is the sync's own).
+    state.high_water_mark, state.incarnation, state.table_marks = until, identity, marks
+    state.last_ticket = last_ticket[0] if last_ticket else None
     return Copied(copied.inserted, copied.updated, removed, bool(replaced))
 
 

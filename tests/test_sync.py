@@ -99,6 +99,38 @@ def test_a_sync_copies_every_plugins_trades_with_the_plugin_id(trades):
     )
 
 
+def test_a_large_sync_lets_other_writers_in_between_its_transactions_and_counts_each_trade_once(config, monkeypatch):
+    """On SQLite a sync's transaction holds the central database's write lock: a config save
+    waited for a plugin's whole first sync (5 s for 600,000 trades; past the 20 s busy timeout it
+    would have failed). A sync now copies at most TRADES_PER_TRANSACTION trades a transaction and
+    pauses between them; a save made in each pause commits."""
+    from sync_app.models import PluginSyncState
+
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("the central database is on PostgreSQL in this run (it locks rows: a save never waits)")
+    monkeypatch.setattr(sync, "TRADES_PER_TRANSACTION", 40)
+    with store("combined_v3") as combined:
+        combined.save_trades([closed_trade(n, 1.0 if n % 3 else -2.0) for n in range(1, 101)])
+    seen_in_pauses = []
+
+    def a_save_in_the_pause():
+        config("combined_v3", "max_lot_size", round(0.2 + len(seen_in_pauses) / 100, 2))  # a write: committed
+        state = PluginSyncState.objects.get(plugin_id="combined_v3")
+        seen_in_pauses.append((AggregatedTrade.objects.filter(plugin_id="combined_v3").count(), state.high_water_mark))
+
+    monkeypatch.setattr(sync, "let_writers_in", a_save_in_the_pause)
+    run = sync.run_sync(trigger="command")
+    assert run.status == SyncRun.Status.OK and run.plugins["combined_v3"]["inserted"] == 100
+    assert [count for count, _ in seen_in_pauses] == [40, 80]  # each transaction's trades, and its mark
+    assert seen_in_pauses[0][1] < seen_in_pauses[1][1]
+    assert central_rows() == plugin_rows("combined_v3")
+    totals = CrossPluginStats.objects.filter(plugin_id="combined_v3")
+    assert sum(day.trades_count for day in totals) == 100 and sum(day.wins for day in totals) == 67
+    assert sum(float(day.profit) for day in totals) == 67 * 1.0 - 33 * 2.0
+    assert sum(TradeTotals.objects.filter(plugin_id="combined_v3").values_list("trades_count", flat=True)) == 100
+    assert sync.run_sync(trigger="command").plugins["combined_v3"]["inserted"] == 0  # nothing twice
+
+
 def test_running_twice_changes_nothing(trades):
     sync.run_sync(trigger="command")
     before = central_rows(), sorted(CrossPluginStats.objects.values_list("plugin_id", "date", "trades_count", "profit"))
