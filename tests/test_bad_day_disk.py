@@ -209,3 +209,28 @@ def test_a_missing_central_database_is_said_never_made_again_empty_and_is_restor
         ("combined_v3", 3),
         ("price_action_v6", 3),
     ]
+
+
+def test_a_save_while_another_writer_holds_the_central_database_is_refused_as_busy_and_saves_nothing(tmp_path):
+    """The central file's write lock held past the busy timeout (a large sync, a restore; held
+    here by the test, the timeout cut to 1 s): a config save answered 500 and `config set` ended
+    in a traceback. Both now say the database is busy and that nothing was saved; once it is free
+    the same save goes through."""
+    from tests.helpers import Server, put_config
+    from tests.test_several_nodes import SCOPE, config_api
+
+    server = Server(tmp_path, ZEPIX_SQLITE_BUSY_TIMEOUT="1", **PRODUCTION)
+    try:
+        document = {**config_api(server.url, server.token)["data"], "max_lot_size": 0.45}
+        with closing(sqlite3.connect(tmp_path / "data" / "central.sqlite3", isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            status, answer = put_config(server.url, server.token, SCOPE, document, 1)
+            assert status == 503 and "held by another writer" in answer["error"], answer
+            assert "was not saved" in answer["error"]
+            said_clearly(server.manage("config", "set", SCOPE, "max_lot_size", "0.5"), "held by another writer")
+            holder.execute("ROLLBACK")
+        assert config_api(server.url, server.token)["version"] == 1
+        status, answer = put_config(server.url, server.token, SCOPE, document, 1)
+        assert status == 200 and answer["version"] == 2
+    finally:
+        server.stop()

@@ -58,8 +58,9 @@ FULL_BELOW_BYTES = 1 << 20
 
 def outage(error: BaseException | None) -> Outage | None:
     """The outage an error comes from: the central PostgreSQL database not answering (down,
-    restarting), the disk of the data or the config folder full or read-only, or the central
-    SQLite database damaged; None for anything else."""
+    restarting), the disk of the data or the config folder full or read-only, the central
+    SQLite database damaged, or a SQLite database held by another writer past the busy timeout
+    (a config save answered 500 for it); None for anything else."""
     if error is None:
         return None
     if isinstance(error.__cause__ or error, CentralMissing):
@@ -80,6 +81,14 @@ def outage(error: BaseException | None) -> Outage | None:
     disk = _disk_outage(error)
     if disk is not None:
         return disk
+    if sqlite_code(error) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):  # its busy timeout passed
+        return Outage(
+            "The console's database is busy",
+            "A database the console needs was held by another writer for longer than it waits "
+            "(a large sync, a restore, or the bot's own write)",
+            "once it is free",
+            "Nothing was lost.",
+        )
     if isinstance(error, (OperationalError, InterfaceError)) and on_postgresql():
         return Outage(
             "The console cannot reach its database",
