@@ -85,7 +85,7 @@ def test_redis_hung_then_stopped_is_said_at_once_refused_clearly_and_recovered_f
         served.log_in()
         wait_for(lambda: 'Worker: <span class="badge OK">up' in served.get("/sync/")[1], "the worker to be up")
         redis_server.send_signal(signal.SIGSTOP)
-        status, report = served.get("/healthz", timeout=3)  # within a monitor's patience
+        status, report = served.get("/healthz", timeout=4)  # within a monitor's patience (it was 5 s a command)
         assert status == 503 and "queue" in json.loads(report)["huey_consumer"]
         for path in ("/", "/sync/", "/backups/", "/sync/", "/"):
             status, page = served.get(path, timeout=1.5)
