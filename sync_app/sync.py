@@ -593,10 +593,7 @@ def _copy_changes(
             params = {"plugin_id": plugin_id, "since": old_marks[table], "until": marks[table]}
             central.execute(spec.upsert_sql(table), params)
     last_ticket = source.execute("SELECT mt5_ticket FROM SRC.trades WHERE change_seq = ?", (until,)).fetchone()
-    _remember(central, plugin_id, until, identity, marks, last_ticket[0] if last_ticket else None)
-    # Where the next transaction of the same sync starts (this object is the sync's own).
-    state.high_water_mark, state.incarnation, state.table_marks = until, identity, marks
-    state.last_ticket = last_ticket[0] if last_ticket else None
+    _remember(central, state, until, identity, marks, last_ticket[0] if last_ticket else None)
     return Copied(copied.inserted, copied.updated, removed, bool(replaced))
 
 
@@ -616,17 +613,19 @@ def _start_over(central: Connection, plugin_id: str) -> int:
 
 
 def _remember(
-    central: Connection, plugin_id: str, until: int, identity: str, marks: dict, last_ticket: int | None
+    central: Connection, state: PluginSyncState, until: int, identity: str, marks: dict, last_ticket: int | None
 ) -> None:
     """The new high-water marks, the trade that carries the trades' mark and the file's identity,
-    in the same transaction."""
+    in the same transaction; and on ``state``, where the next transaction of the same sync starts
+    (the object is the sync's own)."""
+    state.high_water_mark, state.incarnation, state.table_marks, state.last_ticket = until, identity, marks, last_ticket
     central.execute(
         "UPDATE sync_app_pluginsyncstate SET high_water_mark = :until, incarnation = :identity, "
         "table_marks = :marks, last_ticket = :last_ticket WHERE plugin_id = :plugin_id",
         {
             "until": until,
             "identity": identity,
-            "plugin_id": plugin_id,
+            "plugin_id": state.plugin_id,
             "marks": json.dumps(marks),
             "last_ticket": last_ticket,
         },

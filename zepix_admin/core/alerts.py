@@ -117,16 +117,20 @@ def _checked_connection(address, *args, **kwargs):
     return sock
 
 
-class _CheckedHTTPConnection(http.client.HTTPConnection):
+class _PeerChecked:
+    """An http.client connection that opens its socket with _checked_connection."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._create_connection = _checked_connection
 
 
-class _CheckedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._create_connection = _checked_connection
+class _CheckedHTTPConnection(_PeerChecked, http.client.HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_PeerChecked, http.client.HTTPSConnection):
+    pass
 
 
 class _CheckedHTTPHandler(urllib.request.HTTPHandler):
