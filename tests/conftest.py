@@ -125,28 +125,10 @@ def config(settings):
 
 @pytest.fixture
 def webhook_receiver():
-    """A real HTTP server on loopback that records what the alert webhook posts: (url, received)."""
-    import http.server
-    import json
-    import threading
+    from tests.helpers import webhook_server
 
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    # A short poll: shutdown() waits for the loop's next look (half a second by default).
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
+    with webhook_server() as receiver:
+        yield receiver
 
 
 @pytest.fixture

@@ -454,3 +454,41 @@ def ask_for_a_sync(url, token) -> str:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.read().decode()
+
+
+@contextlib.contextmanager
+def webhook_server(answer_after: float = 0.0):
+    """A real HTTP server on loopback that records what the alert webhook posts, answering each
+    post ``answer_after`` seconds late: (url, posted). Alerts are posted by a thread of the
+    process's own: ``posted()`` is what reached it once this process's queued posts are made."""
+    import http.server
+    import json
+    import threading
+    import time
+
+    from zepix_admin.core import alerts
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            time.sleep(answer_after)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    def posted():
+        alerts.wait_for_posts()
+        return received
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    # A short poll: shutdown() waits for the loop's next look (half a second by default).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", posted
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,6 +4,7 @@ where operators act, and an action that needs the worker says when it is down.""
 
 import json
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from plugins_app.store import PluginStore
 from sync_app import backup as backups
 from sync_app import sync, tasks
 from sync_app.models import AggregatedTrade
-from tests.helpers import trade
+from tests.helpers import installed, run, trade, webhook_server
 from zepix_admin.core import worker
 from zepix_admin.core.alerts import open_alerts, raise_alert, resolve_alert
 from zepix_admin.core.files import file_lock
@@ -30,9 +31,9 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 @pytest.fixture
 def webhook(config, webhook_receiver):
-    url, received = webhook_receiver
+    url, posted = webhook_receiver
     config("global", "sync.alert_webhook_url", url)
-    return received
+    return posted
 
 
 def test_a_repeated_condition_counts_one_alert_and_pages_once_then_resolves_itself(webhook):
@@ -40,18 +41,40 @@ def test_a_repeated_condition_counts_one_alert_and_pages_once_then_resolves_itse
         raise_alert("backup", "plugin_combined_v3", f"Backup failed, attempt {attempt}", level="CRITICAL")
     alert = Alert.objects.get()
     assert alert.count == 3 and alert.message == "Backup failed, attempt 2" and alert.last_seen_at >= alert.created_at
-    assert [hook["source"] for hook in webhook] == ["backup"]
+    assert [hook["source"] for hook in webhook()] == ["backup"]
     assert resolve_alert("backup", "plugin_combined_v3") == 1
     assert not open_alerts().exists()
     raise_alert("backup", "plugin_combined_v3", "It failed again")
-    assert Alert.objects.count() == 2 and len(webhook) == 2  # a new occurrence after it resolved
+    assert Alert.objects.count() == 2 and len(webhook()) == 2  # a new occurrence after it resolved
+
+
+def test_whoever_raises_an_alert_goes_on_while_a_slow_webhook_answers_and_a_command_posts_before_it_ends(
+    config, tmp_path
+):
+    """The webhook was posted in the thread that raised the alert, after its commit: a config save
+    whose file could not be written answered, and the watcher and a sync went on, only once the
+    webhook had answered (up to 5 s). Now a thread of the process's own posts; a command still
+    posts its alert before it ends."""
+    with webhook_server(answer_after=3.0) as (url, posted):
+        config("global", "sync.alert_webhook_url", url)
+        started = time.monotonic()
+        raise_alert("disk", "data folder", "Almost full", level="CRITICAL")
+        assert time.monotonic() - started < 1.5  # not the webhook's 3 s
+        assert [hook["source"] for hook in posted()] == ["disk"]
+
+        env, _, _ = installed(tmp_path, ZEPIX_WEBHOOK_ALLOW_PRIVATE="1")
+        run(env, "config", "set", "global", "sync.alert_webhook_url", json.dumps(url))
+        (tmp_path / "data" / "plugins" / "combined_v3.sqlite3").rename(tmp_path / "away.sqlite3")
+        failed = run(env, "backup_databases", "--db", "plugin_combined_v3", ok=False)
+        assert "its database file is missing" in failed.stdout + failed.stderr
+        assert [(hook["source"], hook["subject"]) for hook in posted()[1:]] == [("backup", "plugin_combined_v3")]
 
 
 def test_the_webhook_minimum_level_keeps_warnings_inside(webhook, config):
     config("global", "alerts.webhook_min_level", "CRITICAL")
     raise_alert("config", "global", "Rejected edit")
     raise_alert("disk", "data folder", "Almost full", level="CRITICAL")
-    assert [hook["source"] for hook in webhook] == ["disk"]
+    assert [hook["source"] for hook in webhook()] == ["disk"]
     assert Alert.objects.count() == 2
 
 
@@ -63,7 +86,7 @@ def test_a_failed_backup_alerts_and_the_next_good_one_resolves_it(webhook):
     finally:
         (settings.DATA_DIR / "away.sqlite3").rename(path)
     alert = Alert.objects.get(source="backup")
-    assert "its database file is missing" in alert.message and webhook[0]["subject"] == "plugin_combined_v3"
+    assert "its database file is missing" in alert.message and webhook()[0]["subject"] == "plugin_combined_v3"
     tasks.backup_task(["plugin_combined_v3"])
     alert.refresh_from_db()
     assert alert.resolved_at is not None
@@ -76,7 +99,7 @@ def test_a_failed_restore_drill_alerts_and_resolves_when_the_backups_pass(webhoo
     packed.write_bytes(b"garbage")
     tasks.verify_backups_task()
     assert Alert.objects.get(source="restore_drill").subject == "plugin_price_action_v6"
-    assert webhook[-1]["source"] == "restore_drill"
+    assert webhook()[-1]["source"] == "restore_drill"
     packed.write_bytes(original)
     tasks.verify_backups_task()
     assert Alert.objects.get(source="restore_drill").resolved_at is not None
@@ -86,7 +109,7 @@ def test_a_rejected_outside_edit_alerts_and_the_fixed_file_resolves_it(webhook):
     path = documents.document_path("combined_v3")
     path.write_text('{"enabled": "yes please"}')
     assert config_service.ingest_file("combined_v3") is None
-    assert Alert.objects.get(source="config").subject == "combined_v3" and webhook[-1]["source"] == "config"
+    assert Alert.objects.get(source="config").subject == "combined_v3" and webhook()[-1]["source"] == "config"
     path.write_text(json.dumps({**config_service.active_document("combined_v3"), "max_open_trades": 4}))
     assert config_service.ingest_file("combined_v3").version == 2
     assert Alert.objects.get(source="config").resolved_at is not None

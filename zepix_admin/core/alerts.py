@@ -4,7 +4,7 @@ An alert is about one condition (a source and a subject: "sync"/"combined_v3"). 
 again while it is unresolved counts it and updates its message instead of paging anyone
 twice; it resolves itself when the condition clears (``resolve_alert``). Each new alert is
 stored, logged and posted to the webhook of the global config (``sync.alert_webhook_url``)
-when its level reaches ``alerts.webhook_min_level``.
+when its level reaches ``alerts.webhook_min_level``, by a thread of the process's own.
 """
 
 import http.client
@@ -12,9 +12,11 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.db import transaction
@@ -39,8 +41,31 @@ def raise_alert(source: str, subject: str, message: str, level: str = Alert.Leve
     logger.warning("ALERT [%s] %s/%s: %s", level, source, subject, message)
     url, min_level = webhook_settings()
     if url and LEVELS.index(level) >= LEVELS.index(min_level):
-        transaction.on_commit(lambda: post_webhook(url, alert))
+        transaction.on_commit(lambda: _post_soon(url, alert))
     return alert
+
+
+# Each process posts from one thread of its own, in order, once the alert's transaction has
+# committed: a webhook may take its 5 s to answer (and its name's lookup the resolver's own
+# limits), and whoever raised the alert (a config save's request, the watcher, a sync) went on
+# only after it. The thread finishes what is queued before its process exits (concurrent.futures
+# joins it), so a command's alert is posted before the command ends.
+_poster: ThreadPoolExecutor | None = None
+_poster_made = threading.Lock()
+
+
+def _post_soon(url: str, alert: Alert) -> None:
+    global _poster
+    with _poster_made:
+        if _poster is None:
+            _poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook")
+    _poster.submit(post_webhook, url, alert)
+
+
+def wait_for_posts(timeout: float = 15.0) -> None:
+    """Returns once every post queued so far has been made (or has failed)."""
+    if _poster is not None:
+        _poster.submit(lambda: None).result(timeout)
 
 
 def resolve_alert(source: str, subject: str) -> int:
