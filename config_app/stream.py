@@ -40,6 +40,7 @@ from django.utils import timezone
 from config_app.models import ConfigVersion, Subscriber
 from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
+from zepix_admin.core.cutoff import cut_off_after
 from zepix_admin.core.databases import database_file, on_postgresql, own_connection_params
 from zepix_admin.core.queue import QuietAfterFailure
 from zepix_admin.core.sqlite_backend.base import file_identity
@@ -47,6 +48,7 @@ from zepix_admin.core.sqlite_backend.base import file_identity
 logger = logging.getLogger("zepix.config.stream")
 
 SAFETY_LOOK_SECONDS = 1.0  # a hub looks by itself this often, in case a wake-up was lost
+HUB_READ_SECONDS = 5.0  # a hub's read of PostgreSQL (well under a millisecond) still waiting is cut
 KEEPALIVE_SECONDS = 15
 WSGI_POLL_SECONDS = 0.25
 CACHE_SIZE = 500
@@ -539,9 +541,24 @@ class PostgresVersions:
             self.connection = await self._connect()
         if self.listening is None or self.listening.done():
             listener = await self._connect()
-            await listener.execute(f"LISTEN {POSTGRES_CHANNEL}")
+            with cut_off_after(listener, HUB_READ_SECONDS):
+                await listener.execute(f"LISTEN {POSTGRES_CHANNEL}")
             self.listening = asyncio.get_running_loop().create_task(self._notifications(listener))
         return self.connection
+
+    async def _read(self, sql: str, params=()) -> list:
+        """The rows of a query on the reading connection, cut off after HUB_READ_SECONDS: a server
+        that stopped answering, or a connection that went dead without a reset (a firewall or
+        NAT that forgot it, a host gone), held the hub's look for good, and with it every stream
+        of the node. Both connections are then made again at the next look."""
+        try:
+            connection = await self._connected()
+            with cut_off_after(connection, HUB_READ_SECONDS):
+                cursor = await connection.execute(sql, params)
+                return await cursor.fetchall()
+        except self.errors:
+            await self.close()
+            raise
 
     async def _notifications(self, listener) -> None:
         try:
@@ -554,19 +571,11 @@ class PostgresVersions:
         self.wake()  # look now: a version may have been saved while it went
 
     async def newest(self) -> int:
-        cursor = await (await self._connected()).execute(NEWEST_SQL)
-        return (await cursor.fetchone())[0]
+        return (await self._read(NEWEST_SQL))[0][0]
 
     async def after(self, pk: int) -> list:
         columns = VERSION_COLUMNS.replace("diff, document", "diff::text, document::text")
-        try:
-            cursor = await (await self._connected()).execute(
-                f"SELECT {columns} FROM config_app_configversion WHERE id > %s ORDER BY id", (pk,)
-            )
-            return await cursor.fetchall()
-        except self.errors:
-            await self.close()
-            raise
+        return await self._read(f"SELECT {columns} FROM config_app_configversion WHERE id > %s ORDER BY id", (pk,))
 
     async def close(self) -> None:
         if self.listening is not None:

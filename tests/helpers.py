@@ -287,6 +287,60 @@ def stop_node(node: subprocess.Popen) -> None:
         node.kill()
 
 
+class ForgetfulProxy:
+    """A TCP proxy on loopback to ``target_port``, standing for a firewall or NAT between two
+    machines. ``forget()``: every connection made so far stays open and silent for good (nothing
+    is forwarded, nothing reset: the peers' kernels see a live connection), as when such a box
+    loses its table or a host vanishes; connections made after it are forwarded again."""
+
+    def __init__(self, target_port: int):
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.era = 0
+        self.sockets: list = []  # every socket, kept open until close()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._forward, args=(source, target, self.era), daemon=True).start()
+
+    def _forward(self, source, target, era: int) -> None:
+        import select
+
+        while self.era == era:
+            try:
+                if select.select([source], [], [], 0.05)[0]:
+                    data = source.recv(65536)
+                    if not data:
+                        target.close()
+                        return
+                    target.sendall(data)
+            except OSError:
+                return
+
+    def forget(self) -> None:
+        self.era += 1
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.sockets:
+            connection.close()
+
+
 def free_port() -> int:
     import socket
 

@@ -18,6 +18,7 @@ from config_app.client import ConfigSubscriber
 from plugins_app.store import PluginStore
 from tests.helpers import (
     ROOT,
+    ForgetfulProxy,
     Postgres,
     closed_trade,
     free_port,
@@ -255,6 +256,46 @@ def test_web_nodes_on_one_postgresql_wake_each_other_through_notify(cluster, tem
         subscriber.stop()
         for node in nodes:
             stop_node(node)
+
+
+def test_a_node_whose_connections_to_postgresql_went_dead_still_delivers_the_saves_made_elsewhere(
+    cluster, template, tmp_path
+):
+    """A firewall or NAT between a web node and PostgreSQL that forgets the node's connections
+    leaves them open and silent: nothing answers, nothing is reset. The node's hub waited for
+    good on its look for new versions (its LISTEN heard nothing more), and its streams with it:
+    a save on another node reached none of its subscribers, which heard no keepalive either
+    until their own timeout (60 s). The hub's reads are now cut off after 5 s and made again on
+    new connections, which the box forwards."""
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
+    proxy = ForgetfulProxy(cluster.port)
+    far_env = {**env, "DATABASE_URL": env["DATABASE_URL"].replace(f":{cluster.port}/", f":{proxy.port}/")}
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    nodes = []
+    for name, port, node_env in (("a", ports[0], env), ("b", ports[1], far_env)):
+        (tmp_path / f"tmp-{name}").mkdir()
+        nodes.append(web_node({**node_env, "TMPDIR": str(tmp_path / f"tmp-{name}")}, port))
+    subscriber = ConfigSubscriber(urls[1], viewer_token, scope=SCOPE, name="far-bot")
+    try:
+        for url in urls:
+            wait_for(lambda url=url: answers(url), f"{url} to answer")
+        subscriber.start()
+        wait_for(lambda: subscriber.seen_version == 1, "the subscriber to load version 1")
+        assert save_lot(urls[0], operator_token, 0.25) == 2
+        wait_for(lambda: subscriber.seen_version == 2, "the save to reach node B's subscriber")
+
+        proxy.forget()  # node B's connections, its hub's two among them, now lead nowhere
+        assert save_lot(urls[0], operator_token, 0.5) == 3
+        wait_for(lambda: subscriber.seen_version == 3, "the save to reach node B's subscriber again", timeout=25)
+        assert subscriber.document["max_lot_size"] == 0.5
+        assert save_lot(urls[0], operator_token, 0.75) == 4  # and the hub LISTENs again: at once
+        wait_for(lambda: subscriber.seen_version == 4, "the next save to reach node B's subscriber", timeout=5)
+    finally:
+        subscriber.stop()
+        for node in nodes:
+            stop_node(node)
+        proxy.close()
 
 
 def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, template, tmp_path):

@@ -197,6 +197,17 @@ def central_database(url: str) -> dict:
             "reconnect_timeout": 2,
         },
         "connect_timeout": 3,
+        # A connection whose peer vanished without a reset (its host gone, a firewall or NAT that
+        # forgot it) is given up by the kernel's own retries after about 15 minutes: TCP keepalives
+        # notice an idle one (a config hub's LISTEN) within about 30 s, and tcp_user_timeout one
+        # whose data goes unacknowledged for 15 s (a command's query). Not tested here: nothing on
+        # this machine can drop a loopback connection's packets. A server whose kernel still
+        # acknowledges but which answers nothing is cut off by zepix_admin.core.cutoff instead.
+        "keepalives": 1,
+        "keepalives_idle": 15,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 15_000,
     }
     return database
 
