@@ -48,6 +48,7 @@ def test_a_repeated_condition_counts_one_alert_and_pages_once_then_resolves_itse
     assert Alert.objects.count() == 2 and len(webhook()) == 2  # a new occurrence after it resolved
 
 
+@pytest.mark.slow  # commands: an install of its own
 def test_whoever_raises_an_alert_goes_on_while_a_slow_webhook_answers_and_a_command_posts_before_it_ends(
     config, tmp_path
 ):
