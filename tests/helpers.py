@@ -301,6 +301,7 @@ class ForgetfulProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.era = 0
+        self.forwarding = threading.Lock()  # forget() waits for a forwarding in progress
         self.sockets: list = []  # every socket, kept open until close()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -323,17 +324,22 @@ class ForgetfulProxy:
 
         while self.era == era:
             try:
-                if select.select([source], [], [], 0.05)[0]:
+                if not select.select([source], [], [], 0.05)[0]:
+                    continue
+                with self.forwarding:
+                    if self.era != era:
+                        return
                     data = source.recv(65536)
                     if not data:
                         target.close()
                         return
                     target.sendall(data)
-            except OSError:
+            except (OSError, ValueError):  # closed by the other direction's end: ValueError from select
                 return
 
     def forget(self) -> None:
-        self.era += 1
+        with self.forwarding:
+            self.era += 1
 
     def close(self) -> None:
         self.listener.close()

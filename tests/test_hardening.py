@@ -95,6 +95,30 @@ def test_a_statement_over_the_time_limit_is_stopped_and_explained(config):
         assert cursor.fetchone() == (300000,)
 
 
+def test_a_connection_lost_as_a_request_sets_its_time_limit_is_said_as_the_database_not_answering(config):
+    """On PostgreSQL a request's first query sets its statement_timeout on the raw connection: a
+    connection lost there (its server or the network gone after the pool had checked it) raised
+    psycopg's own error, which is no outage to Django's handler: a 500 instead of the 503 that
+    says the database does not answer."""
+    import socket
+
+    from zepix_admin.core.databases import outage
+
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("the central database is SQLite in this run: its limit takes no round trip")
+    connections["default"].ensure_connection()
+    raw = connections["default"].connection
+    with closing(socket.socket(fileno=os.dup(raw.pgconn.socket))) as duplicate:
+        duplicate.shutdown(socket.SHUT_RDWR)
+    try:
+        with statement_time_limit(5), pytest.raises(OperationalError) as lost:
+            AuditEntry.objects.count()
+        away = outage(lost.value)
+        assert away is not None and away.what == "The central database (PostgreSQL) does not answer"
+    finally:
+        connections["default"].close()  # the pool drops it
+
+
 def test_a_request_over_the_time_limit_answers_400_with_what_to_do(viewer_client, config, settings):
     settings.STATEMENT_TIME_LIMIT_SECONDS = 0.0001
     with PluginStore(plugins.database_path("combined_v3")) as store:

@@ -270,12 +270,20 @@ def test_a_node_whose_connections_to_postgresql_went_dead_still_delivers_the_sav
     env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     proxy = ForgetfulProxy(cluster.port)
     far_env = {**env, "DATABASE_URL": env["DATABASE_URL"].replace(f":{cluster.port}/", f":{proxy.port}/")}
+    far_env.update(  # production: an outage is the error handler's 503 (debug mode shows a technical 500)
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+    )
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     nodes = []
     for name, port, node_env in (("a", ports[0], env), ("b", ports[1], far_env)):
         (tmp_path / f"tmp-{name}").mkdir()
-        nodes.append(web_node({**node_env, "TMPDIR": str(tmp_path / f"tmp-{name}")}, port))
+        nodes.append(
+            web_node({**node_env, "TMPDIR": str(tmp_path / f"tmp-{name}")}, port, log=tmp_path / f"{name}.log")
+        )
     subscriber = ConfigSubscriber(urls[1], viewer_token, scope=SCOPE, name="far-bot")
     try:
         for url in urls:
@@ -296,6 +304,8 @@ def test_a_node_whose_connections_to_postgresql_went_dead_still_delivers_the_sav
         for node in nodes:
             stop_node(node)
         proxy.close()
+    # The subscriber's reports to node B met its dead connections too: said as such, never a 500.
+    assert "Internal Server Error" not in (tmp_path / "b.log").read_text()
 
 
 def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, template, tmp_path):

@@ -83,6 +83,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that queries (a bearer token, the session, the user): on PostgreSQL a query
+    # on a connection that went silent after the pool checked it (the server hung, a firewall
+    # that forgot it) waited for good in the token's look-up, and the answer with it.
+    "zepix_admin.core.limits.StatementTimeLimitMiddleware",
     "zepix_admin.core.access.SessionMiddleware",  # Django's, a page read not refused for its session
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,7 +99,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "zepix_admin.core.limits.StatementTimeLimitMiddleware",
     "plugins_app.middleware.PluginsJoinMiddleware",
     "zepix_admin.core.errors.ErrorMiddleware",
     "plugins_app.middleware.PluginDatabaseErrorMiddleware",

@@ -50,7 +50,9 @@ def statement_time_limit(seconds: float):
                 watches[raw] = cutoff.watch(raw, deadline - time.monotonic() + CUTOFF_GRACE_SECONDS)
             left = max(1, int((deadline - time.monotonic()) * 1000))
             if left < server_limits.get(raw, left + 1000) - 999:
-                raw.execute(f"SET statement_timeout = {left}")
+                # Django's error (a connection lost here is an outage, said as a 503), not psycopg's (a 500)
+                with context["connection"].wrap_database_errors:
+                    raw.execute(f"SET statement_timeout = {left}")
                 server_limits[raw] = left
         return execute(sql, params, many, context)
 
