@@ -411,11 +411,11 @@ def _record_outcome(plugin_id: str, result: PluginResult, options: dict) -> None
 # On SQLite a sync's transaction holds the central database's write lock, and every other writer
 # (a config save, a sign-in, an audit entry) waits for it: a plugin's first sync of 600,000
 # trades held a `config set` 5 s, and one of 1,500,000 would have failed it after the 20 s busy
-# timeout. A sync copies at most this many trades a transaction, its mark moving with each
-# (about 3 s here); after each it lets go of the lock for a moment, as long as a waiting writer's
-# busy handler sleeps between its tries (up to 100 ms), or the next transaction would take the
-# lock again first. (PostgreSQL locks rows: a save never waits for a sync there.)
-TRADES_PER_TRANSACTION = 200_000
+# timeout. A sync copies at most settings.SYNC_TRADES_PER_TRANSACTION trades a transaction
+# (200,000: about 3 s here), its mark moving with each; after each it lets go of the lock for a
+# moment, as long as a waiting writer's busy handler sleeps between its tries (up to 100 ms), or
+# the next transaction would take the lock again first. (PostgreSQL locks rows: a save never
+# waits for a sync there.)
 BETWEEN_TRANSACTIONS_SECONDS = 0.1
 
 
@@ -430,7 +430,7 @@ def sync_plugin(
     state, _ = PluginSyncState.objects.get_or_create(plugin_id=plugin_id)
     # A missing file fails to open; describe_failure names it.
     path = source or plugins.database_path(plugin_id)
-    most = None if source or before_commit else TRADES_PER_TRANSACTION
+    most = None if source or before_commit else settings.SYNC_TRADES_PER_TRANSACTION
     before_commit = before_commit or (lambda: None)
     if on_postgresql():
         return _sync_into_postgres(plugin_id, path, state, lock_wait_seconds, before_commit)

@@ -99,16 +99,18 @@ def test_a_sync_copies_every_plugins_trades_with_the_plugin_id(trades):
     )
 
 
-def test_a_large_sync_lets_other_writers_in_between_its_transactions_and_counts_each_trade_once(config, monkeypatch):
+def test_a_large_sync_lets_other_writers_in_between_its_transactions_and_counts_each_trade_once(
+    config, monkeypatch, settings
+):
     """On SQLite a sync's transaction holds the central database's write lock: a config save
     waited for a plugin's whole first sync (5 s for 600,000 trades; past the 20 s busy timeout it
-    would have failed). A sync now copies at most TRADES_PER_TRANSACTION trades a transaction and
+    would have failed). A sync now copies at most SYNC_TRADES_PER_TRANSACTION trades a transaction and
     pauses between them; a save made in each pause commits."""
     from sync_app.models import PluginSyncState
 
     if connections["default"].vendor != "sqlite":
         pytest.skip("the central database is on PostgreSQL in this run (it locks rows: a save never waits)")
-    monkeypatch.setattr(sync, "TRADES_PER_TRANSACTION", 40)
+    settings.SYNC_TRADES_PER_TRANSACTION = 40
     with store("combined_v3") as combined:
         combined.save_trades([closed_trade(n, 1.0 if n % 3 else -2.0) for n in range(1, 101)])
     seen_in_pauses = []
@@ -132,12 +134,12 @@ def test_a_large_sync_lets_other_writers_in_between_its_transactions_and_counts_
 
 
 def test_a_restored_plugin_is_reconciled_a_transaction_at_a_time_and_the_bot_writing_meanwhile_is_kept(
-    config, monkeypatch
+    config, monkeypatch, settings
 ):
     """After a restore the sync copied every trade of the file again and rebuilt the plugin's
     totals in one transaction, holding every other writer of the central SQLite file for all of
     it (about 4 s per 200,000 trades). It now takes out what the file no longer has, then copies
-    the file's trades TRADES_PER_TRANSACTION at a time; the bot updating, closing and adding
+    the file's trades SYNC_TRADES_PER_TRANSACTION at a time; the bot updating, closing and adding
     trades between the transactions, and a save in each pause, change none of the totals' truth."""
     from sync_app import backup as backups
 
@@ -152,7 +154,7 @@ def test_a_restored_plugin_is_reconciled_a_transaction_at_a_time_and_the_bot_wri
     sync.run_sync(trigger="command")
     backups.restore_backup(str(backup.pk))
 
-    monkeypatch.setattr(sync, "TRADES_PER_TRANSACTION", 25)
+    settings.SYNC_TRADES_PER_TRANSACTION = 25
     bot_writes = iter(
         [
             lambda bot: bot.close_trade(81, exit_price=1.09, profit_pips=9, profit_dollars=9.0, close_reason="TP"),

@@ -136,6 +136,11 @@ TEMPLATES = [
 # Databases: WAL so readers never block the bot's writer; IMMEDIATE so two writers
 # queue on the busy timeout instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_SECONDS = envint("ZEPIX_SQLITE_BUSY_TIMEOUT", 20)
+# A sync copies at most this many trades a transaction of the central SQLite file, letting other
+# writers in between (sync_app.sync says why and what it was measured at): lower on a slow disk.
+SYNC_TRADES_PER_TRANSACTION = envint("ZEPIX_SYNC_TRADES_PER_TRANSACTION", 200_000)
+if SYNC_TRADES_PER_TRANSACTION < 1:
+    raise ImproperlyConfigured("ZEPIX_SYNC_TRADES_PER_TRANSACTION must be at least 1")
 
 
 def sqlite_database(path: Path, engine: str = "zepix_admin.core.sqlite_backend") -> dict:
