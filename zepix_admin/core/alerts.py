@@ -11,6 +11,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import os
 import socket
 import threading
 import urllib.parse
@@ -52,6 +53,14 @@ def raise_alert(source: str, subject: str, message: str, level: str = Alert.Leve
 # joins it), so a command's alert is posted before the command ends.
 _poster: ThreadPoolExecutor | None = None
 _poster_made = threading.Lock()
+
+
+def _forget_poster_after_fork() -> None:  # its thread is not in the child
+    global _poster, _poster_made
+    _poster, _poster_made = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_poster_after_fork)
 
 
 def _post_soon(url: str, alert: Alert) -> None:
