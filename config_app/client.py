@@ -11,13 +11,15 @@ reconnects to the next node, resuming with ``Last-Event-ID`` like any reconnecti
 Versions are applied strictly in order: a gap (a version missed while the stream was
 down) makes it reconnect with ``Last-Event-ID`` so the server replays what is missing.
 After each version the client reports to ``/api/config/<scope>/ack`` whether the hook
-applied it; a hook that raises leaves the process on its last good version.
+applied it (from a thread of its own, in order); a hook that raises leaves the process on its
+last good version.
 """
 
 import contextlib
 import http.client
 import json
 import logging
+import queue
 import socket
 import threading
 import urllib.parse
@@ -42,6 +44,8 @@ class ConfigSubscriber:
     document: dict = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _stream: http.client.HTTPConnection | None = None
+    _reports: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # (version, ok, error), or None: stop
+    _reporter: threading.Thread | None = None
     _node: int = 0  # which of base_url and other_urls the client talks to
 
     # Lifecycle ---------------------------------------------------------------
@@ -55,6 +59,7 @@ class ConfigSubscriber:
         """Returns at once: the stream's socket is shut down under the reading thread (closing the
         response instead waited for the reader's lock, up to the next keepalive: 15 s)."""
         self._stop.set()
+        self._reports.put(None)
         stream = self._stream
         if stream is not None and stream.sock is not None:
             with contextlib.suppress(OSError):
@@ -152,6 +157,20 @@ class ConfigSubscriber:
         self.report(version, ok=True)
 
     def report(self, version: int, *, ok: bool, error: str = "") -> None:
+        """Queued for the reporting thread: a node slow to take a report (up to the request's
+        60 s) held the stream's thread, and with it the next versions."""
+        if self._reporter is None:
+            self._reporter = threading.Thread(
+                target=self._send_reports, name=f"config-{self.scope}-reports", daemon=True
+            )
+            self._reporter.start()
+        self._reports.put((version, ok, error))
+
+    def _send_reports(self) -> None:
+        while (report := self._reports.get()) is not None:
+            self._send_report(*report)
+
+    def _send_report(self, version: int, ok: bool, error: str) -> None:
         body = json.dumps({"subscriber": self.name, "version": version, "ok": ok, "error": error}).encode()
         try:
             with self._request(

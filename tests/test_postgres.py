@@ -308,6 +308,37 @@ def test_a_node_whose_connections_to_postgresql_went_dead_still_delivers_the_sav
     assert "Internal Server Error" not in (tmp_path / "b.log").read_text()
 
 
+def test_a_node_slow_to_take_a_bots_report_does_not_hold_up_the_bots_next_version(cluster, template, tmp_path):
+    """After each version the bot's client reports whether it applied it. It reported from the
+    thread that reads the stream: while the node took its time over a report (here the bot's row
+    held by another transaction: up to the request's 5 s), the next version waited in the stream
+    unread. Reports now go from a thread of their own, in order."""
+    import psycopg
+
+    env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
+    database = env["DATABASE_URL"].rsplit("/", 1)[1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = web_node(env, port)
+    subscriber = ConfigSubscriber(url, viewer_token, scope=SCOPE, name="slow-reports-bot")
+    reported = "SELECT applied_version FROM config_app_subscriber WHERE name = 'slow-reports-bot'"
+    try:
+        wait_for(lambda: answers(url), "the web node to answer")
+        subscriber.start()
+        wait_for(lambda: cluster.sql(reported, database) == [(1,)], "the bot to report version 1")
+        with psycopg.connect(cluster.url(database)) as holder:  # a transaction holding the bot's row
+            holder.execute(f"{reported} FOR UPDATE")
+            assert save_lot(url, operator_token, 0.25) == 2
+            wait_for(lambda: subscriber.seen_version == 2, "version 2 to reach the bot")
+            assert save_lot(url, operator_token, 0.5) == 3  # its report of version 2 waits for the row
+            wait_for(lambda: subscriber.seen_version == 3, "version 3 to reach the bot", timeout=3)
+            assert subscriber.document["max_lot_size"] == 0.5
+        wait_for(lambda: cluster.sql(reported, database) == [(3,)], "the bot's reports to be taken", timeout=15)
+    finally:
+        subscriber.stop()
+        stop_node(node)
+
+
 def test_a_node_serves_more_subscribers_than_its_connection_pool_holds(cluster, template, tmp_path):
     """A stream lives for hours and must not keep a pooled connection: with a pool of two, six
     subscribers stay connected, all of them hear a save, and the pages still answer at once."""
