@@ -42,6 +42,7 @@ from plugins_app.sqlite import read_only_uri
 from plugins_app.store import parse_db_datetime
 from zepix_admin.core.cutoff import cut_off_after
 from zepix_admin.core.databases import database_file, on_postgresql, own_connection_params
+from zepix_admin.core.limits import statement_time_limit
 from zepix_admin.core.queue import QuietAfterFailure
 from zepix_admin.core.sqlite_backend.base import file_identity
 
@@ -90,12 +91,15 @@ def gives_the_connection_back(query):
     when it is done. Held for the stream's life (Django returns it when the response ends), a
     connection per stream let ten subscribers take a node's whole pool: the eleventh waited 3 s
     for one and failed, and so did every page of that node. (A SQLite connection is the
-    thread's own file handle, shared with no one: kept.)"""
+    thread's own file handle, shared with no one: kept.) And each has a request's time limit,
+    which a stream's queries, made after its response began, were outside of: on a connection
+    gone silent the hub's keepalive, awaited in its loop, would have held every stream."""
 
     @functools.wraps(query)
     def run(*args):
         try:
-            return query(*args)
+            with statement_time_limit(settings.STATEMENT_TIME_LIMIT_SECONDS):
+                return query(*args)
         finally:
             connection = connections["default"]
             if on_postgresql() and not connection.in_atomic_block:

@@ -119,6 +119,38 @@ def test_a_connection_lost_as_a_request_sets_its_time_limit_is_said_as_the_datab
         connections["default"].close()  # the pool drops it
 
 
+def test_a_streams_query_waiting_on_a_held_row_is_stopped_at_a_requests_time_limit(config, settings):
+    """A stream's queries run after its response began, outside the request's time limit: the
+    hub's keepalive (marking its subscribers still there), awaited in the hub's loop, waited as
+    long as another transaction held a subscriber's row, and every stream of the node with it."""
+    import psycopg
+
+    from config_app.models import Subscriber
+    from config_app.stream import mark_still_connected
+
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("the central database is SQLite in this run: a held row is a held file, its busy timeout")
+    settings.STATEMENT_TIME_LIMIT_SECONDS = 1
+    Subscriber.objects.create(name="bot-1", scope="combined_v3", connected=True, last_seen_at=timezone.now())
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params) as holder:
+        holder.execute("SELECT * FROM config_app_subscriber WHERE name = 'bot-1' FOR UPDATE")
+        outcome = []
+
+        def keepalive():
+            try:
+                mark_still_connected([("bot-1", "combined_v3")])
+                outcome.append("marked")
+            except OperationalError as error:
+                outcome.append(timed_out(error))
+
+        marking = threading.Thread(target=keepalive, daemon=True)
+        marking.start()
+        marking.join(timeout=8)
+        assert outcome == [True]  # stopped at its limit, not waiting for the row
+
+
 def test_a_request_over_the_time_limit_answers_400_with_what_to_do(viewer_client, config, settings):
     settings.STATEMENT_TIME_LIMIT_SECONDS = 0.0001
     with PluginStore(plugins.database_path("combined_v3")) as store:
