@@ -20,7 +20,9 @@ def record_ack(scope: str, name: str, version: int, ok: bool, error: str = "") -
         subscriber.applied_version, subscriber.status, subscriber.error = version, Subscriber.Status.OK, ""
     else:
         subscriber.status, subscriber.error = Subscriber.Status.ERROR, f"version {version}: {error}"[:2000]
-    subscriber.save()
+    # Not `connected`: the subscriber's stream marks that, maybe between this read and this write
+    # (a report and a stream opened at once; the whole row saved put `connected` back to False).
+    subscriber.save(update_fields=["last_seen_at", "applied_version", "status", "error"])
     return subscriber
 
 
