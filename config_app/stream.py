@@ -545,8 +545,12 @@ class PostgresVersions:
             self.connection = await self._connect()
         if self.listening is None or self.listening.done():
             listener = await self._connect()
-            with cut_off_after(listener, HUB_READ_SECONDS):
-                await listener.execute(f"LISTEN {POSTGRES_CHANNEL}")
+            try:
+                with cut_off_after(listener, HUB_READ_SECONDS):
+                    await listener.execute(f"LISTEN {POSTGRES_CHANNEL}")
+            except self.errors:
+                await listener.close()  # not kept by anything: it was left open each time
+                raise
             self.listening = asyncio.get_running_loop().create_task(self._notifications(listener))
         return self.connection
 

@@ -113,6 +113,16 @@ def put_config(url: str, token: str, scope: str, document: dict, version: int) -
             return error.code, json.loads(error.read().decode())
 
 
+# Production settings on loopback: an outage's 503 is the production error handler's (debug mode
+# shows Django's technical 500 page instead).
+PRODUCTION = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "k" * 20 + "-a-long-random-production-key-0123456789",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+}
+
+
 def fresh_env(tmp_path: Path, **extra) -> dict:
     import os
 

@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Served, central, corrupt, free_port, heartbeat_pid, installed, manage, run, wait_for
+from tests.helpers import (
+    PRODUCTION,
+    Served,
+    central,
+    corrupt,
+    free_port,
+    heartbeat_pid,
+    installed,
+    manage,
+    run,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -133,14 +144,6 @@ def test_a_full_disk_is_said_by_the_console_and_its_commands_and_nothing_is_lost
     assert plugin_file.read_bytes() == before and not list((data / "plugins").glob(".restore-*"))
     filler.unlink()
     assert '"schedules"' in run(env, "config", "get", "global").stdout
-
-
-PRODUCTION = {
-    "DJANGO_DEBUG": "0",
-    "DJANGO_SECRET_KEY": "k" * 20 + "-a-long-random-production-key-0123456789",
-    "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-    "DJANGO_SECURE_SSL_REDIRECT": "0",
-}
 
 
 def test_a_damaged_central_database_stops_every_command_with_what_to_do_and_is_restored_from_its_file(install):

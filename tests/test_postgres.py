@@ -17,6 +17,7 @@ import pytest
 from config_app.client import ConfigSubscriber
 from plugins_app.store import PluginStore
 from tests.helpers import (
+    PRODUCTION,
     ROOT,
     ForgetfulProxy,
     Postgres,
@@ -270,12 +271,7 @@ def test_a_node_whose_connections_to_postgresql_went_dead_still_delivers_the_sav
     env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
     proxy = ForgetfulProxy(cluster.port)
     far_env = {**env, "DATABASE_URL": env["DATABASE_URL"].replace(f":{cluster.port}/", f":{proxy.port}/")}
-    far_env.update(  # production: an outage is the error handler's 503 (debug mode shows a technical 500)
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-    )
+    far_env.update(PRODUCTION)  # an outage is the error handler's 503 there
     ports = [free_port(), free_port()]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     nodes = []
@@ -371,14 +367,7 @@ def test_postgresql_hung_then_stopped_for_a_while_is_said_and_everything_recover
     cluster, template, tmp_path
 ):
     env, operator_token, viewer_token = install_on(cluster, template, tmp_path)
-    # Production settings: the outage page is the production error handler's (debug mode shows
-    # Django's technical page instead).
-    env.update(
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="k" * 20 + "-a-long-random-production-key-0123456789",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-    )
+    env.update(PRODUCTION)  # the outage page is the production error handler's
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     node = web_node(env, port)

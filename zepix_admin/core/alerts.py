@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -49,32 +48,25 @@ def raise_alert(source: str, subject: str, message: str, level: str = Alert.Leve
 # Each process posts from one thread of its own, in order, once the alert's transaction has
 # committed: a webhook may take its 5 s to answer (and its name's lookup the resolver's own
 # limits), and whoever raised the alert (a config save's request, the watcher, a sync) went on
-# only after it. The thread finishes what is queued before its process exits (concurrent.futures
-# joins it), so a command's alert is posted before the command ends.
-_poster: ThreadPoolExecutor | None = None
-_poster_made = threading.Lock()
+# only after it. The thread starts with the first post and finishes what is queued before its
+# process exits (concurrent.futures joins it), so a command's alert is posted before it ends.
+def _new_poster() -> None:  # and in a forked child, whose parent's thread is not in it
+    global _poster
+    _poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook")
 
 
-def _forget_poster_after_fork() -> None:  # its thread is not in the child
-    global _poster, _poster_made
-    _poster, _poster_made = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_poster_after_fork)
+_poster: ThreadPoolExecutor
+_new_poster()
+os.register_at_fork(after_in_child=_new_poster)
 
 
 def _post_soon(url: str, alert: Alert) -> None:
-    global _poster
-    with _poster_made:
-        if _poster is None:
-            _poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook")
     _poster.submit(post_webhook, url, alert)
 
 
 def wait_for_posts(timeout: float = 15.0) -> None:
     """Returns once every post queued so far has been made (or has failed)."""
-    if _poster is not None:
-        _poster.submit(lambda: None).result(timeout)
+    _poster.submit(lambda: None).result(timeout)
 
 
 def resolve_alert(source: str, subject: str) -> int:
